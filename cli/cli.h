@@ -1,0 +1,19 @@
+// Subcommand entry points of the `vlm` CLI; each returns the process exit code.
+#ifndef VLM_CLI_H
+#define VLM_CLI_H
+
+#include "core/error.h"
+
+typedef int (*vlm_cmd_fn)(int argc, char **argv);
+
+// Prints "vlm <cmd>: error: <msg>" to stderr and returns 1.
+int cli_fail(const char *cmd, const vlm_error *err);
+int cli_failf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_bpe(int argc, char **argv);
+int cmd_preprocess(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+
+#endif

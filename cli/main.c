@@ -1,0 +1,51 @@
+// The `vlm` command: dispatches to subcommands (cli/cmd_*.c).
+#include "cli/cli.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+    const char *name;
+    vlm_cmd_fn fn;
+    const char *help;
+} commands[] = {
+    {"bench", cmd_bench, "benchmarks: `vlm bench ops` (GEMM, attention, layernorm GFLOPS)"},
+    {"tokenize", cmd_tokenize, "tokenize stdin lines with a CLIP BPE vocabulary"},
+    {"bpe", cmd_bpe, "`vlm bpe train`: learn a BPE vocabulary from captions"},
+    {"preprocess", cmd_preprocess, "decode + eval-transform images into a safetensors file"},
+    {"data", cmd_data, "`vlm data stats|preview|convert`: inspect and convert datasets"},
+};
+
+int cli_fail(const char *cmd, const vlm_error *err) {
+    fprintf(stderr, "vlm %s: error: %s\n", cmd, err && err->msg[0] ? err->msg : "unknown error");
+    return 1;
+}
+
+int cli_failf(const char *cmd, const char *fmt, ...) {
+    fprintf(stderr, "vlm %s: error: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: vlm <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n`vlm <command> --help` describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "vlm: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,44 @@
+// Helpers shared by the op implementations (not part of the public API).
+#ifndef VLM_CORE_OPS_INTERNAL_H
+#define VLM_CORE_OPS_INTERNAL_H
+
+#include "core/ops.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define OMP_MIN 16384 // below this many elements a loop runs single-threaded
+
+static inline int vlm_nthreads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static inline int vlm_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+// Returns x if contiguous, else a recorded contiguous copy.
+vlm_tensor *vlm_ensure_contig(vlm_ctx *c, vlm_tensor *x);
+// New output of the given shape; gets a grad buffer when `grad` is set.
+vlm_tensor *vlm_out(vlm_ctx *c, int ndim, const int64_t *shape, int grad);
+// Fails the context unless x is a non-NULL f32 tensor.
+int vlm_check_f32(vlm_ctx *c, const char *op, const vlm_tensor *x, const char *what);
+float *vlm_scratch(vlm_ctx *c, int64_t n); // arena floats, uninitialised
+
+// C[rows x cols] (+)= alpha * A[rows x k] B[k x cols] with element (i,j) of a
+// matrix at p[i*rs + j*cs]; any of the four BLAS layouts. beta 0 or 1.
+typedef struct {
+    float *p;
+    int64_t rows, cols, rs, cs;
+} vlm_mat;
+int vlm_mat_blas_ok(const vlm_mat *m);
+void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta);
+
+#endif

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vlm builds and tests with, only those missing.
+# usage: scripts/deps.sh [--reference]   (--reference adds python3-torch etc. for tests/reference/)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-openmp
+      libjansson-dev libutf8proc-dev libpng-dev libjpeg62-turbo-dev
+      libarchive-dev zlib1g-dev)
+if [[ "${1:-}" == "--reference" ]]; then
+  pkgs+=(python3-torch python3-torchvision python3-pil python3-numpy)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's alternatives may point libblas.so.3 at the pthread build; vlm links
+# the OpenMP build explicitly (see CMakeLists.txt), so nothing else to do here.

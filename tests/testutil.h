@@ -1,0 +1,30 @@
+// Tiny assertion helpers for CTest executables: a failed check prints where
+// and why, and the test exits non-zero at the end.
+#ifndef VLM_TESTUTIL_H
+#define VLM_TESTUTIL_H
+
+#include <stdio.h>
+
+extern int tu_failures;
+extern int tu_checks;
+
+#define CHECK(cond, ...)                                                        \
+    do {                                                                        \
+        tu_checks++;                                                            \
+        if (!(cond)) {                                                          \
+            tu_failures++;                                                      \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                       \
+            fputc('\n', stderr);                                                \
+        }                                                                       \
+    } while (0)
+
+// max |a-b| / max(max|b|, floor) over n floats.
+double tu_rel_err(const float *a, const float *b, long n, double floor);
+double tu_max_abs(const float *a, long n);
+// Prints a summary and returns the exit code.
+int tu_done(const char *name);
+// Path under the source tree (static buffer rotation of 4).
+const char *tu_src(const char *rel);
+
+#endif
