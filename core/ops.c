@@ -53,7 +53,7 @@ static void contiguous_backward(vlm_ctx *c, vlm_node *n) {
     (void)c;
     // Rows are distinct in x unless x has stride-0 (broadcast) dims; views made
     // here never do, so rows can run in parallel.
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N / inner; r++) {
         float *dst = x->grad + strided_off(x, r * inner);
         const float *src = y->grad + r * inner;
@@ -70,7 +70,7 @@ vlm_tensor *vlm_op_contiguous(vlm_ctx *c, vlm_tensor *x) {
     if (N == 0) return y;
     size_t es = vlm_dtype_size(x->dtype);
     int64_t inner = x->ndim ? x->shape[x->ndim - 1] : 1, is = x->ndim ? x->stride[x->ndim - 1] : 1;
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N / inner; r++) {
         const char *src = (const char *)x->data + (size_t)strided_off(x, r * inner) * es;
         char *dst = (char *)y->data + (size_t)(r * inner) * es;
@@ -132,7 +132,7 @@ static void binary_backward(vlm_ctx *c, vlm_node *n) {
     (void)c;
     int same = vlm_numel(a) == N && vlm_numel(b) == N && vlm_is_contiguous(a) && vlm_is_contiguous(b);
     if (same) {
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < N; i++) {
             float gi = g[i];
             if (a->requires_grad) a->grad[i] += op == BIN_MUL ? gi * bd[i] : gi;
@@ -166,20 +166,20 @@ static vlm_tensor *binary(vlm_ctx *c, vlm_tensor *a, vlm_tensor *b, int op, cons
     const float *ad = vlm_f32(a), *bd = vlm_f32(b);
     int64_t na = vlm_numel(a), nb = vlm_numel(b);
     if (na == N && nb == N && vlm_is_contiguous(a) && vlm_is_contiguous(b)) {
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < N; i++)
             yo[i] = op == BIN_ADD ? ad[i] + bd[i] : op == BIN_SUB ? ad[i] - bd[i] : ad[i] * bd[i];
     } else if (na == N && vlm_is_contiguous(a) && vlm_is_contiguous(b) && nb > 0 && N % nb == 0 &&
                b->ndim <= a->ndim && bc->sb[bc->nd - 1] == 1 && nb == bc->shape[bc->nd - 1]) {
         // Row broadcast (bias-like): b covers the last dim.
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < N / nb; r++)
             for (int64_t j = 0; j < nb; j++) {
                 float x = ad[r * nb + j], z = bd[j];
                 yo[r * nb + j] = op == BIN_ADD ? x + z : op == BIN_SUB ? x - z : x * z;
             }
     } else {
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < N; i++) {
             int64_t oa, ob;
             bc_offsets(bc, i, &oa, &ob);
@@ -206,7 +206,7 @@ static void affine_backward(vlm_ctx *c, vlm_node *n) {
     float s = n->f[0];
     int64_t N = vlm_numel(y);
     (void)c;
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) x->grad[i] += s * y->grad[i];
 }
 
@@ -220,7 +220,7 @@ static vlm_tensor *affine(vlm_ctx *c, vlm_tensor *x, float s, float t, const cha
     int64_t N = vlm_numel(y);
     const float *xd = vlm_f32(x);
     float *yo = vlm_f32(y);
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) yo[i] = s * xd[i] + t;
     if (g) {
         vlm_node *nd = vlm_record(c, name, y, affine_backward, x, NULL, NULL, NULL);
@@ -285,7 +285,7 @@ static void act_backward(vlm_ctx *c, vlm_node *n) {
     int64_t N = vlm_numel(y);
     const float *xd = vlm_f32(x), *yd = vlm_f32(y), *g = y->grad;
     (void)c;
-#pragma omp parallel for schedule(static) if (N > OMP_MIN / 4)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) x->grad[i] += g[i] * act_bwd(act, xd[i], yd[i]);
 }
 
@@ -300,7 +300,7 @@ vlm_tensor *vlm_op_act(vlm_ctx *c, vlm_tensor *x, vlm_act act) {
     int64_t N = vlm_numel(y);
     const float *xd = vlm_f32(x);
     float *yo = vlm_f32(y);
-#pragma omp parallel for schedule(static) if (N > OMP_MIN / 4)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) yo[i] = act_fwd(act, xd[i]);
     if (g) {
         vlm_node *nd = vlm_record(c, "act", y, act_backward, x, NULL, NULL, NULL);
@@ -320,7 +320,7 @@ static void layernorm_backward(vlm_ctx *c, vlm_node *n) {
     float *part = need_wb ? vlm_scratch(c, (int64_t)nt * 2 * C) : NULL;
     if (need_wb && !part) return;
     if (part) memset(part, 0, sizeof(float) * (size_t)(nt * 2 * C));
-#pragma omp parallel for schedule(static) if (R * C > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C, *gr = y->grad + r * C;
         float m = mean[r], rs = rstd[r];
@@ -371,7 +371,7 @@ vlm_tensor *vlm_op_layernorm(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tenso
     if (!y || !stats) return NULL;
     const float *xd = vlm_f32(x), *wd = w ? vlm_f32(w) : NULL, *bd = b ? vlm_f32(b) : NULL;
     float *yo = vlm_f32(y);
-#pragma omp parallel for schedule(static) if (R * C > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
         float s = 0;
@@ -398,7 +398,7 @@ static void softmax_backward(vlm_ctx *c, vlm_node *n) {
     int64_t C = y->shape[y->ndim - 1], R = vlm_numel(y) / C;
     const float *yd = vlm_f32(y);
     (void)c;
-#pragma omp parallel for schedule(static) if (R * C > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
         const float *yr = yd + r * C, *gr = y->grad + r * C;
         float *dx = x->grad + r * C, s = 0;
@@ -424,7 +424,7 @@ static vlm_tensor *softmax_impl(vlm_ctx *c, vlm_tensor *x, int log_form) {
     int64_t C = x->shape[x->ndim - 1], R = vlm_numel(x) / C;
     const float *xd = vlm_f32(x);
     float *yo = vlm_f32(y);
-#pragma omp parallel for schedule(static) if (R * C > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
         float *yr = yo + r * C, mx = -INFINITY, s = 0;
@@ -454,7 +454,7 @@ static void l2norm_backward(vlm_ctx *c, vlm_node *n) {
     int64_t C = y->shape[y->ndim - 1], R = vlm_numel(y) / C;
     const float *norm = n->saved, *yd = vlm_f32(y);
     (void)c;
-#pragma omp parallel for schedule(static) if (R * C > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
         const float *yr = yd + r * C, *gr = y->grad + r * C;
         float *dx = x->grad + r * C, dot = 0, inv = 1.0f / norm[r];
@@ -479,7 +479,7 @@ vlm_tensor *vlm_op_l2norm(vlm_ctx *c, vlm_tensor *x) {
     if (!y || !norm) return NULL;
     const float *xd = vlm_f32(x);
     float *yo = vlm_f32(y);
-#pragma omp parallel for schedule(static) if (R * C > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
         double s = 0;
         for (int64_t j = 0; j < C; j++) s += (double)xd[r * C + j] * xd[r * C + j];
@@ -503,7 +503,7 @@ static void embedding_backward(vlm_ctx *c, vlm_node *n) {
     const int32_t *id = ids->data;
     (void)c;
     // Parallel over column blocks: no two threads touch the same weight element.
-#pragma omp parallel for schedule(static) if (T * C > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t j0 = 0; j0 < C; j0 += 16) {
         int64_t j1 = j0 + 16 < C ? j0 + 16 : C;
         for (int64_t t = 0; t < T; t++)
@@ -645,7 +645,7 @@ static void sum_backward(vlm_ctx *c, vlm_node *n) {
     float g = n->out->grad[0] * n->f[0];
     int64_t N = vlm_numel(x);
     (void)c;
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) x->grad[i] += g;
 }
 
@@ -659,7 +659,7 @@ static vlm_tensor *sum_impl(vlm_ctx *c, vlm_tensor *x, int mean) {
     if (!y) return NULL;
     double s = 0;
     const float *xd = vlm_f32(x);
-#pragma omp parallel for reduction(+ : s) schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for reduction(+ : s) schedule(static)
     for (int64_t i = 0; i < N; i++) s += xd[i];
     float scale = mean ? (N ? 1.0f / (float)N : 0.0f) : 1.0f;
     vlm_f32(y)[0] = (float)(s * scale);
@@ -678,7 +678,7 @@ static void mean_dim_backward(vlm_ctx *c, vlm_node *n) {
     int64_t outer = n->i[0], len = n->i[1], inner = n->i[2];
     float inv = 1.0f / (float)len;
     (void)c;
-#pragma omp parallel for schedule(static) if (outer * len * inner > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < len; k++)
             for (int64_t j = 0; j < inner; j++) x->grad[(o * len + k) * inner + j] += y->grad[o * inner + j] * inv;
@@ -701,7 +701,7 @@ vlm_tensor *vlm_op_mean_dim(vlm_ctx *c, vlm_tensor *x, int dim) {
     if (!y) return NULL;
     const float *xd = vlm_f32(x);
     float *yo = vlm_f32(y), inv = 1.0f / (float)len;
-#pragma omp parallel for schedule(static) if (outer * len * inner > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t j = 0; j < inner; j++) yo[o * inner + j] = 0;
         for (int64_t k = 0; k < len; k++)
@@ -734,7 +734,7 @@ static void ce_backward(vlm_ctx *c, vlm_node *n) {
     (void)c;
     if (!s->count) return;
     float scale = g / (float)s->count;
-#pragma omp parallel for schedule(static) if (N * K > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
         if (s->targets[r] < 0) continue;
         const float *xr = vlm_f32(x) + r * K;
@@ -779,7 +779,7 @@ vlm_tensor *vlm_op_cross_entropy(vlm_ctx *c, vlm_tensor *x, const int32_t *targe
     if (!y) return NULL;
     double total = 0;
     const float *xd = vlm_f32(x);
-#pragma omp parallel for reduction(+ : total) schedule(static) if (N * K > OMP_MIN)
+#pragma omp parallel for reduction(+ : total) schedule(static)
     for (int64_t r = 0; r < N; r++) {
         const float *xr = xd + r * K;
         float mx = -INFINITY, sum = 0, sx = 0;
@@ -811,7 +811,7 @@ static void mse_backward(vlm_ctx *c, vlm_node *n) {
     float g = n->out->grad[0] * 2.0f / (float)N;
     const float *ad = vlm_f32(a), *bd = vlm_f32(b);
     (void)c;
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) {
         float d = g * (ad[i] - bd[i]);
         if (a->requires_grad) a->grad[i] += d;
@@ -836,7 +836,7 @@ vlm_tensor *vlm_op_mse(vlm_ctx *c, vlm_tensor *a, vlm_tensor *b) {
     if (!y) return NULL;
     double s = 0;
     const float *ad = vlm_f32(a), *bd = vlm_f32(b);
-#pragma omp parallel for reduction(+ : s) schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for reduction(+ : s) schedule(static)
     for (int64_t i = 0; i < N; i++) s += (double)(ad[i] - bd[i]) * (ad[i] - bd[i]);
     vlm_f32(y)[0] = (float)(s / (double)N);
     if (g) vlm_record(c, "mse", y, mse_backward, a, b, NULL, NULL);
@@ -856,7 +856,7 @@ static void dropout_backward(vlm_ctx *c, vlm_node *n) {
     float s = n->f[0];
     int64_t N = vlm_numel(y);
     (void)c;
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++)
         if (dropout_keep(key, i, thresh)) x->grad[i] += s * y->grad[i];
 }
@@ -876,7 +876,7 @@ vlm_tensor *vlm_op_dropout(vlm_ctx *c, vlm_tensor *x, float p) {
     int64_t N = vlm_numel(y);
     const float *xd = vlm_f32(x);
     float *yo = vlm_f32(y);
-#pragma omp parallel for schedule(static) if (N > OMP_MIN)
+#pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) yo[i] = dropout_keep(key, i, thresh) ? xd[i] * s : 0.0f;
     if (g) {
         vlm_node *nd = vlm_record(c, "dropout", y, dropout_backward, x, NULL, NULL, NULL);

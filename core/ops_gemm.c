@@ -57,6 +57,37 @@ void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
     blas_layout(&A, &ta, &lda);
     blas_layout(&B, &tb, &ldb);
 #ifdef VLM_HAVE_OPENBLAS
+#ifdef _OPENMP
+    // Large GEMMs outside a parallel region are split across our own threads
+    // (each block runs single-threaded OpenBLAS): OpenBLAS's threaded driver
+    // mallocs a job array per call, which would break the no-malloc step.
+    if (!omp_in_parallel() && omp_get_max_threads() > 1 && C.rows * C.cols * A.cols >= (1 << 18)) {
+        int split_rows = C.rows >= C.cols;
+#pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            int64_t n = split_rows ? C.rows : C.cols, chunk = (n + nt - 1) / nt;
+            chunk = split_rows ? chunk : (chunk + 15) / 16 * 16; // keep column blocks vector-aligned
+            int64_t lo = id * chunk, hi = lo + chunk < n ? lo + chunk : n;
+            if (lo < hi) {
+                vlm_mat Cb = C, Ab = A, Bb = B;
+                if (split_rows) {
+                    Cb.p += lo * C.rs;
+                    Cb.rows = hi - lo;
+                    Ab.p += lo * A.rs;
+                    Ab.rows = hi - lo;
+                } else {
+                    Cb.p += lo * C.cs;
+                    Cb.cols = hi - lo;
+                    Bb.p += lo * B.cs;
+                    Bb.cols = hi - lo;
+                }
+                vlm_gemm(Cb, Ab, Bb, alpha, beta);
+            }
+        }
+        return;
+    }
+#endif
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)C.rows,
                 (int)C.cols, (int)A.cols, alpha, A.p, (int)lda, B.p, (int)ldb, beta, C.p, (int)ldc);
 #else
@@ -168,7 +199,7 @@ static void linear_backward(vlm_ctx *c, vlm_node *n) {
     if (b && b->requires_grad) { // db[N] += sum_r dY[r, :]
         const float *g = y->grad;
         float *db = b->grad;
-#pragma omp parallel for schedule(static) if (R * N > OMP_MIN)
+#pragma omp parallel for schedule(static)
         for (int64_t j0 = 0; j0 < N; j0 += 16) {
             int64_t j1 = j0 + 16 < N ? j0 + 16 : N;
             float acc[16] = {0};
@@ -201,7 +232,7 @@ vlm_tensor *vlm_op_linear(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tensor *
     float beta = 0;
     if (b) { // start from the bias, then GEMM accumulates (beta = 1)
         const float *bb = vlm_f32(b);
-#pragma omp parallel for schedule(static) if (R * N > OMP_MIN)
+#pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < R; r++) memcpy(yo + r * N, bb, sizeof(float) * (size_t)N);
         beta = 1;
     }
@@ -330,7 +361,7 @@ vlm_tensor *vlm_op_attention(vlm_ctx *c, vlm_tensor *q, vlm_tensor *k, vlm_tenso
 // (c, ky, kx) columns, matching w.view(D, C*p*p).
 static void patch_im2col(const float *x, float *cols, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p, int add_back) {
     int64_t gh = H / p, gw = W / p, K = C * p * p;
-#pragma omp parallel for collapse(2) schedule(static) if (B * C * H * W > OMP_MIN)
+#pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t py = 0; py < gh; py++)
             for (int64_t px = 0; px < gw; px++) {

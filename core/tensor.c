@@ -329,6 +329,36 @@ vlm_tensor *vlm_view_select(vlm_ctx *c, vlm_tensor *x, int dim, int64_t index) {
     return t;
 }
 
+static void extent(int ndim, const int64_t *shape, const int64_t *stride, int64_t *lo, int64_t *hi) {
+    *lo = *hi = 0;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 0) { *lo = 0; *hi = -1; return; }
+        int64_t e = (shape[i] - 1) * stride[i];
+        if (e < 0) *lo += e; else *hi += e;
+    }
+}
+
+vlm_tensor *vlm_view_strided(vlm_ctx *c, vlm_tensor *x, int ndim, const int64_t *shape, const int64_t *stride,
+                             int64_t offset) {
+    if (c->status != VLM_OK || !x) return NULL;
+    if (ndim < 0 || ndim > VLM_MAX_DIMS) return vlm_ctx_fail(c, VLM_ERR_SHAPE, "view_strided: %d dims", ndim);
+    int64_t xlo, xhi, lo, hi;
+    extent(x->ndim, x->shape, x->stride, &xlo, &xhi);
+    extent(ndim, shape, stride, &lo, &hi);
+    char a[96];
+    if (hi >= lo && (offset + lo < xlo || offset + hi > xhi))
+        return vlm_ctx_fail(c, VLM_ERR_SHAPE, "view_strided: view at offset %lld reaches outside %s", (long long)offset,
+                            vlm_shape_str(x, a, sizeof a));
+    vlm_tensor *t = vlm_view(c, x);
+    if (!t) return NULL;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    t->data = (char *)x->data + (size_t)offset * vlm_dtype_size(x->dtype);
+    if (x->grad) t->grad = x->grad + offset;
+    return t;
+}
+
 // ---- parameter store ---------------------------------------------------------
 void vlm_params_init(vlm_params *ps) { memset(ps, 0, sizeof *ps); }
 

@@ -103,6 +103,9 @@ vlm_tensor *vlm_view_transpose(vlm_ctx *c, vlm_tensor *x, int d0, int d1);
 vlm_tensor *vlm_view_permute(vlm_ctx *c, vlm_tensor *x, const int *perm);
 vlm_tensor *vlm_view_slice(vlm_ctx *c, vlm_tensor *x, int dim, int64_t start, int64_t len);
 vlm_tensor *vlm_view_select(vlm_ctx *c, vlm_tensor *x, int dim, int64_t index); // drops dim
+// Any shape/strides (elements) at element offset `offset` of x; checked to stay inside x's extent.
+vlm_tensor *vlm_view_strided(vlm_ctx *c, vlm_tensor *x, int ndim, const int64_t *shape, const int64_t *stride,
+                             int64_t offset);
 
 // ---- parameter store -------------------------------------------------------
 // All parameters in one contiguous f32 buffer; grad, Adam m and v mirror it,
