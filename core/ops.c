@@ -325,6 +325,7 @@ static void layernorm_backward(vlm_ctx *c, vlm_node *n) {
         const float *xr = xd + r * C, *gr = y->grad + r * C;
         float m = mean[r], rs = rstd[r];
         float sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
         for (int64_t j = 0; j < C; j++) {
             float xh = (xr[j] - m) * rs, gw = gr[j] * (wd ? wd[j] : 1.0f);
             sum_g += gw;
@@ -375,8 +376,10 @@ vlm_tensor *vlm_op_layernorm(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tenso
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
         float s = 0;
+#pragma omp simd reduction(+ : s)
         for (int64_t j = 0; j < C; j++) s += xr[j];
         float m = s / (float)C, v = 0;
+#pragma omp simd reduction(+ : v)
         for (int64_t j = 0; j < C; j++) v += (xr[j] - m) * (xr[j] - m);
         float rs = 1.0f / sqrtf(v / (float)C + eps);
         stats[r] = m;

@@ -227,6 +227,10 @@ vlm_status vlm_backward(vlm_ctx *c, vlm_tensor *loss) {
     }
     loss->grad[0] += 1.0f;
     for (vlm_node *n = c->tape; n && c->status == VLM_OK; n = n->prev) n->backward(c, n);
+    // The tape is consumed (as PyTorch frees the graph): a second backward in
+    // the same step only walks ops recorded after this one.
+    c->tape = NULL;
+    c->n_nodes = 0;
     return c->status;
 }
 

@@ -81,7 +81,7 @@ void vlm_ctx_reset(vlm_ctx *c);
 void *vlm_ctx_fail(vlm_ctx *c, vlm_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static inline int vlm_ctx_ok(const vlm_ctx *c) { return c->status == VLM_OK; }
 // Reverse-mode pass: seeds d(loss)=1 (loss must hold one element) and walks
-// the tape backwards, accumulating into every grad buffer.
+// the tape backwards, accumulating into every grad buffer, then drops the tape.
 vlm_status vlm_backward(vlm_ctx *c, vlm_tensor *loss);
 
 // New arena tensor (contiguous, data uninitialised). With requires_grad and
