@@ -15,5 +15,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_bpe(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_clip_step(int argc, char **argv);
 
 #endif

@@ -403,7 +403,7 @@ int vlm_params_add(vlm_params *ps, const char *name, int ndim, const int64_t *sh
     snprintf(p->name, sizeof p->name, "%s", name);
     p->t.dtype = VLM_F32;
     p->t.ndim = ndim;
-    memcpy(p->t.shape, shape, sizeof(int64_t) * (size_t)ndim);
+    if (ndim) memcpy(p->t.shape, shape, sizeof(int64_t) * (size_t)ndim);
     vlm_set_contiguous_strides(&p->t);
     p->numel = vlm_numel(&p->t);
     // Keep each parameter 16-float aligned (64 bytes) inside the buffer.

@@ -1,0 +1,221 @@
+// CLIP model: configs, parameters, weight loading and the contrastive forward.
+#include "fusion/clip.h"
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/safetensors.h"
+
+static void set_cfg(vlm_clip_cfg *c, int embed, int img, int patch, int vw, int vl, int vh, int ctx, int vocab, int tw,
+                    int tl, int th, vlm_act act) {
+    memset(c, 0, sizeof *c);
+    c->embed_dim = embed;
+    c->vision = (vlm_vit_cfg){img, patch, vw, vl, vh, 4 * vw, embed, act, 0};
+    c->text = (vlm_text_cfg){ctx, vocab, tw, th, tl, 4 * tw, embed, act};
+}
+
+vlm_status vlm_clip_cfg_preset(const char *name, vlm_clip_cfg *cfg, vlm_error *err) {
+    if (!strcmp(name, "tiny")) set_cfg(cfg, 192, 32, 4, 192, 6, 3, 32, 8192, 192, 6, 3, VLM_ACT_GELU);
+    else if (!strcmp(name, "small")) set_cfg(cfg, 384, 64, 8, 384, 6, 6, 32, 16384, 384, 6, 6, VLM_ACT_GELU);
+    else if (!strcmp(name, "ViT-S-16")) set_cfg(cfg, 384, 224, 16, 384, 12, 6, 77, 49408, 384, 12, 6, VLM_ACT_GELU);
+    else if (!strcmp(name, "ViT-S-32")) set_cfg(cfg, 384, 224, 32, 384, 12, 6, 77, 49408, 384, 12, 6, VLM_ACT_GELU);
+    else if (!strcmp(name, "ViT-B-32")) set_cfg(cfg, 512, 224, 32, 768, 12, 12, 77, 49408, 512, 12, 8, VLM_ACT_GELU);
+    else return vlm_errorf(err, VLM_ERR_ARG, "unknown model '%s' (presets: tiny, small, ViT-S-16, ViT-S-32, ViT-B-32; or a JSON file)", name);
+    return VLM_OK;
+}
+
+static int jint(json_t *o, const char *k, int *out) {
+    json_t *v = json_object_get(o, k);
+    if (!v) return 0;
+    if (json_is_integer(v)) *out = (int)json_integer_value(v);
+    else if (json_is_real(v)) *out = (int)json_real_value(v);
+    else return -1;
+    return 1;
+}
+
+static double jnum(json_t *o, const char *k, double def) {
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : def;
+}
+
+vlm_status vlm_clip_cfg_from_json(const char *text, vlm_clip_cfg *cfg, vlm_error *err) {
+    json_error_t je;
+    json_t *root = json_loads(text, 0, &je);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return vlm_errorf(err, VLM_ERR_FORMAT, "model config: malformed JSON at line %d: %s", je.line, je.text);
+    }
+    memset(cfg, 0, sizeof *cfg);
+    vlm_status st = VLM_OK;
+    int embed = 0;
+    if (jint(root, "embed_dim", &embed) != 1 || embed <= 0) {
+        st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: needs a positive integer embed_dim");
+        goto done;
+    }
+    cfg->embed_dim = embed;
+    json_t *vc = json_object_get(root, "vision_cfg"), *tc = json_object_get(root, "text_cfg");
+    if (vc || tc) { // open_clip schema
+        if (!json_is_object(vc) || !json_is_object(tc)) {
+            st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: vision_cfg and text_cfg must both be objects");
+            goto done;
+        }
+        vlm_act act = json_is_true(json_object_get(root, "quick_gelu")) ? VLM_ACT_QUICK_GELU : VLM_ACT_GELU;
+        vlm_vit_cfg *v = &cfg->vision;
+        vlm_text_cfg *t = &cfg->text;
+        int head_width = 64;
+        v->image_size = 224; v->patch_size = 16; v->layers = 12; v->width = 768;
+        t->context_length = 77; t->vocab_size = 49408; t->width = 512; t->heads = 8; t->layers = 12;
+        int bad = jint(vc, "image_size", &v->image_size) < 0 || jint(vc, "patch_size", &v->patch_size) < 0 ||
+                  jint(vc, "layers", &v->layers) < 0 || jint(vc, "width", &v->width) < 0 ||
+                  jint(vc, "head_width", &head_width) < 0 || jint(tc, "context_length", &t->context_length) < 0 ||
+                  jint(tc, "vocab_size", &t->vocab_size) < 0 || jint(tc, "width", &t->width) < 0 ||
+                  jint(tc, "heads", &t->heads) < 0 || jint(tc, "layers", &t->layers) < 0;
+        if (bad || head_width <= 0) {
+            st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: a vision_cfg/text_cfg field has the wrong type");
+            goto done;
+        }
+        v->heads = v->width / head_width;
+        if (jint(vc, "heads", &v->heads) < 0) { st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: vision heads"); goto done; }
+        v->mlp_width = (int)(v->width * jnum(vc, "mlp_ratio", 4.0));
+        v->patch_dropout = (float)jnum(vc, "patch_dropout", 0.0);
+        t->mlp_width = (int)(t->width * jnum(tc, "mlp_ratio", 4.0));
+        v->act = t->act = act;
+        v->output_dim = t->output_dim = embed;
+        json_t *sg = json_object_get(root, "init_logit_bias");
+        cfg->siglip = sg != NULL && !json_is_null(sg);
+    } else { // OpenAI CLIP(...) arguments
+        vlm_vit_cfg *v = &cfg->vision;
+        vlm_text_cfg *t = &cfg->text;
+        const char *need[] = {"image_resolution", "vision_layers", "vision_width", "vision_patch_size", "context_length",
+                              "vocab_size", "transformer_width", "transformer_heads", "transformer_layers"};
+        int *dst[] = {&v->image_size, &v->layers, &v->width, &v->patch_size, &t->context_length, &t->vocab_size, &t->width,
+                      &t->heads, &t->layers};
+        for (int i = 0; i < 9; i++)
+            if (jint(root, need[i], dst[i]) != 1) {
+                st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: missing or non-numeric '%s'", need[i]);
+                goto done;
+            }
+        v->heads = v->width / 64 > 0 ? v->width / 64 : 1; // OpenAI: vision_heads = vision_width // 64
+        v->mlp_width = 4 * v->width;
+        t->mlp_width = 4 * t->width;
+        v->act = t->act = VLM_ACT_QUICK_GELU;
+        v->output_dim = t->output_dim = embed;
+    }
+    if (cfg->vision.width <= 0 || cfg->vision.heads <= 0 || cfg->vision.width % cfg->vision.heads || cfg->text.width <= 0 ||
+        cfg->text.heads <= 0 || cfg->text.width % cfg->text.heads || cfg->vision.layers < 0 || cfg->text.layers < 0 ||
+        cfg->vision.patch_size <= 0 || cfg->vision.image_size % cfg->vision.patch_size)
+        st = vlm_errorf(err, VLM_ERR_FORMAT,
+                        "model config: inconsistent sizes (vision width %d / heads %d, text width %d / heads %d, image %d / patch %d)",
+                        cfg->vision.width, cfg->vision.heads, cfg->text.width, cfg->text.heads, cfg->vision.image_size,
+                        cfg->vision.patch_size);
+done:
+    json_decref(root);
+    return st;
+}
+
+vlm_status vlm_clip_cfg_load(const char *name_or_path, vlm_clip_cfg *cfg, vlm_error *err) {
+    const char *dot = strrchr(name_or_path, '.');
+    if (!dot || strcmp(dot, ".json")) return vlm_clip_cfg_preset(name_or_path, cfg, err);
+    json_error_t je;
+    json_t *root = json_load_file(name_or_path, 0, &je);
+    if (!root) return vlm_errorf(err, VLM_ERR_FORMAT, "%s: %s (line %d)", name_or_path, je.text, je.line);
+    char *text = json_dumps(root, 0);
+    json_decref(root);
+    vlm_status st = vlm_clip_cfg_from_json(text, cfg, err);
+    free(text);
+    if (st) vlm_error_prefix(err, "%s", name_or_path);
+    return st;
+}
+
+char *vlm_clip_cfg_to_json(const vlm_clip_cfg *c) {
+    json_t *root = json_pack("{s:i, s:b, s:{s:i, s:i, s:i, s:i, s:i, s:f, s:f}, s:{s:i, s:i, s:i, s:i, s:i, s:f}}",
+                             "embed_dim", c->embed_dim, "quick_gelu", c->vision.act == VLM_ACT_QUICK_GELU, "vision_cfg",
+                             "image_size", c->vision.image_size, "patch_size", c->vision.patch_size, "layers",
+                             c->vision.layers, "width", c->vision.width, "heads", c->vision.heads, "mlp_ratio",
+                             (double)c->vision.mlp_width / c->vision.width, "patch_dropout", (double)c->vision.patch_dropout,
+                             "text_cfg", "context_length", c->text.context_length, "vocab_size", c->text.vocab_size,
+                             "width", c->text.width, "heads", c->text.heads, "layers", c->text.layers, "mlp_ratio",
+                             (double)c->text.mlp_width / c->text.width);
+    if (c->siglip) json_object_set_new(root, "init_logit_bias", json_real(-10.0));
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return s;
+}
+
+vlm_status vlm_clip_init(vlm_clip *m, const vlm_clip_cfg *cfg, vlm_error *err) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->cfg.vision.output_dim = m->cfg.text.output_dim = cfg->embed_dim;
+    vlm_params_init(&m->ps);
+    vlm_status st = vlm_text_init(&m->text, &m->ps, m->cfg.text, err);
+    if (!st) st = vlm_vit_init(&m->visual, &m->ps, "visual.", m->cfg.vision, err);
+    if (st) {
+        vlm_clip_free(m);
+        return st;
+    }
+    m->logit_scale = vlm_params_add(&m->ps, "logit_scale", 0, NULL, err);
+    m->logit_bias = cfg->siglip ? vlm_params_add(&m->ps, "logit_bias", 0, NULL, err) : -1;
+    if (m->logit_scale < 0 || (cfg->siglip && m->logit_bias < 0) || vlm_params_alloc(&m->ps, err)) {
+        vlm_clip_free(m);
+        return err ? err->status : VLM_ERR_ARG;
+    }
+    return VLM_OK;
+}
+
+void vlm_clip_free(vlm_clip *m) {
+    vlm_vit_free(&m->visual);
+    vlm_text_free(&m->text);
+    vlm_params_free(&m->ps);
+}
+
+void vlm_clip_init_weights(vlm_clip *m, uint64_t seed) {
+    vlm_rng rng;
+    vlm_rng_init(&rng, seed, VLM_RNG_INIT, 0);
+    vlm_text_init_weights(&m->text, &m->ps, &rng);
+    vlm_rng_init(&rng, seed, VLM_RNG_INIT, 1);
+    vlm_vit_init_weights(&m->visual, &m->ps, &rng);
+    vlm_f32(vlm_params_get(&m->ps, m->logit_scale))[0] = m->cfg.siglip ? logf(10.0f) : logf(1.0f / 0.07f);
+    if (m->logit_bias >= 0) vlm_f32(vlm_params_get(&m->ps, m->logit_bias))[0] = -10.0f;
+}
+
+vlm_status vlm_clip_load_weights_st(vlm_clip *m, const void *stf, const char *what, vlm_error *err) {
+    const vlm_st_file *f = stf;
+    for (int i = 0; i < m->ps.n; i++) {
+        vlm_param *p = &m->ps.p[i];
+        vlm_status st = vlm_st_get(f, p->name, VLM_F32, p->t.ndim, p->t.shape, p->t.data, err);
+        if (st) return vlm_error_prefix(err, "%s", what);
+    }
+    return VLM_OK;
+}
+
+vlm_status vlm_clip_load_weights(vlm_clip *m, const char *path, vlm_error *err) {
+    vlm_st_file f;
+    vlm_status st = vlm_st_read(&f, path, err);
+    if (st) return st;
+    st = vlm_clip_load_weights_st(m, &f, path, err);
+    vlm_st_free(&f);
+    return st;
+}
+
+void vlm_clip_clamp_logit_scale(vlm_clip *m) {
+    float *s = vlm_f32(vlm_params_get(&m->ps, m->logit_scale));
+    const float hi = logf(100.0f);
+    if (*s < 0) *s = 0;
+    if (*s > hi) *s = hi;
+}
+
+vlm_tensor *vlm_clip_encode_image(vlm_ctx *c, vlm_clip *m, vlm_tensor *images, vlm_rng *rng) {
+    return vlm_vit_forward(c, &m->visual, &m->ps, images, rng);
+}
+
+vlm_tensor *vlm_clip_encode_text(vlm_ctx *c, vlm_clip *m, vlm_tensor *ids) {
+    return vlm_text_forward(c, &m->text, &m->ps, ids);
+}
+
+vlm_tensor *vlm_clip_logits(vlm_ctx *c, vlm_clip *m, vlm_tensor *img, vlm_tensor *txt) {
+    vlm_tensor *a = vlm_op_l2norm(c, img), *b = vlm_op_l2norm(c, txt);
+    vlm_tensor *scale = vlm_op_act(c, vlm_params_get(&m->ps, m->logit_scale), VLM_ACT_EXP);
+    vlm_tensor *sim = vlm_op_matmul(c, a, vlm_view_transpose(c, b, 0, 1));
+    return vlm_op_mul(c, sim, scale);
+}

@@ -1,0 +1,26 @@
+// OpenAI CLIP's text transformer: token + positional embeddings, causal
+// pre-LN blocks (shared with the vision tower), ln_final, pooling at the EOT
+// position (argmax of ids) and text_projection. Names follow OpenAI's state_dict.
+#ifndef VLM_TEXT_ENCODER_H
+#define VLM_TEXT_ENCODER_H
+
+#include "core/transformer.h"
+
+typedef struct {
+    int context_length, vocab_size, width, heads, layers, mlp_width, output_dim;
+    vlm_act act;
+} vlm_text_cfg;
+
+typedef struct {
+    vlm_text_cfg cfg;
+    int tok_emb, pos_emb, ln_final_w, ln_final_b, proj; // param indices
+    vlm_transformer tr;
+} vlm_text_encoder;
+
+vlm_status vlm_text_init(vlm_text_encoder *t, vlm_params *ps, vlm_text_cfg cfg, vlm_error *err);
+void vlm_text_free(vlm_text_encoder *t);
+void vlm_text_init_weights(const vlm_text_encoder *t, vlm_params *ps, vlm_rng *rng);
+// ids: I32 [B, T] (T <= context_length) -> features [B, output_dim].
+vlm_tensor *vlm_text_forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *ps, vlm_tensor *ids);
+
+#endif
