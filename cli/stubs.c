@@ -7,5 +7,3 @@
 
 STUB(cmd_tokenize, "tokenize")
 STUB(cmd_bpe, "bpe")
-STUB(cmd_preprocess, "preprocess")
-STUB(cmd_data, "data")

@@ -31,6 +31,7 @@ void vlm_transform_scratch_free(vlm_transform_scratch *s) {
     free(s->bx);
     free(s->by);
     free(s->w);
+    free(s->acc);
     memset(s, 0, sizeof *s);
 }
 
@@ -179,17 +180,22 @@ vlm_status vlm_image_resize_bicubic(const vlm_image *src, int bx, int by, int bw
     }
     if (!need_v) return VLM_OK;
 
-    // Vertical pass: tmp -> out [wh, ww, 3].
+    // Vertical pass: tmp -> out [wh, ww, 3]. Taps outermost so the inner
+    // loop runs over a contiguous row (vectorises); same sums as Pillow.
+    if (grow((void **)&s->acc, &s->acc_cap, sizeof(int32_t) * hstride))
+        return vlm_errorf(err, VLM_ERR_OOM, "resize: out of memory");
+    int32_t *acc = s->acc;
     for (int y = 0; y < wh; y++) {
         const int ymin = s->by[2 * y] - r0, cnt = s->by[2 * y + 1];
         const int32_t *k = s->ky + (size_t)y * kys;
         uint8_t *o = out + (size_t)y * hstride;
-        const uint8_t *col = s->tmp + (size_t)ymin * hstride;
-        for (size_t x = 0; x < hstride; x++) {
-            int32_t acc = 1 << (PRECISION_BITS - 1);
-            for (int i = 0; i < cnt; i++) acc += col[(size_t)i * hstride + x] * k[i];
-            o[x] = clip8(acc);
+        for (size_t x = 0; x < hstride; x++) acc[x] = 1 << (PRECISION_BITS - 1);
+        for (int i = 0; i < cnt; i++) {
+            const uint8_t *row = s->tmp + (size_t)(ymin + i) * hstride;
+            const int32_t ki = k[i];
+            for (size_t x = 0; x < hstride; x++) acc[x] += row[x] * ki;
         }
+        for (size_t x = 0; x < hstride; x++) o[x] = clip8(acc[x]);
     }
     return VLM_OK;
 }
@@ -237,6 +243,25 @@ static void to_unit_chw(const uint8_t *in, int S, int flip, float *out) {
     }
 }
 
+// ToTensor + Normalize in one pass through a per-channel table; the table
+// holds exactly torch's float32 ((v / 255) - mean) / std.
+static void to_normalized_chw(const vlm_transform *t, const uint8_t *in, int S, int flip, float *out) {
+    float lut[3][256];
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) lut[c][v] = ((float)v / 255.0f - t->mean[c]) / t->std[c];
+    const size_t plane = (size_t)S * S;
+    for (int y = 0; y < S; y++) {
+        const uint8_t *row = in + (size_t)y * S * 3;
+        float *o0 = out + (size_t)y * S, *o1 = o0 + plane, *o2 = o1 + plane;
+        for (int x = 0; x < S; x++) {
+            const uint8_t *p = row + (size_t)(flip ? S - 1 - x : x) * 3;
+            o0[x] = lut[0][p[0]];
+            o1[x] = lut[1][p[1]];
+            o2[x] = lut[2][p[2]];
+        }
+    }
+}
+
 static void normalize(const vlm_transform *t, float *x, int S) {
     const size_t plane = (size_t)S * S;
     for (int c = 0; c < 3; c++) {
@@ -253,8 +278,7 @@ vlm_status vlm_transform_eval(const vlm_transform *t, const vlm_image *img, floa
         return vlm_errorf(err, VLM_ERR_OOM, "transform: out of memory");
     vlm_status st = vlm_transform_eval_u8(t, img, s->out8, s, err);
     if (st) return st;
-    to_unit_chw(s->out8, S, 0, out);
-    normalize(t, out, S);
+    to_normalized_chw(t, s->out8, S, 0, out);
     return VLM_OK;
 }
 
@@ -386,6 +410,10 @@ vlm_status vlm_transform_apply(const vlm_transform *t, const vlm_image *img, con
         return vlm_errorf(err, VLM_ERR_OOM, "transform: out of memory");
     st = vlm_image_resize_bicubic(img, p->crop_x, p->crop_y, p->crop_w, p->crop_h, S, S, 0, 0, S, S, s->out8, s, err);
     if (st) return st;
+    if (!p->jitter && !p->gray) {
+        to_normalized_chw(t, s->out8, S, p->flip, out);
+        return VLM_OK;
+    }
     to_unit_chw(s->out8, S, p->flip, out);
     const size_t n = (size_t)S * S;
     if (p->jitter) {

@@ -51,6 +51,8 @@ typedef struct {
     size_t kx_cap, ky_cap, bx_cap, by_cap;
     double *w;         // one output's float taps before fixed-point rounding
     size_t w_cap;
+    int32_t *acc;      // one output row of vertical-pass accumulators
+    size_t acc_cap;
 } vlm_transform_scratch;
 
 // CLIP mean/std, open_clip train defaults (scale 0.9..1, ratio 3/4..4/3, no
