@@ -7,6 +7,10 @@
 #include <time.h>
 #include "cli/cli.h"
 #include "core/ops.h"
+#include "core/optim.h"
+#include "fusion/clip.h"
+#include "losses/contrastive.h"
+#include <sys/resource.h>
 #ifdef VLM_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
@@ -181,11 +185,97 @@ static int bench_ops(int argc, char **argv) {
     return 0;
 }
 
+static const char *bench_usage =
+    "usage: vlm bench ops [--reps N] [--json]\n"
+    "       vlm bench [--model NAME|CONFIG.json] [--batch-size B] [--steps N] [--warmup N] [--siglip] [--json]\n"
+    "The second form times full CLIP training steps (forward, loss, backward, AdamW) on synthetic data\n"
+    "and reports pairs_per_s, step_ms and peak_rss_mb.\n";
+
+static int bench_model(int argc, char **argv) {
+    const char *model = "tiny";
+    int batch = 64, steps = 20, warmup = 3, json = 0, siglip = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--siglip")) siglip = 1;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(bench_usage, stdout);
+            return 0;
+        } else if (i + 1 < argc && !strcmp(a, "--model")) model = argv[++i];
+        else if (i + 1 < argc && !strcmp(a, "--batch-size")) batch = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(a, "--steps")) steps = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
+        else return cli_failf("bench", "unknown option '%s'\n%s", a, bench_usage);
+    }
+    if (batch < 1 || steps < 1 || warmup < 0) return cli_failf("bench", "--batch-size and --steps must be >= 1");
+    vlm_error err = {0};
+    vlm_clip_cfg cfg;
+    if (vlm_clip_cfg_load(model, &cfg, &err)) return cli_fail("bench", &err);
+    cfg.siglip = siglip;
+    vlm_clip m;
+    if (vlm_clip_init(&m, &cfg, &err)) return cli_fail("bench", &err);
+    vlm_clip_init_weights(&m, 0);
+    vlm_adamw opt;
+    vlm_ctx c;
+    if (vlm_adamw_init(&opt, &m.ps, (vlm_adamw_cfg){5e-4f, 0.9f, 0.98f, 1e-6f, 0.2f}, &err) ||
+        vlm_ctx_init(&c, 64u << 20, 0, &err))
+        return cli_fail("bench", &err);
+    int S = cfg.vision.image_size, T = cfg.text.context_length, V = cfg.text.vocab_size;
+    float *images = malloc(sizeof(float) * (size_t)batch * 3 * S * S);
+    int32_t *text = calloc((size_t)batch * T, sizeof(int32_t));
+    vlm_rng rng;
+    vlm_rng_init(&rng, 0, VLM_RNG_DATA, 0);
+    for (int64_t i = 0; i < (int64_t)batch * 3 * S * S; i++) images[i] = vlm_rng_normal(&rng);
+    for (int b = 0; b < batch; b++) { // SOT, words, EOT, padding: lengths 6..T
+        int L = 6 + (int)vlm_rng_below(&rng, (uint64_t)(T - 5));
+        text[b * T] = V - 2;
+        for (int j = 1; j < L - 1; j++) text[b * T + j] = 1 + (int32_t)vlm_rng_below(&rng, (uint64_t)(V - 3));
+        text[b * T + L - 1] = V - 1;
+    }
+    int64_t ishape[4] = {batch, 3, S, S}, tshape[2] = {batch, T};
+    double t_total = 0, loss = 0;
+    for (int step = 0; step < warmup + steps; step++) {
+        double t0 = now_s();
+        vlm_ctx_reset(&c);
+        vlm_params_zero_grad(&m.ps);
+        vlm_tensor *fi = vlm_clip_encode_image(&c, &m, vlm_tensor_wrap(&c, VLM_F32, 4, ishape, images, NULL), NULL);
+        vlm_tensor *ft = vlm_clip_encode_text(&c, &m, vlm_tensor_wrap(&c, VLM_I32, 2, tshape, text, NULL));
+        vlm_tensor *l;
+        if (siglip) {
+            vlm_tensor *scale = vlm_op_act(&c, vlm_params_get(&m.ps, m.logit_scale), VLM_ACT_EXP);
+            l = vlm_loss_siglip(&c, vlm_op_l2norm(&c, fi), vlm_op_l2norm(&c, ft), scale, vlm_params_get(&m.ps, m.logit_bias), NULL);
+        } else
+            l = vlm_loss_clip(&c, vlm_clip_logits(&c, &m, fi, ft), NULL);
+        if (!l || vlm_backward(&c, l)) return cli_fail("bench", &c.err);
+        vlm_clip_grad_norm(&m.ps, 1.0f);
+        vlm_adamw_step(&opt, &m.ps, 5e-4f);
+        vlm_clip_clamp_logit_scale(&m);
+        double dt = now_s() - t0;
+        if (step >= warmup) t_total += dt;
+        loss = vlm_f32(l)[0];
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double step_ms = 1e3 * t_total / steps, pairs = batch / (t_total / steps), rss = (double)ru.ru_maxrss / 1024.0;
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    if (json)
+        printf("{\"model\": \"%s\", \"batch_size\": %d, \"steps\": %d, \"threads\": %d, \"pairs_per_s\": %.1f, "
+               "\"step_ms\": %.2f, \"peak_rss_mb\": %.1f, \"params\": %lld, \"last_loss\": %.4f}\n",
+               model, batch, steps, threads, pairs, step_ms, rss, (long long)m.ps.total, loss);
+    else
+        printf("model %s  batch %d  threads %d  params %lld\nstep %.2f ms  %.1f pairs/s  peak RSS %.1f MB  loss %.4f\n",
+               model, batch, threads, (long long)m.ps.total, step_ms, pairs, rss, loss);
+    free(images);
+    free(text);
+    vlm_ctx_free(&c);
+    vlm_clip_free(&m);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "ops")) return bench_ops(argc - 2, argv + 2);
-    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: vlm bench ops [--reps N] [--json]\n");
-        return 0;
-    }
-    return cli_failf("bench", "usage: vlm bench ops [--reps N] [--json]");
+    return bench_model(argc - 1, argv + 1);
 }

@@ -1,0 +1,211 @@
+// Shared CLI helpers for training and evaluation (see train_common.h).
+#include "cli/train_common.h"
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zlib.h>
+#include "core/ops.h"
+#include "data/loader.h"
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out, vlm_error *err) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        vlm_errorf(err, VLM_ERR_ARG, "%s: '%s' is not an integer in [%lld, %lld]", flag, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out, vlm_error *err) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        vlm_errorf(err, VLM_ERR_ARG, "%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+vlm_status cli_mkdirs(const char *path, vlm_error *err) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) && errno != EEXIST) return vlm_errorf(err, VLM_ERR_IO, "%s: cannot create: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) && errno != EEXIST) return vlm_errorf(err, VLM_ERR_IO, "%s: cannot create: %s", buf, strerror(errno));
+    return VLM_OK;
+}
+
+int cli_file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+vlm_status cli_read_merges(const char *path, char **text, vlm_error *err) {
+    gzFile g = gzopen(path, "rb"); // reads plain files too
+    if (!g) return vlm_errorf(err, VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 65536 + 1 > cap) {
+            if (cap > (256u << 20)) {
+                free(buf);
+                gzclose(g);
+                return vlm_errorf(err, VLM_ERR_FORMAT, "%s: vocabulary larger than 256 MB", path);
+            }
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                gzclose(g);
+                return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        int r = gzread(g, buf + len, 65536);
+        if (r < 0) {
+            free(buf);
+            gzclose(g);
+            return vlm_errorf(err, VLM_ERR_FORMAT, "%s: corrupt gzip data", path);
+        }
+        if (r == 0) break;
+        len += (size_t)r;
+    }
+    gzclose(g);
+    buf[len] = 0;
+    *text = buf;
+    return VLM_OK;
+}
+
+vlm_status cli_tokenizer_from_text(vlm_tokenizer *tok, const char *text, vlm_error *err) {
+    return vlm_tokenizer_init_from_memory(tok, text, strlen(text), err);
+}
+
+vlm_status cli_tokenize_batch(vlm_tokenizer *tok, const char *const *caps, int n, int ctx, int32_t *ids, vlm_error *err) {
+    for (int i = 0; i < n; i++) {
+        const char *s = caps[i] ? caps[i] : "";
+        int nt;
+        vlm_status st = vlm_tokenizer_encode_ctx(tok, s, strlen(s), ids + (int64_t)i * ctx, ctx, 1, &nt, err);
+        if (st) return st;
+    }
+    return VLM_OK;
+}
+
+vlm_status cli_encode_texts(vlm_clip *m, vlm_tokenizer *tok, const char *const *texts, int n, float *out, vlm_error *err) {
+    int ctxlen = m->cfg.text.context_length, E = m->cfg.embed_dim, chunk = 256;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)chunk * ctxlen);
+    vlm_ctx c;
+    if (!ids || vlm_ctx_init(&c, 16u << 20, 0, err)) {
+        free(ids);
+        return err ? err->status : VLM_ERR_OOM;
+    }
+    c.grad_enabled = 0;
+    c.training = 0;
+    vlm_status st = VLM_OK;
+    for (int i0 = 0; i0 < n && !st; i0 += chunk) {
+        int b = n - i0 < chunk ? n - i0 : chunk;
+        if ((st = cli_tokenize_batch(tok, texts + i0, b, ctxlen, ids, err))) break;
+        vlm_ctx_reset(&c);
+        int64_t sh[2] = {b, ctxlen};
+        vlm_tensor *f = vlm_op_l2norm(&c, vlm_clip_encode_text(&c, m, vlm_tensor_wrap(&c, VLM_I32, 2, sh, ids, NULL)));
+        if (!f) {
+            st = c.status;
+            if (err) *err = c.err;
+            break;
+        }
+        memcpy(out + (int64_t)i0 * E, vlm_f32(f), sizeof(float) * (size_t)b * E);
+    }
+    vlm_ctx_free(&c);
+    free(ids);
+    return st;
+}
+
+vlm_status cli_encode_dataset(vlm_clip *m, const vlm_dataset *ds, vlm_tokenizer *tok, int batch, int workers,
+                              float **img_out, float **txt_out, int64_t **idx_out, int64_t *n_out, vlm_error *err) {
+    vlm_loader_opts o;
+    vlm_loader_opts_default(&o, m->cfg.vision.image_size, batch);
+    o.workers = workers;
+    o.shuffle = 0;
+    o.train = 0;
+    o.drop_last = 0;
+    o.epochs = 1;
+    o.captions = txt_out != NULL;
+    vlm_loader *L;
+    vlm_status st = vlm_loader_open(&L, ds, &o, err);
+    if (st) return st;
+    int E = m->cfg.embed_dim, S = m->cfg.vision.image_size, ctxlen = m->cfg.text.context_length;
+    float *img = malloc(sizeof(float) * (size_t)(ds->n ? ds->n : 1) * E);
+    float *txt = txt_out ? malloc(sizeof(float) * (size_t)(ds->n ? ds->n : 1) * E) : NULL;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)batch * ctxlen);
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1));
+    vlm_ctx c;
+    if (!img || (txt_out && !txt) || !ids || !idx || vlm_ctx_init(&c, 16u << 20, 0, err)) {
+        free(img); free(txt); free(ids); free(idx);
+        vlm_loader_free(L);
+        return VLM_ERR_OOM;
+    }
+    c.grad_enabled = 0;
+    c.training = 0;
+    int64_t n = 0;
+    vlm_batch b;
+    while ((st = vlm_loader_next(L, &b, err)) == VLM_OK && b.n > 0) {
+        vlm_ctx_reset(&c);
+        int64_t ish[4] = {b.n, 3, S, S};
+        vlm_tensor *fi = vlm_op_l2norm(&c, vlm_clip_encode_image(&c, m, vlm_tensor_wrap(&c, VLM_F32, 4, ish, b.images, NULL), NULL));
+        vlm_tensor *ft = NULL;
+        if (txt_out) {
+            if ((st = cli_tokenize_batch(tok, b.captions, b.n, ctxlen, ids, err))) break;
+            int64_t tsh[2] = {b.n, ctxlen};
+            ft = vlm_op_l2norm(&c, vlm_clip_encode_text(&c, m, vlm_tensor_wrap(&c, VLM_I32, 2, tsh, ids, NULL)));
+        }
+        if (!fi || (txt_out && !ft)) {
+            st = c.status;
+            if (err) *err = c.err;
+            break;
+        }
+        memcpy(img + n * E, vlm_f32(fi), sizeof(float) * (size_t)b.n * E);
+        if (txt_out) memcpy(txt + n * E, vlm_f32(ft), sizeof(float) * (size_t)b.n * E);
+        memcpy(idx + n, b.indices, sizeof(int64_t) * (size_t)b.n);
+        n += b.n;
+    }
+    vlm_ctx_free(&c);
+    vlm_loader_free(L);
+    free(ids);
+    if (st) {
+        free(img);
+        free(txt);
+        free(idx);
+        return st;
+    }
+    *idx_out = idx;
+    *img_out = img;
+    if (txt_out) *txt_out = txt;
+    *n_out = n;
+    return VLM_OK;
+}
+
+void cli_fmt_duration(double s, char *buf, int n) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, (size_t)n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, (size_t)n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, (size_t)n, "%lds", t);
+}

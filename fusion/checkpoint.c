@@ -1,0 +1,158 @@
+// Checkpoint files (see checkpoint.h).
+#include "fusion/checkpoint.h"
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/safetensors.h"
+
+vlm_status vlm_ckpt_save_model(const char *path, const vlm_clip *m, const char *tok, int64_t step, int64_t epoch,
+                               vlm_error *err) {
+    vlm_st_tensor *t = calloc((size_t)m->ps.n, sizeof *t);
+    if (!t) return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
+    for (int i = 0; i < m->ps.n; i++)
+        t[i] = (vlm_st_tensor){m->ps.p[i].name, VLM_F32, m->ps.p[i].t.ndim, m->ps.p[i].t.shape, m->ps.p[i].t.data};
+    char *cfg = vlm_clip_cfg_to_json(&m->cfg);
+    char s_step[32], s_epoch[32];
+    snprintf(s_step, sizeof s_step, "%" PRId64, step);
+    snprintf(s_epoch, sizeof s_epoch, "%" PRId64, epoch);
+    const char *keys[5] = {"format", "config", "step", "epoch", "tokenizer"};
+    const char *vals[5] = {"vlm-clip", cfg, s_step, s_epoch, tok};
+    vlm_status st = vlm_st_write(path, t, m->ps.n, keys, vals, tok ? 5 : 4, err);
+    free(cfg);
+    free(t);
+    return st;
+}
+
+static vlm_status build_from_meta(const vlm_st_file *f, const char *path, vlm_clip *m, char **tok, vlm_error *err) {
+    const char *cfg_json = vlm_st_meta(f, "config");
+    if (!cfg_json) return vlm_errorf(err, VLM_ERR_FORMAT, "%s: no \"config\" in metadata (not a vlm checkpoint)", path);
+    vlm_clip_cfg cfg;
+    if (vlm_clip_cfg_from_json(cfg_json, &cfg, err)) return vlm_error_prefix(err, "%s", path);
+    if (vlm_clip_init(m, &cfg, err)) return vlm_error_prefix(err, "%s", path);
+    if (tok) {
+        const char *t = vlm_st_meta(f, "tokenizer");
+        *tok = t ? strdup(t) : NULL;
+    }
+    return VLM_OK;
+}
+
+vlm_status vlm_ckpt_load_model(const char *path, vlm_clip *m, char **tok, vlm_error *err) {
+    vlm_st_file f;
+    vlm_status st = vlm_st_read(&f, path, err);
+    if (st) return st;
+    if (tok) *tok = NULL;
+    st = build_from_meta(&f, path, m, tok, err);
+    if (!st) {
+        const vlm_st_entry *flat = vlm_st_find(&f, "params");
+        if (flat) { // a state file: flat parameter buffer
+            if (flat->dtype != VLM_F32 || flat->numel != m->ps.total)
+                st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: params has %lld floats, model needs %lld", path,
+                                (long long)flat->numel, (long long)m->ps.total);
+            else
+                memcpy(m->ps.data, vlm_st_data(&f, flat), sizeof(float) * (size_t)m->ps.total);
+        } else
+            st = vlm_clip_load_weights_st(m, &f, path, err);
+        if (st) {
+            vlm_clip_free(m);
+            if (tok) {
+                free(*tok);
+                *tok = NULL;
+            }
+        }
+    }
+    vlm_st_free(&f);
+    return st;
+}
+
+// The layout fingerprint: parameter names, offsets and total, so a state file
+// is never loaded into a model whose flat buffer means something else.
+static uint64_t layout_hash(const vlm_params *ps) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < ps->n; i++) {
+        for (const char *c = ps->p[i].name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
+        h = (h ^ (uint64_t)ps->p[i].offset) * 1099511628211ull;
+        h = (h ^ (uint64_t)ps->p[i].numel) * 1099511628211ull;
+    }
+    return h ^ (uint64_t)ps->total;
+}
+
+vlm_status vlm_ckpt_save_state(const char *path, const vlm_clip *m, const char *tok, const vlm_train_state *s,
+                               const char *args_json, vlm_error *err) {
+    if (!m->ps.m) return vlm_errorf(err, VLM_ERR_STATE, "%s: optimizer moments not allocated", path);
+    int64_t n = m->ps.total;
+    vlm_st_tensor t[3] = {{"params", VLM_F32, 1, &n, m->ps.data},
+                          {"adamw.m", VLM_F32, 1, &n, m->ps.m},
+                          {"adamw.v", VLM_F32, 1, &n, m->ps.v}};
+    char *cfg = vlm_clip_cfg_to_json(&m->cfg);
+    char v[12][64];
+    snprintf(v[0], 64, "%" PRId64, s->step);
+    snprintf(v[1], 64, "%" PRId64, s->epoch);
+    snprintf(v[2], 64, "%" PRId64, s->loader_epoch);
+    snprintf(v[3], 64, "%" PRId64, s->loader_index);
+    snprintf(v[4], 64, "%" PRId64, s->adam_step);
+    snprintf(v[5], 64, "%u %u %" PRIu64 " %u %u %u %u %d", s->rng_key[0], s->rng_key[1], s->rng_counter, s->rng_buf[0],
+             s->rng_buf[1], s->rng_buf[2], s->rng_buf[3], s->rng_pos);
+    snprintf(v[6], 64, "%.17g", s->elapsed_s);
+    snprintf(v[7], 64, "%" PRIu64, layout_hash(&m->ps));
+    snprintf(v[8], 64, "%.9g", (double)s->last_loss);
+    const char *keys[12] = {"step", "epoch", "loader_epoch", "loader_index", "adam_step", "rng", "elapsed_s",
+                            "layout", "last_loss", "format", "config", "args"};
+    const char *vals[12] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], "vlm-train-state", cfg,
+                            args_json ? args_json : "{}"};
+    const char *k2[13], *v2[13];
+    memcpy(k2, keys, sizeof keys);
+    memcpy(v2, vals, sizeof vals);
+    int nm = 12;
+    if (tok) {
+        k2[nm] = "tokenizer";
+        v2[nm++] = tok;
+    }
+    vlm_status st = vlm_st_write(path, t, 3, k2, v2, nm, err);
+    free(cfg);
+    return st;
+}
+
+static int meta_i64(const vlm_st_file *f, const char *k, int64_t *out) {
+    const char *s = vlm_st_meta(f, k);
+    if (!s) return -1;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*end) return -1;
+    *out = v;
+    return 0;
+}
+
+vlm_status vlm_ckpt_load_state(const char *path, vlm_clip *m, vlm_train_state *s, vlm_error *err) {
+    vlm_st_file f;
+    vlm_status st = vlm_st_read(&f, path, err);
+    if (st) return st;
+    memset(s, 0, sizeof *s);
+    const char *fmt = vlm_st_meta(&f, "format"), *rng = vlm_st_meta(&f, "rng"), *el = vlm_st_meta(&f, "elapsed_s"),
+               *lay = vlm_st_meta(&f, "layout"), *ll = vlm_st_meta(&f, "last_loss");
+    char want[32];
+    snprintf(want, sizeof want, "%" PRIu64, layout_hash(&m->ps));
+    if (!fmt || strcmp(fmt, "vlm-train-state")) {
+        st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: not a vlm training-state file", path);
+    } else if (!lay || strcmp(lay, want)) {
+        st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: parameter layout differs from the model being resumed", path);
+    } else if (meta_i64(&f, "step", &s->step) || meta_i64(&f, "epoch", &s->epoch) ||
+               meta_i64(&f, "loader_epoch", &s->loader_epoch) || meta_i64(&f, "loader_index", &s->loader_index) ||
+               meta_i64(&f, "adam_step", &s->adam_step) || !rng ||
+               sscanf(rng, "%u %u %" SCNu64 " %u %u %u %u %d", &s->rng_key[0], &s->rng_key[1], &s->rng_counter,
+                      &s->rng_buf[0], &s->rng_buf[1], &s->rng_buf[2], &s->rng_buf[3], &s->rng_pos) != 8) {
+        st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: training-state metadata incomplete or malformed", path);
+    } else {
+        s->elapsed_s = el ? atof(el) : 0;
+        s->last_loss = ll ? (float)atof(ll) : 0;
+        vlm_error e2;
+        int64_t n = m->ps.total;
+        if (!m->ps.m && vlm_params_alloc_moments(&m->ps, &e2)) st = vlm_errorf(err, VLM_ERR_OOM, "%s", e2.msg);
+        else if (vlm_st_get(&f, "params", VLM_F32, 1, &n, m->ps.data, err) ||
+                 vlm_st_get(&f, "adamw.m", VLM_F32, 1, &n, m->ps.m, err) ||
+                 vlm_st_get(&f, "adamw.v", VLM_F32, 1, &n, m->ps.v, err))
+            st = vlm_error_prefix(err, "%s", path);
+    }
+    vlm_st_free(&f);
+    return st;
+}
