@@ -11,7 +11,9 @@
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void vlm_decode_opts_default(vlm_decode_opts *o) {
     memset(o, 0, sizeof *o);
@@ -24,6 +26,7 @@ void vlm_image_init(vlm_image *img) { memset(img, 0, sizeof *img); }
 
 void vlm_image_free(vlm_image *img) {
     free(img->px);
+    free(img->arena);
     memset(img, 0, sizeof *img);
 }
 
@@ -139,21 +142,62 @@ static void png_read_mem(png_structp png, png_bytep out, png_size_t n) {
     s->pos += n;
 }
 
+// libpng allocations: bump-allocated from img's arena while it has room,
+// malloc otherwise (and the arena grows after the decode).
+static png_voidp png_arena_malloc(png_structp png, png_alloc_size_t n) {
+    vlm_image *img = png_get_mem_ptr(png);
+    if (img) {
+        size_t a = ((size_t)n + 15) & ~(size_t)15;
+        if (a >= n && img->arena_used + a <= img->arena_cap) {
+            void *p = img->arena + img->arena_used;
+            img->arena_used += a;
+            return p;
+        }
+        img->arena_want = img->arena_used + a;
+    }
+    return malloc(n ? n : 1);
+}
+
+static void png_arena_free(png_structp png, png_voidp p) {
+    vlm_image *img = png_get_mem_ptr(png);
+    uintptr_t q = (uintptr_t)p, a0 = img ? (uintptr_t)img->arena : 0;
+    if (img && img->arena && q >= a0 && q < a0 + img->arena_cap) return;
+    free(p);
+}
+
+// After a decode nothing lives in the arena: grow it to what was needed.
+static void arena_settle(vlm_image *img) {
+    if (!img) return;
+    if (img->arena_want > img->arena_cap) {
+        size_t c = img->arena_want + img->arena_want / 4 + 4096;
+        uint8_t *p = realloc(img->arena, c);
+        if (p) {
+            img->arena = p;
+            img->arena_cap = c;
+        }
+    }
+    img->arena_used = img->arena_want = 0;
+}
+
 // header_only: fills w/h only. Otherwise decodes into img as RGB.
 static vlm_status decode_png(vlm_image *img, const uint8_t *data, size_t size, const char *name,
                              const vlm_decode_opts *o, int header_only, int *pw, int *ph, vlm_error *err) {
     png_src src = {data, size, 0, {0}};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_err_fn, png_warn_fn);
+    if (img) img->arena_used = img->arena_want = 0;
+    png_structp png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &src, png_err_fn, png_warn_fn, img,
+                                               png_arena_malloc, png_arena_free);
     if (!png) return vlm_errorf(err, VLM_ERR_OOM, "%s: cannot create PNG decoder", name);
     png_infop info = png_create_info_struct(png);
     if (!info) {
         png_destroy_read_struct(&png, NULL, NULL);
+        arena_settle(img);
         return vlm_errorf(err, VLM_ERR_OOM, "%s: cannot create PNG decoder", name);
     }
-    // Everything below that can fail longjmps here; only `png`, `info` and
-    // `src` (not modified after setjmp in this frame) are touched afterwards.
+    // Everything below that can fail longjmps here; only `png`, `info`, `img`
+    // and `src` (not modified after setjmp in this frame) are touched afterwards.
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, NULL);
+        arena_settle(img);
         return vlm_errorf(err, VLM_ERR_FORMAT, "%s: corrupt PNG: %s", name, src.msg);
     }
     png_set_read_fn(png, &src, png_read_mem);
@@ -163,6 +207,7 @@ static vlm_status decode_png(vlm_image *img, const uint8_t *data, size_t size, c
     vlm_status st = check_pixels(name, w, h, o, err);
     if (st || header_only) {
         png_destroy_read_struct(&png, &info, NULL);
+        arena_settle(img);
         if (pw) *pw = (int)w;
         if (ph) *ph = (int)h;
         return st;
@@ -195,6 +240,7 @@ static vlm_status decode_png(vlm_image *img, const uint8_t *data, size_t size, c
     size_t need = (size_t)w * h * (size_t)(c > 3 ? c : 3);
     if (ensure_cap(img, need, err)) {
         png_destroy_read_struct(&png, &info, NULL);
+        arena_settle(img);
         return vlm_error_prefix(err, "%s", name);
     }
     // Rows are read straight into the pixel buffer (c bytes per pixel), then
@@ -203,6 +249,7 @@ static vlm_status decode_png(vlm_image *img, const uint8_t *data, size_t size, c
     for (int p = 0; p < passes; p++)
         for (png_uint_32 y = 0; y < h; y++) png_read_row(png, img->px + (size_t)y * rowbytes, NULL);
     png_destroy_read_struct(&png, &info, NULL);
+    arena_settle(img);
     to_rgb_inplace(img->px, (size_t)w * h, c, o);
     img->w = (int)w;
     img->h = (int)h;
@@ -347,15 +394,16 @@ vlm_status vlm_image_decode(vlm_image *img, const void *data, size_t size, const
 vlm_status vlm_file_read(const char *path, uint8_t **buf, size_t *cap, size_t *size, size_t max_bytes,
                          vlm_error *err) {
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return vlm_errorf(err, VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    // open/read rather than stdio: nothing is allocated per file
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return vlm_errorf(err, VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
         return vlm_errorf(err, VLM_ERR_IO, "%s: not a regular file", path);
     }
     if (max_bytes && (uint64_t)sb.st_size > max_bytes) {
-        fclose(f);
+        close(fd);
         return vlm_errorf(err, VLM_ERR_OOM, "%s: file is %lld bytes, over the limit of %zu", path,
                           (long long)sb.st_size, max_bytes);
     }
@@ -365,16 +413,22 @@ vlm_status vlm_file_read(const char *path, uint8_t **buf, size_t *cap, size_t *s
         while (c < n + 1) c *= 2;
         uint8_t *p = realloc(*buf, c);
         if (!p) {
-            fclose(f);
+            close(fd);
             return vlm_errorf(err, VLM_ERR_OOM, "%s: cannot allocate %zu bytes", path, c);
         }
         *buf = p;
         *cap = c;
     }
-    size_t got = n ? fread(*buf, 1, n, f) : 0;
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || got != n) return vlm_errorf(err, VLM_ERR_IO, "%s: read failed (%zu of %zu bytes)", path, got, n);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, *buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    int e = errno;
+    close(fd);
+    if (got != n) return vlm_errorf(err, VLM_ERR_IO, "%s: read failed (%zu of %zu bytes): %s", path, got, n, strerror(e));
     (*buf)[n] = 0;
     *size = n;
     return VLM_OK;

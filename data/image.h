@@ -38,6 +38,11 @@ typedef struct {
     vlm_image_format src_format;
     int src_channels;   // channels in the file (1 gray, 2 gray+alpha, 3, 4; palette: 3 or 4)
     int src_bit_depth;  // bits per sample in the file
+    // libpng's working memory for one decode comes from this arena (reset
+    // per image, grown to the high-water mark), so PNG decoding stops calling
+    // malloc once warm. libjpeg keeps its own allocator.
+    uint8_t *arena;
+    size_t arena_cap, arena_used, arena_want;
 } vlm_image;
 
 void vlm_decode_opts_default(vlm_decode_opts *o);
