@@ -17,5 +17,6 @@ int cmd_preprocess(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_clip_step(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
+int cmd_zeroshot(int argc, char **argv);
 
 #endif

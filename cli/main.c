@@ -14,6 +14,7 @@ static const struct {
     {"bpe", cmd_bpe, "`vlm bpe train`: learn a BPE vocabulary from captions"},
     {"preprocess", cmd_preprocess, "decode + eval-transform images into a safetensors file"},
     {"pretrain", cmd_pretrain, "contrastive CLIP pretraining on image-caption pairs (open_clip flags)"},
+    {"zeroshot", cmd_zeroshot, "zero-shot classification of labelled images from class names"},
     {"clip-step", cmd_clip_step, "reference harness: one CLIP forward/backward (+ AdamW steps) to safetensors"},
     {"data", cmd_data, "`vlm data stats|preview|convert`: inspect and convert datasets"},
 };

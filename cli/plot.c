@@ -65,3 +65,24 @@ vlm_status vlm_plot_png(const char *path, const double *x, const double *y, cons
     free(px);
     return st;
 }
+
+vlm_status vlm_plot_confusion_png(const char *path, const int64_t *counts, int C, vlm_error *err) {
+    if (C < 1) return vlm_errorf(err, VLM_ERR_ARG, "confusion: no classes");
+    int cell = C >= 400 ? 1 : 800 / C > 24 ? 24 : (800 / C < 1 ? 1 : 800 / C), W = C * cell + 2;
+    unsigned char *px = malloc((size_t)W * W * 3);
+    if (!px) return vlm_errorf(err, VLM_ERR_OOM, "confusion: out of memory");
+    memset(px, 128, (size_t)W * W * 3);
+    for (int i = 0; i < C; i++) {
+        int64_t row = 0;
+        for (int j = 0; j < C; j++) row += counts[(int64_t)i * C + j];
+        for (int j = 0; j < C; j++) {
+            double v = row ? (double)counts[(int64_t)i * C + j] / (double)row : 0;
+            unsigned char c[3] = {(unsigned char)(255 - 247 * v), (unsigned char)(255 - 207 * v), (unsigned char)(255 - 148 * v)};
+            for (int y = 0; y < cell; y++)
+                for (int x = 0; x < cell; x++) memcpy(px + 3 * ((size_t)(1 + i * cell + y) * W + 1 + j * cell + x), c, 3);
+        }
+    }
+    vlm_status st = vlm_image_write_png(path, px, W, W, err);
+    free(px);
+    return st;
+}

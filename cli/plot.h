@@ -2,6 +2,7 @@
 #ifndef VLM_CLI_PLOT_H
 #define VLM_CLI_PLOT_H
 
+#include <stdint.h>
 #include "core/error.h"
 
 // Plots y[i] against x[i] (n points) into a w x h RGB PNG; a second series
@@ -10,3 +11,7 @@ vlm_status vlm_plot_png(const char *path, const double *x, const double *y, cons
                         vlm_error *err);
 
 #endif
+
+// Row-normalised confusion matrix [C, C] (rows = true class) as a heatmap PNG
+// (white = 0, dark blue = 1), each cell `cell` pixels.
+vlm_status vlm_plot_confusion_png(const char *path, const int64_t *counts, int C, vlm_error *err);
