@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include "cli/cli.h"
 #include "core/safetensors.h"
@@ -21,6 +22,13 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_s(void) { // user + system time of the whole process (all threads)
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 static int parse_int(const char *s, long long lo, long long hi, long long *out) {
@@ -691,7 +699,7 @@ static int data_bench(int argc, char **argv) {
     if (vlm_loader_next(L, &b, &err)) rc = cli_fail(cmd, &err); // warm-up: buffers, decoder state
     double t_first = now_s() - t0;
     long long imgs = 0, nb = 0;
-    double t1 = now_s(), el = 0;
+    double t1 = now_s(), el = 0, c1 = cpu_s();
     while (!rc && (el < seconds || nb < 3)) {
         if (vlm_loader_next(L, &b, &err)) {
             rc = cli_fail(cmd, &err);
@@ -706,8 +714,10 @@ static int data_bench(int argc, char **argv) {
         vlm_loader_get_stats(L, &st);
         printf("%s: %lld samples, %s transform at S=%lld, batch %lld, %lld worker%s\n", spec, (long long)ds.n,
                train ? "train" : "eval", S, batch, workers, workers == 1 ? "" : "s");
+        double cpu = cpu_s() - c1;
         printf("first batch %.3f s; then %lld batches, %lld images in %.2f s: %.0f images/s\n", t_first, nb, imgs, el,
                (double)imgs / el);
+        printf("cpu time %.2f s (%.2f cores busy): %.0f images per cpu-second\n", cpu, cpu / el, (double)imgs / cpu);
         if (st.bad) {
             char sum[1024];
             vlm_loader_bad_summary(L, sum, sizeof sum);
