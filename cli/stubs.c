@@ -5,5 +5,3 @@
 #define STUB(fn, name) \
     int fn(int argc, char **argv) { (void)argc; (void)argv; return cli_failf(name, "not implemented yet"); }
 
-STUB(cmd_tokenize, "tokenize")
-STUB(cmd_bpe, "bpe")
