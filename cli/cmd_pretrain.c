@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
 #include "cli/cli.h"
 #include "cli/plot.h"
 #include "cli/train_common.h"
@@ -30,6 +31,7 @@ static const char *usage =
     "  --train-num-samples N    samples per epoch for synthetic data (default 4096)\n"
     "  --workers N              decode threads (default 2)\n"
     "  --no-augment             eval transform for training images (default: RandomResizedCrop 0.9-1)\n"
+    "  --composite R,G,B        composite transparent images over this colour (default: drop alpha, as PIL)\n"
     "model:\n"
     "  --model NAME|JSON        tiny | small | ViT-S-16 | ViT-S-32 | ViT-B-32 | config file (default tiny)\n"
     "  --tokenizer FILE         BPE merges file (CLIP format, .gz ok); default: train one on the captions\n"
@@ -55,6 +57,7 @@ typedef struct {
     long long batch, epochs, warmup, accum, seed, workers, max_steps, save_freq, save_every, keep, log_every, nsynth, stop_at;
     double lr, wd, beta1, beta2, eps, clip, max_minutes, patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
     int siglip, lock_image, lock_text, json, no_augment;
+    vlm_decode_opts dec;
 } opts;
 
 static volatile sig_atomic_t g_stop = 0;
@@ -69,6 +72,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     o->sched = "cosine"; o->sep = '\t';
     o->batch = 64; o->epochs = 1; o->warmup = 100; o->accum = 1; o->workers = 2; o->save_freq = 1; o->save_every = 200;
     o->keep = 3; o->log_every = 10; o->nsynth = 4096;
+    vlm_decode_opts_default(&o->dec);
     o->lr = 5e-4; o->wd = 0.2; o->beta1 = 0.9; o->beta2 = 0.98; o->eps = 1e-6; o->clip = 1.0; o->cooldown_power = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -91,6 +95,12 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         FLT("--lr-cooldown-end", cooldown_end, 0, 10) FLT("--lr-cooldown-power", cooldown_power, 0.01, 100)
         FLAG("--siglip", siglip) FLAG("--lock-image", lock_image) FLAG("--lock-text", lock_text) FLAG("--json", json)
         FLAG("--no-augment", no_augment)
+        if (!strcmp(a, "--composite")) {
+            if (!v) goto need;
+            if (cli_parse_composite(v, &o->dec, err)) return -1;
+            i++;
+            continue;
+        }
         if (!strcmp(a, "--csv-separator")) {
             if (!v) goto need;
             if (!strcmp(v, "\\t") || !strcmp(v, "tab")) o->sep = '\t';
@@ -153,11 +163,25 @@ static vlm_tensor *loss_of(vlm_ctx *c, vlm_clip *m, vlm_tensor *fi, vlm_tensor *
 
 static void path_join(char *out, size_t n, const char *a, const char *b) { snprintf(out, n, "%s/%s", a, b); }
 
+// A run killed while writing leaves NAME.tmp.<pid>; the finished files are
+// never touched by that, so the temp files are simply removed.
+static void remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[4096];
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    if (d) closedir(d);
+}
+
 static vlm_status evaluate(vlm_clip *m, const vlm_dataset *val, vlm_tokenizer *tok, int batch, int workers,
-                           vlm_retrieval *r, vlm_error *err) {
+                           const vlm_decode_opts *dec, vlm_retrieval *r, vlm_error *err) {
     float *img = NULL, *txt = NULL;
     int64_t *idx = NULL, n = 0;
-    vlm_status st = cli_encode_dataset(m, val, tok, batch, workers, &img, &txt, &idx, &n, err);
+    vlm_status st = cli_encode_dataset(m, val, tok, batch, workers, dec, &img, &txt, &idx, &n, err);
     if (st) return st;
     const char **caps = malloc(sizeof(char *) * (size_t)(n ? n : 1));
     int32_t *groups = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
@@ -221,6 +245,7 @@ int cmd_pretrain(int argc, char **argv) {
     snprintf(rundir, sizeof rundir, "%s/%s", o.logs, name);
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", rundir);
     if (cli_mkdirs(ckdir, &err)) goto fail;
+    remove_stale_tmp(ckdir);
 
     // ---- datasets ----
     if (!synthetic) {
@@ -355,6 +380,7 @@ int cmd_pretrain(int argc, char **argv) {
         lo.seed = (uint64_t)o.seed;
         lo.train = !o.no_augment;
         lo.caption_max = 256;
+        lo.decode = o.dec;
         lo.start.epoch = ts.loader_epoch;
         lo.start.index = ts.loader_index;
         if (vlm_loader_open(&L, &train, &lo, &err)) goto fail;
@@ -581,7 +607,7 @@ int cmd_pretrain(int argc, char **argv) {
         }
         if (have_val && (epoch_done || last)) {
             double t0 = cli_now();
-            if (evaluate(&m, &val, &tok, B, (int)o.workers, &last_r, &err)) goto fail;
+            if (evaluate(&m, &val, &tok, B, (int)o.workers, &o.dec, &last_r, &err)) goto fail;
             have_r = 1;
             last_val_t = cli_now() - t0;
             if (tty) fputc('\n', stderr);

@@ -24,6 +24,7 @@ static const char *usage =
     "  --classifier FILE      use saved class embeddings instead of building them\n"
     "  --confusion PNG        write the row-normalised confusion matrix\n"
     "  --csv-img-key K  --csv-label-key K  --csv-separator C   manifest columns (filepath, label, tab)\n"
+    "  --composite R,G,B      composite transparent images over this colour (default: drop alpha)\n"
     "  --batch-size B (256)  --workers N (2)  --json (end with one JSON line: top1, top5, n, per_class)\n";
 
 int cmd_zeroshot(int argc, char **argv) {
@@ -33,6 +34,8 @@ int cmd_zeroshot(int argc, char **argv) {
     long long batch = 256, workers = 2;
     int json = 0;
     vlm_error err = {0};
+    vlm_decode_opts dec;
+    vlm_decode_opts_default(&dec);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage, stdout); return 0; }
@@ -48,6 +51,7 @@ int cmd_zeroshot(int argc, char **argv) {
         else if (!strcmp(a, "--confusion")) confusion = v;
         else if (!strcmp(a, "--csv-img-key")) img_key = v;
         else if (!strcmp(a, "--csv-label-key")) label_key = v;
+        else if (!strcmp(a, "--composite")) { if (cli_parse_composite(v, &dec, &err)) return cli_fail("zeroshot", &err); }
         else if (!strcmp(a, "--csv-separator")) sep = !strcmp(v, "\\t") ? '\t' : v[0];
         else if (!strcmp(a, "--batch-size")) { if (cli_parse_int(a, v, 1, 1 << 16, &batch, &err)) return cli_fail("zeroshot", &err); }
         else if (!strcmp(a, "--workers")) { if (cli_parse_int(a, v, 1, 256, &workers, &err)) return cli_fail("zeroshot", &err); }
@@ -107,7 +111,7 @@ int cmd_zeroshot(int argc, char **argv) {
     dso.require_label = 1;
     if (vlm_dataset_open(&ds, data, &dso, &err)) goto fail;
     have_ds = 1;
-    if (cli_encode_dataset(&m, &ds, NULL, (int)batch, (int)workers, &img, NULL, &idx, &n, &err)) goto fail;
+    if (cli_encode_dataset(&m, &ds, NULL, (int)batch, (int)workers, &dec, &img, NULL, &idx, &n, &err)) goto fail;
     // logits = 100 * img @ W^T; rank of the true class
     float *logits = malloc(sizeof(float) * (size_t)n * C);
     conf = calloc((size_t)C * C, sizeof(int64_t));

@@ -139,7 +139,7 @@ vlm_status cli_encode_texts(vlm_clip *m, vlm_tokenizer *tok, const char *const *
 }
 
 vlm_status cli_encode_dataset(vlm_clip *m, const vlm_dataset *ds, vlm_tokenizer *tok, int batch, int workers,
-                              float **img_out, float **txt_out, int64_t **idx_out, int64_t *n_out, vlm_error *err) {
+                              const vlm_decode_opts *dec, float **img_out, float **txt_out, int64_t **idx_out, int64_t *n_out, vlm_error *err) {
     vlm_loader_opts o;
     vlm_loader_opts_default(&o, m->cfg.vision.image_size, batch);
     o.workers = workers;
@@ -148,6 +148,7 @@ vlm_status cli_encode_dataset(vlm_clip *m, const vlm_dataset *ds, vlm_tokenizer 
     o.drop_last = 0;
     o.epochs = 1;
     o.captions = txt_out != NULL;
+    if (dec) o.decode = *dec;
     vlm_loader *L;
     vlm_status st = vlm_loader_open(&L, ds, &o, err);
     if (st) return st;
@@ -208,4 +209,18 @@ void cli_fmt_duration(double s, char *buf, int n) {
     if (t >= 3600) snprintf(buf, (size_t)n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
     else if (t >= 60) snprintf(buf, (size_t)n, "%ldm%02lds", t / 60, t % 60);
     else snprintf(buf, (size_t)n, "%lds", t);
+}
+
+int cli_parse_composite(const char *s, vlm_decode_opts *o, vlm_error *err) {
+    int r, g, b;
+    char tail;
+    if (sscanf(s, "%d,%d,%d%c", &r, &g, &b, &tail) != 3 || r < 0 || g < 0 || b < 0 || r > 255 || g > 255 || b > 255) {
+        vlm_errorf(err, VLM_ERR_ARG, "--composite wants R,G,B in 0..255, got '%s'", s);
+        return -1;
+    }
+    o->alpha = VLM_ALPHA_COMPOSITE;
+    o->background[0] = (uint8_t)r;
+    o->background[1] = (uint8_t)g;
+    o->background[2] = (uint8_t)b;
+    return 0;
 }

@@ -27,7 +27,10 @@ vlm_status cli_tokenize_batch(vlm_tokenizer *tok, const char *const *caps, int n
 // (txt may be NULL), with the dataset index of each row in *idx (bad samples
 // are skipped, so n <= ds->n).
 vlm_status cli_encode_dataset(vlm_clip *m, const vlm_dataset *ds, vlm_tokenizer *tok, int batch, int workers,
-                              float **img, float **txt, int64_t **idx, int64_t *n, vlm_error *err);
+                              const vlm_decode_opts *dec, float **img, float **txt, int64_t **idx, int64_t *n,
+                              vlm_error *err);
+// "R,G,B" -> composite transparent pixels over that colour (default: drop alpha, as PIL).
+int cli_parse_composite(const char *s, vlm_decode_opts *o, vlm_error *err);
 // Encodes texts into normalised embeddings [n, E].
 vlm_status cli_encode_texts(vlm_clip *m, vlm_tokenizer *tok, const char *const *texts, int n, float *out, vlm_error *err);
 // "1h02m" / "3m05s" / "12s"

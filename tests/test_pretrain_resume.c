@@ -64,7 +64,7 @@ static int run(const char *name, const char *extra, int kill_after_ckpt) {
     char state[512];
     snprintf(state, sizeof state, LOGS "/%s/checkpoints/epoch_latest.state.safetensors", name);
     struct stat sb;
-    for (int i = 0; i < 3000 && stat(state, &sb); i++) usleep(2000);
+    for (int i = 0; i < 60000 && stat(state, &sb); i++) usleep(2000); // up to 2 min under sanitizers
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     usleep((useconds_t)(ts.tv_nsec % 700000));
@@ -95,7 +95,9 @@ static int read_losses(const char *name, double *loss, int cap) {
     return maxs;
 }
 
-static void check_ckpts_intact(const char *name) {
+// allow_tmp: a run killed mid-write may leave its temp file (never the real one);
+// the next run removes it.
+static void check_ckpts_intact(const char *name, int allow_tmp) {
     char d[512];
     snprintf(d, sizeof d, LOGS "/%s/checkpoints", name);
     DIR *dir = opendir(d);
@@ -105,7 +107,7 @@ static void check_ckpts_intact(const char *name) {
         if (e->d_name[0] == '.') continue;
         char p[1024];
         snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-        CHECK(!strstr(e->d_name, ".tmp."), "%s: temp file left by the killed run is %s", name, e->d_name);
+        CHECK(allow_tmp || !strstr(e->d_name, ".tmp."), "%s: stale temp file %s", name, e->d_name);
         if (strstr(e->d_name, ".tmp.")) continue;
         vlm_st_file f;
         vlm_error err;
@@ -134,7 +136,7 @@ int main(void) {
     CHECK(same, "resumed loss curve differs from the uninterrupted one");
     // SIGKILL at a random moment, then resume.
     run("killed", "", 1);
-    check_ckpts_intact("killed");
+    check_ckpts_intact("killed", 1);
     vlm_st_file st;
     vlm_error err;
     int64_t ck_step = -1;
@@ -151,6 +153,6 @@ int main(void) {
     same = nk == nfull;
     for (int s = 1; s <= nfull; s++) same &= killed[s] == full[s];
     CHECK(same, "loss curve after SIGKILL + resume differs from the uninterrupted one");
-    check_ckpts_intact("killed");
+    check_ckpts_intact("killed", 0);
     return tu_done("test_pretrain_resume");
 }
