@@ -34,6 +34,8 @@ static const char *usage =
     "  --composite R,G,B        composite transparent images over this colour (default: drop alpha, as PIL)\n"
     "model:\n"
     "  --model NAME|JSON        tiny | small | ViT-S-16 | ViT-S-32 | ViT-B-32 | config file (default tiny)\n"
+    "  --pretrained W           start from weights in OpenAI state_dict names (a converted OpenAI/open_clip\n"
+    "                           checkpoint or a vlm model file; shapes must match --model)\n"
     "  --tokenizer FILE         BPE merges file (CLIP format, .gz ok); default: train one on the captions\n"
     "  --patch-dropout P        fraction of patch tokens dropped while training (default 0)\n"
     "  --siglip                 SigLIP sigmoid loss instead of InfoNCE\n"
@@ -52,7 +54,7 @@ static const char *usage =
     "Resuming continues mid-epoch at the next sample; pass the same options as the original run.\n";
 
 typedef struct {
-    const char *train, *val, *dtype, *img_key, *cap_key, *model, *tokenizer, *logs, *name, *resume, *sched;
+    const char *train, *val, *dtype, *img_key, *cap_key, *model, *tokenizer, *logs, *name, *resume, *sched, *pretrained;
     char sep;
     long long batch, epochs, warmup, accum, seed, workers, max_steps, save_freq, save_every, keep, log_every, nsynth, stop_at;
     double lr, wd, beta1, beta2, eps, clip, max_minutes, patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
@@ -83,7 +85,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
 #define FLAG(flag, field) if (!strcmp(a, flag)) { o->field = 1; continue; }
         STR("--train-data", train) STR("--val-data", val) STR("--dataset-type", dtype) STR("--csv-img-key", img_key)
         STR("--csv-caption-key", cap_key) STR("--model", model) STR("--tokenizer", tokenizer) STR("--logs", logs)
-        STR("--name", name) STR("--resume", resume) STR("--lr-scheduler", sched)
+        STR("--name", name) STR("--resume", resume) STR("--lr-scheduler", sched) STR("--pretrained", pretrained)
         INT("--batch-size", batch, 1, 1 << 20) INT("--epochs", epochs, 1, 1 << 20) INT("--warmup", warmup, 0, 1LL << 40)
         INT("--accum-freq", accum, 1, 1024) INT("--seed", seed, 0, INT64_MAX) INT("--workers", workers, 1, 256)
         INT("--max-steps", max_steps, 1, 1LL << 40) INT("--save-frequency", save_freq, 1, 1 << 20)
@@ -304,6 +306,7 @@ int cmd_pretrain(int argc, char **argv) {
         if (vlm_clip_init(&m, &cfg, &err)) goto fail;
         have_model = 1;
         vlm_clip_init_weights(&m, (uint64_t)o.seed);
+        if (o.pretrained && vlm_clip_load_weights(&m, o.pretrained, &err)) goto fail;
         if (o.tokenizer) {
             if (cli_read_merges(o.tokenizer, &merges, &err)) goto fail;
         } else {
