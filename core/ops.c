@@ -2,7 +2,9 @@
 // their backward passes. Inputs that are strided views are made contiguous
 // first (recorded, so their gradients flow) unless the op handles strides.
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include "core/fastmath.h"
 #include "core/ops_internal.h"
 
 // ---- helpers ------------------------------------------------------------------
@@ -279,14 +281,112 @@ static inline float act_bwd(int act, float x, float y) {
     return 0;
 }
 
+// The GELU family and SiLU run on vectors (core/fastmath.h), the rest on libm:
+// 8-wide AVX2+FMA kernels when the CPU has them (checked once at run time;
+// VLM_FASTMATH_PORTABLE=1 in the environment forces the portable kernels),
+// else the portable ones. One loop per activation keeps the switch outside.
+#define ACT_FWD_LOOP(V, W, F)                                                                  \
+    do {                                                                                       \
+        for (; i + W <= n; i += W) V##store(y + i, F(V##load(x + i)));                         \
+        if (i < n) V##store_part(y + i, F(V##load_part(x + i, n - i)), n - i);                 \
+    } while (0)
+#define ACT_BWD_LOOP(V, W, F)                                                                  \
+    do {                                                                                       \
+        for (; i + W <= n; i += W) {                                                           \
+            V##store(dx + i, acc ? V##load(dx + i) + V##load(g + i) * F(V##load(x + i))        \
+                                 : V##load(g + i) * F(V##load(x + i)));                        \
+        }                                                                                      \
+        if (i < n) {                                                                           \
+            int64_t k = n - i;                                                                 \
+            V##store_part(dx + i, acc ? V##load_part(dx + i, k) + V##load_part(g + i, k) * F(V##load_part(x + i, k)) \
+                                      : V##load_part(g + i, k) * F(V##load_part(x + i, k)), k);                      \
+        }                                                                                      \
+    } while (0)
+#define ACT_VEC_SWITCH(LOOP, V, W)                                                             \
+    switch (act) {                                                                             \
+    case VLM_ACT_GELU: LOOP(V, W, V##gelu); break;                                             \
+    case VLM_ACT_GELU_TANH: LOOP(V, W, V##gelu_tanh); break;                                   \
+    case VLM_ACT_QUICK_GELU: LOOP(V, W, V##quick_gelu); break;                                 \
+    default: LOOP(V, W, V##silu); break;                                                       \
+    }
+#define ACT_VEC_SWITCH_GRAD(LOOP, V, W)                                                        \
+    switch (act) {                                                                             \
+    case VLM_ACT_GELU: LOOP(V, W, V##gelu_grad); break;                                        \
+    case VLM_ACT_GELU_TANH: LOOP(V, W, V##gelu_tanh_grad); break;                              \
+    case VLM_ACT_QUICK_GELU: LOOP(V, W, V##quick_gelu_grad); break;                            \
+    default: LOOP(V, W, V##silu_grad); break;                                                  \
+    }
+
+static int act_vectorised(int act) {
+    return act == VLM_ACT_GELU || act == VLM_ACT_GELU_TANH || act == VLM_ACT_QUICK_GELU || act == VLM_ACT_SILU;
+}
+
+#ifdef VLM_FASTMATH_X8
+__attribute__((target("avx2,fma"))) static void act_fwd_x8(int act, const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    ACT_VEC_SWITCH(ACT_FWD_LOOP, vlm_x8, 8)
+}
+__attribute__((target("avx2,fma"))) static void act_bwd_x8(int act, const float *x, const float *g, float *dx,
+                                                           int64_t n, int acc) {
+    int64_t i = 0;
+    ACT_VEC_SWITCH_GRAD(ACT_BWD_LOOP, vlm_x8, 8)
+}
+static int use_x8(void) {
+    static int state = -1; // -1 unknown, 0 portable, 1 AVX2+FMA
+    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (s < 0) {
+        const char *e = getenv("VLM_FASTMATH_PORTABLE");
+        s = !(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&state, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+#endif
+
+void vlm_act_fwd_n(int act, const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    if (!act_vectorised(act)) {
+        for (; i < n; i++) y[i] = act_fwd(act, x[i]);
+        return;
+    }
+#ifdef VLM_FASTMATH_X8
+    if (use_x8()) {
+        act_fwd_x8(act, x, y, n);
+        return;
+    }
+#endif
+    ACT_VEC_SWITCH(ACT_FWD_LOOP, vlm_v, VLM_VW)
+}
+
+void vlm_act_bwd_n(int act, const float *x, const float *y, const float *g, float *dx, int64_t n, int acc) {
+    int64_t i = 0;
+    if (!act_vectorised(act)) {
+        for (; i < n; i++) {
+            float d = g[i] * act_bwd(act, x[i], y ? y[i] : act_fwd(act, x[i]));
+            dx[i] = acc ? dx[i] + d : d;
+        }
+        return;
+    }
+#ifdef VLM_FASTMATH_X8
+    if (use_x8()) {
+        act_bwd_x8(act, x, g, dx, n, acc);
+        return;
+    }
+#endif
+    ACT_VEC_SWITCH_GRAD(ACT_BWD_LOOP, vlm_v, VLM_VW)
+}
+
+#define ACT_CHUNK 4096 // elements per parallel work item
+
 static void act_backward(vlm_ctx *c, vlm_node *n) {
     vlm_tensor *x = n->in[0], *y = n->out;
     int act = (int)n->i[0];
     int64_t N = vlm_numel(y);
     const float *xd = vlm_f32(x), *yd = vlm_f32(y), *g = y->grad;
     (void)c;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; i++) x->grad[i] += g[i] * act_bwd(act, xd[i], yd[i]);
+#pragma omp parallel for schedule(static) if (N >= OMP_MIN)
+    for (int64_t i0 = 0; i0 < N; i0 += ACT_CHUNK)
+        vlm_act_bwd_n(act, xd + i0, yd + i0, g + i0, x->grad + i0, N - i0 < ACT_CHUNK ? N - i0 : ACT_CHUNK, 1);
 }
 
 vlm_tensor *vlm_op_act(vlm_ctx *c, vlm_tensor *x, vlm_act act) {
@@ -300,8 +400,9 @@ vlm_tensor *vlm_op_act(vlm_ctx *c, vlm_tensor *x, vlm_act act) {
     int64_t N = vlm_numel(y);
     const float *xd = vlm_f32(x);
     float *yo = vlm_f32(y);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; i++) yo[i] = act_fwd(act, xd[i]);
+#pragma omp parallel for schedule(static) if (N >= OMP_MIN)
+    for (int64_t i0 = 0; i0 < N; i0 += ACT_CHUNK)
+        vlm_act_fwd_n(act, xd + i0, yo + i0, N - i0 < ACT_CHUNK ? N - i0 : ACT_CHUNK);
     if (g) {
         vlm_node *nd = vlm_record(c, "act", y, act_backward, x, NULL, NULL, NULL);
         if (nd) nd->i[0] = act;

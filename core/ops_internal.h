@@ -41,4 +41,10 @@ typedef struct {
 int vlm_mat_blas_ok(const vlm_mat *m);
 void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta);
 
+// Activation kernels (serial; callers parallelise): y[i] = act(x[i]) for i < n,
+// and dx[i] = (acc ? dx[i] : 0) + g[i] * act'(x[i]). y = act(x) may be NULL in
+// the backward (recomputed where an activation needs it); dx may alias g.
+void vlm_act_fwd_n(int act, const float *x, float *y, int64_t n);
+void vlm_act_bwd_n(int act, const float *x, const float *y, const float *g, float *dx, int64_t n, int acc);
+
 #endif

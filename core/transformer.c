@@ -1,8 +1,17 @@
-// Pre-LN transformer block: x += out_proj(attn(ln_1(x))); x += c_proj(act(c_fc(ln_2(x)))).
+// Pre-LN transformer block: x += out_proj(attn(ln_1(x))); x += c_proj(act(c_fc(ln_2(x)))),
+// as per-op blocks (reference) and as one fused op over the whole stack.
 #include "core/transformer.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <math.h>
+#include "core/fastmath.h"
+#include "core/ops_internal.h"
+
+struct vlm_transformer_ws {
+    float *buf;
+    size_t cap; // floats
+};
 
 static int add(vlm_params *ps, const char *prefix, int i, const char *name, int ndim, int64_t d0, int64_t d1,
                vlm_error *err) {
@@ -21,7 +30,11 @@ vlm_status vlm_transformer_init(vlm_transformer *t, vlm_params *ps, const char *
     if (cfg.ln_eps <= 0) cfg.ln_eps = 1e-5f;
     t->cfg = cfg;
     t->blocks = calloc((size_t)(cfg.layers ? cfg.layers : 1), sizeof *t->blocks);
-    if (!t->blocks) return vlm_errorf(err, VLM_ERR_OOM, "transformer: out of memory");
+    t->ws = calloc(1, sizeof *t->ws);
+    if (!t->blocks || !t->ws) {
+        vlm_transformer_free(t);
+        return vlm_errorf(err, VLM_ERR_OOM, "transformer: out of memory");
+    }
     int64_t C = cfg.width, M = cfg.mlp_width;
     for (int i = 0; i < cfg.layers; i++) {
         vlm_block *b = &t->blocks[i];
@@ -45,6 +58,9 @@ vlm_status vlm_transformer_init(vlm_transformer *t, vlm_params *ps, const char *
 void vlm_transformer_free(vlm_transformer *t) {
     free(t->blocks);
     t->blocks = NULL;
+    if (t->ws) free(t->ws->buf);
+    free(t->ws);
+    t->ws = NULL;
 }
 
 void vlm_fill_normal(vlm_tensor *t, vlm_rng *rng, float std) {
@@ -98,8 +114,451 @@ vlm_tensor *vlm_block_forward(vlm_ctx *c, const vlm_transformer *t, const vlm_bl
     return x;
 }
 
-vlm_tensor *vlm_transformer_forward(vlm_ctx *c, const vlm_transformer *t, vlm_params *ps, vlm_tensor *x,
-                                    const uint8_t *key_pad) {
+vlm_tensor *vlm_transformer_forward_ops(vlm_ctx *c, const vlm_transformer *t, vlm_params *ps, vlm_tensor *x,
+                                        const uint8_t *key_pad) {
     for (int i = 0; i < t->cfg.layers && x; i++) x = vlm_block_forward(c, t, &t->blocks[i], ps, x, key_pad);
     return x;
+}
+
+vlm_tensor *vlm_transformer_forward(vlm_ctx *c, const vlm_transformer *t, vlm_params *ps, vlm_tensor *x,
+                                    const uint8_t *key_pad) {
+    return vlm_op_transformer(c, t, ps, x, key_pad);
+}
+
+
+// ---- fused stack -------------------------------------------------------------------
+// Row-major [rows, cols] matrix view for vlm_gemm, and its transpose (no copy).
+static vlm_mat mat(float *p, int64_t rows, int64_t cols, int64_t rs) {
+    vlm_mat m = {p, rows, cols, rs, 1};
+    return m;
+}
+static vlm_mat tr(vlm_mat m) {
+    vlm_mat t = {m.p, m.cols, m.rows, m.cs, m.rs};
+    return t;
+}
+static inline int64_t rup16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// What the backward needs, per layer (offsets in floats inside one layer's block).
+typedef struct {
+    int64_t xh1, qkv, att, xh2, h, rstd1, rstd2, lse, size;
+} tr_layout;
+
+static tr_layout layout(int64_t B, int64_t T, int64_t C, int64_t M, int64_t H) {
+    int64_t N = B * T;
+    tr_layout l;
+    l.xh1 = 0;
+    l.qkv = l.xh1 + rup16(N * C);
+    l.att = l.qkv + rup16(N * 3 * C);
+    l.xh2 = l.att + rup16(N * C);
+    l.h = l.xh2 + rup16(N * C);
+    l.rstd1 = l.h + rup16(N * M);
+    l.rstd2 = l.rstd1 + rup16(N);
+    l.lse = l.rstd2 + rup16(N);
+    l.size = l.lse + rup16(B * H * T);
+    return l;
+}
+
+typedef struct {
+    const vlm_transformer *t;
+    vlm_params *ps;
+    const uint8_t *pad; // [B*T] arena copy or NULL
+    float *save;        // layers * layout.size floats
+    int64_t B, T;
+} tr_saved;
+
+static float *ws_get(vlm_ctx *c, const vlm_transformer *t, int64_t n) {
+    struct vlm_transformer_ws *w = t->ws;
+    if (!w) return vlm_ctx_fail(c, VLM_ERR_STATE, "transformer: not initialised (vlm_transformer_init)");
+    if ((size_t)n > w->cap) {
+        free(w->buf);
+        w->cap = 0;
+        w->buf = aligned_alloc(64, ((size_t)n * sizeof(float) + 63) / 64 * 64);
+        if (!w->buf) return vlm_ctx_fail(c, VLM_ERR_OOM, "transformer: cannot allocate %lld scratch floats", (long long)n);
+        w->cap = (size_t)n;
+    }
+    return w->buf;
+}
+
+static inline int pgrad(vlm_params *ps, int idx) {
+    const vlm_tensor *p = vlm_params_get(ps, idx);
+    return p && p->requires_grad && p->grad;
+}
+static inline float *pdata(vlm_params *ps, int idx) { return vlm_f32(vlm_params_get(ps, idx)); }
+static inline float *pgr(vlm_params *ps, int idx) { return vlm_params_get(ps, idx)->grad; }
+
+// Rows of x (+= pending bias pb first, if any) -> xh = (x - mean) * rstd and
+// lo = xh * w + b; rstd per row.
+static void ln_fwd(float *x, const float *pb, const float *w, const float *b, float eps, float *xh, float *lo,
+                   float *rstd, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++) {
+        float *xr = x + r * C, *hr = xh + r * C, *lr = lo + r * C;
+        if (pb)
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++) xr[j] += pb[j];
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < C; j++) s += xr[j];
+        float m = s / (float)C, v = 0;
+#pragma omp simd reduction(+ : v)
+        for (int64_t j = 0; j < C; j++) v += (xr[j] - m) * (xr[j] - m);
+        float rs = 1.0f / sqrtf(v / (float)C + eps);
+        rstd[r] = rs;
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) {
+            float h = (xr[j] - m) * rs;
+            hr[j] = h;
+            lr[j] = h * w[j] + b[j];
+        }
+    }
+}
+
+// lo = xh * w + b (the LN output, recomputed in the backward)
+static void ln_out(const float *xh, const float *w, const float *b, float *lo, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++)
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) lo[r * C + j] = xh[r * C + j] * w[j] + b[j];
+}
+
+// LayerNorm backward from dl = d(LN output): dx += rstd * (dl*w - mean(dl*w) -
+// xh * mean(dl*w*xh)) (dx NULL: skipped); dw += sum_r dl*xh, db += sum_r dl
+// (NULL: skipped). part: nthreads * 2C floats.
+static void ln_bwd(const float *dl, const float *xh, const float *rstd, const float *w, float *dx, float *dw, float *db,
+                   float *part, int64_t N, int64_t C) {
+    int nt_used = 1;
+#pragma omp parallel
+    {
+        int nt = 1, id = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        id = omp_get_thread_num();
+#endif
+#pragma omp single
+        nt_used = nt;
+        float *pw = part + (int64_t)id * 2 * C, *pbb = pw + C;
+        for (int64_t j = 0; j < 2 * C; j++) pw[j] = 0;
+        int64_t lo = N * id / nt, hi = N * (id + 1) / nt;
+        for (int64_t r = lo; r < hi; r++) {
+            const float *g = dl + r * C, *h = xh + r * C;
+            if (dw || db)
+#pragma omp simd
+                for (int64_t j = 0; j < C; j++) {
+                    pw[j] += g[j] * h[j];
+                    pbb[j] += g[j];
+                }
+            if (!dx) continue;
+            float s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+            for (int64_t j = 0; j < C; j++) {
+                float gw = g[j] * w[j];
+                s1 += gw;
+                s2 += gw * h[j];
+            }
+            float rs = rstd[r], inv = 1.0f / (float)C, m1 = s1 * inv, m2 = s2 * inv;
+            float *d = dx + r * C;
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++) d[j] += rs * (g[j] * w[j] - m1 - h[j] * m2);
+        }
+    }
+    for (int t = 0; t < nt_used; t++)
+        for (int64_t j = 0; j < C; j++) {
+            if (dw) dw[j] += part[t * 2 * C + j];
+            if (db) db[j] += part[t * 2 * C + C + j];
+        }
+}
+
+// out[j] += sum_r a[r, j] (a: [N, K]); part: nthreads * K floats.
+static void colsum(const float *a, int64_t N, int64_t K, float *out, float *part) {
+    int nt_used = 1;
+#pragma omp parallel
+    {
+        int nt = 1, id = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        id = omp_get_thread_num();
+#endif
+#pragma omp single
+        nt_used = nt;
+        float *p = part + (int64_t)id * K;
+        for (int64_t j = 0; j < K; j++) p[j] = 0;
+        for (int64_t r = N * id / nt; r < N * (id + 1) / nt; r++)
+#pragma omp simd
+            for (int64_t j = 0; j < K; j++) p[j] += a[r * K + j];
+    }
+    for (int t = 0; t < nt_used; t++)
+        for (int64_t j = 0; j < K; j++) out[j] += part[t * K + j];
+}
+
+// x[r, :] += b
+static void add_rows(float *x, const float *b, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < N; r++)
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) x[r * C + j] += b[j];
+}
+
+// Softmax of row r[0, n) where vm[j] != 0 (vm NULL: all), zero elsewhere
+// up to T; returns the log-sum-exp, or INFINITY when no key is valid (row zeroed).
+static float softmax_row(float *r, int64_t n, int64_t T, const float *vm) {
+    vlm_vf vmx = vlm_vset(-INFINITY), ninf = vmx;
+    int64_t j = 0;
+    for (; j + VLM_VW <= n; j += VLM_VW) {
+        vlm_vf v = vlm_vload(r + j);
+        if (vm) v = vlm_vsel(vlm_vload(vm + j) != 0.0f, v, ninf);
+        vmx = vlm_vmax(vmx, v);
+    }
+    float mx = vlm_vhmax(vmx);
+    for (; j < n; j++)
+        if ((!vm || vm[j] != 0) && r[j] > mx) mx = r[j];
+    if (mx == -INFINITY) {
+        memset(r, 0, sizeof(float) * (size_t)T);
+        return INFINITY;
+    }
+    vlm_vf vs = vlm_vset(0);
+    for (j = 0; j + VLM_VW <= n; j += VLM_VW) {
+        vlm_vf e = vlm_vexp(vlm_vload(r + j) - mx);
+        if (vm) e = e * vlm_vload(vm + j);
+        vlm_vstore(r + j, e);
+        vs += e;
+    }
+    if (j < n) {
+        vlm_vf e = vlm_vexp(vlm_vload_part(r + j, n - j) - mx);
+        if (vm) e = e * vlm_vload_part(vm + j, n - j);
+        vlm_vf keep = vlm_vset(0);
+        for (int64_t k = 0; k < n - j; k++) keep[k] = 1.0f;
+        e = e * keep;
+        vlm_vstore_part(r + j, e, n - j);
+        vs += e;
+    }
+    float sum = vlm_vhsum(vs), inv = 1.0f / sum;
+    for (j = 0; j < n; j++) r[j] *= inv;
+    for (; j < T; j++) r[j] = 0;
+    return mx + logf(sum);
+}
+
+// Recomputes probabilities from scores: r[j] = exp(r[j] - lse) on valid keys, 0 elsewhere.
+static void prob_row(float *r, int64_t n, int64_t T, const float *vm, float lse) {
+    if (isinf(lse)) {
+        memset(r, 0, sizeof(float) * (size_t)T);
+        return;
+    }
+    int64_t j = 0;
+    for (; j + VLM_VW <= n; j += VLM_VW) {
+        vlm_vf e = vlm_vexp(vlm_vload(r + j) - lse);
+        if (vm) e = e * vlm_vload(vm + j);
+        vlm_vstore(r + j, e);
+    }
+    if (j < n) {
+        vlm_vf e = vlm_vexp(vlm_vload_part(r + j, n - j) - lse);
+        if (vm) e = e * vlm_vload_part(vm + j, n - j);
+        vlm_vstore_part(r + j, e, n - j);
+    }
+    for (j = n; j < T; j++) r[j] = 0;
+}
+
+typedef struct {
+    int64_t B, T, C, H, D;
+    int causal;
+    const float *vmask; // [B*T] 1 = valid key, 0 = padded; NULL = none
+} attn_geom;
+
+// att[b, t, h*D:(h+1)*D] = softmax(q k^T / sqrt D) v per (b, h); lse per (b, h, row).
+static void attn_fwd(const attn_geom *g, const float *qkv, float *att, float *lse, float *pbuf) {
+    int64_t B = g->B, T = g->T, C = g->C, H = g->H, D = g->D;
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            float *S = pbuf + (int64_t)vlm_thread_id() * T * T;
+            float *q = (float *)qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
+            vlm_gemm(mat(S, T, T, T), mat(q, T, D, 3 * C), tr(mat(k, T, D, 3 * C)), scale, 0);
+            const float *vm = g->vmask ? g->vmask + b * T : NULL;
+            float *l = lse + (b * H + h) * T;
+            for (int64_t i = 0; i < T; i++) l[i] = softmax_row(S + i * T, g->causal ? i + 1 : T, T, vm);
+            vlm_gemm(mat(att + b * T * C + h * D, T, D, C), mat(S, T, T, T), mat(v, T, D, 3 * C), 1, 0);
+        }
+}
+
+// dqkv (fully written) from datt = d(attention output), recomputing P from q, k and lse.
+static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, const float *lse, float *dqkv,
+                     float *pbuf, float *dpbuf) {
+    int64_t B = g->B, T = g->T, C = g->C, H = g->H, D = g->D;
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
+            int tid = vlm_thread_id();
+            float *P = pbuf + (int64_t)tid * T * T, *dP = dpbuf + (int64_t)tid * T * T;
+            float *q = (float *)qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
+            float *dq = dqkv + b * T * 3 * C + h * D, *dk = dq + C, *dv = dq + 2 * C;
+            float *dO = (float *)datt + b * T * C + h * D;
+            vlm_gemm(mat(P, T, T, T), mat(q, T, D, 3 * C), tr(mat(k, T, D, 3 * C)), scale, 0);
+            const float *vm = g->vmask ? g->vmask + b * T : NULL;
+            const float *l = lse + (b * H + h) * T;
+            for (int64_t i = 0; i < T; i++) prob_row(P + i * T, g->causal ? i + 1 : T, T, vm, l[i]);
+            vlm_gemm(mat(dv, T, D, 3 * C), tr(mat(P, T, T, T)), mat(dO, T, D, C), 1, 0);  // dV = P^T dO
+            vlm_gemm(mat(dP, T, T, T), mat(dO, T, D, C), tr(mat(v, T, D, 3 * C)), 1, 0); // dP = dO V^T
+            for (int64_t i = 0; i < T; i++) { // dS = P * (dP - rowsum(P * dP)) / sqrt D
+                float *pr = P + i * T, *dr = dP + i * T, dot = 0;
+                int64_t n = g->causal ? i + 1 : T;
+#pragma omp simd reduction(+ : dot)
+                for (int64_t j = 0; j < n; j++) dot += pr[j] * dr[j];
+#pragma omp simd
+                for (int64_t j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+            }
+            vlm_gemm(mat(dq, T, D, 3 * C), mat(dP, T, T, T), mat(k, T, D, 3 * C), 1, 0);     // dQ = dS K
+            vlm_gemm(mat(dk, T, D, 3 * C), tr(mat(dP, T, T, T)), mat(q, T, D, 3 * C), 1, 0); // dK = dS^T Q
+        }
+}
+
+// vm[b*T + j] = 1 unless key j of sequence b is padding.
+static float *make_vmask(float *vm, const uint8_t *pad, int64_t n) {
+    if (!pad) return NULL;
+    for (int64_t i = 0; i < n; i++) vm[i] = pad[i] ? 0.0f : 1.0f;
+    return vm;
+}
+
+static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
+    tr_saved *s = nd->saved;
+    const vlm_transformer *t = s->t;
+    const vlm_transformer_cfg *cf = &t->cfg;
+    vlm_params *ps = s->ps;
+    vlm_tensor *x = nd->in[0], *y = nd->out;
+    int64_t B = s->B, T = s->T, N = B * T, C = cf->width, H = cf->heads, D = C / H, M = cf->mlp_width;
+    int64_t nt = vlm_nthreads(), A = M > 3 * C ? M : 3 * C;
+    tr_layout lay = layout(B, T, C, M, H);
+    int64_t o_b = rup16(N * A), o_c = o_b + rup16(N * C), o_p = o_c + rup16(N * C), o_dp = o_p + rup16(nt * T * T),
+            o_part = o_dp + rup16(nt * T * T), o_vm = o_part + rup16(nt * (2 * C > A ? 2 * C : A)),
+            total = o_vm + rup16(N);
+    float *ws = ws_get(c, t, total);
+    if (!ws) return;
+    float *bufA = ws, *bufB = ws + o_b, *bufC = ws + o_c, *part = ws + o_part;
+    attn_geom g = {B, T, C, H, D, cf->causal, make_vmask(ws + o_vm, s->pad, N)};
+    float *dres = y->grad; // the residual stream's gradient, updated in place layer by layer
+    for (int l = cf->layers - 1; l >= 0; l--) {
+        const vlm_block *bk = &t->blocks[l];
+        float *sv = s->save + (int64_t)l * lay.size;
+        float *xh1 = sv + lay.xh1, *qkv = sv + lay.qkv, *att = sv + lay.att, *xh2 = sv + lay.xh2, *h = sv + lay.h,
+              *rstd1 = sv + lay.rstd1, *rstd2 = sv + lay.rstd2, *lse = sv + lay.lse;
+        // ---- MLP: x += c_proj(act(c_fc(ln_2(x)))) ----
+        if (pgrad(ps, bk->proj_b)) colsum(dres, N, C, pgr(ps, bk->proj_b), part);
+        if (pgrad(ps, bk->proj_w)) { // dW_proj += dres^T act(h)
+#pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < N; r++) vlm_act_fwd_n(cf->act, h + r * M, bufA + r * M, M);
+            vlm_gemm(mat(pgr(ps, bk->proj_w), C, M, M), tr(mat(dres, N, C, C)), mat(bufA, N, M, M), 1, 1);
+        }
+        vlm_gemm(mat(bufA, N, M, M), mat(dres, N, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < N; r++) vlm_act_bwd_n(cf->act, h + r * M, NULL, bufA + r * M, bufA + r * M, M, 0);
+        if (pgrad(ps, bk->fc_b)) colsum(bufA, N, M, pgr(ps, bk->fc_b), part);
+        if (pgrad(ps, bk->fc_w)) {
+            ln_out(xh2, pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), bufB, N, C);
+            vlm_gemm(mat(pgr(ps, bk->fc_w), M, C, C), tr(mat(bufA, N, M, M)), mat(bufB, N, C, C), 1, 1);
+        }
+        vlm_gemm(mat(bufC, N, C, C), mat(bufA, N, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
+        ln_bwd(bufC, xh2, rstd2, pdata(ps, bk->ln2_w), dres, pgrad(ps, bk->ln2_w) ? pgr(ps, bk->ln2_w) : NULL,
+               pgrad(ps, bk->ln2_b) ? pgr(ps, bk->ln2_b) : NULL, part, N, C);
+        // ---- attention: x += out_proj(attn(ln_1(x))) ----
+        if (pgrad(ps, bk->out_b)) colsum(dres, N, C, pgr(ps, bk->out_b), part);
+        if (pgrad(ps, bk->out_w))
+            vlm_gemm(mat(pgr(ps, bk->out_w), C, C, C), tr(mat(dres, N, C, C)), mat(att, N, C, C), 1, 1);
+        vlm_gemm(mat(bufC, N, C, C), mat(dres, N, C, C), mat(pdata(ps, bk->out_w), C, C, C), 1, 0); // d att
+        attn_bwd(&g, qkv, bufC, lse, bufA, ws + o_p, ws + o_dp); // bufA = d qkv [N, 3C]
+        if (pgrad(ps, bk->in_b)) colsum(bufA, N, 3 * C, pgr(ps, bk->in_b), part);
+        if (pgrad(ps, bk->in_w)) {
+            ln_out(xh1, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), bufB, N, C);
+            vlm_gemm(mat(pgr(ps, bk->in_w), 3 * C, C, C), tr(mat(bufA, N, 3 * C, 3 * C)), mat(bufB, N, C, C), 1, 1);
+        }
+        int dx_needed = l > 0 || x->requires_grad;
+        float *dw1 = pgrad(ps, bk->ln1_w) ? pgr(ps, bk->ln1_w) : NULL, *db1 = pgrad(ps, bk->ln1_b) ? pgr(ps, bk->ln1_b) : NULL;
+        if (dx_needed || dw1 || db1) {
+            vlm_gemm(mat(bufC, N, C, C), mat(bufA, N, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
+            ln_bwd(bufC, xh1, rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, dw1, db1, part, N, C);
+        }
+    }
+    if (x->requires_grad) {
+        float *dx = x->grad;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < N * C; i++) dx[i] += dres[i];
+    }
+}
+
+vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params *ps, vlm_tensor *x,
+                               const uint8_t *key_pad) {
+    if (!vlm_check_f32(c, "transformer", x, "x")) return NULL;
+    const vlm_transformer_cfg *cf = &t->cfg;
+    char s1[96];
+    if (x->ndim != 3 || x->shape[2] != cf->width)
+        return vlm_ctx_fail(c, VLM_ERR_SHAPE, "transformer: x %s must be [B, T, %d]", vlm_shape_str(x, s1, sizeof s1),
+                            cf->width);
+    if (cf->layers == 0) return x;
+    x = vlm_ensure_contig(c, x);
+    if (!x) return NULL;
+    int64_t B = x->shape[0], T = x->shape[1], N = B * T, C = cf->width, H = cf->heads, D = C / H, M = cf->mlp_width;
+    int need = vlm_needs_grad(c, x, NULL, NULL);
+    for (int l = 0; l < cf->layers && c->grad_enabled && !need; l++) {
+        const vlm_block *bk = &t->blocks[l];
+        int idx[12] = {bk->ln1_w, bk->ln1_b, bk->in_w, bk->in_b, bk->out_w, bk->out_b,
+                       bk->ln2_w, bk->ln2_b, bk->fc_w, bk->fc_b, bk->proj_w, bk->proj_b};
+        for (int k = 0; k < 12; k++) need |= pgrad(ps, idx[k]);
+    }
+    vlm_tensor *y = vlm_out(c, 3, x->shape, need);
+    if (!y) return NULL;
+    float *xs = vlm_f32(y); // the residual stream, updated in place
+    memcpy(xs, vlm_f32(x), sizeof(float) * (size_t)(N * C));
+    if (N == 0) return y;
+    tr_layout lay = layout(B, T, C, M, H);
+    tr_saved *s = NULL;
+    if (need) {
+        s = vlm_arena_alloc(&c->arena, sizeof *s);
+        float *save = vlm_scratch(c, (int64_t)cf->layers * lay.size);
+        if (!s || !save) return vlm_ctx_fail(c, VLM_ERR_OOM, "transformer: arena out of memory");
+        *s = (tr_saved){t, ps, NULL, save, B, T};
+        if (key_pad) {
+            uint8_t *pc = vlm_arena_alloc(&c->arena, (size_t)N);
+            if (!pc) return vlm_ctx_fail(c, VLM_ERR_OOM, "transformer: arena out of memory");
+            memcpy(pc, key_pad, (size_t)N);
+            s->pad = pc;
+        }
+    }
+    int64_t nt = vlm_nthreads();
+    int64_t o_g = rup16(N * C), o_p = o_g + rup16(N * M), o_vm = o_p + rup16(nt * T * T), o_sv = o_vm + rup16(N),
+            total = o_sv + (need ? 0 : lay.size); // no grad: one layer's "saved" block, reused
+    float *ws = ws_get(c, t, total);
+    if (!ws) return NULL;
+    float *lo = ws, *gb = ws + o_g;
+    attn_geom g = {B, T, C, H, D, cf->causal, make_vmask(ws + o_vm, key_pad, N)};
+    const float *pending = NULL; // c_proj bias of the previous layer, folded into the next LN pass
+    for (int l = 0; l < cf->layers; l++) {
+        const vlm_block *bk = &t->blocks[l];
+        float *sv = need ? s->save + (int64_t)l * lay.size : ws + o_sv;
+        float *xh1 = sv + lay.xh1, *qkv = sv + lay.qkv, *att = sv + lay.att, *xh2 = sv + lay.xh2, *h = sv + lay.h,
+              *rstd1 = sv + lay.rstd1, *rstd2 = sv + lay.rstd2, *lse = sv + lay.lse;
+        ln_fwd(xs, pending, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), cf->ln_eps, xh1, lo, rstd1, N, C);
+        const float *bin = pdata(ps, bk->in_b);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < N; r++) memcpy(qkv + r * 3 * C, bin, sizeof(float) * (size_t)(3 * C));
+        vlm_gemm(mat(qkv, N, 3 * C, 3 * C), mat(lo, N, C, C), tr(mat(pdata(ps, bk->in_w), 3 * C, C, C)), 1, 1);
+        attn_fwd(&g, qkv, att, lse, ws + o_p);
+        vlm_gemm(mat(xs, N, C, C), mat(att, N, C, C), tr(mat(pdata(ps, bk->out_w), C, C, C)), 1, 1);
+        ln_fwd(xs, pdata(ps, bk->out_b), pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), cf->ln_eps, xh2, lo, rstd2, N, C);
+        vlm_gemm(mat(h, N, M, M), mat(lo, N, C, C), tr(mat(pdata(ps, bk->fc_w), M, C, C)), 1, 0);
+        const float *bfc = pdata(ps, bk->fc_b);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < N; r++) {
+            float *hr = h + r * M;
+#pragma omp simd
+            for (int64_t j = 0; j < M; j++) hr[j] += bfc[j];
+            vlm_act_fwd_n(cf->act, hr, gb + r * M, M);
+        }
+        vlm_gemm(mat(xs, N, C, C), mat(gb, N, M, M), tr(mat(pdata(ps, bk->proj_w), C, M, M)), 1, 1);
+        pending = pdata(ps, bk->proj_b);
+    }
+    add_rows(xs, pending, N, C);
+    if (need) {
+        vlm_node *nd = vlm_record(c, "transformer", y, transformer_backward, x, NULL, NULL, NULL);
+        if (nd) nd->saved = s;
+    }
+    return y;
 }
