@@ -1,6 +1,9 @@
 // Shared helpers for the CTest executables (see testutil.h).
 #include "tests/testutil.h"
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 int tu_failures = 0;
 int tu_checks = 0;
@@ -30,10 +33,17 @@ int tu_done(const char *name) {
     return 0;
 }
 
+// "../shared/..." (the steering repository's reference data) is found beside
+// the source tree; when the checkout lives elsewhere, $VLM_SHARED_DIR or
+// /work/shared is used instead.
 const char *tu_src(const char *rel) {
     static char buf[4][4096];
     static int k = 0;
     k = (k + 1) & 3;
     snprintf(buf[k], sizeof buf[k], "%s/%s", VLM_SOURCE_DIR, rel);
+    if (!strncmp(rel, "../shared/", 10) && access(buf[k], F_OK) != 0) {
+        const char *env = getenv("VLM_SHARED_DIR");
+        snprintf(buf[k], sizeof buf[k], "%s/%s", env ? env : "/work/shared", rel + 10);
+    }
     return buf[k];
 }
