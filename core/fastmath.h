@@ -155,6 +155,25 @@ FM_ATTR FM_VF FM(gelu_grad)(FM_VF x) {
     return FM_FMA(x * 0.39894228040143268f, FM(exp)(x * x * -0.5f), FM(phi)(x));
 }
 
+// GELU and its derivative together (the backward needs both): 2 exps, 1 division.
+FM_ATTR FM_VF FM(gelu_both)(FM_VF x, FM_VF *grad) {
+    FM_VF z = FM(abs)(x) * 0.70710678118654752f;
+    FM_VF t = 1.0f / FM_FMA(z, FM(set)(0.5f), FM(set)(1.0f));
+    FM_VF q = FM_FMA(t, FM(set)(0.17087277f), FM(set)(-0.82215223f));
+    q = FM_FMA(q, t, FM(set)(1.48851587f));
+    q = FM_FMA(q, t, FM(set)(-1.13520398f));
+    q = FM_FMA(q, t, FM(set)(0.27886807f));
+    q = FM_FMA(q, t, FM(set)(-0.18628806f));
+    q = FM_FMA(q, t, FM(set)(0.09678418f));
+    q = FM_FMA(q, t, FM(set)(0.37409196f));
+    q = FM_FMA(q, t, FM(set)(1.00002368f));
+    q = FM_FMA(q, t, FM(set)(-1.26551223f));
+    FM_VF e = 0.5f * (t * FM(exp)(q - z * z));
+    FM_VF phi = FM(sel)(x < 0.0f, e, 1.0f - e);
+    *grad = FM_FMA(x * 0.39894228040143268f, FM(exp)(x * x * -0.5f), phi);
+    return x * phi;
+}
+
 FM_ATTR FM_VF FM(sigmoid)(FM_VF x) { return 1.0f / (FM(exp)(-x) + 1.0f); }
 // tanh via 1 - 2 / (exp(2u) + 1): absolute error ~1e-7 (what GELU-tanh needs).
 FM_ATTR FM_VF FM(tanh_abs)(FM_VF u) { return 1.0f - 2.0f / (FM(exp)(u * 2.0f) + 1.0f); }

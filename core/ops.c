@@ -125,6 +125,30 @@ static inline void bc_offsets(const bcast *bc, int64_t i, int64_t *oa, int64_t *
     *ob = b;
 }
 
+// Whether the operand with broadcast strides sx reads element i % n for every
+// output index i: it covers the output's trailing dims contiguously and
+// repeats over the leading ones (n = output size: a full contiguous operand).
+static int trailing_bcast(const bcast *bc, const int64_t *sx, int64_t n) {
+    int64_t acc = 1;
+    for (int d = bc->nd - 1; d >= 0; d--) {
+        if (bc->shape[d] == 1) continue;
+        if (acc < n) {
+            if (sx[d] != acc) return 0;
+            acc *= bc->shape[d];
+        } else if (sx[d] != 0)
+            return 0;
+    }
+    return acc == n;
+}
+
+// 1: a full and b repeated every nb elements; 2: the reverse; 0: neither.
+static int repeat_kind(const bcast *bc, int64_t N, int64_t na, int64_t nb) {
+    if (N == 0 || na == 0 || nb == 0) return 0;
+    if (trailing_bcast(bc, bc->sa, N) && trailing_bcast(bc, bc->sb, nb)) return 1;
+    if (trailing_bcast(bc, bc->sb, N) && trailing_bcast(bc, bc->sa, na)) return 2;
+    return 0;
+}
+
 static void binary_backward(vlm_ctx *c, vlm_node *n) {
     vlm_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
     int op = (int)n->i[0];
@@ -142,7 +166,26 @@ static void binary_backward(vlm_ctx *c, vlm_node *n) {
         }
         return;
     }
-    // Broadcast: an input element may receive from many outputs; run serially.
+    int kind = repeat_kind(bc, N, vlm_numel(a), vlm_numel(b));
+    if (kind) { // one operand full, the other repeated every n elements
+        vlm_tensor *f = kind == 1 ? a : b, *r = kind == 1 ? b : a;
+        const float *fd = vlm_f32(f), *rd = vlm_f32(r);
+        int64_t nr = vlm_numel(r);
+        float sf = op == BIN_SUB && f == b ? -1.0f : 1.0f, sr = op == BIN_SUB && r == b ? -1.0f : 1.0f;
+        if (f->requires_grad)
+#pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < N; i++) f->grad[i] += op == BIN_MUL ? g[i] * rd[i % nr] : sf * g[i];
+        if (r->requires_grad) // column blocks: each repeated element summed by one thread
+#pragma omp parallel for schedule(static) if (N >= OMP_MIN)
+            for (int64_t j0 = 0; j0 < nr; j0 += 64) {
+                int64_t j1 = j0 + 64 < nr ? j0 + 64 : nr;
+                for (int64_t o = 0; o < N / nr; o++)
+                    for (int64_t j = j0; j < j1; j++)
+                        r->grad[j] += op == BIN_MUL ? g[o * nr + j] * fd[o * nr + j] : sr * g[o * nr + j];
+            }
+        return;
+    }
+    // Other broadcasts: an input element may receive from many outputs; run serially.
     for (int64_t i = 0; i < N; i++) {
         int64_t oa, ob;
         bc_offsets(bc, i, &oa, &ob);
@@ -171,14 +214,20 @@ static vlm_tensor *binary(vlm_ctx *c, vlm_tensor *a, vlm_tensor *b, int op, cons
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < N; i++)
             yo[i] = op == BIN_ADD ? ad[i] + bd[i] : op == BIN_SUB ? ad[i] - bd[i] : ad[i] * bd[i];
-    } else if (na == N && vlm_is_contiguous(a) && vlm_is_contiguous(b) && nb > 0 && N % nb == 0 &&
-               b->ndim <= a->ndim && bc->sb[bc->nd - 1] == 1 && nb == bc->shape[bc->nd - 1]) {
-        // Row broadcast (bias-like): b covers the last dim.
+    } else if (repeat_kind(bc, N, na, nb) == 1) {
+        // b repeats over the leading dims (bias-like, positional embeddings)
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < N / nb; r++)
             for (int64_t j = 0; j < nb; j++) {
                 float x = ad[r * nb + j], z = bd[j];
                 yo[r * nb + j] = op == BIN_ADD ? x + z : op == BIN_SUB ? x - z : x * z;
+            }
+    } else if (repeat_kind(bc, N, na, nb) == 2) { // a repeats
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < N / na; r++)
+            for (int64_t j = 0; j < na; j++) {
+                float x = ad[j], z = bd[r * na + j];
+                yo[r * na + j] = op == BIN_ADD ? x + z : op == BIN_SUB ? x - z : x * z;
             }
     } else {
 #pragma omp parallel for schedule(static)
@@ -331,7 +380,7 @@ __attribute__((target("avx2,fma"))) static void act_bwd_x8(int act, const float 
     int64_t i = 0;
     ACT_VEC_SWITCH_GRAD(ACT_BWD_LOOP, vlm_x8, 8)
 }
-static int use_x8(void) {
+int vlm_use_x8(void) {
     static int state = -1; // -1 unknown, 0 portable, 1 AVX2+FMA
     int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
     if (s < 0) {
@@ -343,6 +392,48 @@ static int use_x8(void) {
 }
 #endif
 
+#define ACT_BOTH_LOOP(V, W)                                                                    \
+    do {                                                                                       \
+        for (; i + W <= n; i += W) {                                                           \
+            __typeof__(V##set(0)) gr, v = V##gelu_both(V##load(x + i), &gr);                   \
+            V##store(y + i, v);                                                                \
+            V##store(d + i, gr);                                                               \
+        }                                                                                      \
+        if (i < n) {                                                                           \
+            __typeof__(V##set(0)) gr, v = V##gelu_both(V##load_part(x + i, n - i), &gr);       \
+            V##store_part(y + i, v, n - i);                                                    \
+            V##store_part(d + i, gr, n - i);                                                   \
+        }                                                                                      \
+    } while (0)
+
+#ifdef VLM_FASTMATH_X8
+__attribute__((target("avx2,fma"))) static void gelu_both_x8(const float *x, float *y, float *d, int64_t n) {
+    int64_t i = 0;
+    ACT_BOTH_LOOP(vlm_x8, 8);
+}
+#endif
+
+void vlm_act_fwd_grad_n(int act, const float *x, float *y, float *d, int64_t n) {
+    if (act != VLM_ACT_GELU) { // nothing shared worth fusing: forward, then derivative * 1
+        float ones[256];
+        for (int k = 0; k < 256; k++) ones[k] = 1.0f;
+        for (int64_t i0 = 0; i0 < n; i0 += 256) {
+            int64_t k = n - i0 < 256 ? n - i0 : 256;
+            vlm_act_fwd_n(act, x + i0, y + i0, k);
+            vlm_act_bwd_n(act, x + i0, y + i0, ones, d + i0, k, 0);
+        }
+        return;
+    }
+#ifdef VLM_FASTMATH_X8
+    if (vlm_use_x8()) {
+        gelu_both_x8(x, y, d, n);
+        return;
+    }
+#endif
+    int64_t i = 0;
+    ACT_BOTH_LOOP(vlm_v, VLM_VW);
+}
+
 void vlm_act_fwd_n(int act, const float *x, float *y, int64_t n) {
     int64_t i = 0;
     if (!act_vectorised(act)) {
@@ -350,7 +441,7 @@ void vlm_act_fwd_n(int act, const float *x, float *y, int64_t n) {
         return;
     }
 #ifdef VLM_FASTMATH_X8
-    if (use_x8()) {
+    if (vlm_use_x8()) {
         act_fwd_x8(act, x, y, n);
         return;
     }
@@ -368,7 +459,7 @@ void vlm_act_bwd_n(int act, const float *x, const float *y, const float *g, floa
         return;
     }
 #ifdef VLM_FASTMATH_X8
-    if (use_x8()) {
+    if (vlm_use_x8()) {
         act_bwd_x8(act, x, g, dx, n, acc);
         return;
     }

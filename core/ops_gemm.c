@@ -1,6 +1,8 @@
 // GEMM-backed ops: matmul, linear, attention, patchify and conv2d (im2col).
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "core/ops_internal.h"
 #ifdef VLM_HAVE_OPENBLAS
 #include <cblas.h>
@@ -36,14 +38,96 @@ static vlm_mat mat_t(vlm_mat m) {
     return t;
 }
 
-void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
-    if (C.rows == 0 || C.cols == 0) return;
-    if (A.cols == 0) { // empty inner dim: C = beta*C
-        if (beta == 0)
-            for (int64_t i = 0; i < C.rows; i++)
-                for (int64_t j = 0; j < C.cols; j++) C.p[i * C.rs + j * C.cs] = 0;
-        return;
+#if defined(VLM_HAVE_OPENBLAS) && defined(_OPENMP)
+static void gemm_blas(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta);
+
+// Runs one large GEMM on thread 0 of a team (OpenBLAS sees omp_in_parallel()
+// and stays single-threaded; its own threaded driver would malloc per call).
+static void gemm_single(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
+#pragma omp parallel
+    if (omp_get_thread_num() == 0) gemm_blas(C, A, B, alpha, beta);
+}
+
+// Splits one large GEMM into row or column blocks, one per thread (each block
+// single-threaded OpenBLAS).
+static void gemm_split(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
+    int split_rows = C.rows >= C.cols;
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int64_t n = split_rows ? C.rows : C.cols, chunk = (n + nt - 1) / nt;
+        chunk = split_rows ? chunk : (chunk + 15) / 16 * 16; // keep column blocks vector-aligned
+        int64_t lo = id * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        if (lo < hi) {
+            vlm_mat Cb = C, Ab = A, Bb = B;
+            if (split_rows) {
+                Cb.p += lo * C.rs;
+                Cb.rows = hi - lo;
+                Ab.p += lo * A.rs;
+                Ab.rows = hi - lo;
+            } else {
+                Cb.p += lo * C.cs;
+                Cb.cols = hi - lo;
+                Bb.p += lo * B.cs;
+                Bb.cols = hi - lo;
+            }
+            gemm_blas(Cb, Ab, Bb, alpha, beta);
+        }
     }
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Whether large GEMMs are split over our threads. That pays off on separate
+// cores; where the OpenMP threads share one core's FP units (SMT siblings,
+// e.g. a 2-vCPU VM whose vCPUs are hyperthreads of one core) two half-GEMMs
+// together run slower than one whole GEMM on one thread (measured 58-61 vs
+// 72 GFLOPS). So the first large GEMM times a 512x256x512 sgemm both ways
+// once and splits only if that is clearly faster. VLM_GEMM_THREADS=1 forces
+// single-threaded GEMMs, any other number forces the split.
+static int gemm_use_split(void) {
+    static int state = -1;
+    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (s >= 0) return s;
+    const char *e = getenv("VLM_GEMM_THREADS");
+    if (e && *e) {
+        s = atoi(e) > 1;
+    } else {
+        int64_t n = 512, k = 256;
+        float *buf = malloc(sizeof(float) * (size_t)(2 * n * k + n * n));
+        s = 1;
+        if (buf) {
+            for (int64_t i = 0; i < 2 * n * k; i++) buf[i] = (float)(i % 17) * 0.01f;
+            vlm_mat A = {buf, n, k, k, 1}, B = {buf + n * k, k, n, n, 1}, C = {buf + 2 * n * k, n, n, n, 1};
+            double t1 = 1e30, t2 = 1e30;
+            gemm_single(C, A, B, 1, 0); // warm-up (OpenBLAS buffers, page faults)
+            gemm_split(C, A, B, 1, 0);
+            for (int r = 0; r < 3; r++) {
+                double t0 = now_s();
+                gemm_single(C, A, B, 1, 0);
+                double t = now_s() - t0;
+                t1 = t < t1 ? t : t1;
+                t0 = now_s();
+                gemm_split(C, A, B, 1, 0);
+                t = now_s() - t0;
+                t2 = t < t2 ? t : t2;
+            }
+            s = t2 < 0.8 * t1;
+            free(buf);
+        }
+    }
+    __atomic_store_n(&state, s, __ATOMIC_RELAXED);
+    return s;
+}
+#endif
+
+// C (+)= alpha A B on the calling thread (OpenBLAS stays single-threaded
+// inside a parallel region and for small sizes).
+static void gemm_blas(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
     int tc = 0, ta = 0, tb = 0;
     int64_t ldc = 1, lda = 1, ldb = 1;
     blas_layout(&C, &tc, &ldc);
@@ -57,37 +141,6 @@ void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
     blas_layout(&A, &ta, &lda);
     blas_layout(&B, &tb, &ldb);
 #ifdef VLM_HAVE_OPENBLAS
-#ifdef _OPENMP
-    // Large GEMMs outside a parallel region are split across our own threads
-    // (each block runs single-threaded OpenBLAS): OpenBLAS's threaded driver
-    // mallocs a job array per call, which would break the no-malloc step.
-    if (!omp_in_parallel() && omp_get_max_threads() > 1 && C.rows * C.cols * A.cols >= (1 << 18)) {
-        int split_rows = C.rows >= C.cols;
-#pragma omp parallel
-        {
-            int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            int64_t n = split_rows ? C.rows : C.cols, chunk = (n + nt - 1) / nt;
-            chunk = split_rows ? chunk : (chunk + 15) / 16 * 16; // keep column blocks vector-aligned
-            int64_t lo = id * chunk, hi = lo + chunk < n ? lo + chunk : n;
-            if (lo < hi) {
-                vlm_mat Cb = C, Ab = A, Bb = B;
-                if (split_rows) {
-                    Cb.p += lo * C.rs;
-                    Cb.rows = hi - lo;
-                    Ab.p += lo * A.rs;
-                    Ab.rows = hi - lo;
-                } else {
-                    Cb.p += lo * C.cs;
-                    Cb.cols = hi - lo;
-                    Bb.p += lo * B.cs;
-                    Bb.cols = hi - lo;
-                }
-                vlm_gemm(Cb, Ab, Bb, alpha, beta);
-            }
-        }
-        return;
-    }
-#endif
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)C.rows,
                 (int)C.cols, (int)A.cols, alpha, A.p, (int)lda, B.p, (int)ldb, beta, C.p, (int)ldc);
 #else
@@ -99,6 +152,27 @@ void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
             *o = alpha * s + (beta != 0 ? *o : 0);
         }
 #endif
+}
+
+void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
+    if (C.rows == 0 || C.cols == 0) return;
+    if (A.cols == 0) { // empty inner dim: C = beta*C
+        if (beta == 0)
+            for (int64_t i = 0; i < C.rows; i++)
+                for (int64_t j = 0; j < C.cols; j++) C.p[i * C.rs + j * C.cs] = 0;
+        return;
+    }
+#if defined(VLM_HAVE_OPENBLAS) && defined(_OPENMP)
+    // Large GEMMs outside a parallel region run inside one (split over our
+    // threads or on one of them, see gemm_use_split): OpenBLAS's own threaded
+    // driver mallocs a job array per call, which would break the no-malloc step.
+    if (!omp_in_parallel() && omp_get_max_threads() > 1 && C.rows * C.cols * A.cols >= (1 << 18)) {
+        if (gemm_use_split()) gemm_split(C, A, B, alpha, beta);
+        else gemm_single(C, A, B, alpha, beta);
+        return;
+    }
+#endif
+    gemm_blas(C, A, B, alpha, beta);
 }
 
 // ---- matmul -------------------------------------------------------------------

@@ -2,6 +2,7 @@
 #ifndef VLM_CORE_OPS_INTERNAL_H
 #define VLM_CORE_OPS_INTERNAL_H
 
+#include "core/fastmath.h"
 #include "core/ops.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -46,5 +47,13 @@ void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta);
 // the backward (recomputed where an activation needs it); dx may alias g.
 void vlm_act_fwd_n(int act, const float *x, float *y, int64_t n);
 void vlm_act_bwd_n(int act, const float *x, const float *y, const float *g, float *dx, int64_t n, int acc);
+// y[i] = act(x[i]) and d[i] = act'(x[i]) in one pass (shared work for GELU);
+// d may alias x (x is read before d is written), not y.
+void vlm_act_fwd_grad_n(int act, const float *x, float *y, float *d, int64_t n);
+#ifdef VLM_FASTMATH_X8
+// Whether the AVX2+FMA kernels (core/fastmath.h vlm_x8*) may run: the CPU has
+// both and VLM_FASTMATH_PORTABLE is unset or 0 (checked once).
+int vlm_use_x8(void);
+#endif
 
 #endif

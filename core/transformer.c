@@ -222,11 +222,13 @@ static void ln_out(const float *xh, const float *w, const float *b, float *lo, i
 }
 
 // LayerNorm backward from dl = d(LN output): dx += rstd * (dl*w - mean(dl*w) -
-// xh * mean(dl*w*xh)) (dx NULL: skipped); dw += sum_r dl*xh, db += sum_r dl
-// (NULL: skipped). part: nthreads * 2C floats.
+// xh * mean(dl*w*xh)) (dx NULL: skipped); dw += sum_r dl*xh, db += sum_r dl,
+// dsum += sum_r dx (the updated rows: the next bias gradient down the stack)
+// (NULL: skipped). part: nthreads * 3C floats.
 static void ln_bwd(const float *dl, const float *xh, const float *rstd, const float *w, float *dx, float *dw, float *db,
-                   float *part, int64_t N, int64_t C) {
+                   float *dsum, float *part, int64_t N, int64_t C) {
     int nt_used = 1;
+    if (!dx) dsum = NULL;
 #pragma omp parallel
     {
         int nt = 1, id = 0;
@@ -236,8 +238,8 @@ static void ln_bwd(const float *dl, const float *xh, const float *rstd, const fl
 #endif
 #pragma omp single
         nt_used = nt;
-        float *pw = part + (int64_t)id * 2 * C, *pbb = pw + C;
-        for (int64_t j = 0; j < 2 * C; j++) pw[j] = 0;
+        float *pw = part + (int64_t)id * 3 * C, *pbb = pw + C, *ps = pw + 2 * C;
+        for (int64_t j = 0; j < 3 * C; j++) pw[j] = 0;
         int64_t lo = N * id / nt, hi = N * (id + 1) / nt;
         for (int64_t r = lo; r < hi; r++) {
             const float *g = dl + r * C, *h = xh + r * C;
@@ -259,13 +261,51 @@ static void ln_bwd(const float *dl, const float *xh, const float *rstd, const fl
             float *d = dx + r * C;
 #pragma omp simd
             for (int64_t j = 0; j < C; j++) d[j] += rs * (g[j] * w[j] - m1 - h[j] * m2);
+            if (dsum)
+#pragma omp simd
+                for (int64_t j = 0; j < C; j++) ps[j] += d[j];
         }
     }
     for (int t = 0; t < nt_used; t++)
         for (int64_t j = 0; j < C; j++) {
-            if (dw) dw[j] += part[t * 2 * C + j];
-            if (db) db[j] += part[t * 2 * C + C + j];
+            if (dw) dw[j] += part[t * 3 * C + j];
+            if (db) db[j] += part[t * 3 * C + C + j];
+            if (dsum) dsum[j] += part[t * 3 * C + 2 * C + j];
         }
+}
+
+// a *= d elementwise ([N, K]); out[j] += sum_r a[r, j] after (out NULL: skipped).
+// part: nthreads * K floats.
+static void mul_colsum(float *a, const float *d, int64_t N, int64_t K, float *out, float *part) {
+    int nt_used = 1;
+#pragma omp parallel
+    {
+        int nt = 1, id = 0;
+#ifdef _OPENMP
+        nt = omp_get_num_threads();
+        id = omp_get_thread_num();
+#endif
+#pragma omp single
+        nt_used = nt;
+        float *p = part + (int64_t)id * K;
+        for (int64_t j = 0; j < K; j++) p[j] = 0;
+        for (int64_t r = N * id / nt; r < N * (id + 1) / nt; r++) {
+            float *ar = a + r * K;
+            const float *dr = d + r * K;
+            if (out)
+#pragma omp simd
+                for (int64_t j = 0; j < K; j++) {
+                    ar[j] *= dr[j];
+                    p[j] += ar[j];
+                }
+            else
+#pragma omp simd
+                for (int64_t j = 0; j < K; j++) ar[j] *= dr[j];
+        }
+    }
+    if (out)
+        for (int t = 0; t < nt_used; t++)
+            for (int64_t j = 0; j < K; j++) out[j] += part[t * K + j];
 }
 
 // out[j] += sum_r a[r, j] (a: [N, K]); part: nthreads * K floats.
@@ -357,20 +397,252 @@ static void prob_row(float *r, int64_t n, int64_t T, const float *vm, float lse)
     for (j = n; j < T; j++) r[j] = 0;
 }
 
+// Per-thread floats of pbuf: the T x T scores and a D x T transposed K or V.
+#define ATTN_SCRATCH(T, D) (rup16((T) * (T)) + rup16((D) * (T)))
+
 typedef struct {
     int64_t B, T, C, H, D;
     int causal;
     const float *vmask; // [B*T] 1 = valid key, 0 = padded; NULL = none
 } attn_geom;
 
+#ifdef VLM_FASTMATH_X8
+// ---- AVX2+FMA attention: per-head small GEMMs (T x T x D) in registers --------------
+// OpenBLAS spends more time packing and dispatching than multiplying at these
+// sizes, so each (b, h) runs on these kernels instead.
+#define X8 __attribute__((target("avx2,fma")))
+
+X8 static inline __m256i x8_mask(int64_t n) { // lanes [0, n) on
+    const int32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    __m256i i;
+    memcpy(&i, idx, sizeof i);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), i);
+}
+
+// Lanes [0, w) of p (w <= 8), zero beyond; stores only lanes [0, w).
+X8 static inline __m256 x8_ld(const float *p, int64_t w) {
+    return w == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, x8_mask(w));
+}
+X8 static inline void x8_st(float *p, __m256 v, int64_t w) {
+    if (w == 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, x8_mask(w), v);
+}
+
+// C[i, j] (+)= alpha * sum_p A(i, p) B(p, j) for a block of MR rows x 16 (or
+// nr < 16, masked) columns. A(i, p) = A[i*ars + p*acs]; B(p, j) = B[p*brs + j];
+// C(i, j) = C[i*crs + j].
+#define X8_KERNEL(MR)                                                                                              \
+    X8 static void x8_kern##MR(int64_t nr, int64_t k, float alpha, const float *A, int64_t ars, int64_t acs,       \
+                               const float *B, int64_t brs, float *C, int64_t crs, int acc) {                      \
+        __m256 c0[MR], c1[MR];                                                                                     \
+        for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm256_setzero_ps();                                          \
+        if (nr == 16) {                                                                                            \
+            for (int64_t p = 0; p < k; p++) {                                                                      \
+                __m256 b0 = _mm256_loadu_ps(B + p * brs), b1 = _mm256_loadu_ps(B + p * brs + 8);                   \
+                for (int r = 0; r < MR; r++) {                                                                     \
+                    __m256 a = _mm256_broadcast_ss(A + r * ars + p * acs);                                         \
+                    c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                                         \
+                    c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);                                                         \
+                }                                                                                                  \
+            }                                                                                                      \
+        } else if (nr <= 8) {                                                                                      \
+            __m256i m0 = x8_mask(nr);                                                                              \
+            for (int64_t p = 0; p < k; p++) {                                                                      \
+                __m256 b0 = _mm256_maskload_ps(B + p * brs, m0);                                                   \
+                for (int r = 0; r < MR; r++)                                                                       \
+                    c0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(A + r * ars + p * acs), b0, c0[r]);                \
+            }                                                                                                      \
+        } else {                                                                                                   \
+            __m256i m0 = x8_mask(nr), m1 = x8_mask(nr - 8);                                                        \
+            for (int64_t p = 0; p < k; p++) {                                                                      \
+                __m256 b0 = _mm256_maskload_ps(B + p * brs, m0), b1 = _mm256_maskload_ps(B + p * brs + 8, m1);     \
+                for (int r = 0; r < MR; r++) {                                                                     \
+                    __m256 a = _mm256_broadcast_ss(A + r * ars + p * acs);                                         \
+                    c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                                         \
+                    c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);                                                         \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        __m256 al = _mm256_set1_ps(alpha);                                                                         \
+        __m256i m0 = x8_mask(nr), m1 = x8_mask(nr - 8);                                                            \
+        for (int r = 0; r < MR; r++) {                                                                             \
+            float *cr = C + r * crs;                                                                               \
+            __m256 v0 = _mm256_mul_ps(al, c0[r]), v1 = _mm256_mul_ps(al, c1[r]);                                   \
+            if (nr == 16) {                                                                                        \
+                if (acc) {                                                                                         \
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cr));                                                   \
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cr + 8));                                               \
+                }                                                                                                  \
+                _mm256_storeu_ps(cr, v0);                                                                          \
+                _mm256_storeu_ps(cr + 8, v1);                                                                      \
+            } else {                                                                                               \
+                if (acc) {                                                                                         \
+                    v0 = _mm256_add_ps(v0, _mm256_maskload_ps(cr, m0));                                            \
+                    v1 = _mm256_add_ps(v1, _mm256_maskload_ps(cr + 8, m1));                                        \
+                }                                                                                                  \
+                _mm256_maskstore_ps(cr, m0, v0);                                                                   \
+                if (nr > 8) _mm256_maskstore_ps(cr + 8, m1, v1);                                                   \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+X8_KERNEL(4)
+X8_KERNEL(1)
+
+// C[m x n] (+)= alpha * A B with the layouts of x8_kern*.
+X8 static void x8_gemm(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ars, int64_t acs,
+                       const float *B, int64_t brs, float *C, int64_t crs, int acc) {
+    for (int64_t j = 0; j < n; j += 16) {
+        int64_t nr = n - j < 16 ? n - j : 16, i = 0;
+        for (; i + 4 <= m; i += 4) x8_kern4(nr, k, alpha, A + i * ars, ars, acs, B + j, brs, C + i * crs + j, crs, acc);
+        for (; i < m; i++) x8_kern1(nr, k, alpha, A + i * ars, ars, acs, B + j, brs, C + i * crs + j, crs, acc);
+    }
+}
+
+// dst[p*T + j] = src[j*ld + p] (p < D, j < T): a head's K or V transposed,
+// in 8 x 8 register blocks.
+X8 static void x8_transpose(float *dst, const float *src, int64_t T, int64_t D, int64_t ld) {
+    int64_t j = 0, D8 = D / 8 * 8;
+    for (; j + 8 <= T; j += 8)
+        for (int64_t p = 0; p < D8; p += 8) {
+            const float *s = src + j * ld + p;
+            __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ld), r2 = _mm256_loadu_ps(s + 2 * ld),
+                   r3 = _mm256_loadu_ps(s + 3 * ld), r4 = _mm256_loadu_ps(s + 4 * ld), r5 = _mm256_loadu_ps(s + 5 * ld),
+                   r6 = _mm256_loadu_ps(s + 6 * ld), r7 = _mm256_loadu_ps(s + 7 * ld);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                   t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                   t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = dst + p * T + j;
+            _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + T, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * T, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * T, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * T, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * T, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * T, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * T, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    for (int64_t jj = 0; jj < T; jj++) // remaining rows of src (j >= T/8*8) and columns (p >= D/8*8)
+        for (int64_t p = jj < j ? D8 : 0; p < D; p++) dst[p * T + jj] = src[jj * ld + p];
+}
+
+// Softmax of r[0, n) on valid keys (vm[j] != 0; vm NULL: all), zero up to T;
+// returns the log-sum-exp, INFINITY when no key is valid (row zeroed).
+X8 static float x8_softmax_row(float *r, int64_t n, int64_t T, const float *vm) {
+    __m256 vmx = vlm_x8set(-INFINITY), ninf = vmx;
+    for (int64_t j = 0; j < n; j += 8) {
+        int64_t w = n - j < 8 ? n - j : 8;
+        __m256 v = w == 8 ? x8_ld(r + j, w) : vlm_x8sel((vlm_x8i)x8_mask(w), x8_ld(r + j, w), ninf);
+        if (vm) v = vlm_x8sel(x8_ld(vm + j, w) != 0.0f, v, ninf);
+        vmx = vlm_x8max(vmx, v);
+    }
+    float mx = vlm_x8hmax(vmx);
+    if (mx == -INFINITY) {
+        memset(r, 0, sizeof(float) * (size_t)T);
+        return INFINITY;
+    }
+    __m256 vs = vlm_x8set(0);
+    for (int64_t j = 0; j < n; j += 8) {
+        int64_t w = n - j < 8 ? n - j : 8;
+        __m256 e = vlm_x8exp(x8_ld(r + j, w) - mx);
+        if (vm) e = e * x8_ld(vm + j, w);
+        if (w < 8) e = vlm_x8sel((vlm_x8i)x8_mask(w), e, vlm_x8set(0));
+        x8_st(r + j, e, w);
+        vs += e;
+    }
+    float sum = vlm_x8hsum(vs);
+    __m256 inv = vlm_x8set(1.0f / sum);
+    for (int64_t j = 0; j < n; j += 8) {
+        int64_t w = n - j < 8 ? n - j : 8;
+        x8_st(r + j, x8_ld(r + j, w) * inv, w);
+    }
+    for (int64_t j = n; j < T; j++) r[j] = 0;
+    return mx + logf(sum);
+}
+
+X8 static void x8_prob_row(float *r, int64_t n, int64_t T, const float *vm, float lse) {
+    if (isinf(lse)) {
+        memset(r, 0, sizeof(float) * (size_t)T);
+        return;
+    }
+    for (int64_t j = 0; j < n; j += 8) {
+        int64_t w = n - j < 8 ? n - j : 8;
+        __m256 e = vlm_x8exp(x8_ld(r + j, w) - lse);
+        if (vm) e = e * x8_ld(vm + j, w);
+        x8_st(r + j, e, w);
+    }
+    for (int64_t j = n; j < T; j++) r[j] = 0;
+}
+
+// pbuf: per thread T*T (+ D*T for K^T), see attn_fwd.
+X8 static void x8_attn_fwd_head(const attn_geom *g, const float *qkv, float *att, float *lse, float *S, float *kT,
+                                int64_t b, int64_t h) {
+    int64_t T = g->T, C = g->C, H = g->H, D = g->D;
+    float scale = 1.0f / sqrtf((float)D);
+    const float *q = qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
+    x8_transpose(kT, k, T, D, 3 * C);
+    x8_gemm(T, T, D, scale, q, 3 * C, 1, kT, T, S, T, 0); // S = q k^T / sqrt D
+    const float *vm = g->vmask ? g->vmask + b * T : NULL;
+    float *l = lse + (b * H + h) * T;
+    for (int64_t i = 0; i < T; i++) l[i] = x8_softmax_row(S + i * T, g->causal ? i + 1 : T, T, vm);
+    x8_gemm(T, D, T, 1.0f, S, T, 1, v, 3 * C, att + b * T * C + h * D, C, 0); // O = P v
+}
+
+X8 static void x8_attn_bwd_head(const attn_geom *g, const float *qkv, const float *datt, const float *lse, float *dqkv,
+                                float *P, float *dP, float *kT, int64_t b, int64_t h) {
+    int64_t T = g->T, C = g->C, H = g->H, D = g->D;
+    float scale = 1.0f / sqrtf((float)D);
+    const float *q = qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
+    float *dq = dqkv + b * T * 3 * C + h * D, *dk = dq + C, *dv = dq + 2 * C;
+    const float *dO = datt + b * T * C + h * D;
+    x8_transpose(kT, k, T, D, 3 * C);
+    x8_gemm(T, T, D, scale, q, 3 * C, 1, kT, T, P, T, 0);
+    const float *vm = g->vmask ? g->vmask + b * T : NULL;
+    const float *l = lse + (b * H + h) * T;
+    for (int64_t i = 0; i < T; i++) x8_prob_row(P + i * T, g->causal ? i + 1 : T, T, vm, l[i]);
+    x8_gemm(T, D, T, 1.0f, P, 1, T, dO, C, dv, 3 * C, 0); // dV = P^T dO
+    x8_transpose(kT, v, T, D, 3 * C);                     // V^T
+    x8_gemm(T, T, D, 1.0f, dO, C, 1, kT, T, dP, T, 0);    // dP = dO V^T
+    for (int64_t i = 0; i < T; i++) { // dS = P * (dP - rowsum(P * dP)) / sqrt D
+        float *pr = P + i * T, *dr = dP + i * T;
+        __m256 vd = vlm_x8set(0);
+        for (int64_t j = 0; j < T; j += 8) {
+            int64_t w = T - j < 8 ? T - j : 8;
+            vd += x8_ld(pr + j, w) * x8_ld(dr + j, w);
+        }
+        float dot = vlm_x8hsum(vd);
+        for (int64_t j = 0; j < T; j += 8) {
+            int64_t w = T - j < 8 ? T - j : 8;
+            x8_st(dr + j, x8_ld(pr + j, w) * (x8_ld(dr + j, w) - dot) * scale, w);
+        }
+    }
+    x8_gemm(T, D, T, 1.0f, dP, T, 1, k, 3 * C, dq, 3 * C, 0); // dQ = dS K
+    x8_gemm(T, D, T, 1.0f, dP, 1, T, q, 3 * C, dk, 3 * C, 0); // dK = dS^T Q
+}
+#endif
+
 // att[b, t, h*D:(h+1)*D] = softmax(q k^T / sqrt D) v per (b, h); lse per (b, h, row).
 static void attn_fwd(const attn_geom *g, const float *qkv, float *att, float *lse, float *pbuf) {
     int64_t B = g->B, T = g->T, C = g->C, H = g->H, D = g->D;
     float scale = 1.0f / sqrtf((float)D);
+#ifdef VLM_FASTMATH_X8
+    if (vlm_use_x8()) {
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t h = 0; h < H; h++) {
+                float *S = pbuf + (int64_t)vlm_thread_id() * ATTN_SCRATCH(T, D);
+                x8_attn_fwd_head(g, qkv, att, lse, S, S + T * T, b, h);
+            }
+        return;
+    }
+#endif
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
-            float *S = pbuf + (int64_t)vlm_thread_id() * T * T;
+            float *S = pbuf + (int64_t)vlm_thread_id() * ATTN_SCRATCH(T, D);
             float *q = (float *)qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
             vlm_gemm(mat(S, T, T, T), mat(q, T, D, 3 * C), tr(mat(k, T, D, 3 * C)), scale, 0);
             const float *vm = g->vmask ? g->vmask + b * T : NULL;
@@ -385,11 +657,23 @@ static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, co
                      float *pbuf, float *dpbuf) {
     int64_t B = g->B, T = g->T, C = g->C, H = g->H, D = g->D;
     float scale = 1.0f / sqrtf((float)D);
+#ifdef VLM_FASTMATH_X8
+    if (vlm_use_x8()) {
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t h = 0; h < H; h++) {
+                int tid = vlm_thread_id();
+                float *P = pbuf + (int64_t)tid * ATTN_SCRATCH(T, D);
+                x8_attn_bwd_head(g, qkv, datt, lse, dqkv, P, dpbuf + (int64_t)tid * T * T, P + T * T, b, h);
+            }
+        return;
+    }
+#endif
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
             int tid = vlm_thread_id();
-            float *P = pbuf + (int64_t)tid * T * T, *dP = dpbuf + (int64_t)tid * T * T;
+            float *P = pbuf + (int64_t)tid * ATTN_SCRATCH(T, D), *dP = dpbuf + (int64_t)tid * T * T;
             float *q = (float *)qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
             float *dq = dqkv + b * T * 3 * C + h * D, *dk = dq + C, *dv = dq + 2 * C;
             float *dO = (float *)datt + b * T * C + h * D;
@@ -428,8 +712,8 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
     int64_t B = s->B, T = s->T, N = B * T, C = cf->width, H = cf->heads, D = C / H, M = cf->mlp_width;
     int64_t nt = vlm_nthreads(), A = M > 3 * C ? M : 3 * C;
     tr_layout lay = layout(B, T, C, M, H);
-    int64_t o_b = rup16(N * A), o_c = o_b + rup16(N * C), o_p = o_c + rup16(N * C), o_dp = o_p + rup16(nt * T * T),
-            o_part = o_dp + rup16(nt * T * T), o_vm = o_part + rup16(nt * (2 * C > A ? 2 * C : A)),
+    int64_t o_b = rup16(N * A), o_c = o_b + rup16(N * C), o_p = o_c + rup16(N * C), o_dp = o_p + nt * ATTN_SCRATCH(T, D),
+            o_part = o_dp + rup16(nt * T * T), o_vm = o_part + rup16(nt * (3 * C > A ? 3 * C : A)),
             total = o_vm + rup16(N);
     float *ws = ws_get(c, t, total);
     if (!ws) return;
@@ -442,25 +726,24 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
         float *xh1 = sv + lay.xh1, *qkv = sv + lay.qkv, *att = sv + lay.att, *xh2 = sv + lay.xh2, *h = sv + lay.h,
               *rstd1 = sv + lay.rstd1, *rstd2 = sv + lay.rstd2, *lse = sv + lay.lse;
         // ---- MLP: x += c_proj(act(c_fc(ln_2(x)))) ----
-        if (pgrad(ps, bk->proj_b)) colsum(dres, N, C, pgr(ps, bk->proj_b), part);
-        if (pgrad(ps, bk->proj_w)) { // dW_proj += dres^T act(h)
+        // proj_b's gradient is colsum(dres): for lower layers summed by the LN_1 backward above.
+        if (l == cf->layers - 1 && pgrad(ps, bk->proj_b)) colsum(dres, N, C, pgr(ps, bk->proj_b), part);
+        // act(h) for dW_proj and act'(h) in place of h (its last use) in one pass
 #pragma omp parallel for schedule(static)
-            for (int64_t r = 0; r < N; r++) vlm_act_fwd_n(cf->act, h + r * M, bufA + r * M, M);
+        for (int64_t r = 0; r < N; r++) vlm_act_fwd_grad_n(cf->act, h + r * M, bufA + r * M, h + r * M, M);
+        if (pgrad(ps, bk->proj_w)) // dW_proj += dres^T act(h)
             vlm_gemm(mat(pgr(ps, bk->proj_w), C, M, M), tr(mat(dres, N, C, C)), mat(bufA, N, M, M), 1, 1);
-        }
         vlm_gemm(mat(bufA, N, M, M), mat(dres, N, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < N; r++) vlm_act_bwd_n(cf->act, h + r * M, NULL, bufA + r * M, bufA + r * M, M, 0);
-        if (pgrad(ps, bk->fc_b)) colsum(bufA, N, M, pgr(ps, bk->fc_b), part);
+        mul_colsum(bufA, h, N, M, pgrad(ps, bk->fc_b) ? pgr(ps, bk->fc_b) : NULL, part); // dh = d act(h) * act'(h)
         if (pgrad(ps, bk->fc_w)) {
             ln_out(xh2, pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), bufB, N, C);
             vlm_gemm(mat(pgr(ps, bk->fc_w), M, C, C), tr(mat(bufA, N, M, M)), mat(bufB, N, C, C), 1, 1);
         }
         vlm_gemm(mat(bufC, N, C, C), mat(bufA, N, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
         ln_bwd(bufC, xh2, rstd2, pdata(ps, bk->ln2_w), dres, pgrad(ps, bk->ln2_w) ? pgr(ps, bk->ln2_w) : NULL,
-               pgrad(ps, bk->ln2_b) ? pgr(ps, bk->ln2_b) : NULL, part, N, C);
+               pgrad(ps, bk->ln2_b) ? pgr(ps, bk->ln2_b) : NULL, pgrad(ps, bk->out_b) ? pgr(ps, bk->out_b) : NULL,
+               part, N, C);
         // ---- attention: x += out_proj(attn(ln_1(x))) ----
-        if (pgrad(ps, bk->out_b)) colsum(dres, N, C, pgr(ps, bk->out_b), part);
         if (pgrad(ps, bk->out_w))
             vlm_gemm(mat(pgr(ps, bk->out_w), C, C, C), tr(mat(dres, N, C, C)), mat(att, N, C, C), 1, 1);
         vlm_gemm(mat(bufC, N, C, C), mat(dres, N, C, C), mat(pdata(ps, bk->out_w), C, C, C), 1, 0); // d att
@@ -474,7 +757,9 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
         float *dw1 = pgrad(ps, bk->ln1_w) ? pgr(ps, bk->ln1_w) : NULL, *db1 = pgrad(ps, bk->ln1_b) ? pgr(ps, bk->ln1_b) : NULL;
         if (dx_needed || dw1 || db1) {
             vlm_gemm(mat(bufC, N, C, C), mat(bufA, N, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
-            ln_bwd(bufC, xh1, rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, dw1, db1, part, N, C);
+            const vlm_block *below = l > 0 ? &t->blocks[l - 1] : NULL;
+            float *dsum = below && pgrad(ps, below->proj_b) ? pgr(ps, below->proj_b) : NULL;
+            ln_bwd(bufC, xh1, rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, dw1, db1, dsum, part, N, C);
         }
     }
     if (x->requires_grad) {
@@ -523,7 +808,7 @@ vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params 
         }
     }
     int64_t nt = vlm_nthreads();
-    int64_t o_g = rup16(N * C), o_p = o_g + rup16(N * M), o_vm = o_p + rup16(nt * T * T), o_sv = o_vm + rup16(N),
+    int64_t o_g = rup16(N * C), o_p = o_g + rup16(N * M), o_vm = o_p + nt * ATTN_SCRATCH(T, D), o_sv = o_vm + rup16(N),
             total = o_sv + (need ? 0 : lay.size); // no grad: one layer's "saved" block, reused
     float *ws = ws_get(c, t, total);
     if (!ws) return NULL;
