@@ -703,6 +703,27 @@ static float *make_vmask(float *vm, const uint8_t *pad, int64_t n) {
     return vm;
 }
 
+// Rows are processed in chunks of whole sequences (~512 rows) so that the
+// per-chunk temporaries -- LN outputs, act(h), the [rows, 4C] gradients --
+// stay in cache between the GEMMs and the elementwise passes.
+static int64_t chunk_seqs(int64_t B, int64_t T) {
+    int64_t nb = (512 + T - 1) / (T > 0 ? T : 1);
+    return nb < 1 ? 1 : nb > B ? B : nb;
+}
+
+// Pointers of one layer's saved tensors for the rows of sequences [b0, b0+nb).
+typedef struct {
+    float *xh1, *qkv, *att, *xh2, *h, *rstd1, *rstd2, *lse;
+} tr_rows;
+
+static tr_rows rows_at(float *base, const tr_layout *lay, int64_t b0, int64_t T, int64_t C, int64_t M, int64_t H) {
+    int64_t r0 = b0 * T;
+    tr_rows r = {base + lay->xh1 + r0 * C, base + lay->qkv + r0 * 3 * C, base + lay->att + r0 * C,
+                 base + lay->xh2 + r0 * C, base + lay->h + r0 * M,      base + lay->rstd1 + r0,
+                 base + lay->rstd2 + r0,   base + lay->lse + b0 * H * T};
+    return r;
+}
+
 static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
     tr_saved *s = nd->saved;
     const vlm_transformer *t = s->t;
@@ -710,62 +731,65 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
     vlm_params *ps = s->ps;
     vlm_tensor *x = nd->in[0], *y = nd->out;
     int64_t B = s->B, T = s->T, N = B * T, C = cf->width, H = cf->heads, D = C / H, M = cf->mlp_width;
-    int64_t nt = vlm_nthreads(), A = M > 3 * C ? M : 3 * C;
+    int64_t nt = vlm_nthreads(), A = M > 3 * C ? M : 3 * C, CB = chunk_seqs(B, T), R = CB * T;
     tr_layout lay = layout(B, T, C, M, H);
-    int64_t o_b = rup16(N * A), o_c = o_b + rup16(N * C), o_p = o_c + rup16(N * C), o_dp = o_p + nt * ATTN_SCRATCH(T, D),
+    int64_t o_b = rup16(R * A), o_c = o_b + rup16(R * C), o_p = o_c + rup16(R * C), o_dp = o_p + nt * ATTN_SCRATCH(T, D),
             o_part = o_dp + rup16(nt * T * T), o_vm = o_part + rup16(nt * (3 * C > A ? 3 * C : A)),
             total = o_vm + rup16(N);
     float *ws = ws_get(c, t, total);
     if (!ws) return;
     float *bufA = ws, *bufB = ws + o_b, *bufC = ws + o_c, *part = ws + o_part;
-    attn_geom g = {B, T, C, H, D, cf->causal, make_vmask(ws + o_vm, s->pad, N)};
-    float *dres = y->grad; // the residual stream's gradient, updated in place layer by layer
+    const float *vmask = make_vmask(ws + o_vm, s->pad, N);
+    float *dres_all = y->grad; // the residual stream's gradient, updated in place layer by layer
     for (int l = cf->layers - 1; l >= 0; l--) {
         const vlm_block *bk = &t->blocks[l];
-        float *sv = s->save + (int64_t)l * lay.size;
-        float *xh1 = sv + lay.xh1, *qkv = sv + lay.qkv, *att = sv + lay.att, *xh2 = sv + lay.xh2, *h = sv + lay.h,
-              *rstd1 = sv + lay.rstd1, *rstd2 = sv + lay.rstd2, *lse = sv + lay.lse;
-        // ---- MLP: x += c_proj(act(c_fc(ln_2(x)))) ----
-        // proj_b's gradient is colsum(dres): for lower layers summed by the LN_1 backward above.
-        if (l == cf->layers - 1 && pgrad(ps, bk->proj_b)) colsum(dres, N, C, pgr(ps, bk->proj_b), part);
-        // act(h) for dW_proj and act'(h) in place of h (its last use) in one pass
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < N; r++) vlm_act_fwd_grad_n(cf->act, h + r * M, bufA + r * M, h + r * M, M);
-        if (pgrad(ps, bk->proj_w)) // dW_proj += dres^T act(h)
-            vlm_gemm(mat(pgr(ps, bk->proj_w), C, M, M), tr(mat(dres, N, C, C)), mat(bufA, N, M, M), 1, 1);
-        vlm_gemm(mat(bufA, N, M, M), mat(dres, N, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
-        mul_colsum(bufA, h, N, M, pgrad(ps, bk->fc_b) ? pgr(ps, bk->fc_b) : NULL, part); // dh = d act(h) * act'(h)
-        if (pgrad(ps, bk->fc_w)) {
-            ln_out(xh2, pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), bufB, N, C);
-            vlm_gemm(mat(pgr(ps, bk->fc_w), M, C, C), tr(mat(bufA, N, M, M)), mat(bufB, N, C, C), 1, 1);
-        }
-        vlm_gemm(mat(bufC, N, C, C), mat(bufA, N, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
-        ln_bwd(bufC, xh2, rstd2, pdata(ps, bk->ln2_w), dres, pgrad(ps, bk->ln2_w) ? pgr(ps, bk->ln2_w) : NULL,
-               pgrad(ps, bk->ln2_b) ? pgr(ps, bk->ln2_b) : NULL, pgrad(ps, bk->out_b) ? pgr(ps, bk->out_b) : NULL,
-               part, N, C);
-        // ---- attention: x += out_proj(attn(ln_1(x))) ----
-        if (pgrad(ps, bk->out_w))
-            vlm_gemm(mat(pgr(ps, bk->out_w), C, C, C), tr(mat(dres, N, C, C)), mat(att, N, C, C), 1, 1);
-        vlm_gemm(mat(bufC, N, C, C), mat(dres, N, C, C), mat(pdata(ps, bk->out_w), C, C, C), 1, 0); // d att
-        attn_bwd(&g, qkv, bufC, lse, bufA, ws + o_p, ws + o_dp); // bufA = d qkv [N, 3C]
-        if (pgrad(ps, bk->in_b)) colsum(bufA, N, 3 * C, pgr(ps, bk->in_b), part);
-        if (pgrad(ps, bk->in_w)) {
-            ln_out(xh1, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), bufB, N, C);
-            vlm_gemm(mat(pgr(ps, bk->in_w), 3 * C, C, C), tr(mat(bufA, N, 3 * C, 3 * C)), mat(bufB, N, C, C), 1, 1);
-        }
+        const vlm_block *below = l > 0 ? &t->blocks[l - 1] : NULL;
         int dx_needed = l > 0 || x->requires_grad;
         float *dw1 = pgrad(ps, bk->ln1_w) ? pgr(ps, bk->ln1_w) : NULL, *db1 = pgrad(ps, bk->ln1_b) ? pgr(ps, bk->ln1_b) : NULL;
-        if (dx_needed || dw1 || db1) {
-            vlm_gemm(mat(bufC, N, C, C), mat(bufA, N, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
-            const vlm_block *below = l > 0 ? &t->blocks[l - 1] : NULL;
-            float *dsum = below && pgrad(ps, below->proj_b) ? pgr(ps, below->proj_b) : NULL;
-            ln_bwd(bufC, xh1, rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, dw1, db1, dsum, part, N, C);
+        float *dsum1 = below && pgrad(ps, below->proj_b) ? pgr(ps, below->proj_b) : NULL;
+        for (int64_t b0 = 0; b0 < B; b0 += CB) {
+            int64_t nb = B - b0 < CB ? B - b0 : CB, n = nb * T;
+            tr_rows sv = rows_at(s->save + (int64_t)l * lay.size, &lay, b0, T, C, M, H);
+            float *dres = dres_all + b0 * T * C;
+            attn_geom g = {nb, T, C, H, D, cf->causal, vmask ? vmask + b0 * T : NULL};
+            // ---- MLP: x += c_proj(act(c_fc(ln_2(x)))) ----
+            // proj_b's gradient is colsum(dres): below the top layer summed by the LN_1 backward above.
+            if (l == cf->layers - 1 && pgrad(ps, bk->proj_b)) colsum(dres, n, C, pgr(ps, bk->proj_b), part);
+            // act(h) for dW_proj and act'(h) in place of h (its last use) in one pass
+#pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < n; r++) vlm_act_fwd_grad_n(cf->act, sv.h + r * M, bufA + r * M, sv.h + r * M, M);
+            if (pgrad(ps, bk->proj_w)) // dW_proj += dres^T act(h)
+                vlm_gemm(mat(pgr(ps, bk->proj_w), C, M, M), tr(mat(dres, n, C, C)), mat(bufA, n, M, M), 1, 1);
+            vlm_gemm(mat(bufA, n, M, M), mat(dres, n, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
+            mul_colsum(bufA, sv.h, n, M, pgrad(ps, bk->fc_b) ? pgr(ps, bk->fc_b) : NULL, part); // dh = d act(h) * act'(h)
+            if (pgrad(ps, bk->fc_w)) {
+                ln_out(sv.xh2, pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), bufB, n, C);
+                vlm_gemm(mat(pgr(ps, bk->fc_w), M, C, C), tr(mat(bufA, n, M, M)), mat(bufB, n, C, C), 1, 1);
+            }
+            vlm_gemm(mat(bufC, n, C, C), mat(bufA, n, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
+            ln_bwd(bufC, sv.xh2, sv.rstd2, pdata(ps, bk->ln2_w), dres, pgrad(ps, bk->ln2_w) ? pgr(ps, bk->ln2_w) : NULL,
+                   pgrad(ps, bk->ln2_b) ? pgr(ps, bk->ln2_b) : NULL, pgrad(ps, bk->out_b) ? pgr(ps, bk->out_b) : NULL,
+                   part, n, C);
+            // ---- attention: x += out_proj(attn(ln_1(x))) ----
+            if (pgrad(ps, bk->out_w))
+                vlm_gemm(mat(pgr(ps, bk->out_w), C, C, C), tr(mat(dres, n, C, C)), mat(sv.att, n, C, C), 1, 1);
+            vlm_gemm(mat(bufC, n, C, C), mat(dres, n, C, C), mat(pdata(ps, bk->out_w), C, C, C), 1, 0); // d att
+            attn_bwd(&g, sv.qkv, bufC, sv.lse, bufA, ws + o_p, ws + o_dp); // bufA = d qkv [n, 3C]
+            if (pgrad(ps, bk->in_b)) colsum(bufA, n, 3 * C, pgr(ps, bk->in_b), part);
+            if (pgrad(ps, bk->in_w)) {
+                ln_out(sv.xh1, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), bufB, n, C);
+                vlm_gemm(mat(pgr(ps, bk->in_w), 3 * C, C, C), tr(mat(bufA, n, 3 * C, 3 * C)), mat(bufB, n, C, C), 1, 1);
+            }
+            if (dx_needed || dw1 || db1) {
+                vlm_gemm(mat(bufC, n, C, C), mat(bufA, n, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
+                ln_bwd(bufC, sv.xh1, sv.rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, dw1, db1, dsum1, part, n, C);
+            }
         }
     }
     if (x->requires_grad) {
         float *dx = x->grad;
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < N * C; i++) dx[i] += dres[i];
+        for (int64_t i = 0; i < N * C; i++) dx[i] += dres_all[i];
     }
 }
 
@@ -790,10 +814,11 @@ vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params 
     }
     vlm_tensor *y = vlm_out(c, 3, x->shape, need);
     if (!y) return NULL;
-    float *xs = vlm_f32(y); // the residual stream, updated in place
-    memcpy(xs, vlm_f32(x), sizeof(float) * (size_t)(N * C));
+    float *xs_all = vlm_f32(y); // the residual stream, updated in place
+    memcpy(xs_all, vlm_f32(x), sizeof(float) * (size_t)(N * C));
     if (N == 0) return y;
-    tr_layout lay = layout(B, T, C, M, H);
+    int64_t CB = chunk_seqs(B, T), R = CB * T;
+    tr_layout lay = layout(B, T, C, M, H), clay = layout(CB, T, C, M, H);
     tr_saved *s = NULL;
     if (need) {
         s = vlm_arena_alloc(&c->arena, sizeof *s);
@@ -808,39 +833,42 @@ vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params 
         }
     }
     int64_t nt = vlm_nthreads();
-    int64_t o_g = rup16(N * C), o_p = o_g + rup16(N * M), o_vm = o_p + nt * ATTN_SCRATCH(T, D), o_sv = o_vm + rup16(N),
-            total = o_sv + (need ? 0 : lay.size); // no grad: one layer's "saved" block, reused
+    int64_t o_g = rup16(R * C), o_p = o_g + rup16(R * M), o_vm = o_p + nt * ATTN_SCRATCH(T, D), o_sv = o_vm + rup16(N),
+            total = o_sv + (need ? 0 : clay.size); // no grad: one chunk's "saved" block, reused
     float *ws = ws_get(c, t, total);
     if (!ws) return NULL;
     float *lo = ws, *gb = ws + o_g;
-    attn_geom g = {B, T, C, H, D, cf->causal, make_vmask(ws + o_vm, key_pad, N)};
+    const float *vmask = make_vmask(ws + o_vm, key_pad, N);
     const float *pending = NULL; // c_proj bias of the previous layer, folded into the next LN pass
     for (int l = 0; l < cf->layers; l++) {
         const vlm_block *bk = &t->blocks[l];
-        float *sv = need ? s->save + (int64_t)l * lay.size : ws + o_sv;
-        float *xh1 = sv + lay.xh1, *qkv = sv + lay.qkv, *att = sv + lay.att, *xh2 = sv + lay.xh2, *h = sv + lay.h,
-              *rstd1 = sv + lay.rstd1, *rstd2 = sv + lay.rstd2, *lse = sv + lay.lse;
-        ln_fwd(xs, pending, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), cf->ln_eps, xh1, lo, rstd1, N, C);
-        const float *bin = pdata(ps, bk->in_b);
+        const float *bin = pdata(ps, bk->in_b), *bfc = pdata(ps, bk->fc_b);
+        for (int64_t b0 = 0; b0 < B; b0 += CB) {
+            int64_t nb = B - b0 < CB ? B - b0 : CB, n = nb * T;
+            tr_rows sv = need ? rows_at(s->save + (int64_t)l * lay.size, &lay, b0, T, C, M, H)
+                              : rows_at(ws + o_sv, &clay, 0, T, C, M, H);
+            float *xs = xs_all + b0 * T * C;
+            attn_geom g = {nb, T, C, H, D, cf->causal, vmask ? vmask + b0 * T : NULL};
+            ln_fwd(xs, pending, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), cf->ln_eps, sv.xh1, lo, sv.rstd1, n, C);
+            for (int64_t r = 0; r < n; r++) memcpy(sv.qkv + r * 3 * C, bin, sizeof(float) * (size_t)(3 * C));
+            vlm_gemm(mat(sv.qkv, n, 3 * C, 3 * C), mat(lo, n, C, C), tr(mat(pdata(ps, bk->in_w), 3 * C, C, C)), 1, 1);
+            attn_fwd(&g, sv.qkv, sv.att, sv.lse, ws + o_p);
+            vlm_gemm(mat(xs, n, C, C), mat(sv.att, n, C, C), tr(mat(pdata(ps, bk->out_w), C, C, C)), 1, 1);
+            ln_fwd(xs, pdata(ps, bk->out_b), pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), cf->ln_eps, sv.xh2, lo,
+                   sv.rstd2, n, C);
+            vlm_gemm(mat(sv.h, n, M, M), mat(lo, n, C, C), tr(mat(pdata(ps, bk->fc_w), M, C, C)), 1, 0);
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < N; r++) memcpy(qkv + r * 3 * C, bin, sizeof(float) * (size_t)(3 * C));
-        vlm_gemm(mat(qkv, N, 3 * C, 3 * C), mat(lo, N, C, C), tr(mat(pdata(ps, bk->in_w), 3 * C, C, C)), 1, 1);
-        attn_fwd(&g, qkv, att, lse, ws + o_p);
-        vlm_gemm(mat(xs, N, C, C), mat(att, N, C, C), tr(mat(pdata(ps, bk->out_w), C, C, C)), 1, 1);
-        ln_fwd(xs, pdata(ps, bk->out_b), pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), cf->ln_eps, xh2, lo, rstd2, N, C);
-        vlm_gemm(mat(h, N, M, M), mat(lo, N, C, C), tr(mat(pdata(ps, bk->fc_w), M, C, C)), 1, 0);
-        const float *bfc = pdata(ps, bk->fc_b);
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < N; r++) {
-            float *hr = h + r * M;
+            for (int64_t r = 0; r < n; r++) {
+                float *hr = sv.h + r * M;
 #pragma omp simd
-            for (int64_t j = 0; j < M; j++) hr[j] += bfc[j];
-            vlm_act_fwd_n(cf->act, hr, gb + r * M, M);
+                for (int64_t j = 0; j < M; j++) hr[j] += bfc[j];
+                vlm_act_fwd_n(cf->act, hr, gb + r * M, M);
+            }
+            vlm_gemm(mat(xs, n, C, C), mat(gb, n, M, M), tr(mat(pdata(ps, bk->proj_w), C, M, M)), 1, 1);
         }
-        vlm_gemm(mat(xs, N, C, C), mat(gb, N, M, M), tr(mat(pdata(ps, bk->proj_w), C, M, M)), 1, 1);
         pending = pdata(ps, bk->proj_b);
     }
-    add_rows(xs, pending, N, C);
+    add_rows(xs_all, pending, N, C);
     if (need) {
         vlm_node *nd = vlm_record(c, "transformer", y, transformer_backward, x, NULL, NULL, NULL);
         if (nd) nd->saved = s;

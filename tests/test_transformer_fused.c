@@ -6,7 +6,8 @@
 // frozen parameters and an input without gradient; no-grad mode. Cases cover
 // causal and bidirectional attention, key padding (including a sequence whose
 // keys are all padded), QuickGELU, GELU (erf and tanh), a non-default
-// mlp_width, one head and sequence lengths that are not multiples of 8.
+// mlp_width, one head, sequence lengths that are not multiples of 8 and more
+// rows than one processing chunk.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ static const tcase cases[] = {
     {"gelu_causal_3layers", 24, 3, 3, 0, VLM_ACT_GELU, 1, 0, 2, 9},
     {"gelu_tanh_bidir_1head", 8, 1, 1, 0, VLM_ACT_GELU_TANH, 0, 0, 2, 5},
     {"gelu_vit_like", 32, 2, 2, 0, VLM_ACT_GELU, 0, 0, 4, 17},
+    // > 512 rows: the fused op works in chunks of whole sequences (57 + 13 here)
+    {"quickgelu_causal_chunks", 8, 2, 2, 0, VLM_ACT_QUICK_GELU, 1, 1, 70, 9},
 };
 
 typedef struct {
@@ -88,7 +91,7 @@ static int setup(model *m, const tcase *tc) {
     }
     if (tc->pad)
         for (int64_t b = 0; b < tc->B; b++) {
-            int64_t valid = tc->T - b; // sequence b: last b keys padded
+            int64_t valid = tc->T - b % tc->T; // sequence b: last b mod T keys padded
             if (tc->pad == 2 && b == tc->B - 1) valid = 0;
             for (int64_t j = valid < 0 ? 0 : valid; j < tc->T; j++) m->pad[b * tc->T + j] = 1;
         }
