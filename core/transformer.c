@@ -128,8 +128,8 @@ vlm_tensor *vlm_transformer_forward(vlm_ctx *c, const vlm_transformer *t, vlm_pa
 
 // ---- fused stack -------------------------------------------------------------------
 // Row-major [rows, cols] matrix view for vlm_gemm, and its transpose (no copy).
-static vlm_mat mat(float *p, int64_t rows, int64_t cols, int64_t rs) {
-    vlm_mat m = {p, rows, cols, rs, 1};
+static vlm_mat mat(const float *p, int64_t rows, int64_t cols, int64_t rs) {
+    vlm_mat m = {(float *)p, rows, cols, rs, 1}; // vlm_mat is also used for outputs
     return m;
 }
 static vlm_mat tr(vlm_mat m) {
@@ -724,6 +724,47 @@ static tr_rows rows_at(float *base, const tr_layout *lay, int64_t b0, int64_t T,
     return r;
 }
 
+typedef struct {
+    const vlm_transformer *t;
+    vlm_params *ps;
+    int64_t C, M;
+    float *bufA, *bufB, *part; // [R, max(M, 3C)], [R, C], partial sums
+} bwd_ctx;
+
+// Backward of the MLP half and of out_proj of block bk over n rows (dres, h,
+// xh2, rstd2, att: those rows, updated in place: dres gets the LN_2 backward,
+// h becomes act'(h)); datt receives d(attention output) = dres @ W_out.
+static void mlp_out_bwd(const bwd_ctx *b, const vlm_block *bk, int top, int64_t n, float *dres, float *h,
+                        const float *xh2, const float *rstd2, const float *att, float *datt) {
+    vlm_params *ps = b->ps;
+    int64_t C = b->C, M = b->M;
+    int act = b->t->cfg.act;
+    float *bufA = b->bufA, *bufB = b->bufB, *part = b->part;
+    // proj_b's gradient is colsum(dres): below the top layer summed by the LN_1 backward above.
+    if (top && pgrad(ps, bk->proj_b)) colsum(dres, n, C, pgr(ps, bk->proj_b), part);
+    // act(h) for dW_proj and act'(h) in place of h (its last use) in one pass
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < n; r++) vlm_act_fwd_grad_n(act, h + r * M, bufA + r * M, h + r * M, M);
+    if (pgrad(ps, bk->proj_w)) // dW_proj += dres^T act(h)
+        vlm_gemm(mat(pgr(ps, bk->proj_w), C, M, M), tr(mat(dres, n, C, C)), mat(bufA, n, M, M), 1, 1);
+    vlm_gemm(mat(bufA, n, M, M), mat(dres, n, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
+    mul_colsum(bufA, h, n, M, pgrad(ps, bk->fc_b) ? pgr(ps, bk->fc_b) : NULL, part); // dh = d act(h) * act'(h)
+    if (pgrad(ps, bk->fc_w)) {
+        ln_out(xh2, pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), bufB, n, C);
+        vlm_gemm(mat(pgr(ps, bk->fc_w), M, C, C), tr(mat(bufA, n, M, M)), mat(bufB, n, C, C), 1, 1);
+    }
+    vlm_gemm(mat(datt, n, C, C), mat(bufA, n, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
+    ln_bwd(datt, xh2, rstd2, pdata(ps, bk->ln2_w), dres, pgrad(ps, bk->ln2_w) ? pgr(ps, bk->ln2_w) : NULL,
+           pgrad(ps, bk->ln2_b) ? pgr(ps, bk->ln2_b) : NULL, pgrad(ps, bk->out_b) ? pgr(ps, bk->out_b) : NULL, part, n,
+           C);
+    if (pgrad(ps, bk->out_w)) vlm_gemm(mat(pgr(ps, bk->out_w), C, C, C), tr(mat(dres, n, C, C)), mat(att, n, C, C), 1, 1);
+    vlm_gemm(mat(datt, n, C, C), mat(dres, n, C, C), mat(pdata(ps, bk->out_w), C, C, C), 1, 0);
+}
+
+static void gather_rows(float *dst, const float *src, const int32_t *idx, int64_t k, int64_t w) {
+    for (int64_t i = 0; i < k; i++) memcpy(dst + i * w, src + (int64_t)idx[i] * w, sizeof(float) * (size_t)w);
+}
+
 static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
     tr_saved *s = nd->saved;
     const vlm_transformer *t = s->t;
@@ -735,16 +776,21 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
     tr_layout lay = layout(B, T, C, M, H);
     int64_t o_b = rup16(R * A), o_c = o_b + rup16(R * C), o_p = o_c + rup16(R * C), o_dp = o_p + nt * ATTN_SCRATCH(T, D),
             o_part = o_dp + rup16(nt * T * T), o_vm = o_part + rup16(nt * (3 * C > A ? 3 * C : A)),
-            total = o_vm + rup16(N);
+            o_k = o_vm + rup16(N), // compact rows of the top layer: dres, h, xh2, rstd2, att, datt, row ids
+            total = o_k + rup16(R * (4 * C + M + 1)) + rup16(R);
     float *ws = ws_get(c, t, total);
     if (!ws) return;
-    float *bufA = ws, *bufB = ws + o_b, *bufC = ws + o_c, *part = ws + o_part;
+    float *bufC = ws + o_c;
+    bwd_ctx bc = {t, ps, C, M, ws, ws + o_b, ws + o_part};
+    float *kd = ws + o_k, *kh = kd + R * C, *kx2 = kh + R * M, *katt = kx2 + R * C, *kdatt = katt + R * C,
+          *kr2 = kdatt + R * C;
+    int32_t *kidx = (int32_t *)(ws + o_k + rup16(R * (4 * C + M + 1)));
     const float *vmask = make_vmask(ws + o_vm, s->pad, N);
     float *dres_all = y->grad; // the residual stream's gradient, updated in place layer by layer
     for (int l = cf->layers - 1; l >= 0; l--) {
         const vlm_block *bk = &t->blocks[l];
         const vlm_block *below = l > 0 ? &t->blocks[l - 1] : NULL;
-        int dx_needed = l > 0 || x->requires_grad;
+        int dx_needed = l > 0 || x->requires_grad, top = l == cf->layers - 1;
         float *dw1 = pgrad(ps, bk->ln1_w) ? pgr(ps, bk->ln1_w) : NULL, *db1 = pgrad(ps, bk->ln1_b) ? pgr(ps, bk->ln1_b) : NULL;
         float *dsum1 = below && pgrad(ps, below->proj_b) ? pgr(ps, below->proj_b) : NULL;
         for (int64_t b0 = 0; b0 < B; b0 += CB) {
@@ -752,28 +798,34 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
             tr_rows sv = rows_at(s->save + (int64_t)l * lay.size, &lay, b0, T, C, M, H);
             float *dres = dres_all + b0 * T * C;
             attn_geom g = {nb, T, C, H, D, cf->causal, vmask ? vmask + b0 * T : NULL};
-            // ---- MLP: x += c_proj(act(c_fc(ln_2(x)))) ----
-            // proj_b's gradient is colsum(dres): below the top layer summed by the LN_1 backward above.
-            if (l == cf->layers - 1 && pgrad(ps, bk->proj_b)) colsum(dres, n, C, pgr(ps, bk->proj_b), part);
-            // act(h) for dW_proj and act'(h) in place of h (its last use) in one pass
-#pragma omp parallel for schedule(static)
-            for (int64_t r = 0; r < n; r++) vlm_act_fwd_grad_n(cf->act, sv.h + r * M, bufA + r * M, sv.h + r * M, M);
-            if (pgrad(ps, bk->proj_w)) // dW_proj += dres^T act(h)
-                vlm_gemm(mat(pgr(ps, bk->proj_w), C, M, M), tr(mat(dres, n, C, C)), mat(bufA, n, M, M), 1, 1);
-            vlm_gemm(mat(bufA, n, M, M), mat(dres, n, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
-            mul_colsum(bufA, sv.h, n, M, pgrad(ps, bk->fc_b) ? pgr(ps, bk->fc_b) : NULL, part); // dh = d act(h) * act'(h)
-            if (pgrad(ps, bk->fc_w)) {
-                ln_out(sv.xh2, pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), bufB, n, C);
-                vlm_gemm(mat(pgr(ps, bk->fc_w), M, C, C), tr(mat(bufA, n, M, M)), mat(bufB, n, C, C), 1, 1);
+            int64_t k = n;
+            if (top) { // rows nobody consumed (pooling) have a zero gradient: skip their MLP / out_proj work
+                k = 0;
+                for (int64_t r = 0; r < n; r++) {
+                    const float *dr = dres + r * C;
+                    int64_t j = 0;
+                    while (j < C && dr[j] == 0) j++;
+                    if (j < C) kidx[k++] = (int32_t)r;
+                }
+                if (k == 0) continue; // nothing flows back through these sequences
             }
-            vlm_gemm(mat(bufC, n, C, C), mat(bufA, n, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
-            ln_bwd(bufC, sv.xh2, sv.rstd2, pdata(ps, bk->ln2_w), dres, pgrad(ps, bk->ln2_w) ? pgr(ps, bk->ln2_w) : NULL,
-                   pgrad(ps, bk->ln2_b) ? pgr(ps, bk->ln2_b) : NULL, pgrad(ps, bk->out_b) ? pgr(ps, bk->out_b) : NULL,
-                   part, n, C);
-            // ---- attention: x += out_proj(attn(ln_1(x))) ----
-            if (pgrad(ps, bk->out_w))
-                vlm_gemm(mat(pgr(ps, bk->out_w), C, C, C), tr(mat(dres, n, C, C)), mat(sv.att, n, C, C), 1, 1);
-            vlm_gemm(mat(bufC, n, C, C), mat(dres, n, C, C), mat(pdata(ps, bk->out_w), C, C, C), 1, 0); // d att
+            if (k * 2 <= n) {
+                gather_rows(kd, dres, kidx, k, C);
+                gather_rows(kh, sv.h, kidx, k, M);
+                gather_rows(kx2, sv.xh2, kidx, k, C);
+                gather_rows(katt, sv.att, kidx, k, C);
+                gather_rows(kr2, sv.rstd2, kidx, k, 1);
+                mlp_out_bwd(&bc, bk, top, k, kd, kh, kx2, kr2, katt, kdatt);
+                memset(bufC, 0, sizeof(float) * (size_t)(n * C));
+                for (int64_t i = 0; i < k; i++) {
+                    memcpy(dres + (int64_t)kidx[i] * C, kd + i * C, sizeof(float) * (size_t)C);
+                    memcpy(bufC + (int64_t)kidx[i] * C, kdatt + i * C, sizeof(float) * (size_t)C);
+                }
+            } else {
+                mlp_out_bwd(&bc, bk, top, n, dres, sv.h, sv.xh2, sv.rstd2, sv.att, bufC);
+            }
+            // ---- attention and in_proj: x += out_proj(attn(ln_1(x))) ----
+            float *bufA = bc.bufA, *bufB = bc.bufB, *part = bc.part;
             attn_bwd(&g, sv.qkv, bufC, sv.lse, bufA, ws + o_p, ws + o_dp); // bufA = d qkv [n, 3C]
             if (pgrad(ps, bk->in_b)) colsum(bufA, n, 3 * C, pgr(ps, bk->in_b), part);
             if (pgrad(ps, bk->in_w)) {

@@ -3,7 +3,8 @@
 // input gradient and every parameter gradient to <= 1e-5 relative; central
 // finite differences of its backward (input and a sample of every parameter
 // kind of every layer, with a guard that no checked gradient is all zero);
-// frozen parameters and an input without gradient; no-grad mode. Cases cover
+// frozen parameters and an input without gradient; no-grad mode; a
+// pooling-like loss (gradient on a few rows only). Cases cover
 // causal and bidirectional attention, key padding (including a sequence whose
 // keys are all padded), QuickGELU, GELU (erf and tanh), a non-default
 // mlp_width, one head, sequence lengths that are not multiples of 8 and more
@@ -184,6 +185,38 @@ static void check_vs_ops(model *m) {
     free(g_ops);
 }
 
+// Pooling-like loss: only one row per sequence (a different position per
+// sequence) carries a gradient, and none in sequences >= 57 (a whole chunk
+// in the multi-chunk case): the fused backward then skips the zero rows of the
+// top layer's MLP / out_proj work; it must still match the per-op path exactly.
+static void check_pooled(model *m) {
+    const tcase *tc = m->tc;
+    float *dense = m->R, *pooled = calloc((size_t)m->n, sizeof(float));
+    int64_t C = tc->width;
+    for (int64_t b = 0; b < tc->B && b < 57; b++) {
+        int64_t t = (b * 5) % tc->T;
+        memcpy(pooled + (b * tc->T + t) * C, dense + (b * tc->T + t) * C, sizeof(float) * (size_t)C);
+    }
+    m->R = pooled;
+    run(m, 0, 1, 1);
+    float *dx_ops = copy_of(m->dx, m->n), *g_ops = copy_of(m->ps.grad, m->ps.total);
+    run(m, 1, 1, 1);
+    double e_dx = tu_rel_err(m->dx, dx_ops, (long)m->n, 1e-12), worst = 0;
+    CHECK(e_dx <= 1e-5, "%s pooled: dx rel err %.3g", tc->name, e_dx);
+    CHECK(tu_max_abs(m->dx, (long)m->n) > 1e-6, "%s pooled: dx all zero", tc->name);
+    for (int i = 0; i < m->ps.n; i++) {
+        const vlm_param *p = &m->ps.p[i];
+        double e = tu_rel_err(m->ps.grad + p->offset, g_ops + p->offset, (long)p->numel, 1e-12);
+        CHECK(e <= 1e-5, "%s pooled: %s grad rel err %.3g", tc->name, p->name, e);
+        worst = fmax(worst, e);
+    }
+    printf("  %-26s pooled loss vs per-op: dx %.2e params %.2e\n", tc->name, e_dx, worst);
+    m->R = dense;
+    free(pooled);
+    free(dx_ops);
+    free(g_ops);
+}
+
 // max |fd - analytic| / max(max |analytic|, 1e-3) over `count` sampled elements of p.
 static double fd_check(model *m, float *p, const float *grad, int64_t numel, int count, vlm_rng *rng) {
     double max_err = 0, max_g = tu_max_abs(grad, (long)numel);
@@ -280,6 +313,7 @@ int main(void) {
         model m;
         if (!setup(&m, &cases[i])) continue;
         check_vs_ops(&m);
+        check_pooled(&m);
         check_fd(&m);
         check_frozen(&m);
         teardown(&m);
