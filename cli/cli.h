@@ -18,5 +18,6 @@ int cmd_data(int argc, char **argv);
 int cmd_clip_step(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_zeroshot(int argc, char **argv);
+int cmd_finetune(int argc, char **argv); int cmd_linprobe(int argc, char **argv);
 
 #endif
