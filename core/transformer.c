@@ -397,8 +397,9 @@ static void prob_row(float *r, int64_t n, int64_t T, const float *vm, float lse)
     for (j = n; j < T; j++) r[j] = 0;
 }
 
-// Per-thread floats of pbuf: the T x T scores and a D x T transposed K or V.
-#define ATTN_SCRATCH(T, D) (rup16((T) * (T)) + rup16((D) * (T)))
+// Per-thread floats of pbuf: the T x T scores, a D x T transposed K or V, two
+// [T, D] compact row blocks and T row ids.
+#define ATTN_SCRATCH(T, D) (rup16((T) * (T)) + rup16(3 * (D) * (T)) + rup16(T))
 
 typedef struct {
     int64_t B, T, C, H, D;
@@ -591,6 +592,62 @@ X8 static void x8_attn_fwd_head(const attn_geom *g, const float *qkv, float *att
     x8_gemm(T, D, T, 1.0f, S, T, 1, v, 3 * C, att + b * T * C + h * D, C, 0); // O = P v
 }
 
+// dS = P * (dP - rowsum(P * dP)) / sqrt D over m rows of length T (in place in dP).
+X8 static void x8_dsoftmax(const float *P, float *dP, int64_t m, int64_t T, float scale) {
+    for (int64_t i = 0; i < m; i++) {
+        const float *pr = P + i * T;
+        float *dr = dP + i * T;
+        __m256 vd = vlm_x8set(0);
+        for (int64_t j = 0; j < T; j += 8) {
+            int64_t w = T - j < 8 ? T - j : 8;
+            vd += x8_ld(pr + j, w) * x8_ld(dr + j, w);
+        }
+        float dot = vlm_x8hsum(vd);
+        for (int64_t j = 0; j < T; j += 8) {
+            int64_t w = T - j < 8 ? T - j : 8;
+            x8_st(dr + j, x8_ld(pr + j, w) * (x8_ld(dr + j, w) - dot) * scale, w);
+        }
+    }
+}
+
+// Backward of one head when only the nr query rows `rows` have a nonzero
+// output gradient (the others contribute nothing): the work shrinks to nr rows.
+// sc: 2 * D * T floats.
+X8 static void x8_attn_bwd_head_rows(const attn_geom *g, const float *qkv, const float *datt, const float *lse,
+                                     float *dqkv, float *P, float *dP, float *kT, float *sc, const int32_t *rows,
+                                     int64_t nr, int64_t b, int64_t h) {
+    int64_t T = g->T, C = g->C, H = g->H, D = g->D;
+    float scale = 1.0f / sqrtf((float)D);
+    const float *q = qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
+    float *dq = dqkv + b * T * 3 * C + h * D, *dk = dq + C, *dv = dq + 2 * C;
+    const float *dO = datt + b * T * C + h * D;
+    float *qk = sc, *dok = sc + D * T; // the rows' q and dO, compact [nr, D]
+    for (int64_t t = 0; t < T; t++) memset(dq + t * 3 * C, 0, sizeof(float) * (size_t)D);
+    if (nr == 0) {
+        for (int64_t t = 0; t < T; t++) {
+            memset(dk + t * 3 * C, 0, sizeof(float) * (size_t)D);
+            memset(dv + t * 3 * C, 0, sizeof(float) * (size_t)D);
+        }
+        return;
+    }
+    for (int64_t r = 0; r < nr; r++) {
+        memcpy(qk + r * D, q + (int64_t)rows[r] * 3 * C, sizeof(float) * (size_t)D);
+        memcpy(dok + r * D, dO + (int64_t)rows[r] * C, sizeof(float) * (size_t)D);
+    }
+    x8_transpose(kT, k, T, D, 3 * C);
+    x8_gemm(nr, T, D, scale, qk, D, 1, kT, T, P, T, 0);
+    const float *vm = g->vmask ? g->vmask + b * T : NULL;
+    const float *l = lse + (b * H + h) * T;
+    for (int64_t r = 0; r < nr; r++) x8_prob_row(P + r * T, g->causal ? rows[r] + 1 : T, T, vm, l[rows[r]]);
+    x8_gemm(T, D, nr, 1.0f, P, 1, T, dok, D, dv, 3 * C, 0); // dV = P^T dO
+    x8_transpose(kT, v, T, D, 3 * C);                      // V^T
+    x8_gemm(nr, T, D, 1.0f, dok, D, 1, kT, T, dP, T, 0);   // dP = dO V^T
+    x8_dsoftmax(P, dP, nr, T, scale);
+    x8_gemm(nr, D, T, 1.0f, dP, T, 1, k, 3 * C, dok, D, 0); // dQ = dS K (compact, reusing dok)
+    for (int64_t r = 0; r < nr; r++) memcpy(dq + (int64_t)rows[r] * 3 * C, dok + r * D, sizeof(float) * (size_t)D);
+    x8_gemm(T, D, nr, 1.0f, dP, 1, T, qk, D, dk, 3 * C, 0); // dK = dS^T Q
+}
+
 X8 static void x8_attn_bwd_head(const attn_geom *g, const float *qkv, const float *datt, const float *lse, float *dqkv,
                                 float *P, float *dP, float *kT, int64_t b, int64_t h) {
     int64_t T = g->T, C = g->C, H = g->H, D = g->D;
@@ -606,19 +663,7 @@ X8 static void x8_attn_bwd_head(const attn_geom *g, const float *qkv, const floa
     x8_gemm(T, D, T, 1.0f, P, 1, T, dO, C, dv, 3 * C, 0); // dV = P^T dO
     x8_transpose(kT, v, T, D, 3 * C);                     // V^T
     x8_gemm(T, T, D, 1.0f, dO, C, 1, kT, T, dP, T, 0);    // dP = dO V^T
-    for (int64_t i = 0; i < T; i++) { // dS = P * (dP - rowsum(P * dP)) / sqrt D
-        float *pr = P + i * T, *dr = dP + i * T;
-        __m256 vd = vlm_x8set(0);
-        for (int64_t j = 0; j < T; j += 8) {
-            int64_t w = T - j < 8 ? T - j : 8;
-            vd += x8_ld(pr + j, w) * x8_ld(dr + j, w);
-        }
-        float dot = vlm_x8hsum(vd);
-        for (int64_t j = 0; j < T; j += 8) {
-            int64_t w = T - j < 8 ? T - j : 8;
-            x8_st(dr + j, x8_ld(pr + j, w) * (x8_ld(dr + j, w) - dot) * scale, w);
-        }
-    }
+    x8_dsoftmax(P, dP, T, T, scale);
     x8_gemm(T, D, T, 1.0f, dP, T, 1, k, 3 * C, dq, 3 * C, 0); // dQ = dS K
     x8_gemm(T, D, T, 1.0f, dP, 1, T, q, 3 * C, dk, 3 * C, 0); // dK = dS^T Q
 }
@@ -653,8 +698,9 @@ static void attn_fwd(const attn_geom *g, const float *qkv, float *att, float *ls
 }
 
 // dqkv (fully written) from datt = d(attention output), recomputing P from q, k and lse.
+// nz: [B*T] 1 where a query row's output gradient may be nonzero, or NULL (all).
 static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, const float *lse, float *dqkv,
-                     float *pbuf, float *dpbuf) {
+                     float *pbuf, float *dpbuf, const uint8_t *nz) {
     int64_t B = g->B, T = g->T, C = g->C, H = g->H, D = g->D;
     float scale = 1.0f / sqrtf((float)D);
 #ifdef VLM_FASTMATH_X8
@@ -663,12 +709,21 @@ static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, co
         for (int64_t b = 0; b < B; b++)
             for (int64_t h = 0; h < H; h++) {
                 int tid = vlm_thread_id();
-                float *P = pbuf + (int64_t)tid * ATTN_SCRATCH(T, D);
-                x8_attn_bwd_head(g, qkv, datt, lse, dqkv, P, dpbuf + (int64_t)tid * T * T, P + T * T, b, h);
+                float *P = pbuf + (int64_t)tid * ATTN_SCRATCH(T, D), *dP = dpbuf + (int64_t)tid * T * T;
+                int64_t nr = 0;
+                int32_t *rows = (int32_t *)(P + T * T + 3 * D * T);
+                if (nz)
+                    for (int64_t i = 0; i < T; i++)
+                        if (nz[b * T + i]) rows[nr++] = (int32_t)i;
+                if (nz && nr * 2 <= T)
+                    x8_attn_bwd_head_rows(g, qkv, datt, lse, dqkv, P, dP, P + T * T, P + T * T + D * T, rows, nr, b, h);
+                else
+                    x8_attn_bwd_head(g, qkv, datt, lse, dqkv, P, dP, P + T * T, b, h);
             }
         return;
     }
 #endif
+    (void)nz; // the portable path runs every row (zero rows contribute zero)
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
@@ -777,7 +832,7 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
     int64_t o_b = rup16(R * A), o_c = o_b + rup16(R * C), o_p = o_c + rup16(R * C), o_dp = o_p + nt * ATTN_SCRATCH(T, D),
             o_part = o_dp + rup16(nt * T * T), o_vm = o_part + rup16(nt * (3 * C > A ? 3 * C : A)),
             o_k = o_vm + rup16(N), // compact rows of the top layer: dres, h, xh2, rstd2, att, datt, row ids
-            total = o_k + rup16(R * (4 * C + M + 1)) + rup16(R);
+            total = o_k + rup16(R * (4 * C + M + 1)) + rup16(R) + rup16(R / 4 + 1);
     float *ws = ws_get(c, t, total);
     if (!ws) return;
     float *bufC = ws + o_c;
@@ -785,6 +840,7 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
     float *kd = ws + o_k, *kh = kd + R * C, *kx2 = kh + R * M, *katt = kx2 + R * C, *kdatt = katt + R * C,
           *kr2 = kdatt + R * C;
     int32_t *kidx = (int32_t *)(ws + o_k + rup16(R * (4 * C + M + 1)));
+    uint8_t *knz = (uint8_t *)(ws + o_k + rup16(R * (4 * C + M + 1)) + rup16(R)); // 1 = row with a gradient
     const float *vmask = make_vmask(ws + o_vm, s->pad, N);
     float *dres_all = y->grad; // the residual stream's gradient, updated in place layer by layer
     for (int l = cf->layers - 1; l >= 0; l--) {
@@ -799,15 +855,18 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
             float *dres = dres_all + b0 * T * C;
             attn_geom g = {nb, T, C, H, D, cf->causal, vmask ? vmask + b0 * T : NULL};
             int64_t k = n;
+            const uint8_t *nz = NULL;
             if (top) { // rows nobody consumed (pooling) have a zero gradient: skip their MLP / out_proj work
                 k = 0;
                 for (int64_t r = 0; r < n; r++) {
                     const float *dr = dres + r * C;
                     int64_t j = 0;
                     while (j < C && dr[j] == 0) j++;
+                    knz[r] = j < C;
                     if (j < C) kidx[k++] = (int32_t)r;
                 }
                 if (k == 0) continue; // nothing flows back through these sequences
+                nz = knz;
             }
             if (k * 2 <= n) {
                 gather_rows(kd, dres, kidx, k, C);
@@ -826,7 +885,7 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
             }
             // ---- attention and in_proj: x += out_proj(attn(ln_1(x))) ----
             float *bufA = bc.bufA, *bufB = bc.bufB, *part = bc.part;
-            attn_bwd(&g, sv.qkv, bufC, sv.lse, bufA, ws + o_p, ws + o_dp); // bufA = d qkv [n, 3C]
+            attn_bwd(&g, sv.qkv, bufC, sv.lse, bufA, ws + o_p, ws + o_dp, nz); // bufA = d qkv [n, 3C]
             if (pgrad(ps, bk->in_b)) colsum(bufA, n, 3 * C, pgr(ps, bk->in_b), part);
             if (pgrad(ps, bk->in_w)) {
                 ln_out(sv.xh1, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), bufB, n, C);

@@ -186,14 +186,15 @@ static void check_vs_ops(model *m) {
 }
 
 // Pooling-like loss: only one row per sequence (a different position per
-// sequence) carries a gradient, and none in sequences >= 57 (a whole chunk
-// in the multi-chunk case): the fused backward then skips the zero rows of the
+// sequence) carries a gradient, none in every third sequence and none in
+// sequences >= 57 (a whole chunk in the multi-chunk case): the fused backward then skips the zero rows of the
 // top layer's MLP / out_proj work; it must still match the per-op path exactly.
 static void check_pooled(model *m) {
     const tcase *tc = m->tc;
     float *dense = m->R, *pooled = calloc((size_t)m->n, sizeof(float));
     int64_t C = tc->width;
     for (int64_t b = 0; b < tc->B && b < 57; b++) {
+        if (b % 3 == 2 && tc->B > 2) continue; // some sequences without any
         int64_t t = (b * 5) % tc->T;
         memcpy(pooled + (b * tc->T + t) * C, dense + (b * tc->T + t) * C, sizeof(float) * (size_t)C);
     }
