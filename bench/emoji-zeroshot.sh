@@ -12,7 +12,7 @@ cmake --build build -j"$(nproc)" >/dev/null
 bash data/get-emoji.sh data/emoji >/dev/null
 export OMP_WAIT_POLICY=PASSIVE
 t0=$(date +%s)
-LOGS=${LOGS:-runs} RUN=${RUN:-emoji-zeroshot-${MINUTES}m} MINUTES=$MINUTES SKIP_BUILD=1 \
+LOGS=${LOGS:-runs} RUN=${RUN:-emoji-zeroshot-${MINUTES}m} MINUTES=$MINUTES \
   bash scripts/main.sh > "runs.emoji-zeroshot.txt"
 U="${LOGS:-runs}.unseen.txt"
 t1=$(date +%s)

@@ -32,6 +32,22 @@ float *vlm_scratch(vlm_ctx *c, int64_t n) {
     return p;
 }
 
+// OpenMP's reduction clause combines thread partials in arrival order, so a
+// float sum could differ between runs; these sums keep one partial per thread
+// (static schedule: fixed chunks) and add them in thread order instead.
+#define VLM_MAX_THREADS 256
+#define DET_SUM(total, n, i, expr)                                         \
+    do {                                                                   \
+        double part_[VLM_MAX_THREADS] = {0};                               \
+        _Pragma("omp parallel") {                                          \
+            double acc_ = 0;                                               \
+            _Pragma("omp for schedule(static)") for (int64_t i = 0; i < (n); i++) acc_ += (expr); \
+            part_[vlm_thread_id() % VLM_MAX_THREADS] += acc_;              \
+        }                                                                  \
+        total = 0;                                                         \
+        for (int t_ = 0; t_ < VLM_MAX_THREADS; t_++) total += part_[t_];   \
+    } while (0)
+
 vlm_tensor *vlm_ensure_contig(vlm_ctx *c, vlm_tensor *x) {
     if (!x || c->status != VLM_OK) return NULL;
     return vlm_is_contiguous(x) ? x : vlm_op_contiguous(c, x);
@@ -852,10 +868,9 @@ static vlm_tensor *sum_impl(vlm_ctx *c, vlm_tensor *x, int mean) {
     int g = vlm_needs_grad(c, x, NULL, NULL);
     vlm_tensor *y = vlm_out(c, 1, &one, g);
     if (!y) return NULL;
-    double s = 0;
+    double s;
     const float *xd = vlm_f32(x);
-#pragma omp parallel for reduction(+ : s) schedule(static)
-    for (int64_t i = 0; i < N; i++) s += xd[i];
+    DET_SUM(s, N, i, (double)xd[i]);
     float scale = mean ? (N ? 1.0f / (float)N : 0.0f) : 1.0f;
     vlm_f32(y)[0] = (float)(s * scale);
     if (g) {
@@ -974,7 +989,10 @@ vlm_tensor *vlm_op_cross_entropy(vlm_ctx *c, vlm_tensor *x, const int32_t *targe
     if (!y) return NULL;
     double total = 0;
     const float *xd = vlm_f32(x);
-#pragma omp parallel for reduction(+ : total) schedule(static)
+    // Per-row losses first (parallel), then a fixed-order sum: deterministic.
+    double *row_loss = vlm_arena_alloc(&c->arena, sizeof(double) * (size_t)(N ? N : 1));
+    if (!row_loss) return vlm_ctx_fail(c, VLM_ERR_OOM, "cross_entropy: arena out of memory");
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
         const float *xr = xd + r * K;
         float mx = -INFINITY, sum = 0, sx = 0;
@@ -985,9 +1003,9 @@ vlm_tensor *vlm_op_cross_entropy(vlm_ctx *c, vlm_tensor *x, const int32_t *targe
         }
         float l = mx + logf(sum);
         lse[r] = l;
-        if (tg[r] < 0) continue;
-        total += (1.0 - ls) * (double)(l - xr[tg[r]]) + (double)ls * (double)(l - sx / (float)K);
+        row_loss[r] = tg[r] < 0 ? 0.0 : (1.0 - ls) * (double)(l - xr[tg[r]]) + (double)ls * (double)(l - sx / (float)K);
     }
+    for (int64_t r = 0; r < N; r++) total += row_loss[r];
     vlm_f32(y)[0] = s->count ? (float)(total / (double)s->count) : 0.0f;
     if (g) {
         vlm_node *nd = vlm_record(c, "cross_entropy", y, ce_backward, x, NULL, NULL, NULL);
@@ -1029,10 +1047,9 @@ vlm_tensor *vlm_op_mse(vlm_ctx *c, vlm_tensor *a, vlm_tensor *b) {
     int g = vlm_needs_grad(c, a, b, NULL);
     vlm_tensor *y = vlm_out(c, 1, &one, g);
     if (!y) return NULL;
-    double s = 0;
+    double s;
     const float *ad = vlm_f32(a), *bd = vlm_f32(b);
-#pragma omp parallel for reduction(+ : s) schedule(static)
-    for (int64_t i = 0; i < N; i++) s += (double)(ad[i] - bd[i]) * (ad[i] - bd[i]);
+    DET_SUM(s, N, i, (double)(ad[i] - bd[i]) * (ad[i] - bd[i]));
     vlm_f32(y)[0] = (float)(s / (double)N);
     if (g) vlm_record(c, "mse", y, mse_backward, a, b, NULL, NULL);
     return y;
