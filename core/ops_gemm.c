@@ -41,37 +41,48 @@ static vlm_mat mat_t(vlm_mat m) {
 #if defined(VLM_HAVE_OPENBLAS) && defined(_OPENMP)
 static void gemm_blas(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta);
 
-// Runs one large GEMM on thread 0 of a team (OpenBLAS sees omp_in_parallel()
-// and stays single-threaded; its own threaded driver would malloc per call).
-static void gemm_single(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
-#pragma omp parallel
-    if (omp_get_thread_num() == 0) gemm_blas(C, A, B, alpha, beta);
+// Part id of nt of one large GEMM: a block of rows (or, for wide C, of
+// columns) of C. Returns 0 when the part is empty.
+static int gemm_part(vlm_mat *C, vlm_mat *A, vlm_mat *B, int id, int nt) {
+    int split_rows = C->rows >= C->cols;
+    int64_t n = split_rows ? C->rows : C->cols, chunk = (n + nt - 1) / nt;
+    chunk = split_rows ? chunk : (chunk + 15) / 16 * 16; // keep column blocks vector-aligned
+    int64_t lo = id * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    if (lo >= hi) return 0;
+    if (split_rows) {
+        C->p += lo * C->rs;
+        C->rows = hi - lo;
+        A->p += lo * A->rs;
+        A->rows = hi - lo;
+    } else {
+        C->p += lo * C->cs;
+        C->cols = hi - lo;
+        B->p += lo * B->cs;
+        B->cols = hi - lo;
+    }
+    return 1;
 }
 
-// Splits one large GEMM into row or column blocks, one per thread (each block
-// single-threaded OpenBLAS).
+// One large GEMM as one part per thread (each part single-threaded OpenBLAS:
+// inside a parallel region OpenBLAS does not thread, and its own threaded
+// driver would malloc per call).
 static void gemm_split(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
-    int split_rows = C.rows >= C.cols;
 #pragma omp parallel
     {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int64_t n = split_rows ? C.rows : C.cols, chunk = (n + nt - 1) / nt;
-        chunk = split_rows ? chunk : (chunk + 15) / 16 * 16; // keep column blocks vector-aligned
-        int64_t lo = id * chunk, hi = lo + chunk < n ? lo + chunk : n;
-        if (lo < hi) {
+        vlm_mat Cb = C, Ab = A, Bb = B;
+        if (gemm_part(&Cb, &Ab, &Bb, omp_get_thread_num(), omp_get_num_threads())) gemm_blas(Cb, Ab, Bb, alpha, beta);
+    }
+}
+
+// The same parts, all on thread 0: the same blocks and so bit-identical
+// results to gemm_split (OpenBLAS's rounding depends on the block shapes).
+static void gemm_single(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
+#pragma omp parallel
+    if (omp_get_thread_num() == 0) {
+        int nt = omp_get_num_threads();
+        for (int id = 0; id < nt; id++) {
             vlm_mat Cb = C, Ab = A, Bb = B;
-            if (split_rows) {
-                Cb.p += lo * C.rs;
-                Cb.rows = hi - lo;
-                Ab.p += lo * A.rs;
-                Ab.rows = hi - lo;
-            } else {
-                Cb.p += lo * C.cs;
-                Cb.cols = hi - lo;
-                Bb.p += lo * B.cs;
-                Bb.cols = hi - lo;
-            }
-            gemm_blas(Cb, Ab, Bb, alpha, beta);
+            if (gemm_part(&Cb, &Ab, &Bb, id, nt)) gemm_blas(Cb, Ab, Bb, alpha, beta);
         }
     }
 }
@@ -87,7 +98,8 @@ static double now_s(void) {
 // e.g. a 2-vCPU VM whose vCPUs are hyperthreads of one core) two half-GEMMs
 // together run slower than one whole GEMM on one thread (measured 58-61 vs
 // 72 GFLOPS). So the first large GEMM times a 512x256x512 sgemm both ways
-// once and splits only if that is clearly faster. VLM_GEMM_THREADS=1 forces
+// once and splits only if that is clearly faster. Both ways compute the same
+// blocks, so the choice never changes results. VLM_GEMM_THREADS=1 forces
 // single-threaded GEMMs, any other number forces the split.
 static int gemm_use_split(void) {
     static int state = -1;
