@@ -46,6 +46,8 @@ static const char *usage =
     "  --epochs-cooldown E  --lr-cooldown-end LR  --lr-cooldown-power P   (const-cooldown)\n"
     "  --grad-clip-norm N (1.0; 0 = off)  --accum-freq K (1; features cached, negatives from all K batches)\n"
     "  --seed S (0)  --max-steps N  --max-minutes M\n"
+    "  --time-schedule          with --max-minutes: after warmup the cosine follows elapsed time / budget, so\n"
+    "                           the schedule fits the budget on any machine (not bit-reproducible on resume)\n"
     "checkpoints and logs:\n"
     "  --logs DIR (./logs)  --name NAME (default: <model>-b<B>-s<seed>)\n"
     "  --save-frequency E (1: epoch_N every E epochs)  --save-every-steps N (200: epoch_latest)\n"
@@ -58,7 +60,7 @@ typedef struct {
     char sep;
     long long batch, epochs, warmup, accum, seed, workers, max_steps, save_freq, save_every, keep, log_every, nsynth, stop_at;
     double lr, wd, beta1, beta2, eps, clip, max_minutes, patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
-    int siglip, lock_image, lock_text, json, no_augment;
+    int siglip, lock_image, lock_text, json, no_augment, time_schedule;
     vlm_decode_opts dec;
 } opts;
 
@@ -96,7 +98,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         FLT("--patch-dropout", patch_dropout, 0, 0.95) FLT("--epochs-cooldown", cooldown_epochs, 0, 1e9)
         FLT("--lr-cooldown-end", cooldown_end, 0, 10) FLT("--lr-cooldown-power", cooldown_power, 0.01, 100)
         FLAG("--siglip", siglip) FLAG("--lock-image", lock_image) FLAG("--lock-text", lock_text) FLAG("--json", json)
-        FLAG("--no-augment", no_augment)
+        FLAG("--no-augment", no_augment) FLAG("--time-schedule", time_schedule)
         if (!strcmp(a, "--composite")) {
             if (!v) goto need;
             if (cli_parse_composite(v, &o->dec, err)) return -1;
@@ -126,6 +128,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     if (!strcmp(o->train, "synthetic")) o->dtype = "synthetic";
     vlm_sched_kind k;
     if (vlm_sched_parse(o->sched, &k)) { vlm_errorf(err, VLM_ERR_ARG, "--lr-scheduler must be cosine, const or const-cooldown"); return -1; }
+    if (o->time_schedule && o->max_minutes <= 0) { vlm_errorf(err, VLM_ERR_ARG, "--time-schedule needs --max-minutes"); return -1; }
     if (o->lock_image && o->lock_text) { vlm_errorf(err, VLM_ERR_ARG, "--lock-image and --lock-text together leave nothing to train"); return -1; }
     return 0;
 }
@@ -396,6 +399,7 @@ int cmd_pretrain(int argc, char **argv) {
         goto fail;
     }
     int64_t total_steps = steps_per_epoch * o.epochs;
+    if (o.time_schedule && !o.max_steps) total_steps = INT64_MAX / 4; // the clock ends the run
     if (o.max_steps && o.max_steps < total_steps) total_steps = o.max_steps;
     vlm_sched sched = {VLM_SCHED_COSINE, (float)o.lr, o.warmup, total_steps, 0, (float)o.cooldown_power, (float)o.cooldown_end};
     vlm_sched_parse(o.sched, &sched.kind);
@@ -411,7 +415,7 @@ int cmd_pretrain(int argc, char **argv) {
         cache_i = malloc(sizeof(float) * (size_t)K * B * m.cfg.embed_dim);
         cache_t = malloc(sizeof(float) * (size_t)K * B * m.cfg.embed_dim);
     }
-    int64_t curve_cap = total_steps + 16, curve_n = 0;
+    int64_t curve_cap = total_steps + 16 < 4096 ? total_steps + 16 : 4096, curve_n = 0;
     curve_x = malloc(sizeof(double) * (size_t)curve_cap);
     curve_y = malloc(sizeof(double) * (size_t)curve_cap);
     if (!imgbuf || !idbuf || !groups || !capbuf || !capptr || !curve_x || !curve_y || (K > 1 && (!cache_i || !cache_t))) {
@@ -450,8 +454,12 @@ int cmd_pretrain(int argc, char **argv) {
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    fprintf(stderr, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, %" PRId64 " steps of %d x %d pairs, run dir %s\n",
-            o.model, (long long)m.ps.total, epoch_size, total_steps, B, K, rundir);
+    if (o.time_schedule && !o.max_steps)
+        fprintf(stderr, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, steps of %d x %d pairs for %.1f minutes, run dir %s\n",
+                o.model, (long long)m.ps.total, epoch_size, B, K, o.max_minutes, rundir);
+    else
+        fprintf(stderr, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, %" PRId64 " steps of %d x %d pairs, run dir %s\n",
+                o.model, (long long)m.ps.total, epoch_size, total_steps, B, K, rundir);
 
     // ---- training loop ----
     double t_start = cli_now() - ts.elapsed_s, t_last = cli_now(), last_val_t = 0;
@@ -546,10 +554,23 @@ int cmd_pretrain(int argc, char **argv) {
         }
         if (o.clip > 0) vlm_clip_grad_norm(&m.ps, (float)o.clip);
         float lr = vlm_sched_lr(&sched, ts.step);
+        if (o.time_schedule && ts.step >= o.warmup) { // cosine over the fraction of the time budget used
+            double f = (cli_now() - t_start) / (o.max_minutes * 60.0);
+            f = f < 0 ? 0 : f > 1 ? 1 : f;
+            lr = (float)(0.5 * (1.0 + cos(M_PI * f)) * o.lr);
+        }
         vlm_adamw_step(&opt, &m.ps, lr);
         vlm_clip_clamp_logit_scale(&m);
         ts.step++;
         pairs_since += (int64_t)K * B;
+        if (curve_n == curve_cap) { // grow the loss curve (rare; amortised)
+            double *nx = realloc(curve_x, sizeof(double) * (size_t)curve_cap * 2), *ny = nx ? realloc(curve_y, sizeof(double) * (size_t)curve_cap * 2) : NULL;
+            if (nx) curve_x = nx;
+            if (ny) {
+                curve_y = ny;
+                curve_cap *= 2;
+            }
+        }
         if (curve_n < curve_cap) {
             curve_x[curve_n] = (double)ts.step;
             curve_y[curve_n++] = loss_v;
@@ -570,9 +591,13 @@ int cmd_pretrain(int argc, char **argv) {
         if (ts.step % o.log_every == 0 || ts.step == total_steps || ts.step == 1) {
             double pps = pairs_since / fmax(now - t_last, 1e-9);
             char eta[32];
-            cli_fmt_duration((double)(total_steps - ts.step) * (double)K * B / fmax(pps, 1e-9), eta, sizeof eta);
-            fprintf(stderr, "%sstep %" PRId64 "/%" PRId64 " | epoch %" PRId64 " | loss %.4f | lr %.3g | scale %.1f | %.0f pairs/s | ETA %s%s",
-                    tty ? "\r" : "", ts.step, total_steps, batch_epoch, loss_v, lr, scale, pps, eta, tty ? "   " : "\n");
+            double eta_s = (double)(total_steps - ts.step) * (double)K * B / fmax(pps, 1e-9);
+            if (o.max_minutes > 0 && o.max_minutes * 60.0 - ts.elapsed_s < eta_s) eta_s = o.max_minutes * 60.0 - ts.elapsed_s;
+            cli_fmt_duration(eta_s, eta, sizeof eta);
+            char tot[32] = "?";
+            if (total_steps < INT64_MAX / 8) snprintf(tot, sizeof tot, "%" PRId64, total_steps);
+            fprintf(stderr, "%sstep %" PRId64 "/%s | epoch %" PRId64 " | loss %.4f | lr %.3g | scale %.1f | %.0f pairs/s | ETA %s%s",
+                    tty ? "\r" : "", ts.step, tot, batch_epoch, loss_v, lr, scale, pps, eta, tty ? "   " : "\n");
             fprintf(metrics, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f, \"lr\": %.6g, \"logit_scale\": %.4f, "
                              "\"pairs_per_s\": %.1f, \"elapsed_s\": %.1f}\n",
                     ts.step, batch_epoch, loss_v, lr, scale, pps, ts.elapsed_s);

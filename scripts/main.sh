@@ -18,18 +18,13 @@ bash data/get-emoji.sh data/emoji >/dev/null
 export OMP_WAIT_POLICY=PASSIVE
 t0=$(date +%s)
 # Recipe (README "Main job"): transparent pixels composited over white, batch
-# 128, lr 1e-3 with warmup and a cosine schedule sized to what this machine
-# does in the budget (measured by a short `vlm bench` first).
-B=${BATCH:-128}
-if [[ -z "${STEPS:-}" ]]; then
-  ms=$(build/vlm bench --model tiny --batch-size "$B" --steps 2 --warmup 1 --json | grep -o '"step_ms": [0-9.]*' | sed 's/.*: //')
-  STEPS=$(awk -v m="$MINUTES" -v ms="$ms" 'BEGIN { s = int(0.93 * m * 60000 / ms); print (s < 20 ? 20 : s) }')
-fi
-WARMUP=$(( STEPS / 10 ))
-echo "main: pretraining tiny for up to $MINUTES min: $STEPS steps of batch $B" >&2
+# 64, lr 1e-3, 50 warmup steps, then a cosine over the time budget
+# (--time-schedule), so the schedule fits the budget on any machine.
+B=${BATCH:-64}
+echo "main: pretraining tiny for $MINUTES min, batch $B" >&2
 build/vlm pretrain --train-data data/emoji/train.tsv --val-data data/emoji/val_twitter.tsv \
-  --model tiny --batch-size "$B" --epochs 1000 --max-steps "$STEPS" --max-minutes "$MINUTES" \
-  --lr 1e-3 --warmup "$WARMUP" --wd 0.1 --composite 255,255,255 --workers 2 \
+  --model tiny --batch-size "$B" --max-minutes "$MINUTES" --time-schedule \
+  --lr 1e-3 --warmup 50 --wd 0.1 --composite 255,255,255 --workers 2 \
   --logs "$LOGS" --name "$RUN" --save-every-steps 200 --log-every 25 > "$LOGS.pretrain.json"
 CKPT="$LOGS/$RUN/checkpoints/epoch_latest.safetensors"
 build/vlm zeroshot --checkpoint "$CKPT" --data data/emoji/unseen.tsv --classnames data/emoji/unseen_classnames.txt \
