@@ -186,11 +186,13 @@ static inline int pgrad(vlm_params *ps, int idx) {
 static inline float *pdata(vlm_params *ps, int idx) { return vlm_f32(vlm_params_get(ps, idx)); }
 static inline float *pgr(vlm_params *ps, int idx) { return vlm_params_get(ps, idx)->grad; }
 
+// The fused op hands whole chunks of sequences to threads, so these row
+// helpers are serial.
+
 // Rows of x (+= pending bias pb first, if any) -> xh = (x - mean) * rstd and
 // lo = xh * w + b; rstd per row.
 static void ln_fwd(float *x, const float *pb, const float *w, const float *b, float eps, float *xh, float *lo,
                    float *rstd, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
         float *xr = x + r * C, *hr = xh + r * C, *lr = lo + r * C;
         if (pb)
@@ -215,7 +217,6 @@ static void ln_fwd(float *x, const float *pb, const float *w, const float *b, fl
 
 // lo = xh * w + b (the LN output, recomputed in the backward)
 static void ln_out(const float *xh, const float *w, const float *b, float *lo, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++)
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) lo[r * C + j] = xh[r * C + j] * w[j] + b[j];
@@ -224,118 +225,53 @@ static void ln_out(const float *xh, const float *w, const float *b, float *lo, i
 // LayerNorm backward from dl = d(LN output): dx += rstd * (dl*w - mean(dl*w) -
 // xh * mean(dl*w*xh)) (dx NULL: skipped); dw += sum_r dl*xh, db += sum_r dl,
 // dsum += sum_r dx (the updated rows: the next bias gradient down the stack)
-// (NULL: skipped). part: nthreads * 3C floats.
+// (NULL: skipped).
 static void ln_bwd(const float *dl, const float *xh, const float *rstd, const float *w, float *dx, float *dw, float *db,
-                   float *dsum, float *part, int64_t N, int64_t C) {
-    int nt_used = 1;
-    if (!dx) dsum = NULL;
-#pragma omp parallel
-    {
-        int nt = 1, id = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        id = omp_get_thread_num();
-#endif
-#pragma omp single
-        nt_used = nt;
-        float *pw = part + (int64_t)id * 3 * C, *pbb = pw + C, *ps = pw + 2 * C;
-        for (int64_t j = 0; j < 3 * C; j++) pw[j] = 0;
-        int64_t lo = N * id / nt, hi = N * (id + 1) / nt;
-        for (int64_t r = lo; r < hi; r++) {
-            const float *g = dl + r * C, *h = xh + r * C;
-            if (dw || db)
+                   float *dsum, int64_t N, int64_t C) {
+    for (int64_t r = 0; r < N; r++) {
+        const float *g = dl + r * C, *h = xh + r * C;
+        if (dw)
 #pragma omp simd
-                for (int64_t j = 0; j < C; j++) {
-                    pw[j] += g[j] * h[j];
-                    pbb[j] += g[j];
-                }
-            if (!dx) continue;
-            float s1 = 0, s2 = 0;
+            for (int64_t j = 0; j < C; j++) dw[j] += g[j] * h[j];
+        if (db)
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++) db[j] += g[j];
+        if (!dx) continue;
+        float s1 = 0, s2 = 0;
 #pragma omp simd reduction(+ : s1, s2)
-            for (int64_t j = 0; j < C; j++) {
-                float gw = g[j] * w[j];
-                s1 += gw;
-                s2 += gw * h[j];
-            }
-            float rs = rstd[r], inv = 1.0f / (float)C, m1 = s1 * inv, m2 = s2 * inv;
-            float *d = dx + r * C;
-#pragma omp simd
-            for (int64_t j = 0; j < C; j++) d[j] += rs * (g[j] * w[j] - m1 - h[j] * m2);
-            if (dsum)
-#pragma omp simd
-                for (int64_t j = 0; j < C; j++) ps[j] += d[j];
-        }
-    }
-    for (int t = 0; t < nt_used; t++)
         for (int64_t j = 0; j < C; j++) {
-            if (dw) dw[j] += part[t * 3 * C + j];
-            if (db) db[j] += part[t * 3 * C + C + j];
-            if (dsum) dsum[j] += part[t * 3 * C + 2 * C + j];
+            float gw = g[j] * w[j];
+            s1 += gw;
+            s2 += gw * h[j];
         }
+        float rs = rstd[r], inv = 1.0f / (float)C, m1 = s1 * inv, m2 = s2 * inv;
+        float *d = dx + r * C;
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) d[j] += rs * (g[j] * w[j] - m1 - h[j] * m2);
+        if (dsum)
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++) dsum[j] += d[j];
+    }
 }
 
 // a *= d elementwise ([N, K]); out[j] += sum_r a[r, j] after (out NULL: skipped).
-// part: nthreads * K floats.
-static void mul_colsum(float *a, const float *d, int64_t N, int64_t K, float *out, float *part) {
-    int nt_used = 1;
-#pragma omp parallel
-    {
-        int nt = 1, id = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        id = omp_get_thread_num();
-#endif
-#pragma omp single
-        nt_used = nt;
-        float *p = part + (int64_t)id * K;
-        for (int64_t j = 0; j < K; j++) p[j] = 0;
-        for (int64_t r = N * id / nt; r < N * (id + 1) / nt; r++) {
-            float *ar = a + r * K;
-            const float *dr = d + r * K;
-            if (out)
+static void mul_colsum(float *a, const float *d, int64_t N, int64_t K, float *out) {
+    for (int64_t r = 0; r < N; r++) {
+        float *ar = a + r * K;
+        const float *dr = d + r * K;
 #pragma omp simd
-                for (int64_t j = 0; j < K; j++) {
-                    ar[j] *= dr[j];
-                    p[j] += ar[j];
-                }
-            else
+        for (int64_t j = 0; j < K; j++) ar[j] *= dr[j];
+        if (out)
 #pragma omp simd
-                for (int64_t j = 0; j < K; j++) ar[j] *= dr[j];
-        }
+            for (int64_t j = 0; j < K; j++) out[j] += ar[j];
     }
-    if (out)
-        for (int t = 0; t < nt_used; t++)
-            for (int64_t j = 0; j < K; j++) out[j] += part[t * K + j];
 }
 
-// out[j] += sum_r a[r, j] (a: [N, K]); part: nthreads * K floats.
-static void colsum(const float *a, int64_t N, int64_t K, float *out, float *part) {
-    int nt_used = 1;
-#pragma omp parallel
-    {
-        int nt = 1, id = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        id = omp_get_thread_num();
-#endif
-#pragma omp single
-        nt_used = nt;
-        float *p = part + (int64_t)id * K;
-        for (int64_t j = 0; j < K; j++) p[j] = 0;
-        for (int64_t r = N * id / nt; r < N * (id + 1) / nt; r++)
-#pragma omp simd
-            for (int64_t j = 0; j < K; j++) p[j] += a[r * K + j];
-    }
-    for (int t = 0; t < nt_used; t++)
-        for (int64_t j = 0; j < K; j++) out[j] += part[t * K + j];
-}
-
-// x[r, :] += b
-static void add_rows(float *x, const float *b, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+// out[j] += sum_r a[r, j] (a: [N, K])
+static void colsum(const float *a, int64_t N, int64_t K, float *out) {
     for (int64_t r = 0; r < N; r++)
 #pragma omp simd
-        for (int64_t j = 0; j < C; j++) x[r * C + j] += b[j];
+        for (int64_t j = 0; j < K; j++) out[j] += a[r * K + j];
 }
 
 // Softmax of row r[0, n) where vm[j] != 0 (vm NULL: all), zero elsewhere
@@ -669,26 +605,20 @@ X8 static void x8_attn_bwd_head(const attn_geom *g, const float *qkv, const floa
 }
 #endif
 
-// att[b, t, h*D:(h+1)*D] = softmax(q k^T / sqrt D) v per (b, h); lse per (b, h, row).
-static void attn_fwd(const attn_geom *g, const float *qkv, float *att, float *lse, float *pbuf) {
+// att[b, t, h*D:(h+1)*D] = softmax(q k^T / sqrt D) v per (b, h) of the chunk;
+// lse per (b, h, row). S: ATTN_SCRATCH(T, D) floats.
+static void attn_fwd(const attn_geom *g, const float *qkv, float *att, float *lse, float *S) {
     int64_t B = g->B, T = g->T, C = g->C, H = g->H, D = g->D;
     float scale = 1.0f / sqrtf((float)D);
-#ifdef VLM_FASTMATH_X8
-    if (vlm_use_x8()) {
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t h = 0; h < H; h++) {
-                float *S = pbuf + (int64_t)vlm_thread_id() * ATTN_SCRATCH(T, D);
-                x8_attn_fwd_head(g, qkv, att, lse, S, S + T * T, b, h);
-            }
-        return;
-    }
-#endif
-#pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
-            float *S = pbuf + (int64_t)vlm_thread_id() * ATTN_SCRATCH(T, D);
-            float *q = (float *)qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
+#ifdef VLM_FASTMATH_X8
+            if (vlm_use_x8()) {
+                x8_attn_fwd_head(g, qkv, att, lse, S, S + T * T, b, h);
+                continue;
+            }
+#endif
+            const float *q = qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
             vlm_gemm(mat(S, T, T, T), mat(q, T, D, 3 * C), tr(mat(k, T, D, 3 * C)), scale, 0);
             const float *vm = g->vmask ? g->vmask + b * T : NULL;
             float *l = lse + (b * H + h) * T;
@@ -697,19 +627,17 @@ static void attn_fwd(const attn_geom *g, const float *qkv, float *att, float *ls
         }
 }
 
-// dqkv (fully written) from datt = d(attention output), recomputing P from q, k and lse.
-// nz: [B*T] 1 where a query row's output gradient may be nonzero, or NULL (all).
-static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, const float *lse, float *dqkv,
-                     float *pbuf, float *dpbuf, const uint8_t *nz) {
+// dqkv (fully written) from datt = d(attention output), recomputing P from q,
+// k and lse. nz: [B*T] 1 where a query row's output gradient may be nonzero,
+// or NULL (all). P: ATTN_SCRATCH(T, D), dP: T*T floats.
+static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, const float *lse, float *dqkv, float *P,
+                     float *dP, const uint8_t *nz) {
     int64_t B = g->B, T = g->T, C = g->C, H = g->H, D = g->D;
     float scale = 1.0f / sqrtf((float)D);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++) {
 #ifdef VLM_FASTMATH_X8
-    if (vlm_use_x8()) {
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t h = 0; h < H; h++) {
-                int tid = vlm_thread_id();
-                float *P = pbuf + (int64_t)tid * ATTN_SCRATCH(T, D), *dP = dpbuf + (int64_t)tid * T * T;
+            if (vlm_use_x8()) {
                 int64_t nr = 0;
                 int32_t *rows = (int32_t *)(P + T * T + 3 * D * T);
                 if (nz)
@@ -719,19 +647,13 @@ static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, co
                     x8_attn_bwd_head_rows(g, qkv, datt, lse, dqkv, P, dP, P + T * T, P + T * T + D * T, rows, nr, b, h);
                 else
                     x8_attn_bwd_head(g, qkv, datt, lse, dqkv, P, dP, P + T * T, b, h);
+                continue;
             }
-        return;
-    }
 #endif
-    (void)nz; // the portable path runs every row (zero rows contribute zero)
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++) {
-            int tid = vlm_thread_id();
-            float *P = pbuf + (int64_t)tid * ATTN_SCRATCH(T, D), *dP = dpbuf + (int64_t)tid * T * T;
-            float *q = (float *)qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
+            // portable path: every row (rows without a gradient contribute zero)
+            const float *q = qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
             float *dq = dqkv + b * T * 3 * C + h * D, *dk = dq + C, *dv = dq + 2 * C;
-            float *dO = (float *)datt + b * T * C + h * D;
+            const float *dO = datt + b * T * C + h * D;
             vlm_gemm(mat(P, T, T, T), mat(q, T, D, 3 * C), tr(mat(k, T, D, 3 * C)), scale, 0);
             const float *vm = g->vmask ? g->vmask + b * T : NULL;
             const float *l = lse + (b * H + h) * T;
@@ -749,6 +671,7 @@ static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, co
             vlm_gemm(mat(dq, T, D, 3 * C), mat(dP, T, T, T), mat(k, T, D, 3 * C), 1, 0);     // dQ = dS K
             vlm_gemm(mat(dk, T, D, 3 * C), tr(mat(dP, T, T, T)), mat(q, T, D, 3 * C), 1, 0); // dK = dS^T Q
         }
+    (void)nz;
 }
 
 // vm[b*T + j] = 1 unless key j of sequence b is padding.
@@ -758,12 +681,19 @@ static float *make_vmask(float *vm, const uint8_t *pad, int64_t n) {
     return vm;
 }
 
-// Rows are processed in chunks of whole sequences (~512 rows) so that the
-// per-chunk temporaries -- LN outputs, act(h), the [rows, 4C] gradients --
-// stay in cache between the GEMMs and the elementwise passes.
-static int64_t chunk_seqs(int64_t B, int64_t T) {
-    int64_t nb = (512 + T - 1) / (T > 0 ? T : 1);
-    return nb < 1 ? 1 : nb > B ? B : nb;
+// Rows are processed in chunks of whole sequences (~512 rows): each thread
+// takes whole chunks through a layer with single-threaded GEMMs and serial
+// elementwise passes, so the per-chunk temporaries -- LN outputs, act(h), the
+// [rows, 4C] gradients -- stay in that core's cache and threads never wait on
+// each other inside a layer. The chunk count is a multiple of the thread count
+// where the batch allows.
+static int64_t chunk_seqs(int64_t B, int64_t T, int64_t nt) {
+    int64_t per = (512 + T - 1) / (T > 0 ? T : 1); // sequences per ~512 rows
+    int64_t nch = (B + per - 1) / per;
+    nch = (nch + nt - 1) / nt * nt;
+    if (nch > B) nch = B;
+    if (nch < 1) nch = 1;
+    return (B + nch - 1) / nch;
 }
 
 // Pointers of one layer's saved tensors for the rows of sequences [b0, b0+nb).
@@ -779,12 +709,75 @@ static tr_rows rows_at(float *base, const tr_layout *lay, int64_t b0, int64_t T,
     return r;
 }
 
+// Per-thread scratch of the forward (floats, for chunks of R rows).
+typedef struct {
+    int64_t lo, g, attn, sv, size;
+} fwd_ws;
+
+static fwd_ws fwd_ws_layout(int64_t R, int64_t T, int64_t C, int64_t M, int64_t D, int64_t sv_size) {
+    fwd_ws w;
+    w.lo = 0;
+    w.g = w.lo + rup16(R * C);
+    w.attn = w.g + rup16(R * M);
+    w.sv = w.attn + ATTN_SCRATCH(T, D);
+    w.size = w.sv + sv_size;
+    return w;
+}
+
+// Per-thread scratch of the backward: chunk buffers, the compact live rows of
+// the top layer, and the thread's own accumulators of the layer's parameter
+// gradients (13 slots: the block's 12 parameters + proj_b of the block below).
+typedef struct {
+    int64_t A, Bb, Cc, attn, dP, kd, kh, kx2, katt, kdatt, kr2, kidx, knz, grads, size;
+    int64_t goff[13], gsize;
+} bwd_ws;
+
+static void block_params(const vlm_transformer *t, int l, int idx[13]) {
+    const vlm_block *b = &t->blocks[l];
+    int v[13] = {b->ln1_w, b->ln1_b, b->in_w,  b->in_b, b->out_w,  b->out_b, b->ln2_w,
+                 b->ln2_b, b->fc_w,  b->fc_b,  b->proj_w, b->proj_b, l > 0 ? t->blocks[l - 1].proj_b : -1};
+    memcpy(idx, v, sizeof v);
+}
+
+static bwd_ws bwd_ws_layout(const vlm_transformer *t, vlm_params *ps, int64_t R, int64_t T) {
+    const vlm_transformer_cfg *cf = &t->cfg;
+    int64_t C = cf->width, M = cf->mlp_width, D = C / cf->heads, A = M > 3 * C ? M : 3 * C;
+    bwd_ws w;
+    w.A = 0;
+    w.Bb = w.A + rup16(R * A);
+    w.Cc = w.Bb + rup16(R * C);
+    w.attn = w.Cc + rup16(R * C);
+    w.dP = w.attn + ATTN_SCRATCH(T, D);
+    w.kd = w.dP + rup16(T * T);
+    w.kh = w.kd + rup16(R * C);
+    w.kx2 = w.kh + rup16(R * M);
+    w.katt = w.kx2 + rup16(R * C);
+    w.kdatt = w.katt + rup16(R * C);
+    w.kr2 = w.kdatt + rup16(R * C);
+    w.kidx = w.kr2 + rup16(R);
+    w.knz = w.kidx + rup16(R);
+    w.grads = w.knz + rup16(R / 4 + 1);
+    int idx[13];
+    block_params(t, cf->layers > 0 ? cf->layers - 1 : 0, idx);
+    w.gsize = 0;
+    for (int k = 0; k < 13; k++) {
+        w.goff[k] = w.gsize;
+        const vlm_tensor *p = k < 12 ? vlm_params_get(ps, idx[k]) : NULL;
+        w.gsize += rup16(k < 12 ? vlm_numel(p) : C); // same shapes in every block
+    }
+    w.size = w.grads + w.gsize;
+    return w;
+}
+
 typedef struct {
     const vlm_transformer *t;
     vlm_params *ps;
     int64_t C, M;
-    float *bufA, *bufB, *part; // [R, max(M, 3C)], [R, C], partial sums
+    float *A, *Bb; // [R, max(M, 3C)], [R, C]
+    float *g[13];  // this thread's gradient accumulators (NULL: no gradient wanted)
 } bwd_ctx;
+
+enum { G_LN1_W, G_LN1_B, G_IN_W, G_IN_B, G_OUT_W, G_OUT_B, G_LN2_W, G_LN2_B, G_FC_W, G_FC_B, G_PROJ_W, G_PROJ_B, G_BELOW_B };
 
 // Backward of the MLP half and of out_proj of block bk over n rows (dres, h,
 // xh2, rstd2, att: those rows, updated in place: dres gets the LN_2 backward,
@@ -794,30 +787,86 @@ static void mlp_out_bwd(const bwd_ctx *b, const vlm_block *bk, int top, int64_t 
     vlm_params *ps = b->ps;
     int64_t C = b->C, M = b->M;
     int act = b->t->cfg.act;
-    float *bufA = b->bufA, *bufB = b->bufB, *part = b->part;
+    float *const *g = b->g, *A = b->A, *Bb = b->Bb;
     // proj_b's gradient is colsum(dres): below the top layer summed by the LN_1 backward above.
-    if (top && pgrad(ps, bk->proj_b)) colsum(dres, n, C, pgr(ps, bk->proj_b), part);
+    if (top && g[G_PROJ_B]) colsum(dres, n, C, g[G_PROJ_B]);
     // act(h) for dW_proj and act'(h) in place of h (its last use) in one pass
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < n; r++) vlm_act_fwd_grad_n(act, h + r * M, bufA + r * M, h + r * M, M);
-    if (pgrad(ps, bk->proj_w)) // dW_proj += dres^T act(h)
-        vlm_gemm(mat(pgr(ps, bk->proj_w), C, M, M), tr(mat(dres, n, C, C)), mat(bufA, n, M, M), 1, 1);
-    vlm_gemm(mat(bufA, n, M, M), mat(dres, n, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
-    mul_colsum(bufA, h, n, M, pgrad(ps, bk->fc_b) ? pgr(ps, bk->fc_b) : NULL, part); // dh = d act(h) * act'(h)
-    if (pgrad(ps, bk->fc_w)) {
-        ln_out(xh2, pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), bufB, n, C);
-        vlm_gemm(mat(pgr(ps, bk->fc_w), M, C, C), tr(mat(bufA, n, M, M)), mat(bufB, n, C, C), 1, 1);
+    for (int64_t r = 0; r < n; r++) vlm_act_fwd_grad_n(act, h + r * M, A + r * M, h + r * M, M);
+    if (g[G_PROJ_W]) vlm_gemm(mat(g[G_PROJ_W], C, M, M), tr(mat(dres, n, C, C)), mat(A, n, M, M), 1, 1);
+    vlm_gemm(mat(A, n, M, M), mat(dres, n, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
+    mul_colsum(A, h, n, M, g[G_FC_B]); // dh = d act(h) * act'(h)
+    if (g[G_FC_W]) {
+        ln_out(xh2, pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), Bb, n, C);
+        vlm_gemm(mat(g[G_FC_W], M, C, C), tr(mat(A, n, M, M)), mat(Bb, n, C, C), 1, 1);
     }
-    vlm_gemm(mat(datt, n, C, C), mat(bufA, n, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
-    ln_bwd(datt, xh2, rstd2, pdata(ps, bk->ln2_w), dres, pgrad(ps, bk->ln2_w) ? pgr(ps, bk->ln2_w) : NULL,
-           pgrad(ps, bk->ln2_b) ? pgr(ps, bk->ln2_b) : NULL, pgrad(ps, bk->out_b) ? pgr(ps, bk->out_b) : NULL, part, n,
-           C);
-    if (pgrad(ps, bk->out_w)) vlm_gemm(mat(pgr(ps, bk->out_w), C, C, C), tr(mat(dres, n, C, C)), mat(att, n, C, C), 1, 1);
+    vlm_gemm(mat(datt, n, C, C), mat(A, n, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
+    ln_bwd(datt, xh2, rstd2, pdata(ps, bk->ln2_w), dres, g[G_LN2_W], g[G_LN2_B], g[G_OUT_B], n, C);
+    if (g[G_OUT_W]) vlm_gemm(mat(g[G_OUT_W], C, C, C), tr(mat(dres, n, C, C)), mat(att, n, C, C), 1, 1);
     vlm_gemm(mat(datt, n, C, C), mat(dres, n, C, C), mat(pdata(ps, bk->out_w), C, C, C), 1, 0);
 }
 
 static void gather_rows(float *dst, const float *src, const int32_t *idx, int64_t k, int64_t w) {
     for (int64_t i = 0; i < k; i++) memcpy(dst + i * w, src + (int64_t)idx[i] * w, sizeof(float) * (size_t)w);
+}
+
+// Backward of block l over the sequences [b0, b0 + nb) (one thread).
+static void bwd_chunk(const bwd_ctx *bc, const tr_saved *s, const tr_layout *lay, const bwd_ws *wl, float *w,
+                      const float *vmask, float *dres_all, int l, int dx_needed, int64_t b0, int64_t nb) {
+    const vlm_transformer *t = s->t;
+    const vlm_transformer_cfg *cf = &t->cfg;
+    vlm_params *ps = s->ps;
+    const vlm_block *bk = &t->blocks[l];
+    int64_t T = s->T, C = cf->width, H = cf->heads, D = C / H, M = cf->mlp_width, n = nb * T;
+    int top = l == cf->layers - 1;
+    float *const *g = bc->g, *A = bc->A, *Bb = bc->Bb, *Cc = w + wl->Cc;
+    tr_rows sv = rows_at(s->save + (int64_t)l * lay->size, lay, b0, T, C, M, H);
+    float *dres = dres_all + b0 * T * C;
+    attn_geom ag = {nb, T, C, H, D, cf->causal, vmask ? vmask + b0 * T : NULL};
+    int64_t k = n;
+    const uint8_t *nz = NULL;
+    int32_t *kidx = (int32_t *)(w + wl->kidx);
+    uint8_t *knz = (uint8_t *)(w + wl->knz);
+    if (top) { // rows nobody consumed (pooling) have a zero gradient: skip their MLP / out_proj work
+        k = 0;
+        for (int64_t r = 0; r < n; r++) {
+            const float *dr = dres + r * C;
+            int64_t j = 0;
+            while (j < C && dr[j] == 0) j++;
+            knz[r] = j < C;
+            if (j < C) kidx[k++] = (int32_t)r;
+        }
+        if (k == 0) return; // nothing flows back through these sequences
+        nz = knz;
+    }
+    if (k * 2 <= n) {
+        float *kd = w + wl->kd, *kh = w + wl->kh, *kx2 = w + wl->kx2, *katt = w + wl->katt, *kdatt = w + wl->kdatt,
+              *kr2 = w + wl->kr2;
+        gather_rows(kd, dres, kidx, k, C);
+        gather_rows(kh, sv.h, kidx, k, M);
+        gather_rows(kx2, sv.xh2, kidx, k, C);
+        gather_rows(katt, sv.att, kidx, k, C);
+        gather_rows(kr2, sv.rstd2, kidx, k, 1);
+        mlp_out_bwd(bc, bk, top, k, kd, kh, kx2, kr2, katt, kdatt);
+        memset(Cc, 0, sizeof(float) * (size_t)(n * C));
+        for (int64_t i = 0; i < k; i++) {
+            memcpy(dres + (int64_t)kidx[i] * C, kd + i * C, sizeof(float) * (size_t)C);
+            memcpy(Cc + (int64_t)kidx[i] * C, kdatt + i * C, sizeof(float) * (size_t)C);
+        }
+    } else {
+        mlp_out_bwd(bc, bk, top, n, dres, sv.h, sv.xh2, sv.rstd2, sv.att, Cc);
+    }
+    // ---- attention and in_proj: x += out_proj(attn(ln_1(x))) ----
+    attn_bwd(&ag, sv.qkv, Cc, sv.lse, A, w + wl->attn, w + wl->dP, nz); // A = d qkv [n, 3C]
+    if (g[G_IN_B]) colsum(A, n, 3 * C, g[G_IN_B]);
+    if (g[G_IN_W]) {
+        ln_out(sv.xh1, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), Bb, n, C);
+        vlm_gemm(mat(g[G_IN_W], 3 * C, C, C), tr(mat(A, n, 3 * C, 3 * C)), mat(Bb, n, C, C), 1, 1);
+    }
+    if (dx_needed || g[G_LN1_W] || g[G_LN1_B]) {
+        vlm_gemm(mat(Cc, n, C, C), mat(A, n, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
+        ln_bwd(Cc, sv.xh1, sv.rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, g[G_LN1_W], g[G_LN1_B],
+               g[G_BELOW_B], n, C);
+    }
 }
 
 static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
@@ -826,74 +875,48 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
     const vlm_transformer_cfg *cf = &t->cfg;
     vlm_params *ps = s->ps;
     vlm_tensor *x = nd->in[0], *y = nd->out;
-    int64_t B = s->B, T = s->T, N = B * T, C = cf->width, H = cf->heads, D = C / H, M = cf->mlp_width;
-    int64_t nt = vlm_nthreads(), A = M > 3 * C ? M : 3 * C, CB = chunk_seqs(B, T), R = CB * T;
+    int64_t B = s->B, T = s->T, N = B * T, C = cf->width, H = cf->heads, M = cf->mlp_width;
+    int nt = vlm_nthreads();
+    int64_t CB = chunk_seqs(B, T, nt), R = CB * T, nch = (B + CB - 1) / CB;
     tr_layout lay = layout(B, T, C, M, H);
-    int64_t o_b = rup16(R * A), o_c = o_b + rup16(R * C), o_p = o_c + rup16(R * C), o_dp = o_p + nt * ATTN_SCRATCH(T, D),
-            o_part = o_dp + rup16(nt * T * T), o_vm = o_part + rup16(nt * (3 * C > A ? 3 * C : A)),
-            o_k = o_vm + rup16(N), // compact rows of the top layer: dres, h, xh2, rstd2, att, datt, row ids
-            total = o_k + rup16(R * (4 * C + M + 1)) + rup16(R) + rup16(R / 4 + 1);
-    float *ws = ws_get(c, t, total);
+    bwd_ws wl = bwd_ws_layout(t, ps, R, T);
+    int64_t o_vm = (int64_t)nt * wl.size;
+    float *ws = ws_get(c, t, o_vm + rup16(N));
     if (!ws) return;
-    float *bufC = ws + o_c;
-    bwd_ctx bc = {t, ps, C, M, ws, ws + o_b, ws + o_part};
-    float *kd = ws + o_k, *kh = kd + R * C, *kx2 = kh + R * M, *katt = kx2 + R * C, *kdatt = katt + R * C,
-          *kr2 = kdatt + R * C;
-    int32_t *kidx = (int32_t *)(ws + o_k + rup16(R * (4 * C + M + 1)));
-    uint8_t *knz = (uint8_t *)(ws + o_k + rup16(R * (4 * C + M + 1)) + rup16(R)); // 1 = row with a gradient
     const float *vmask = make_vmask(ws + o_vm, s->pad, N);
     float *dres_all = y->grad; // the residual stream's gradient, updated in place layer by layer
     for (int l = cf->layers - 1; l >= 0; l--) {
-        const vlm_block *bk = &t->blocks[l];
-        const vlm_block *below = l > 0 ? &t->blocks[l - 1] : NULL;
-        int dx_needed = l > 0 || x->requires_grad, top = l == cf->layers - 1;
-        float *dw1 = pgrad(ps, bk->ln1_w) ? pgr(ps, bk->ln1_w) : NULL, *db1 = pgrad(ps, bk->ln1_b) ? pgr(ps, bk->ln1_b) : NULL;
-        float *dsum1 = below && pgrad(ps, below->proj_b) ? pgr(ps, below->proj_b) : NULL;
-        for (int64_t b0 = 0; b0 < B; b0 += CB) {
-            int64_t nb = B - b0 < CB ? B - b0 : CB, n = nb * T;
-            tr_rows sv = rows_at(s->save + (int64_t)l * lay.size, &lay, b0, T, C, M, H);
-            float *dres = dres_all + b0 * T * C;
-            attn_geom g = {nb, T, C, H, D, cf->causal, vmask ? vmask + b0 * T : NULL};
-            int64_t k = n;
-            const uint8_t *nz = NULL;
-            if (top) { // rows nobody consumed (pooling) have a zero gradient: skip their MLP / out_proj work
-                k = 0;
-                for (int64_t r = 0; r < n; r++) {
-                    const float *dr = dres + r * C;
-                    int64_t j = 0;
-                    while (j < C && dr[j] == 0) j++;
-                    knz[r] = j < C;
-                    if (j < C) kidx[k++] = (int32_t)r;
+        int idx[13];
+        block_params(t, l, idx);
+        int want[13];
+        for (int k = 0; k < 13; k++) want[k] = idx[k] >= 0 && pgrad(ps, idx[k]);
+        int dx_needed = l > 0 || x->requires_grad;
+#pragma omp parallel num_threads(nt)
+        {
+            int tid = vlm_thread_id(), nth = 1;
+#ifdef _OPENMP
+            nth = omp_get_num_threads();
+#endif
+            float *w = ws + (int64_t)tid * wl.size, *gb = w + wl.grads;
+            memset(gb, 0, sizeof(float) * (size_t)wl.gsize);
+            bwd_ctx bc = {t, ps, C, M, w + wl.A, w + wl.Bb, {0}};
+            for (int k = 0; k < 13; k++) bc.g[k] = want[k] ? gb + wl.goff[k] : NULL;
+            for (int64_t ch = tid; ch < nch; ch += nth) {
+                int64_t b0 = ch * CB, nb = B - b0 < CB ? B - b0 : CB;
+                bwd_chunk(&bc, s, &lay, &wl, w, vmask, dres_all, l, dx_needed, b0, nb);
+            }
+#pragma omp barrier
+            // sum the threads' accumulators into the parameter store, in thread order
+            for (int k = 0; k < 13; k++) {
+                if (!want[k]) continue;
+                float *dst = pgr(ps, idx[k]);
+                int64_t cnt = vlm_numel(vlm_params_get(ps, idx[k]));
+#pragma omp for schedule(static) nowait
+                for (int64_t j = 0; j < cnt; j++) {
+                    float acc = 0;
+                    for (int u = 0; u < nth; u++) acc += ws[(int64_t)u * wl.size + wl.grads + wl.goff[k] + j];
+                    dst[j] += acc;
                 }
-                if (k == 0) continue; // nothing flows back through these sequences
-                nz = knz;
-            }
-            if (k * 2 <= n) {
-                gather_rows(kd, dres, kidx, k, C);
-                gather_rows(kh, sv.h, kidx, k, M);
-                gather_rows(kx2, sv.xh2, kidx, k, C);
-                gather_rows(katt, sv.att, kidx, k, C);
-                gather_rows(kr2, sv.rstd2, kidx, k, 1);
-                mlp_out_bwd(&bc, bk, top, k, kd, kh, kx2, kr2, katt, kdatt);
-                memset(bufC, 0, sizeof(float) * (size_t)(n * C));
-                for (int64_t i = 0; i < k; i++) {
-                    memcpy(dres + (int64_t)kidx[i] * C, kd + i * C, sizeof(float) * (size_t)C);
-                    memcpy(bufC + (int64_t)kidx[i] * C, kdatt + i * C, sizeof(float) * (size_t)C);
-                }
-            } else {
-                mlp_out_bwd(&bc, bk, top, n, dres, sv.h, sv.xh2, sv.rstd2, sv.att, bufC);
-            }
-            // ---- attention and in_proj: x += out_proj(attn(ln_1(x))) ----
-            float *bufA = bc.bufA, *bufB = bc.bufB, *part = bc.part;
-            attn_bwd(&g, sv.qkv, bufC, sv.lse, bufA, ws + o_p, ws + o_dp, nz); // bufA = d qkv [n, 3C]
-            if (pgrad(ps, bk->in_b)) colsum(bufA, n, 3 * C, pgr(ps, bk->in_b), part);
-            if (pgrad(ps, bk->in_w)) {
-                ln_out(sv.xh1, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), bufB, n, C);
-                vlm_gemm(mat(pgr(ps, bk->in_w), 3 * C, C, C), tr(mat(bufA, n, 3 * C, 3 * C)), mat(bufB, n, C, C), 1, 1);
-            }
-            if (dx_needed || dw1 || db1) {
-                vlm_gemm(mat(bufC, n, C, C), mat(bufA, n, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
-                ln_bwd(bufC, sv.xh1, sv.rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, dw1, db1, dsum1, part, n, C);
             }
         }
     }
@@ -902,6 +925,33 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < N * C; i++) dx[i] += dres_all[i];
     }
+}
+
+// Forward of block l over the sequences [b0, b0 + nb) (one thread); pending:
+// the previous block's c_proj bias, folded into this LN_1 pass.
+static void fwd_chunk(const vlm_transformer *t, vlm_params *ps, tr_rows sv, float *xs, float *w, const fwd_ws *wl,
+                      const float *vmask, const float *pending, int l, int64_t T, int64_t nb) {
+    const vlm_transformer_cfg *cf = &t->cfg;
+    const vlm_block *bk = &t->blocks[l];
+    int64_t C = cf->width, H = cf->heads, D = C / H, M = cf->mlp_width, n = nb * T;
+    float *lo = w + wl->lo, *gb = w + wl->g;
+    attn_geom ag = {nb, T, C, H, D, cf->causal, vmask};
+    const float *bin = pdata(ps, bk->in_b), *bfc = pdata(ps, bk->fc_b);
+    ln_fwd(xs, pending, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), cf->ln_eps, sv.xh1, lo, sv.rstd1, n, C);
+    for (int64_t r = 0; r < n; r++) memcpy(sv.qkv + r * 3 * C, bin, sizeof(float) * (size_t)(3 * C));
+    vlm_gemm(mat(sv.qkv, n, 3 * C, 3 * C), mat(lo, n, C, C), tr(mat(pdata(ps, bk->in_w), 3 * C, C, C)), 1, 1);
+    attn_fwd(&ag, sv.qkv, sv.att, sv.lse, w + wl->attn);
+    vlm_gemm(mat(xs, n, C, C), mat(sv.att, n, C, C), tr(mat(pdata(ps, bk->out_w), C, C, C)), 1, 1);
+    ln_fwd(xs, pdata(ps, bk->out_b), pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), cf->ln_eps, sv.xh2, lo, sv.rstd2, n,
+           C);
+    vlm_gemm(mat(sv.h, n, M, M), mat(lo, n, C, C), tr(mat(pdata(ps, bk->fc_w), M, C, C)), 1, 0);
+    for (int64_t r = 0; r < n; r++) {
+        float *hr = sv.h + r * M;
+#pragma omp simd
+        for (int64_t j = 0; j < M; j++) hr[j] += bfc[j];
+        vlm_act_fwd_n(cf->act, hr, gb + r * M, M);
+    }
+    vlm_gemm(mat(xs, n, C, C), mat(gb, n, M, M), tr(mat(pdata(ps, bk->proj_w), C, M, M)), 1, 1);
 }
 
 vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params *ps, vlm_tensor *x,
@@ -918,9 +968,8 @@ vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params 
     int64_t B = x->shape[0], T = x->shape[1], N = B * T, C = cf->width, H = cf->heads, D = C / H, M = cf->mlp_width;
     int need = vlm_needs_grad(c, x, NULL, NULL);
     for (int l = 0; l < cf->layers && c->grad_enabled && !need; l++) {
-        const vlm_block *bk = &t->blocks[l];
-        int idx[12] = {bk->ln1_w, bk->ln1_b, bk->in_w, bk->in_b, bk->out_w, bk->out_b,
-                       bk->ln2_w, bk->ln2_b, bk->fc_w, bk->fc_b, bk->proj_w, bk->proj_b};
+        int idx[13];
+        block_params(t, l, idx);
         for (int k = 0; k < 12; k++) need |= pgrad(ps, idx[k]);
     }
     vlm_tensor *y = vlm_out(c, 3, x->shape, need);
@@ -928,7 +977,8 @@ vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params 
     float *xs_all = vlm_f32(y); // the residual stream, updated in place
     memcpy(xs_all, vlm_f32(x), sizeof(float) * (size_t)(N * C));
     if (N == 0) return y;
-    int64_t CB = chunk_seqs(B, T), R = CB * T;
+    int nt = vlm_nthreads();
+    int64_t CB = chunk_seqs(B, T, nt), R = CB * T, nch = (B + CB - 1) / CB;
     tr_layout lay = layout(B, T, C, M, H), clay = layout(CB, T, C, M, H);
     tr_saved *s = NULL;
     if (need) {
@@ -943,43 +993,33 @@ vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params 
             s->pad = pc;
         }
     }
-    int64_t nt = vlm_nthreads();
-    int64_t o_g = rup16(R * C), o_p = o_g + rup16(R * M), o_vm = o_p + nt * ATTN_SCRATCH(T, D), o_sv = o_vm + rup16(N),
-            total = o_sv + (need ? 0 : clay.size); // no grad: one chunk's "saved" block, reused
-    float *ws = ws_get(c, t, total);
+    fwd_ws wl = fwd_ws_layout(R, T, C, M, D, need ? 0 : clay.size); // no grad: one chunk's "saved" block per thread
+    int64_t o_vm = (int64_t)nt * wl.size;
+    float *ws = ws_get(c, t, o_vm + rup16(N));
     if (!ws) return NULL;
-    float *lo = ws, *gb = ws + o_g;
     const float *vmask = make_vmask(ws + o_vm, key_pad, N);
-    const float *pending = NULL; // c_proj bias of the previous layer, folded into the next LN pass
-    for (int l = 0; l < cf->layers; l++) {
-        const vlm_block *bk = &t->blocks[l];
-        const float *bin = pdata(ps, bk->in_b), *bfc = pdata(ps, bk->fc_b);
-        for (int64_t b0 = 0; b0 < B; b0 += CB) {
-            int64_t nb = B - b0 < CB ? B - b0 : CB, n = nb * T;
-            tr_rows sv = need ? rows_at(s->save + (int64_t)l * lay.size, &lay, b0, T, C, M, H)
-                              : rows_at(ws + o_sv, &clay, 0, T, C, M, H);
+    // Sequences never interact, so each chunk goes through the whole stack on one thread.
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = vlm_thread_id(), nth = 1;
+#ifdef _OPENMP
+        nth = omp_get_num_threads();
+#endif
+        float *w = ws + (int64_t)tid * wl.size;
+        for (int64_t ch = tid; ch < nch; ch += nth) {
+            int64_t b0 = ch * CB, nb = B - b0 < CB ? B - b0 : CB;
             float *xs = xs_all + b0 * T * C;
-            attn_geom g = {nb, T, C, H, D, cf->causal, vmask ? vmask + b0 * T : NULL};
-            ln_fwd(xs, pending, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), cf->ln_eps, sv.xh1, lo, sv.rstd1, n, C);
-            for (int64_t r = 0; r < n; r++) memcpy(sv.qkv + r * 3 * C, bin, sizeof(float) * (size_t)(3 * C));
-            vlm_gemm(mat(sv.qkv, n, 3 * C, 3 * C), mat(lo, n, C, C), tr(mat(pdata(ps, bk->in_w), 3 * C, C, C)), 1, 1);
-            attn_fwd(&g, sv.qkv, sv.att, sv.lse, ws + o_p);
-            vlm_gemm(mat(xs, n, C, C), mat(sv.att, n, C, C), tr(mat(pdata(ps, bk->out_w), C, C, C)), 1, 1);
-            ln_fwd(xs, pdata(ps, bk->out_b), pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), cf->ln_eps, sv.xh2, lo,
-                   sv.rstd2, n, C);
-            vlm_gemm(mat(sv.h, n, M, M), mat(lo, n, C, C), tr(mat(pdata(ps, bk->fc_w), M, C, C)), 1, 0);
-#pragma omp parallel for schedule(static)
-            for (int64_t r = 0; r < n; r++) {
-                float *hr = sv.h + r * M;
-#pragma omp simd
-                for (int64_t j = 0; j < M; j++) hr[j] += bfc[j];
-                vlm_act_fwd_n(cf->act, hr, gb + r * M, M);
+            const float *pending = NULL;
+            for (int l = 0; l < cf->layers; l++) {
+                tr_rows sv = need ? rows_at(s->save + (int64_t)l * lay.size, &lay, b0, T, C, M, H)
+                                  : rows_at(w + wl.sv, &clay, 0, T, C, M, H);
+                fwd_chunk(t, ps, sv, xs, w, &wl, vmask ? vmask + b0 * T : NULL, pending, l, T, nb);
+                pending = pdata(ps, t->blocks[l].proj_b);
             }
-            vlm_gemm(mat(xs, n, C, C), mat(gb, n, M, M), tr(mat(pdata(ps, bk->proj_w), C, M, M)), 1, 1);
+            for (int64_t r = 0; r < nb * T; r++)
+                for (int64_t j = 0; j < C; j++) xs[r * C + j] += pending[j];
         }
-        pending = pdata(ps, bk->proj_b);
     }
-    add_rows(xs_all, pending, N, C);
     if (need) {
         vlm_node *nd = vlm_record(c, "transformer", y, transformer_backward, x, NULL, NULL, NULL);
         if (nd) nd->saved = s;
