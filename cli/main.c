@@ -9,7 +9,7 @@ static const struct {
     vlm_cmd_fn fn;
     const char *help;
 } commands[] = {
-    {"bench", cmd_bench, "benchmarks: `vlm bench ops` (GEMM, attention, layernorm GFLOPS)"},
+    {"bench", cmd_bench, "`vlm bench ops` (op GFLOPS) and `vlm bench --model M` (training steps/s, RSS)"},
     {"tokenize", cmd_tokenize, "tokenize stdin lines with a CLIP BPE vocabulary"},
     {"bpe", cmd_bpe, "`vlm bpe train`: learn a BPE vocabulary from captions"},
     {"preprocess", cmd_preprocess, "decode + eval-transform images into a safetensors file"},
@@ -17,7 +17,7 @@ static const struct {
     {"zeroshot", cmd_zeroshot, "zero-shot classification of labelled images from class names"},
     {"finetune", cmd_finetune, "train/fine-tune a ViT image classifier (from a CLIP or scratch)"}, {"linprobe", cmd_linprobe, "logistic-regression linear probe on frozen image features"},
     {"clip-step", cmd_clip_step, "reference harness: one CLIP forward/backward (+ AdamW steps) to safetensors"},
-    {"data", cmd_data, "`vlm data stats|preview|convert`: inspect and convert datasets"},
+    {"data", cmd_data, "`vlm data stats|preview|convert|bench`: inspect, convert, time datasets"},
 };
 
 int cli_fail(const char *cmd, const vlm_error *err) {
