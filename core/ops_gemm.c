@@ -1,8 +1,6 @@
 // GEMM-backed ops: matmul, linear, attention, patchify and conv2d (im2col).
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "core/ops_internal.h"
 #ifdef VLM_HAVE_OPENBLAS
 #include <cblas.h>
@@ -74,67 +72,6 @@ static void gemm_split(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta)
     }
 }
 
-// The same parts, all on thread 0: the same blocks and so bit-identical
-// results to gemm_split (OpenBLAS's rounding depends on the block shapes).
-static void gemm_single(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
-#pragma omp parallel
-    if (omp_get_thread_num() == 0) {
-        int nt = omp_get_num_threads();
-        for (int id = 0; id < nt; id++) {
-            vlm_mat Cb = C, Ab = A, Bb = B;
-            if (gemm_part(&Cb, &Ab, &Bb, id, nt)) gemm_blas(Cb, Ab, Bb, alpha, beta);
-        }
-    }
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// Whether large GEMMs are split over our threads. That pays off on separate
-// cores; where the OpenMP threads share one core's FP units (SMT siblings,
-// e.g. a 2-vCPU VM whose vCPUs are hyperthreads of one core) two half-GEMMs
-// together run slower than one whole GEMM on one thread (measured 58-61 vs
-// 72 GFLOPS). So the first large GEMM times a 512x256x512 sgemm both ways
-// once and splits only if that is clearly faster. Both ways compute the same
-// blocks, so the choice never changes results. VLM_GEMM_THREADS=1 forces
-// single-threaded GEMMs, any other number forces the split.
-static int gemm_use_split(void) {
-    static int state = -1;
-    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
-    if (s >= 0) return s;
-    const char *e = getenv("VLM_GEMM_THREADS");
-    if (e && *e) {
-        s = atoi(e) > 1;
-    } else {
-        int64_t n = 512, k = 256;
-        float *buf = malloc(sizeof(float) * (size_t)(2 * n * k + n * n));
-        s = 1;
-        if (buf) {
-            for (int64_t i = 0; i < 2 * n * k; i++) buf[i] = (float)(i % 17) * 0.01f;
-            vlm_mat A = {buf, n, k, k, 1}, B = {buf + n * k, k, n, n, 1}, C = {buf + 2 * n * k, n, n, n, 1};
-            double t1 = 1e30, t2 = 1e30;
-            gemm_single(C, A, B, 1, 0); // warm-up (OpenBLAS buffers, page faults)
-            gemm_split(C, A, B, 1, 0);
-            for (int r = 0; r < 3; r++) {
-                double t0 = now_s();
-                gemm_single(C, A, B, 1, 0);
-                double t = now_s() - t0;
-                t1 = t < t1 ? t : t1;
-                t0 = now_s();
-                gemm_split(C, A, B, 1, 0);
-                t = now_s() - t0;
-                t2 = t < t2 ? t : t2;
-            }
-            s = t2 < 0.8 * t1;
-            free(buf);
-        }
-    }
-    __atomic_store_n(&state, s, __ATOMIC_RELAXED);
-    return s;
-}
 #endif
 
 // C (+)= alpha A B on the calling thread (OpenBLAS stays single-threaded
@@ -175,12 +112,11 @@ void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
         return;
     }
 #if defined(VLM_HAVE_OPENBLAS) && defined(_OPENMP)
-    // Large GEMMs outside a parallel region run inside one (split over our
-    // threads or on one of them, see gemm_use_split): OpenBLAS's own threaded
-    // driver mallocs a job array per call, which would break the no-malloc step.
+    // Large GEMMs outside a parallel region are split across our own threads
+    // (each block runs single-threaded OpenBLAS): OpenBLAS's threaded driver
+    // mallocs a job array per call, which would break the no-malloc step.
     if (!omp_in_parallel() && omp_get_max_threads() > 1 && C.rows * C.cols * A.cols >= (1 << 18)) {
-        if (gemm_use_split()) gemm_split(C, A, B, alpha, beta);
-        else gemm_single(C, A, B, alpha, beta);
+        gemm_split(C, A, B, alpha, beta);
         return;
     }
 #endif
