@@ -253,13 +253,14 @@ int cmd_pretrain(int argc, char **argv) {
     remove_stale_tmp(ckdir);
 
     // ---- datasets ----
+    // Training and validation sets: image-caption pairs with the --csv-* columns.
+    vlm_dataset_opts dso;
+    vlm_dataset_opts_default(&dso);
+    dso.img_key = o.img_key;
+    dso.caption_key = o.cap_key;
+    dso.sep = o.sep;
+    dso.require_caption = 1;
     if (!synthetic) {
-        vlm_dataset_opts dso;
-        vlm_dataset_opts_default(&dso);
-        dso.img_key = o.img_key;
-        dso.caption_key = o.cap_key;
-        dso.sep = o.sep;
-        dso.require_caption = 1;
         if (vlm_dataset_open(&train, o.train, &dso, &err)) goto fail;
         have_train = 1;
         if (!strcmp(o.dtype, "csv") && train.kind != VLM_DS_MANIFEST) {
@@ -275,12 +276,6 @@ int cmd_pretrain(int argc, char **argv) {
                     train.bad[0] ? train.bad[0] : "?");
     }
     if (o.val) {
-        vlm_dataset_opts dso;
-        vlm_dataset_opts_default(&dso);
-        dso.img_key = o.img_key;
-        dso.caption_key = o.cap_key;
-        dso.sep = o.sep;
-        dso.require_caption = 1;
         if (vlm_dataset_open(&val, o.val, &dso, &err)) goto fail;
         have_val = 1;
     }
