@@ -643,7 +643,7 @@ static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, co
                 if (nz)
                     for (int64_t i = 0; i < T; i++)
                         if (nz[b * T + i]) rows[nr++] = (int32_t)i;
-                if (nz && nr * 2 <= T)
+                if (nz && nr < T)
                     x8_attn_bwd_head_rows(g, qkv, datt, lse, dqkv, P, dP, P + T * T, P + T * T + D * T, rows, nr, b, h);
                 else
                     x8_attn_bwd_head(g, qkv, datt, lse, dqkv, P, dP, P + T * T, b, h);
@@ -750,7 +750,7 @@ static bwd_ws bwd_ws_layout(const vlm_transformer *t, vlm_params *ps, int64_t R,
     w.dP = w.attn + ATTN_SCRATCH(T, D);
     w.kd = w.dP + rup16(T * T);
     w.kh = w.kd + rup16(R * C);
-    w.kx2 = w.kh + rup16(R * M);
+    w.kx2 = w.kh + rup16(R * A);
     w.katt = w.kx2 + rup16(R * C);
     w.kdatt = w.katt + rup16(R * C);
     w.kr2 = w.kdatt + rup16(R * C);
@@ -809,7 +809,26 @@ static void gather_rows(float *dst, const float *src, const int32_t *idx, int64_
     for (int64_t i = 0; i < k; i++) memcpy(dst + i * w, src + (int64_t)idx[i] * w, sizeof(float) * (size_t)w);
 }
 
-// Backward of block l over the sequences [b0, b0 + nb) (one thread).
+// Rows of a ([n, w]) that are not all zero: their ids in idx (and 1/0 in nz),
+// returns how many.
+static int64_t live_rows(const float *a, int64_t n, int64_t w, int32_t *idx, uint8_t *nz) {
+    int64_t k = 0;
+    for (int64_t r = 0; r < n; r++) {
+        const float *ar = a + r * w;
+        int64_t j = 0;
+        while (j < w && ar[j] == 0) j++;
+        if (nz) nz[r] = j < w;
+        if (j < w) idx[k++] = (int32_t)r;
+    }
+    return k;
+}
+
+// Backward of block l over the sequences [b0, b0 + nb) (one thread). Rows
+// whose gradient is exactly zero contribute nothing, so each half of the
+// block runs on the live rows only (gathered into compact buffers) when
+// there are dead ones: rows nobody consumed above (pooling: all but the
+// class / EOT token in the top block) and, in a causal tower pooled at EOT,
+// every row after a sequence's EOT token in every block.
 static void bwd_chunk(const bwd_ctx *bc, const tr_saved *s, const tr_layout *lay, const bwd_ws *wl, float *w,
                       const float *vmask, float *dres_all, int l, int dx_needed, int64_t b0, int64_t nb) {
     const vlm_transformer *t = s->t;
@@ -822,50 +841,63 @@ static void bwd_chunk(const bwd_ctx *bc, const tr_saved *s, const tr_layout *lay
     tr_rows sv = rows_at(s->save + (int64_t)l * lay->size, lay, b0, T, C, M, H);
     float *dres = dres_all + b0 * T * C;
     attn_geom ag = {nb, T, C, H, D, cf->causal, vmask ? vmask + b0 * T : NULL};
-    int64_t k = n;
-    const uint8_t *nz = NULL;
     int32_t *kidx = (int32_t *)(w + wl->kidx);
     uint8_t *knz = (uint8_t *)(w + wl->knz);
-    if (top) { // rows nobody consumed (pooling) have a zero gradient: skip their MLP / out_proj work
-        k = 0;
-        for (int64_t r = 0; r < n; r++) {
-            const float *dr = dres + r * C;
-            int64_t j = 0;
-            while (j < C && dr[j] == 0) j++;
-            knz[r] = j < C;
-            if (j < C) kidx[k++] = (int32_t)r;
-        }
-        if (k == 0) return; // nothing flows back through these sequences
-        nz = knz;
-    }
-    if (k * 2 <= n) {
-        float *kd = w + wl->kd, *kh = w + wl->kh, *kx2 = w + wl->kx2, *katt = w + wl->katt, *kdatt = w + wl->kdatt,
-              *kr2 = w + wl->kr2;
+    float *kd = w + wl->kd, *kh = w + wl->kh, *kx = w + wl->kx2, *katt = w + wl->katt, *kc = w + wl->kdatt,
+          *kr = w + wl->kr2;
+    // ---- MLP and out_proj: x += out_proj(attn) ; x += c_proj(act(c_fc(ln_2(x)))) ----
+    int64_t k = live_rows(dres, n, C, kidx, knz);
+    if (k == 0) return; // nothing flows back through these sequences
+    int sparse = k * 20 <= n * 19;
+    if (sparse) {
         gather_rows(kd, dres, kidx, k, C);
         gather_rows(kh, sv.h, kidx, k, M);
-        gather_rows(kx2, sv.xh2, kidx, k, C);
+        gather_rows(kx, sv.xh2, kidx, k, C);
         gather_rows(katt, sv.att, kidx, k, C);
-        gather_rows(kr2, sv.rstd2, kidx, k, 1);
-        mlp_out_bwd(bc, bk, top, k, kd, kh, kx2, kr2, katt, kdatt);
+        gather_rows(kr, sv.rstd2, kidx, k, 1);
+        mlp_out_bwd(bc, bk, top, k, kd, kh, kx, kr, katt, kc);
         memset(Cc, 0, sizeof(float) * (size_t)(n * C));
         for (int64_t i = 0; i < k; i++) {
             memcpy(dres + (int64_t)kidx[i] * C, kd + i * C, sizeof(float) * (size_t)C);
-            memcpy(Cc + (int64_t)kidx[i] * C, kdatt + i * C, sizeof(float) * (size_t)C);
+            memcpy(Cc + (int64_t)kidx[i] * C, kc + i * C, sizeof(float) * (size_t)C);
         }
     } else {
         mlp_out_bwd(bc, bk, top, n, dres, sv.h, sv.xh2, sv.rstd2, sv.att, Cc);
     }
-    // ---- attention and in_proj: x += out_proj(attn(ln_1(x))) ----
-    attn_bwd(&ag, sv.qkv, Cc, sv.lse, A, w + wl->attn, w + wl->dP, nz); // A = d qkv [n, 3C]
-    if (g[G_IN_B]) colsum(A, n, 3 * C, g[G_IN_B]);
-    if (g[G_IN_W]) {
-        ln_out(sv.xh1, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), Bb, n, C);
-        vlm_gemm(mat(g[G_IN_W], 3 * C, C, C), tr(mat(A, n, 3 * C, 3 * C)), mat(Bb, n, C, C), 1, 1);
-    }
-    if (dx_needed || g[G_LN1_W] || g[G_LN1_B]) {
-        vlm_gemm(mat(Cc, n, C, C), mat(A, n, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
-        ln_bwd(Cc, sv.xh1, sv.rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, g[G_LN1_W], g[G_LN1_B],
-               g[G_BELOW_B], n, C);
+    // ---- attention (query rows with a gradient only) and in_proj ----
+    attn_bwd(&ag, sv.qkv, Cc, sv.lse, A, w + wl->attn, w + wl->dP, sparse ? knz : NULL); // A = d qkv [n, 3C]
+    int lnw = dx_needed || g[G_LN1_W] || g[G_LN1_B];
+    k = live_rows(A, n, 3 * C, kidx, NULL);
+    if (k * 20 <= n * 19) {
+        // kh: the live rows' d qkv, kx / kr: their xh1 / rstd1, kd: their dres, kc: d ln_1 out
+        gather_rows(kh, A, kidx, k, 3 * C);
+        if (g[G_IN_B]) colsum(kh, k, 3 * C, g[G_IN_B]);
+        gather_rows(kx, sv.xh1, kidx, k, C);
+        if (g[G_IN_W]) {
+            ln_out(kx, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), Bb, k, C);
+            vlm_gemm(mat(g[G_IN_W], 3 * C, C, C), tr(mat(kh, k, 3 * C, 3 * C)), mat(Bb, k, C, C), 1, 1);
+        }
+        if (lnw) {
+            gather_rows(kr, sv.rstd1, kidx, k, 1);
+            gather_rows(kd, dres, kidx, k, C);
+            vlm_gemm(mat(kc, k, C, C), mat(kh, k, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
+            ln_bwd(kc, kx, kr, pdata(ps, bk->ln1_w), dx_needed ? kd : NULL, g[G_LN1_W], g[G_LN1_B], NULL, k, C);
+            if (dx_needed)
+                for (int64_t i = 0; i < k; i++)
+                    memcpy(dres + (int64_t)kidx[i] * C, kd + i * C, sizeof(float) * (size_t)C);
+        }
+        if (dx_needed && g[G_BELOW_B]) colsum(dres, n, C, g[G_BELOW_B]); // every row's, live or not
+    } else {
+        if (g[G_IN_B]) colsum(A, n, 3 * C, g[G_IN_B]);
+        if (g[G_IN_W]) {
+            ln_out(sv.xh1, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), Bb, n, C);
+            vlm_gemm(mat(g[G_IN_W], 3 * C, C, C), tr(mat(A, n, 3 * C, 3 * C)), mat(Bb, n, C, C), 1, 1);
+        }
+        if (lnw) {
+            vlm_gemm(mat(Cc, n, C, C), mat(A, n, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
+            ln_bwd(Cc, sv.xh1, sv.rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, g[G_LN1_W], g[G_LN1_B],
+                   g[G_BELOW_B], n, C);
+        }
     }
 }
 
