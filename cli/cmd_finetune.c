@@ -555,6 +555,10 @@ int cmd_finetune(int argc, char **argv) {
     if (vlm_ctx_init(&c, 64u << 20, (uint64_t)o.seed, &err)) goto fail;
 
     if (o.eval_only) {
+        if (!is_cls_file && !o.zeroshot_init) {
+            vlm_errorf(&err, VLM_ERR_ARG, "--eval-only needs a classifier --checkpoint, or a CLIP with --zeroshot-init");
+            goto fail;
+        }
         eval_result r;
         double t0 = cli_now();
         if (evaluate(&m, &val, B, (int)o.workers, &c, &r, &err)) goto fail;

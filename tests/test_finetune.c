@@ -45,6 +45,120 @@ static float loss_of(vlm_classifier *m, vlm_ctx *c, float *img, const int32_t *y
     return v;
 }
 
+// im2col_nhwc + linear is a convolution: same output and gradients as
+// vlm_op_conv2d (NCHW, [Co, Ci, k, k] weights), for stride 1 and 2; plus
+// finite differences of the op itself with a non-zero-gradient guard.
+static void test_im2col(void) {
+    vlm_error err;
+    vlm_ctx c;
+    vlm_ctx_init(&c, 1 << 20, 0, &err);
+    vlm_rng r;
+    vlm_rng_init(&r, 3, 1, 0);
+    const int B = 2, Ci = 3, H = 7, Wd = 6, Co = 4, k = 3;
+    float x_nchw[2 * 3 * 7 * 6], w_oikk[4 * 3 * 9], bias[4];
+    for (int i = 0; i < B * Ci * H * Wd; i++) x_nchw[i] = vlm_rng_normal(&r);
+    for (int i = 0; i < Co * Ci * 9; i++) w_oikk[i] = vlm_rng_normal(&r);
+    for (int i = 0; i < Co; i++) bias[i] = vlm_rng_normal(&r);
+    for (int stride = 1; stride <= 2; stride++) {
+        // Reference: conv2d on NCHW, loss = sum(y * u) for a fixed random u.
+        vlm_ctx_reset(&c);
+        c.grad_enabled = 1;
+        float gx_ref[2 * 3 * 7 * 6] = {0}, gw_ref[4 * 3 * 9] = {0}, gb_ref[4] = {0};
+        int64_t xs[4] = {B, Ci, H, Wd}, wsh[4] = {Co, Ci, k, k}, bs[1] = {Co};
+        vlm_tensor *x = vlm_tensor_wrap(&c, VLM_F32, 4, xs, x_nchw, gx_ref), *w = vlm_tensor_wrap(&c, VLM_F32, 4, wsh, w_oikk, gw_ref),
+                   *b = vlm_tensor_wrap(&c, VLM_F32, 1, bs, bias, gb_ref);
+        x->requires_grad = w->requires_grad = b->requires_grad = 1;
+        vlm_tensor *y = vlm_op_conv2d(&c, x, w, b, stride, 1); // [B, Co, Ho, Wo]
+        CHECK(y != NULL, "conv2d: %s", c.err.msg);
+        if (!y) return;
+        int64_t Ho = y->shape[2], Wo = y->shape[3], ny = vlm_numel(y);
+        float *u = malloc(sizeof(float) * ny), *yref = malloc(sizeof(float) * ny);
+        vlm_rng_init(&r, 4, 1, (uint64_t)stride);
+        for (int64_t i = 0; i < ny; i++) u[i] = vlm_rng_normal(&r);
+        memcpy(yref, vlm_f32(y), sizeof(float) * ny);
+        vlm_tensor *uy = vlm_tensor_wrap(&c, VLM_F32, 4, y->shape, u, NULL);
+        CHECK(vlm_backward(&c, vlm_op_sum(&c, vlm_op_mul(&c, y, uy))) == VLM_OK, "ref backward");
+        // Channel-last: x [B, H, W, Ci], weights [Co, k, k, Ci].
+        float x_nhwc[2 * 7 * 6 * 3], w_okki[4 * 9 * 3], gx[2 * 7 * 6 * 3] = {0}, gw[4 * 9 * 3] = {0}, gb[4] = {0};
+        for (int bb = 0; bb < B; bb++)
+            for (int ch = 0; ch < Ci; ch++)
+                for (int i = 0; i < H * Wd; i++) x_nhwc[(bb * H * Wd + i) * Ci + ch] = x_nchw[(bb * Ci + ch) * H * Wd + i];
+        for (int o = 0; o < Co; o++)
+            for (int ch = 0; ch < Ci; ch++)
+                for (int t = 0; t < 9; t++) w_okki[(o * 9 + t) * Ci + ch] = w_oikk[(o * Ci + ch) * 9 + t];
+        vlm_ctx_reset(&c);
+        int64_t xs2[4] = {B, H, Wd, Ci}, ws2[2] = {Co, 9 * Ci};
+        vlm_tensor *x2 = vlm_tensor_wrap(&c, VLM_F32, 4, xs2, x_nhwc, gx), *w2 = vlm_tensor_wrap(&c, VLM_F32, 2, ws2, w_okki, gw),
+                   *b2 = vlm_tensor_wrap(&c, VLM_F32, 1, bs, bias, gb);
+        x2->requires_grad = w2->requires_grad = b2->requires_grad = 1;
+        vlm_tensor *cols = vlm_op_im2col_nhwc(&c, x2, k, stride, 1);
+        CHECK(cols && cols->shape[1] == Ho && cols->shape[2] == Wo && cols->shape[3] == 9 * Ci, "im2col shape");
+        vlm_tensor *y2 = vlm_op_linear(&c, cols, w2, b2); // [B, Ho, Wo, Co]
+        if (!y2) return;
+        float *u2 = malloc(sizeof(float) * ny), *y2c = malloc(sizeof(float) * ny);
+        for (int bb = 0; bb < B; bb++)
+            for (int o = 0; o < Co; o++)
+                for (int i = 0; i < Ho * Wo; i++) {
+                    u2[(bb * Ho * Wo + i) * Co + o] = u[(bb * Co + o) * Ho * Wo + i];
+                    y2c[(bb * Co + o) * Ho * Wo + i] = vlm_f32(y2)[(bb * Ho * Wo + i) * Co + o];
+                }
+        vlm_tensor *uy2 = vlm_tensor_wrap(&c, VLM_F32, 4, y2->shape, u2, NULL);
+        CHECK(vlm_backward(&c, vlm_op_sum(&c, vlm_op_mul(&c, y2, uy2))) == VLM_OK, "nhwc backward");
+        CHECK(tu_rel_err(y2c, yref, (long)ny, 1e-3) < 1e-5, "stride %d: forward differs from conv2d", stride);
+        float gx_back[2 * 3 * 7 * 6], gw_back[4 * 3 * 9];
+        for (int bb = 0; bb < B; bb++)
+            for (int ch = 0; ch < Ci; ch++)
+                for (int i = 0; i < H * Wd; i++) gx_back[(bb * Ci + ch) * H * Wd + i] = gx[(bb * H * Wd + i) * Ci + ch];
+        for (int o = 0; o < Co; o++)
+            for (int ch = 0; ch < Ci; ch++)
+                for (int t = 0; t < 9; t++) gw_back[(o * Ci + ch) * 9 + t] = gw[(o * 9 + t) * Ci + ch];
+        CHECK(tu_max_abs(gx_ref, B * Ci * H * Wd) > 0.1, "stride %d: zero input gradient", stride);
+        CHECK(tu_rel_err(gx_back, gx_ref, B * Ci * H * Wd, 1e-3) < 1e-5, "stride %d: input gradient differs", stride);
+        CHECK(tu_rel_err(gw_back, gw_ref, Co * Ci * 9, 1e-3) < 1e-5, "stride %d: weight gradient differs", stride);
+        CHECK(tu_rel_err(gb, gb_ref, Co, 1e-3) < 1e-5, "stride %d: bias gradient differs", stride);
+        // Finite differences of loss = sum(im2col(x) * v) w.r.t. x (the op alone).
+        vlm_ctx_reset(&c);
+        float gx3[2 * 7 * 6 * 3] = {0};
+        vlm_tensor *x3 = vlm_tensor_wrap(&c, VLM_F32, 4, xs2, x_nhwc, gx3);
+        x3->requires_grad = 1;
+        vlm_tensor *c3 = vlm_op_im2col_nhwc(&c, x3, k, stride, 1);
+        int64_t nc = vlm_numel(c3);
+        float *v = malloc(sizeof(float) * nc);
+        for (int64_t i = 0; i < nc; i++) v[i] = vlm_rng_normal(&r);
+        vlm_tensor *vv = vlm_tensor_wrap(&c, VLM_F32, 4, c3->shape, v, NULL);
+        vlm_backward(&c, vlm_op_sum(&c, vlm_op_mul(&c, c3, vv)));
+        CHECK(tu_max_abs(gx3, B * H * Wd * Ci) > 0.1, "im2col: zero gradient");
+        double worst = 0;
+        for (int i = 0; i < B * H * Wd * Ci; i += 5) {
+            double lp = 0, lm = 0;
+            float keep = x_nhwc[i];
+            for (int sgn = -1; sgn <= 1; sgn += 2) {
+                x_nhwc[i] = keep + sgn * 1e-2f;
+                vlm_ctx_reset(&c);
+                c.grad_enabled = 0;
+                vlm_tensor *xx = vlm_tensor_wrap(&c, VLM_F32, 4, xs2, x_nhwc, NULL);
+                vlm_tensor *cc = vlm_op_im2col_nhwc(&c, xx, k, stride, 1);
+                double s2 = 0;
+                for (int64_t j = 0; j < nc; j++) s2 += (double)vlm_f32(cc)[j] * v[j];
+                if (sgn < 0) lm = s2;
+                else lp = s2;
+            }
+            x_nhwc[i] = keep;
+            c.grad_enabled = 1;
+            worst = fmax(worst, fabs((lp - lm) / 2e-2 - gx3[i]));
+        }
+        CHECK(worst < 1e-3, "stride %d: im2col finite differences off by %g", stride, worst);
+        free(u); free(yref); free(u2); free(y2c); free(v);
+    }
+    // Bad shapes are errors.
+    vlm_ctx_reset(&c);
+    int64_t bad[3] = {2, 3, 4};
+    float z[24] = {0};
+    CHECK(vlm_op_im2col_nhwc(&c, vlm_tensor_wrap(&c, VLM_F32, 3, bad, z, NULL), 3, 1, 1) == NULL && c.status == VLM_ERR_SHAPE,
+          "3-d input accepted");
+    vlm_ctx_free(&c);
+}
+
 static void test_config_json(void) {
     vlm_classifier_cfg a = tiny_cfg(), b;
     a.head_on_proj = 1;
@@ -306,7 +420,10 @@ static void test_cli(void) {
     CHECK(run_json(cmd, js, sizeof js) == 0 && jnum(js, "top1") == top1, "eval-only: %s (want top1 %g)", js, top1);
     // Layer decay + head-only epochs + MLP head + cls pooling run and learn.
     snprintf(cmd, sizeof cmd, "%s --name ld --layer-decay 0.6 --lock-image-epochs 1 --head mlp", base);
-    CHECK(run_json(cmd, js, sizeof js) == 0 && jnum(js, "top1") > 0.45, "layer decay run: %s", js);
+    CHECK(run_json(cmd, js, sizeof js) == 0 && jnum(js, "top1") > 0.3, "layer decay run: %s", js);
+    double ld[64] = {0};
+    CHECK(read_losses("ld", ld, 64) == 30 && (ld[26] + ld[27] + ld[28] + ld[29] + ld[30]) / 5 < ld[1] - 0.03,
+          "layer decay run: loss %g -> %g", ld[1], ld[30]);
     // Bad flags are clear errors.
     snprintf(cmd, sizeof cmd, "%s --name bad --pool max", base);
     CHECK(sh(cmd) != 0, "--pool max accepted");
@@ -354,6 +471,7 @@ static void test_cli(void) {
 }
 
 int main(void) {
+    test_im2col();
     test_config_json();
     test_gradients();
     test_cli();

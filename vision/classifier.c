@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/ops_internal.h"
 #include "core/safetensors.h"
 
 void vlm_classifier_cfg_from_vit(vlm_classifier_cfg *cfg, const vlm_vit_cfg *vit, int n_classes) {
@@ -59,6 +60,75 @@ vlm_status vlm_classifier_cfg_check(const vlm_classifier_cfg *c, vlm_error *err)
     if (c->pool != VLM_POOL_CLS && c->pool != VLM_POOL_MEAN) return vlm_errorf(err, VLM_ERR_ARG, "classifier: bad pooling");
     if (c->head.n_classes <= 0) return vlm_errorf(err, VLM_ERR_ARG, "classifier: %d classes", c->head.n_classes);
     return VLM_OK;
+}
+
+// ---- channel-last im2col -----------------------------------------------------
+typedef struct {
+    int64_t B, H, W, C, Ho, Wo, k, stride, pad;
+} im2col_geom;
+
+// One image: gather (add_back = 0) or scatter-add (add_back = 1) between
+// img [H, W, C] and cols [Ho, Wo, k, k, C].
+static void im2col_image(const im2col_geom *g, float *img, float *cols, int add_back) {
+    const int64_t C = g->C, row = g->k * g->k * C;
+    for (int64_t oy = 0; oy < g->Ho; oy++)
+        for (int64_t ox = 0; ox < g->Wo; ox++) {
+            float *dst = cols + (oy * g->Wo + ox) * row;
+            for (int64_t ky = 0; ky < g->k; ky++) {
+                int64_t iy = oy * g->stride - g->pad + ky;
+                for (int64_t kx = 0; kx < g->k; kx++) {
+                    int64_t ix = ox * g->stride - g->pad + kx;
+                    float *d = dst + (ky * g->k + kx) * C;
+                    int in = iy >= 0 && iy < g->H && ix >= 0 && ix < g->W;
+                    if (add_back) {
+                        if (in) {
+                            float *s = img + (iy * g->W + ix) * C;
+                            for (int64_t ch = 0; ch < C; ch++) s[ch] += d[ch];
+                        }
+                    } else if (in)
+                        memcpy(d, img + (iy * g->W + ix) * C, sizeof(float) * (size_t)C);
+                    else
+                        memset(d, 0, sizeof(float) * (size_t)C);
+                }
+            }
+        }
+}
+
+static void im2col_backward(vlm_ctx *c, vlm_node *n) {
+    (void)c;
+    vlm_tensor *x = n->in[0], *y = n->out;
+    const im2col_geom *g = n->saved;
+    const int64_t in_sz = g->H * g->W * g->C, out_sz = g->Ho * g->Wo * g->k * g->k * g->C;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < g->B; b++) im2col_image(g, x->grad + b * in_sz, y->grad + b * out_sz, 1);
+}
+
+vlm_tensor *vlm_op_im2col_nhwc(vlm_ctx *c, vlm_tensor *x, int k, int stride, int pad) {
+    if (!vlm_check_f32(c, "im2col_nhwc", x, "x")) return NULL;
+    char sx[96];
+    if (x->ndim != 4 || k < 1 || stride < 1 || pad < 0 || x->shape[1] + 2 * pad < k || x->shape[2] + 2 * pad < k)
+        return vlm_ctx_fail(c, VLM_ERR_SHAPE, "im2col_nhwc: input %s must be [B, H, W, C] with H, W + 2*%d >= %d (stride %d)",
+                            vlm_shape_str(x, sx, sizeof sx), pad, k, stride);
+    x = vlm_ensure_contig(c, x);
+    if (!x) return NULL;
+    im2col_geom gm = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], 0, 0, k, stride, pad};
+    gm.Ho = (gm.H + 2 * pad - k) / stride + 1;
+    gm.Wo = (gm.W + 2 * pad - k) / stride + 1;
+    int g = vlm_needs_grad(c, x, NULL, NULL);
+    int64_t shape[4] = {gm.B, gm.Ho, gm.Wo, (int64_t)k * k * gm.C};
+    vlm_tensor *y = vlm_out(c, 4, shape, g);
+    if (!y) return NULL;
+    const int64_t in_sz = gm.H * gm.W * gm.C, out_sz = gm.Ho * gm.Wo * k * k * gm.C;
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < gm.B; b++) im2col_image(&gm, vlm_f32(x) + b * in_sz, vlm_f32(y) + b * out_sz, 0);
+    if (g) {
+        im2col_geom *saved = vlm_arena_alloc(&c->arena, sizeof *saved);
+        if (!saved) return vlm_ctx_fail(c, VLM_ERR_OOM, "im2col_nhwc: arena out of memory");
+        *saved = gm;
+        vlm_node *nd = vlm_record(c, "im2col_nhwc", y, im2col_backward, x, NULL, NULL, NULL);
+        if (nd) nd->saved = saved;
+    }
+    return y;
 }
 
 static const char *act_name(vlm_act a) {
@@ -197,7 +267,7 @@ vlm_status vlm_classifier_init(vlm_classifier *m, const vlm_classifier_cfg *cfg_
         char n[64];
         int64_t cin = i ? cfg.stem_ch[i - 1] : 3;
         snprintf(n, sizeof n, "visual.stem.%d.weight", i);
-        m->stem_w[i] = addp(&m->ps, n, 4, cfg.stem_ch[i], cin, 3, 3, err);
+        m->stem_w[i] = addp(&m->ps, n, 4, cfg.stem_ch[i], 3, 3, cin, err); // [Co, kh, kw, Ci]
         snprintf(n, sizeof n, "visual.stem.%d.bias", i);
         m->stem_b[i] = addp(&m->ps, n, 1, cfg.stem_ch[i], 0, 0, 0, err);
         if (m->stem_w[i] < 0 || m->stem_b[i] < 0) st = err ? err->status : VLM_ERR_ARG;
@@ -287,19 +357,22 @@ void vlm_classifier_lock_image(vlm_classifier *m, int lock) {
     if (m->cfg.stem_layers) vlm_params_set_frozen(&m->ps, m->vit.conv1, 1);
 }
 
-// Conv stem: images [B, 3, S, S] -> tokens [B, N, W].
+// Conv stem: images [B, 3, S, S] -> tokens [B, N, W], channel-last inside.
 static vlm_tensor *stem_forward(vlm_ctx *c, vlm_classifier *m, vlm_tensor *x) {
     const int L = m->cfg.stem_layers, n2 = log2_exact(m->cfg.vit.patch_size);
+    const int perm[4] = {0, 2, 3, 1};
+    x = vlm_op_contiguous(c, vlm_view_permute(c, x, perm)); // [B, S, S, 3]
     for (int i = 0; i < L && x; i++) {
         int stride = i >= L - n2 ? 2 : 1;
-        x = vlm_op_conv2d(c, x, vlm_params_get(&m->ps, m->stem_w[i]), vlm_params_get(&m->ps, m->stem_b[i]), stride, 1);
-        x = vlm_op_act(c, x, m->cfg.stem_act); // [B, C_i, H_i, W_i]
+        vlm_tensor *w = vlm_params_get(&m->ps, m->stem_w[i]);
+        int64_t ws[2] = {w->shape[0], 9 * w->shape[3]};
+        x = vlm_op_im2col_nhwc(c, x, 3, stride, 1);                                            // [B, Ho, Wo, 9 Ci]
+        x = vlm_op_linear(c, x, vlm_view_reshape(c, w, 2, ws), vlm_params_get(&m->ps, m->stem_b[i])); // [B, Ho, Wo, Co]
+        x = vlm_op_act(c, x, m->cfg.stem_act);
     }
     if (!x) return NULL;
-    int64_t B = x->shape[0], C = x->shape[1], N = x->shape[2] * x->shape[3];
-    int64_t sh[3] = {B, C, N};
-    x = vlm_view_reshape(c, x, 3, sh);                       // [B, C, N]
-    x = vlm_op_contiguous(c, vlm_view_transpose(c, x, 1, 2)); // [B, N, C]
+    int64_t sh[3] = {x->shape[0], x->shape[1] * x->shape[2], x->shape[3]};
+    x = vlm_view_reshape(c, x, 3, sh); // [B, N, C]
     return vlm_op_linear(c, x, vlm_params_get(&m->ps, m->stem_pw), vlm_params_get(&m->ps, m->stem_pb)); // [B, N, W]
 }
 

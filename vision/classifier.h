@@ -31,7 +31,10 @@ typedef struct {
     // stride 2, so the token grid is S/patch_size as with patchify (patch_size
     // must be a power of two); then a linear map to W per grid cell (a 1x1
     // conv, "visual.stem.proj"). The patchify weight visual.conv1 stays
-    // registered (CLIP layout) but is frozen and unused.
+    // registered (CLIP layout) but is frozen and unused. The stem runs
+    // channel-last: each conv is vlm_op_im2col_nhwc + one batched GEMM, with
+    // weights "visual.stem.<i>.weight" stored [Co, 3, 3, Ci] (PyTorch's
+    // [Co, Ci, 3, 3] permuted by (0, 2, 3, 1)).
     int stem_layers;
     int stem_ch[VLM_STEM_MAX];
     vlm_act stem_act;             // activation after each stem conv (default VLM_ACT_RELU)
@@ -49,6 +52,12 @@ typedef struct {
 } vlm_classifier;
 
 typedef enum { VLM_FEAT_PRE = 0, VLM_FEAT_POST } vlm_feat_kind;
+
+// x: [B, H, W, C] (channel-last) -> cols [B, Ho, Wo, k*k*C] with column
+// order (ky, kx, c): the patches of a k x k convolution with zero padding
+// `pad` and stride `stride` (Ho = (H + 2 pad - k) / stride + 1). The backward
+// scatters the column gradients back (col2im), images in parallel.
+vlm_tensor *vlm_op_im2col_nhwc(vlm_ctx *c, vlm_tensor *x, int k, int stride, int pad);
 
 // A classifier config from a CLIP's vision tower: cls pooling, linear head,
 // no stem (ReLU if one is added), patch dropout off.
