@@ -45,23 +45,35 @@ vlm_tensor *vlm_text_forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *
     if (!vlm_is_contiguous(ids)) ids = vlm_op_contiguous(c, ids);
     if (!ids) return NULL;
     int64_t B = ids->shape[0], T = ids->shape[1];
-    vlm_tensor *x = vlm_op_embedding(c, vlm_params_get(ps, t->tok_emb), ids); // [B, T, W]
-    vlm_tensor *pos = vlm_params_get(ps, t->pos_emb);
-    if (T < t->cfg.context_length) pos = vlm_view_slice(c, pos, 0, 0, T);
-    x = vlm_op_add(c, x, pos);
-    x = vlm_transformer_forward(c, &t->tr, ps, x, NULL);
-    x = vlm_op_layernorm(c, x, vlm_params_get(ps, t->ln_final_w), vlm_params_get(ps, t->ln_final_b), 1e-5f);
     // Pool at the EOT token: the position of the highest id in each row
     // (EOT is the largest id in CLIP's vocabulary; first occurrence, as torch.argmax).
     int32_t *idx = vlm_arena_alloc(&c->arena, sizeof(int32_t) * (size_t)(B ? B : 1));
     if (!idx) return vlm_ctx_fail(c, VLM_ERR_OOM, "text encoder: arena out of memory");
     const int32_t *id = ids->data;
+    int64_t Tlive = 1;
     for (int64_t b = 0; b < B; b++) {
         int32_t best = 0;
         for (int64_t j = 1; j < T; j++)
             if (id[b * T + j] > id[b * T + best]) best = (int32_t)j;
         idx[b] = best;
+        if (best + 1 > Tlive) Tlive = best + 1;
     }
+    // The mask is causal, so the tokens after the batch's last EOT never reach
+    // a pooled row: run the tower on ids[:, :Tlive] only. Same result, and
+    // captions much shorter than the context (emoji names: ~8 of 32 tokens)
+    // cost a fraction of the full context.
+    if (Tlive < T) {
+        ids = vlm_op_contiguous(c, vlm_view_slice(c, ids, 1, 0, Tlive));
+        if (!ids) return NULL;
+        T = Tlive;
+    }
+    vlm_tensor *x = vlm_op_embedding(c, vlm_params_get(ps, t->tok_emb), ids); // [B, T, W]
+    vlm_tensor *pos = vlm_params_get(ps, t->pos_emb);
+    if (T < t->cfg.context_length) pos = vlm_view_slice(c, pos, 0, 0, T);
+    x = vlm_op_add(c, x, pos);
+    x = vlm_transformer_forward(c, &t->tr, ps, x, NULL);
+    // ln_final is per row: normalise only the pooled rows. x: [B, T, W] -> [B, W]
     x = vlm_op_gather_rows(c, x, idx);
+    x = vlm_op_layernorm(c, x, vlm_params_get(ps, t->ln_final_w), vlm_params_get(ps, t->ln_final_b), 1e-5f);
     return vlm_op_matmul(c, x, vlm_params_get(ps, t->proj));
 }
