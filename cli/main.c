@@ -15,7 +15,9 @@ static const struct {
     {"preprocess", cmd_preprocess, "decode + eval-transform images into a safetensors file"},
     {"pretrain", cmd_pretrain, "contrastive CLIP pretraining on image-caption pairs (open_clip flags)"},
     {"zeroshot", cmd_zeroshot, "zero-shot classification of labelled images from class names"},
-    {"finetune", cmd_finetune, "train/fine-tune a ViT image classifier (from a CLIP or scratch)"}, {"linprobe", cmd_linprobe, "logistic-regression linear probe on frozen image features"},
+    {"finetune", cmd_finetune, "train/fine-tune a ViT image classifier (from a CLIP or scratch)"},
+    {"linprobe", cmd_linprobe, "logistic-regression linear probe on frozen image features"},
+    {"detect", cmd_detect, "`vlm detect eval|train|predict`: open-vocabulary detection, COCO evaluation"},
     {"clip-step", cmd_clip_step, "reference harness: one CLIP forward/backward (+ AdamW steps) to safetensors"},
     {"data", cmd_data, "`vlm data stats|preview|convert|bench`: inspect, convert, time datasets"},
 };
