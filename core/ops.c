@@ -316,6 +316,7 @@ static inline float act_fwd(int act, float x) {
     case VLM_ACT_TANH: return tanhf(x);
     case VLM_ACT_EXP: return expf(x);
     case VLM_ACT_LOG_SIGMOID: return x < 0 ? x - log1pf(expf(x)) : -log1pf(expf(-x));
+    case VLM_ACT_ELU1: return x > 0 ? x + 1.0f : expf(x);
     }
     return 0;
 }
@@ -342,6 +343,7 @@ static inline float act_bwd(int act, float x, float y) {
     case VLM_ACT_TANH: return 1.0f - y * y;
     case VLM_ACT_EXP: return y;
     case VLM_ACT_LOG_SIGMOID: return 1.0f - sigmoidf_(x);
+    case VLM_ACT_ELU1: return x > 0 ? 1.0f : y;
     }
     return 0;
 }
@@ -498,7 +500,7 @@ static void act_backward(vlm_ctx *c, vlm_node *n) {
 
 vlm_tensor *vlm_op_act(vlm_ctx *c, vlm_tensor *x, vlm_act act) {
     if (!vlm_check_f32(c, "act", x, "x")) return NULL;
-    if ((unsigned)act > VLM_ACT_LOG_SIGMOID) return vlm_ctx_fail(c, VLM_ERR_ARG, "act: unknown activation %d", (int)act);
+    if ((unsigned)act > VLM_ACT_ELU1) return vlm_ctx_fail(c, VLM_ERR_ARG, "act: unknown activation %d", (int)act);
     x = vlm_ensure_contig(c, x);
     if (!x) return NULL;
     int g = vlm_needs_grad(c, x, NULL, NULL);

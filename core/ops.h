@@ -16,6 +16,7 @@ typedef enum {
     VLM_ACT_TANH,
     VLM_ACT_EXP,
     VLM_ACT_LOG_SIGMOID, // log(sigmoid(x)), stable (SigLIP)
+    VLM_ACT_ELU1,        // elu(x) + 1 > 0 (OWL-ViT's per-token logit scale)
 } vlm_act;
 
 // ---- copies and shape ----

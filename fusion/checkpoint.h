@@ -22,6 +22,18 @@ typedef struct {
     float last_loss;
 } vlm_train_state;
 
+// Generic training-state file of any parameter store: "params", "adamw.m",
+// "adamw.v" (flat) plus metadata: *s, a hash of the store's layout (names,
+// offsets, sizes: resuming into a different model is refused), "format" and
+// n_extra more key/value pairs (config, args, ...). Written atomically.
+vlm_status vlm_state_save(const char *path, const vlm_params *ps, const vlm_train_state *s, const char *format,
+                          const char *const *extra_keys, const char *const *extra_vals, int n_extra, vlm_error *err);
+// Restores params, m and v (allocated if needed) and *s; the file's "format"
+// must equal format and its layout hash the store's.
+vlm_status vlm_state_load(const char *path, vlm_params *ps, vlm_train_state *s, const char *format, vlm_error *err);
+// FNV-1a over the names, offsets and sizes of the parameters.
+uint64_t vlm_params_layout_hash(const vlm_params *ps);
+
 // Model file (OpenAI names). tokenizer_text may be NULL.
 vlm_status vlm_ckpt_save_model(const char *path, const vlm_clip *m, const char *tokenizer_text, int64_t step,
                                int64_t epoch, vlm_error *err);

@@ -123,6 +123,7 @@ ACT(b_sigmoid, VLM_ACT_SIGMOID)
 ACT(b_tanh, VLM_ACT_TANH)
 ACT(b_exp, VLM_ACT_EXP)
 ACT(b_logsig, VLM_ACT_LOG_SIGMOID)
+ACT(b_elu1, VLM_ACT_ELU1)
 static vlm_tensor *b_layernorm(vlm_ctx *c, vlm_tensor **x) { return vlm_op_layernorm(c, x[0], x[1], x[2], 1e-5f); }
 static vlm_tensor *b_softmax(vlm_ctx *c, vlm_tensor **x) { return vlm_op_softmax(c, x[0]); }
 static vlm_tensor *b_log_softmax(vlm_ctx *c, vlm_tensor **x) { return vlm_op_log_softmax(c, x[0]); }
@@ -232,6 +233,7 @@ int main(void) {
         {"tanh", b_tanh, 1, {2}, {{4, 5}}, -2, 2, 0},
         {"exp", b_exp, 1, {2}, {{4, 5}}, -2, 2, 0},
         {"log_sigmoid", b_logsig, 1, {2}, {{4, 5}}, -4, 4, 0},
+        {"elu1", b_elu1, 1, {2}, {{4, 5}}, -3, 3, 0},
         {"layernorm", b_layernorm, 3, {3, 1, 1}, {{2, 3, 8}, {8}, {8}}, -2, 2, 0},
         {"softmax", b_softmax, 1, {2}, {{3, 6}}, -2, 2, 0},
         {"log_softmax", b_log_softmax, 1, {2}, {{3, 6}}, -2, 2, 0},

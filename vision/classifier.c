@@ -424,16 +424,6 @@ vlm_tensor *vlm_classifier_forward(vlm_ctx *c, vlm_classifier *m, vlm_tensor *im
 }
 
 // ---- files ----------------------------------------------------------------------
-static uint64_t layout_hash(const vlm_params *ps) {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < ps->n; i++) {
-        for (const char *c = ps->p[i].name; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
-        h = (h ^ (uint64_t)ps->p[i].offset) * 1099511628211ull;
-        h = (h ^ (uint64_t)ps->p[i].numel) * 1099511628211ull;
-    }
-    return h ^ (uint64_t)ps->total;
-}
-
 vlm_status vlm_classifier_save(const char *path, const vlm_classifier *m, const char *classnames, int64_t step,
                                vlm_error *err) {
     vlm_st_tensor *t = calloc((size_t)m->ps.n, sizeof *t);
@@ -507,74 +497,15 @@ done:
 
 vlm_status vlm_classifier_save_state(const char *path, const vlm_classifier *m, const char *classnames,
                                      const vlm_train_state *s, const char *args_json, vlm_error *err) {
-    if (!m->ps.m) return vlm_errorf(err, VLM_ERR_STATE, "%s: optimizer moments not allocated", path);
-    int64_t n = m->ps.total;
-    vlm_st_tensor t[3] = {{"params", VLM_F32, 1, &n, m->ps.data},
-                          {"adamw.m", VLM_F32, 1, &n, m->ps.m},
-                          {"adamw.v", VLM_F32, 1, &n, m->ps.v}};
     char *cfg = vlm_classifier_cfg_to_json(&m->cfg);
-    char v[9][64];
-    snprintf(v[0], 64, "%" PRId64, s->step);
-    snprintf(v[1], 64, "%" PRId64, s->epoch);
-    snprintf(v[2], 64, "%" PRId64, s->loader_epoch);
-    snprintf(v[3], 64, "%" PRId64, s->loader_index);
-    snprintf(v[4], 64, "%" PRId64, s->adam_step);
-    snprintf(v[5], 64, "%u %u %" PRIu64 " %u %u %u %u %d", s->rng_key[0], s->rng_key[1], s->rng_counter, s->rng_buf[0],
-             s->rng_buf[1], s->rng_buf[2], s->rng_buf[3], s->rng_pos);
-    snprintf(v[6], 64, "%.17g", s->elapsed_s);
-    snprintf(v[7], 64, "%" PRIu64, layout_hash(&m->ps));
-    snprintf(v[8], 64, "%.9g", (double)s->last_loss);
-    const char *keys[13] = {"step", "epoch", "loader_epoch", "loader_index", "adam_step", "rng", "elapsed_s",
-                            "layout", "last_loss", "format", "config", "args", "classnames"};
-    const char *vals[13] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], "vlm-classifier-state", cfg,
-                            args_json ? args_json : "{}", classnames};
-    vlm_status st = vlm_st_write(path, t, 3, keys, vals, classnames ? 13 : 12, err);
+    if (!cfg) return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
+    const char *keys[3] = {"config", "args", "classnames"};
+    const char *vals[3] = {cfg, args_json ? args_json : "{}", classnames};
+    vlm_status st = vlm_state_save(path, &m->ps, s, "vlm-classifier-state", keys, vals, classnames ? 3 : 2, err);
     free(cfg);
     return st;
 }
 
-static int meta_i64(const vlm_st_file *f, const char *k, int64_t *out) {
-    const char *s = vlm_st_meta(f, k);
-    if (!s) return -1;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*end || end == s) return -1;
-    *out = v;
-    return 0;
-}
-
 vlm_status vlm_classifier_load_state(const char *path, vlm_classifier *m, vlm_train_state *s, vlm_error *err) {
-    vlm_st_file f;
-    vlm_status st = vlm_st_read(&f, path, err);
-    if (st) return st;
-    memset(s, 0, sizeof *s);
-    const char *fmt = vlm_st_meta(&f, "format"), *rng = vlm_st_meta(&f, "rng"), *el = vlm_st_meta(&f, "elapsed_s"),
-               *lay = vlm_st_meta(&f, "layout"), *ll = vlm_st_meta(&f, "last_loss");
-    char want[32];
-    snprintf(want, sizeof want, "%" PRIu64, layout_hash(&m->ps));
-    if (!fmt || strcmp(fmt, "vlm-classifier-state")) {
-        st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: not a vlm classifier training-state file", path);
-    } else if (!lay || strcmp(lay, want)) {
-        st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: parameter layout differs from the model being resumed "
-                                             "(pass the same model options as the original run)", path);
-    } else if (meta_i64(&f, "step", &s->step) || meta_i64(&f, "epoch", &s->epoch) ||
-               meta_i64(&f, "loader_epoch", &s->loader_epoch) || meta_i64(&f, "loader_index", &s->loader_index) ||
-               meta_i64(&f, "adam_step", &s->adam_step) || !rng ||
-               sscanf(rng, "%u %u %" SCNu64 " %u %u %u %u %d", &s->rng_key[0], &s->rng_key[1], &s->rng_counter,
-                      &s->rng_buf[0], &s->rng_buf[1], &s->rng_buf[2], &s->rng_buf[3], &s->rng_pos) != 8 ||
-               s->rng_pos < 0 || s->rng_pos > 4) {
-        st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: training-state metadata incomplete or malformed", path);
-    } else {
-        s->elapsed_s = el ? atof(el) : 0;
-        s->last_loss = ll ? (float)atof(ll) : 0;
-        int64_t n = m->ps.total;
-        vlm_error e2;
-        if (!m->ps.m && vlm_params_alloc_moments(&m->ps, &e2)) st = vlm_errorf(err, VLM_ERR_OOM, "%s", e2.msg);
-        else if (vlm_st_get(&f, "params", VLM_F32, 1, &n, m->ps.data, err) ||
-                 vlm_st_get(&f, "adamw.m", VLM_F32, 1, &n, m->ps.m, err) ||
-                 vlm_st_get(&f, "adamw.v", VLM_F32, 1, &n, m->ps.v, err))
-            st = vlm_error_prefix(err, "%s", path);
-    }
-    vlm_st_free(&f);
-    return st;
+    return vlm_state_load(path, &m->ps, s, "vlm-classifier-state", err);
 }
