@@ -1,0 +1,48 @@
+// The open-vocabulary detector as users handle it: the detection head and
+// fine-tuned image tower (vision/detector.h) together with the CLIP's frozen
+// text tower and tokenizer, which turn any class name or free text into a
+// query embedding. One self-contained file holds all of it.
+//
+// File: every detector parameter by name ("visual.*" at the detector's input
+// size, "det.*"), the CLIP's text-side tensors by their OpenAI names
+// ("token_embedding.weight", "transformer.*", "ln_final.*", "text_projection",
+// "logit_scale"), and metadata "format" = "vlm-detector", "config" (detector
+// JSON), "clip_config" (open_clip JSON), "tokenizer" (BPE merges) and
+// "classnames" (the training categories, one per line).
+#ifndef VLM_FUSION_DETECTION_H
+#define VLM_FUSION_DETECTION_H
+
+#include "fusion/checkpoint.h"
+#include "text/tokenizer.h"
+#include "vision/detector.h"
+
+typedef struct {
+    vlm_detector det;
+    vlm_clip clip;     // its text tower encodes the queries (never trained here)
+    vlm_tokenizer tok;
+    char *tokenizer_text;
+    int has_tok;
+} vlm_owl;
+
+// From a CLIP model file: the detector's tower gets the CLIP's image tower
+// (positional embedding resized to image_size / the CLIP's patch size) and
+// class_proj = visual.proj^T; the head is fresh (seed).
+vlm_status vlm_owl_from_clip(vlm_owl *o, const char *clip_path, int image_size, uint64_t seed, vlm_error *err);
+// From a detector file (model or training state).
+vlm_status vlm_owl_load(vlm_owl *o, const char *path, char **classnames, vlm_error *err);
+void vlm_owl_free(vlm_owl *o);
+// Model file (atomic). classnames: newline-separated, may be NULL.
+vlm_status vlm_owl_save(const char *path, const vlm_owl *o, const char *classnames, vlm_error *err);
+// Training state: the detector's parameters and AdamW moments + *s (the text
+// tower never changes, so it is not repeated); resume by building the model
+// as the original run did, then vlm_owl_load_state.
+vlm_status vlm_owl_save_state(const char *path, const vlm_owl *o, const char *classnames, const vlm_train_state *s,
+                              const char *args_json, vlm_error *err);
+vlm_status vlm_owl_load_state(const char *path, vlm_owl *o, vlm_train_state *s, vlm_error *err);
+// Query embeddings [n, E], L2-normalised: each text filled into every
+// template, encoded by the text tower, normalised, averaged and renormalised
+// (OpenAI's zero-shot recipe). templates NULL -> the text itself ("{}").
+vlm_status vlm_owl_queries(vlm_owl *o, const char *const *texts, int n, const char *const *templates, int n_templates,
+                           float *out, vlm_error *err);
+
+#endif
