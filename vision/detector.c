@@ -42,6 +42,7 @@ vlm_status vlm_detector_init(vlm_detector *d, const vlm_detector_cfg *cfg, vlm_e
     if (d->scale_b < 0) return err ? err->status : VLM_ERR_ARG;
     if ((st = vlm_params_alloc(&d->ps, err))) return st;
     vlm_params_default_decay(&d->ps);
+    vlm_params_set_frozen(&d->ps, d->vit.proj, 1); // pooled projection unused: class_proj replaces it
     int g = vc.image_size / vc.patch_size;
     d->grid = g;
     d->box_bias = malloc(sizeof(float) * 4 * (size_t)(g * g));
@@ -156,7 +157,7 @@ vlm_status vlm_detector_copy_from_clip(vlm_detector *d, const vlm_params *src, i
 
 void vlm_detector_lock_image(vlm_detector *d, int lock) {
     for (int i = 0; i < d->ps.n; i++)
-        if (!strncmp(d->ps.p[i].name, "visual.", 7)) vlm_params_set_frozen(&d->ps, i, lock);
+        if (!strncmp(d->ps.p[i].name, "visual.", 7)) vlm_params_set_frozen(&d->ps, i, lock || i == d->vit.proj);
 }
 
 int vlm_detector_forward(vlm_ctx *c, vlm_detector *d, vlm_tensor *images, const float *queries, int Q,
