@@ -340,42 +340,6 @@ static vlm_status evaluate(vlm_classifier *m, const vlm_dataset *ds, int batch, 
     return st;
 }
 
-// One AdamW step with per-group learning rates lr * scale[group] (layer-wise
-// decay): the core update runs once per group with the other groups masked as
-// frozen, at the same optimizer step count.
-static void adamw_step_groups(vlm_adamw *opt, vlm_params *ps, const int *group, const float *scale, int G, float lr,
-                              uint8_t *saved) {
-    if (!group) {
-        vlm_adamw_step(opt, ps, lr);
-        return;
-    }
-    int64_t step0 = opt->step;
-    for (int i = 0; i < ps->n; i++) saved[i] = (uint8_t)ps->p[i].frozen;
-    for (int g = 0; g < G; g++) {
-        int any = 0;
-        for (int i = 0; i < ps->n; i++) {
-            ps->p[i].frozen = saved[i] || group[i] != g;
-            any |= !ps->p[i].frozen;
-        }
-        if (!any) continue;
-        opt->step = step0;
-        vlm_adamw_step(opt, ps, lr * scale[g]);
-    }
-    for (int i = 0; i < ps->n; i++) ps->p[i].frozen = saved[i];
-    opt->step = step0 + 1;
-}
-
-// Learning rate: the step schedule, or with --time-schedule linear warmup over
-// steps then cosine/const over the fraction of the time budget used.
-static float lr_at(const vlm_sched *s, int64_t step, int time_sched, double frac) {
-    if (!time_sched) return vlm_sched_lr(s, step);
-    double w = s->warmup > 0 && step < s->warmup ? (double)(step + 1) / (double)s->warmup : 1.0;
-    if (frac > 1) frac = 1;
-    if (frac < 0) frac = 0;
-    double f = s->kind == VLM_SCHED_CONST ? 1.0 : 0.5 * (1.0 + cos(M_PI * frac));
-    return (float)(s->base_lr * w * f);
-}
-
 static char *join_lines(char **v, int n) {
     size_t len = 1;
     for (int i = 0; i < n; i++) len += strlen(v[i]) + 1;
@@ -739,8 +703,8 @@ int cmd_finetune(int argc, char **argv) {
         }
         if (o.clip > 0) vlm_clip_grad_norm(&m.ps, (float)o.clip);
         double now = cli_now();
-        float lr = lr_at(&sched, ts.step, o.time_sched, budget_s > 0 ? (now - t_start) / budget_s : 0);
-        adamw_step_groups(&opt, &m.ps, groups, gscale, G, lr, frozen_saved);
+        float lr = vlm_sched_lr_at(&sched, ts.step, o.time_sched, budget_s > 0 ? (now - t_start) / budget_s : 0);
+        vlm_adamw_step_groups(&opt, &m.ps, groups, gscale, G, lr, frozen_saved);
         ts.step++;
         imgs_since += B;
         // ---- bookkeeping ----

@@ -32,6 +32,28 @@ void vlm_adamw_step(vlm_adamw *o, vlm_params *ps, float lr) {
     }
 }
 
+void vlm_adamw_step_groups(vlm_adamw *o, vlm_params *ps, const int *group, const float *scale, int G, float lr,
+                           uint8_t *saved) {
+    if (!group) {
+        vlm_adamw_step(o, ps, lr);
+        return;
+    }
+    int64_t step0 = o->step;
+    for (int i = 0; i < ps->n; i++) saved[i] = (uint8_t)ps->p[i].frozen;
+    for (int g = 0; g < G; g++) {
+        int any = 0;
+        for (int i = 0; i < ps->n; i++) {
+            ps->p[i].frozen = saved[i] || group[i] != g;
+            any |= !ps->p[i].frozen;
+        }
+        if (!any) continue;
+        o->step = step0;
+        vlm_adamw_step(o, ps, lr * scale[g]);
+    }
+    for (int i = 0; i < ps->n; i++) ps->p[i].frozen = saved[i];
+    o->step = step0 + 1;
+}
+
 vlm_status vlm_sgd_init(vlm_sgd *o, vlm_params *ps, float lr, float momentum, float wd, int nesterov, vlm_error *err) {
     o->lr = lr;
     o->momentum = momentum;
@@ -123,4 +145,13 @@ int vlm_sched_parse(const char *name, vlm_sched_kind *out) {
     else if (!strcmp(name, "const-cooldown")) *out = VLM_SCHED_CONST_COOLDOWN;
     else return -1;
     return 0;
+}
+
+float vlm_sched_lr_at(const vlm_sched *s, int64_t step, int time_sched, double frac) {
+    if (!time_sched) return vlm_sched_lr(s, step);
+    double w = s->warmup > 0 && step < s->warmup ? (double)(step + 1) / (double)s->warmup : 1.0;
+    if (frac > 1) frac = 1;
+    if (frac < 0) frac = 0;
+    double f = s->kind == VLM_SCHED_CONST ? 1.0 : 0.5 * (1.0 + cos(M_PI * frac));
+    return (float)(s->base_lr * w * f);
 }

@@ -21,6 +21,13 @@ vlm_status vlm_adamw_init(vlm_adamw *o, vlm_params *ps, vlm_adamw_cfg cfg, vlm_e
 // Frozen parameters are left untouched.
 void vlm_adamw_step(vlm_adamw *o, vlm_params *ps, float lr);
 
+// One AdamW step with per-group learning rates lr * scale[group[i]] (layer-wise
+// decay, a slower backbone): the update runs once per group with the other
+// groups masked as frozen, all at the same step count. group NULL = one group.
+// saved: ps->n bytes of scratch.
+void vlm_adamw_step_groups(vlm_adamw *o, vlm_params *ps, const int *group, const float *scale, int G, float lr,
+                           uint8_t *saved);
+
 typedef struct {
     float lr, momentum, weight_decay;
     int nesterov;
@@ -55,5 +62,9 @@ typedef struct {
 // constant / constant then (1 - e/es)^power cooldown.
 float vlm_sched_lr(const vlm_sched *s, int64_t step);
 int vlm_sched_parse(const char *name, vlm_sched_kind *out); // "cosine", "const", "const-cooldown"
+// With time_sched: linear warmup over steps, then cosine (or const) over
+// frac = the fraction of a time budget used, so a run ends at its budget with
+// the LR at 0 on any machine; otherwise vlm_sched_lr(s, step).
+float vlm_sched_lr_at(const vlm_sched *s, int64_t step, int time_sched, double frac);
 
 #endif
