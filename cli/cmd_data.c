@@ -1,6 +1,6 @@
 // `vlm preprocess` (images -> eval-transformed tensor in safetensors) and
-// `vlm data stats|preview|convert|bench` (inspect, visualise, reshard and
-// time datasets).
+// `vlm data stats|preview|convert|bench|scenes` (inspect, visualise, reshard
+// and time datasets; build the detection scenes).
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/loader.h"
+#include "data/scenes.h"
 #include "data/transform.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -729,14 +730,165 @@ static int data_bench(int argc, char **argv) {
     return rc;
 }
 
+// ------------------------------------------------------------ data scenes
+
+static void scenes_help(FILE *f) {
+    fprintf(f,
+            "usage: vlm data scenes --out DIR [options]\n"
+            "Builds a detection dataset: Fashion-MNIST items and emoji pasted at random scales and\n"
+            "positions on small canvases. Writes DIR/{train,val,heldout}/NNNNNN.png, COCO ground truth\n"
+            "DIR/{train,val,heldout}.json (bbox = extent of the visible pixels, area = their count),\n"
+            "DIR/classnames.txt, DIR/seen_classnames.txt, DIR/heldout_classnames.txt and DIR/README.\n"
+            "Held-out classes never appear in train or val images; heldout.json has only them.\n"
+            "  --sources LIST        fashion-mnist,emoji (default both)\n"
+            "  --fmnist DIR          Fashion-MNIST folder (default data/fashion-mnist)\n"
+            "  --emoji DIR           emoji folder from data/get-emoji.sh (default data/emoji)\n"
+            "  --size S[,S...]       canvas sides, one drawn per image (default 64,96; repeatable)\n"
+            "  --train N             train images (default 10000)\n"
+            "  --val N               val images, seen classes (default 1000)\n"
+            "  --heldout-images N    heldout images, held-out classes only (default 500)\n"
+            "  --heldout LIST        held-out class names, comma-separated (e.g. 'sneaker,pig')\n"
+            "  --heldout-n K         K held-out classes by seed, split between the sources in\n"
+            "                        proportion (default: 2 Fashion-MNIST + 25%% of the emoji classes)\n"
+            "  --max-objects K       1..K objects per image (default 4)\n"
+            "  --emoji-classes N     emoji classes drawn from the pool by seed (default 32)\n"
+            "  --emoji-categories L  emoji top-level categories of the pool, comma-separated, or 'all'\n"
+            "                        (default: animals & nature,food & drink,travel & places,activities,objects)\n"
+            "  --emoji-split MODE    vendor: train from train.tsv (apple/google/facebook), val and heldout\n"
+            "                        from val_twitter.tsv (twitter), a style shift (default);\n"
+            "                        shared: every split draws from all of them\n"
+            "  --scale MIN,MAX       object's longer side / canvas side (default 0.25,0.6)\n"
+            "  --max-iou F           redraw a placement whose box IoU with an earlier one exceeds F (0.3)\n"
+            "  --min-visible F       ... or that leaves an earlier object less than F of its pixels (0.7)\n"
+            "  --background B        mixed (plain / gradient / noise, default), plain, or R,G,B\n"
+            "  --seed S              default 0; the output is a function of the options alone\n");
+}
+
+static int data_scenes(int argc, char **argv) {
+    const char *cmd = "data scenes";
+    vlm_scenes_opts o;
+    vlm_scenes_opts_default(&o);
+    vlm_error err = {0};
+    int use_fm = 1, use_em = 1, sizes_given = 0;
+    const char *fm_dir = o.fmnist_dir, *em_dir = o.emoji_dir;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            scenes_help(stdout);
+            return 0;
+        }
+        if (a[0] == '-' && i + 1 >= argc) {
+            scenes_help(stderr);
+            return cli_failf(cmd, "%s needs a value (or is unknown)", a);
+        }
+        const char *v = argv[i + 1];
+        long long n;
+        if (!strcmp(a, "--out")) o.out_dir = v;
+        else if (!strcmp(a, "--fmnist")) fm_dir = v;
+        else if (!strcmp(a, "--emoji")) em_dir = v;
+        else if (!strcmp(a, "--sources")) {
+            use_fm = use_em = 0;
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+                if (!strcmp(t, "fashion-mnist") || !strcmp(t, "fmnist")) use_fm = 1;
+                else if (!strcmp(t, "emoji")) use_em = 1;
+                else return cli_failf(cmd, "--sources: unknown source '%s' (want fashion-mnist, emoji)", t);
+            }
+            if (!use_fm && !use_em) return cli_failf(cmd, "--sources: no source given");
+        } else if (!strcmp(a, "--size")) {
+            vlm_scenes_opts tmp = o;
+            if (vlm_scenes_parse_sizes(v, &tmp, &err)) return cli_fail(cmd, &err);
+            if (!sizes_given) o.n_sizes = 0;
+            sizes_given = 1;
+            for (int k = 0; k < tmp.n_sizes; k++) {
+                if (o.n_sizes == VLM_SCENES_MAX_SIZES)
+                    return cli_failf(cmd, "--size: at most %d canvas sizes", VLM_SCENES_MAX_SIZES);
+                o.sizes[o.n_sizes++] = tmp.sizes[k];
+            }
+        } else if (!strcmp(a, "--train") || !strcmp(a, "--val") || !strcmp(a, "--heldout-images")) {
+            if (parse_int(v, 0, 100000000, &n)) return cli_failf(cmd, "%s wants a count in 0..1e8, got '%s'", a, v);
+            if (a[2] == 't') o.n_train = n;
+            else if (a[2] == 'v') o.n_val = n;
+            else o.n_heldout = n;
+        } else if (!strcmp(a, "--heldout")) o.heldout = v;
+        else if (!strcmp(a, "--heldout-n")) {
+            if (parse_int(v, 0, 100000, &n)) return cli_failf(cmd, "--heldout-n wants a count, got '%s'", v);
+            o.heldout_n = (int)n;
+        } else if (!strcmp(a, "--max-objects")) {
+            if (parse_int(v, 1, 64, &n)) return cli_failf(cmd, "--max-objects wants 1..64, got '%s'", v);
+            o.max_objects = (int)n;
+        } else if (!strcmp(a, "--emoji-classes")) {
+            if (parse_int(v, 1, 10000, &n)) return cli_failf(cmd, "--emoji-classes wants 1..10000, got '%s'", v);
+            o.emoji_classes = (int)n;
+        } else if (!strcmp(a, "--emoji-categories")) o.emoji_categories = v;
+        else if (!strcmp(a, "--emoji-split")) {
+            if (!strcmp(v, "vendor")) o.emoji_split = VLM_SCENES_EMOJI_VENDOR;
+            else if (!strcmp(v, "shared")) o.emoji_split = VLM_SCENES_EMOJI_SHARED;
+            else return cli_failf(cmd, "--emoji-split wants vendor or shared, got '%s'", v);
+        } else if (!strcmp(a, "--scale")) {
+            char *e;
+            o.min_scale = strtof(v, &e);
+            if (*e != ',') return cli_failf(cmd, "--scale wants MIN,MAX, got '%s'", v);
+            o.max_scale = strtof(e + 1, &e);
+            if (*e) return cli_failf(cmd, "--scale wants MIN,MAX, got '%s'", v);
+        } else if (!strcmp(a, "--max-iou") || !strcmp(a, "--min-visible")) {
+            char *e;
+            float f = strtof(v, &e);
+            if (e == v || *e || !(f >= 0 && f <= 1)) return cli_failf(cmd, "%s wants a number in 0..1, got '%s'", a, v);
+            if (a[2] == 'm' && a[3] == 'a') o.max_iou = f;
+            else o.min_visible = f;
+        } else if (!strcmp(a, "--background")) {
+            if (!strcmp(v, "mixed")) o.background = VLM_SCENES_BG_MIXED;
+            else if (!strcmp(v, "plain")) o.background = VLM_SCENES_BG_PLAIN;
+            else if (!parse_rgb(v, o.bg_rgb)) o.background = VLM_SCENES_BG_FIXED;
+            else return cli_failf(cmd, "--background wants mixed, plain or R,G,B, got '%s'", v);
+        } else if (!strcmp(a, "--seed")) {
+            if (parse_int(v, 0, INT64_MAX, &n)) return cli_failf(cmd, "--seed wants a non-negative integer, got '%s'", v);
+            o.seed = (uint64_t)n;
+        } else {
+            scenes_help(stderr);
+            return cli_failf(cmd, "unknown argument '%s'", a);
+        }
+        i++;
+    }
+    if (!o.out_dir) {
+        scenes_help(stderr);
+        return cli_failf(cmd, "need --out DIR");
+    }
+    o.fmnist_dir = use_fm ? fm_dir : NULL;
+    o.emoji_dir = use_em ? em_dir : NULL;
+    vlm_scenes_report r;
+    if (vlm_scenes_build(&o, &r, &err)) return cli_fail(cmd, &err);
+    int n_held = 0;
+    for (int k = 0; k < r.n_classes; k++) n_held += r.heldout[k];
+    printf("wrote %s in %.1f s: %d classes (%d held out)", o.out_dir, r.seconds, r.n_classes, n_held);
+    if (o.emoji_dir) printf("; emoji pool %lld titles", (long long)r.emoji_pool);
+    printf("\ncanvas sizes:");
+    for (int z = 0; z < o.n_sizes; z++) printf(" %dx%d (%lld images)", o.sizes[z], o.sizes[z], (long long)r.size_images[z]);
+    printf("\n\nsplit     images   boxes  file\n");
+    const char *names[3] = {"train", "val", "heldout"};
+    for (int s = 0; s < 3; s++)
+        printf("%-8s %7lld %7lld  %s/%s.json\n", names[s], (long long)r.images[s], (long long)r.boxes[s], o.out_dir,
+               names[s]);
+    printf("\n id  class                          source         held-out   train    val heldout\n");
+    for (int k = 0; k < r.n_classes; k++)
+        printf("%3d  %-30s %-14s %-8s %7lld %6lld %7lld\n", k + 1, r.names[k], r.source[k] ? "emoji" : "fashion-mnist",
+               r.heldout[k] ? "yes" : "no", (long long)r.class_boxes[k], (long long)r.class_boxes[r.n_classes + k],
+               (long long)r.class_boxes[2 * r.n_classes + k]);
+    vlm_scenes_report_free(&r);
+    return 0;
+}
+
 // ------------------------------------------------------------ dispatch
 
 static void data_help(FILE *f) {
-    fprintf(f, "usage: vlm data <stats|preview|convert|bench> DATA [options]\n"
+    fprintf(f, "usage: vlm data <stats|preview|convert|bench|scenes> [DATA] [options]\n"
                "  stats     counts, captions, labels, bad samples, image size histogram\n"
                "  preview   contact sheet PNG of samples\n"
                "  convert   write webdataset tar shards\n"
                "  bench     loader throughput (images/s)\n"
+               "  scenes    build the detection scenes dataset (COCO JSON + PNGs)\n"
                "`vlm data <sub> --help` lists each one's options.\n");
 }
 
@@ -749,6 +901,7 @@ int cmd_data(int argc, char **argv) {
     if (!strcmp(argv[1], "preview")) return data_preview(argc - 1, argv + 1);
     if (!strcmp(argv[1], "convert")) return data_convert(argc - 1, argv + 1);
     if (!strcmp(argv[1], "bench")) return data_bench(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "scenes")) return data_scenes(argc - 1, argv + 1);
     data_help(stderr);
     return cli_failf("data", "unknown subcommand '%s'", argv[1]);
 }

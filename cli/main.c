@@ -19,7 +19,7 @@ static const struct {
     {"linprobe", cmd_linprobe, "logistic-regression linear probe on frozen image features"},
     {"detect", cmd_detect, "`vlm detect eval|train|predict`: open-vocabulary detection, COCO evaluation"},
     {"clip-step", cmd_clip_step, "reference harness: one CLIP forward/backward (+ AdamW steps) to safetensors"},
-    {"data", cmd_data, "`vlm data stats|preview|convert|bench`: inspect, convert, time datasets"},
+    {"data", cmd_data, "`vlm data stats|preview|convert|bench|scenes`: inspect, convert, time datasets; detection scenes"},
 };
 
 int cli_fail(const char *cmd, const vlm_error *err) {
