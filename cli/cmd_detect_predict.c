@@ -1,8 +1,406 @@
-// `vlm detect predict` (placeholder until the drawing code lands).
+// `vlm detect predict`: run an open-vocabulary detector on one image with
+// free-text queries; print the detections, draw them (boxes + labels) into a
+// PNG and write them as COCO results.
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "cli/cli.h"
+#include "cli/font.h"
+#include "cli/train_common.h"
+#include "data/coco.h"
+#include "data/image.h"
+#include "data/transform.h"
+#include "fusion/detection.h"
+#include "fusion/zeroshot.h"
+
+static const char *usage =
+    "usage: vlm detect predict --checkpoint DET --image IMG [--query TEXT ...] [options]\n"
+    "Finds what the text queries name in one image with a detector from `vlm detect train`.\n"
+    "  --checkpoint DET       detector model file (model.safetensors of a detect train run)\n"
+    "  --image IMG            PNG or JPEG image (alpha dropped, as in training)\n"
+    "  --query TEXT           a query (repeatable, in order); any free text, e.g. \"a red sneaker\"\n"
+    "  --queries-file FILE    one query per line, after the --query texts\n"
+    "                         (no queries given: the checkpoint's training class names)\n"
+    "  --templates NAME|FILE  query templates: imagenet, imagenet7, cifar10, mnist, photo, name, or a\n"
+    "                         file with one template per line containing {} (default: the text itself)\n"
+    "  --threshold T          keep detections with score >= T (default 0.1)\n"
+    "  --max-det N            at most N detections, best first (default 20)\n"
+    "  --out VIS.png          the image with boxes and \"query score\" labels, one colour per query\n"
+    "  --scale K              upscale VIS.png K times, nearest neighbour (default: the smallest K that\n"
+    "                         makes the longer side >= 384 px)\n"
+    "  --results OUT.json     COCO results [{image_id, category_id, bbox, score}], category_id = query\n"
+    "                         index + 1 (the first query is 1)\n"
+    "  --image-id ID          image_id in OUT.json (default 0)\n"
+    "  --json                 end with one JSON line: {\"image\", \"detections\": [{\"query\",\n"
+    "                         \"category_id\", \"score\", \"bbox\": [x, y, w, h]}, ...]}\n"
+    "Prints one tab-separated line per detection: query, score, x, y, w, h (pixels of IMG).\n"
+    "A non-square image is padded to a square (bottom and right, grey 128) before it is resized to\n"
+    "the detector's input, so the whole image is seen undistorted; boxes are clipped to the image and\n"
+    "boxes lying wholly in the padding are dropped. Each box takes its best-scoring query (OWL-ViT's\n"
+    "post-processing), so one object gets one label.\n";
+
+#define CMD "detect predict"
+
+typedef struct {
+    const char *checkpoint, *image, *queries_file, *templates, *out, *results;
+    const char **query; // the --query values (argv pointers), in order
+    int n_query;
+    double threshold;
+    long long max_det, image_id, scale; // scale 0: automatic
+    int json;
+} popts;
+
+// 1: --help; 0: ok; -1: error in err.
+static int parse(int argc, char **argv, popts *o, vlm_error *err) {
+    memset(o, 0, sizeof *o);
+    o->threshold = 0.1;
+    o->max_det = 20;
+    o->query = malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
+    if (!o->query) {
+        vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+        return -1;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
+        if (!strcmp(a, "--json")) {
+            o->json = 1;
+            continue;
+        }
+        const char **str = !strcmp(a, "--checkpoint")     ? &o->checkpoint
+                           : !strcmp(a, "--image")        ? &o->image
+                           : !strcmp(a, "--queries-file") ? &o->queries_file
+                           : !strcmp(a, "--templates")    ? &o->templates
+                           : !strcmp(a, "--out")          ? &o->out
+                           : !strcmp(a, "--results")      ? &o->results
+                                                          : NULL;
+        int is_num = !strcmp(a, "--threshold") || !strcmp(a, "--max-det") || !strcmp(a, "--image-id") ||
+                     !strcmp(a, "--scale");
+        if (!str && !is_num && strcmp(a, "--query")) {
+            vlm_errorf(err, VLM_ERR_ARG, "unknown option '%s' (see vlm detect predict --help)", a);
+            return -1;
+        }
+        if (!v) {
+            vlm_errorf(err, VLM_ERR_ARG, "%s needs a value", a);
+            return -1;
+        }
+        i++;
+        if (str) {
+            *str = v;
+        } else if (!strcmp(a, "--query")) {
+            if (!*v) {
+                vlm_errorf(err, VLM_ERR_ARG, "--query: empty text");
+                return -1;
+            }
+            o->query[o->n_query++] = v;
+        } else if (!strcmp(a, "--threshold")) {
+            if (cli_parse_float(a, v, 0, 1, &o->threshold, err)) return -1;
+        } else if (!strcmp(a, "--max-det")) {
+            if (cli_parse_int(a, v, 1, 100000, &o->max_det, err)) return -1;
+        } else if (!strcmp(a, "--image-id")) {
+            if (cli_parse_int(a, v, LLONG_MIN, LLONG_MAX, &o->image_id, err)) return -1;
+        } else if (cli_parse_int(a, v, 1, 64, &o->scale, err)) { // --scale
+            return -1;
+        }
+    }
+    if (!o->checkpoint || !o->image) {
+        vlm_errorf(err, VLM_ERR_ARG, "%s is required (usage: vlm detect predict --checkpoint DET --image IMG "
+                   "--query TEXT ...)", o->checkpoint ? "--image" : "--checkpoint");
+        return -1;
+    }
+    return 0;
+}
+
+// One colour per query: ten well-separated colours (matplotlib's tab10 with
+// its grey swapped out, which would vanish on the grey padding), then hues
+// spaced by the golden angle.
+static void query_color(int q, uint8_t c[3]) {
+    static const uint8_t pal[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},
+                                       {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {0, 200, 120},
+                                       {188, 189, 34},  {23, 190, 207}};
+    if (q < 10) {
+        memcpy(c, pal[q], 3);
+        return;
+    }
+    double hue = fmod(q * 0.6180339887498949, 1.0) * 6.0, s = 0.85, v = 0.95;
+    int i = (int)hue;
+    double f = hue - i, p = v * (1 - s), qq = v * (1 - s * f), t = v * (1 - s * (1 - f));
+    double rgb[6][3] = {{v, t, p}, {qq, v, p}, {p, v, t}, {p, qq, v}, {t, p, v}, {v, p, qq}};
+    for (int k = 0; k < 3; k++) c[k] = (uint8_t)lround(255 * rgb[i % 6][k]);
+}
+
+// JSON string literal of s (UTF-8 passes through; quotes, backslashes and
+// control bytes escaped).
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p == '\n') fputs("\\n", f);
+        else if (*p == '\t') fputs("\\t", f);
+        else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+// The label "<query> 0.87" in at most max_w pixels: the query is cut (ending
+// in "..") when the whole label would not fit.
+static void make_label(char *buf, size_t cap, const char *query, double score, int max_w, int fscale) {
+    char sc[16];
+    snprintf(sc, sizeof sc, " %.2f", score);
+    snprintf(buf, cap, "%s%s", query, sc);
+    if (vlm_text_width(buf, fscale) <= max_w) return;
+    int n = vlm_text_chars(query) - 1, fit = max_w / (VLM_FONT_ADVANCE * fscale);
+    for (n = n < fit ? n : fit; n >= 0; n--) {
+        snprintf(buf, cap, "%.*s..%s", vlm_text_prefix_bytes(query, n), query, sc);
+        if (vlm_text_width(buf, fscale) <= max_w) return;
+    }
+}
+
+// A box (image pixels) in the k-times upscaled picture: inclusive corners,
+// covering every upscaled pixel the box touches.
+static void box_px(const vlm_det_box *d, int k, int *x0, int *y0, int *x1, int *y1) {
+    *x0 = (int)floor(d->x * k), *y0 = (int)floor(d->y * k);
+    *x1 = (int)ceil((d->x + d->w) * k) - 1, *y1 = (int)ceil((d->y + d->h) * k) - 1;
+    if (*x1 < *x0) *x1 = *x0;
+    if (*y1 < *y0) *y1 = *y0;
+}
+
+// The visualisation: img upscaled k times, boxes (2 px) then labels on
+// filled backgrounds of the box colour, drawn worst first so the best
+// detection's label ends on top.
+static vlm_status write_vis(const char *path, const vlm_image *img, int k, const vlm_det_box *d, int n,
+                            const char *const *queries, vlm_error *err) {
+    int vw = img->w * k, vh = img->h * k;
+    uint8_t *v = malloc((size_t)vw * (size_t)vh * 3);
+    char *label = malloc(4096);
+    if (!v || !label) {
+        free(v);
+        free(label);
+        return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory for a %dx%d image", path, vw, vh);
+    }
+    for (int y = 0; y < vh; y++) {
+        const uint8_t *src = img->px + (size_t)(y / k) * (size_t)img->w * 3;
+        uint8_t *dst = v + (size_t)y * (size_t)vw * 3;
+        for (int x = 0; x < vw; x++) memcpy(dst + 3 * (size_t)x, src + 3 * (size_t)(x / k), 3);
+    }
+    // Text grows with the picture: 7 px tall below 384 px, 14 px from 384
+    // (the default upscaling's target), 21 px from 768, at most 28 px.
+    int fs = (vw > vh ? vw : vh) / 384 + 1;
+    if (fs > 4) fs = 4;
+    int pad = fs;
+    for (int i = n - 1; i >= 0; i--) {
+        uint8_t c[3];
+        int x0, y0, x1, y1;
+        query_color(d[i].query, c);
+        box_px(&d[i], k, &x0, &y0, &x1, &y1);
+        vlm_draw_rect(v, vw, vh, x0, y0, x1, y1, c, 2);
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        uint8_t c[3];
+        int x0, y0, x1, y1;
+        query_color(d[i].query, c);
+        box_px(&d[i], k, &x0, &y0, &x1, &y1);
+        make_label(label, 4096, queries[d[i].query], d[i].score, vw - 2 * pad, fs);
+        int lw = vlm_text_width(label, fs) + 2 * pad, lh = VLM_FONT_H * fs + 2 * pad;
+        // above the box's top-left corner, moved inside the image when it would leave it
+        int lx = x0, ly = y0 - lh;
+        if (lx > vw - lw) lx = vw - lw;
+        if (ly > vh - lh) ly = vh - lh;
+        if (lx < 0) lx = 0;
+        if (ly < 0) ly = 0;
+        vlm_fill_rect(v, vw, vh, lx, ly, lx + lw - 1, ly + lh - 1, c);
+        // dark text on light colours, white on dark ones
+        int lum = (299 * c[0] + 587 * c[1] + 114 * c[2]) / 1000;
+        const uint8_t ink[3] = {lum > 150 ? 0 : 255, lum > 150 ? 0 : 255, lum > 150 ? 0 : 255};
+        vlm_draw_text(v, vw, vh, lx + pad, ly + pad, label, ink, fs);
+    }
+    vlm_status st = vlm_image_write_png(path, v, vw, vh, err);
+    free(v);
+    free(label);
+    return st;
+}
 
 int cmd_detect_predict(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return cli_failf("detect predict", "not implemented yet");
+    vlm_error err = {0};
+    popts o;
+    int pr = parse(argc, argv, &o, &err);
+    if (pr == 1) {
+        fputs(usage, stdout);
+        free(o.query);
+        return 0;
+    }
+    if (pr) {
+        free(o.query);
+        return cli_fail(CMD, &err);
+    }
+    int rc = 1, have_model = 0, have_ctx = 0, Q = 0, n_file = 0, nt = 0, n = 0;
+    int own_tmpl = o.templates && !vlm_templates_builtin(o.templates);
+    char **file_q = NULL, **tmpl = NULL, *classnames = NULL;
+    const char **queries = NULL;
+    float *x = NULL, *qe = NULL;
+    vlm_det_box *det = NULL;
+    vlm_image img, sq;
+    vlm_image_init(&img);
+    vlm_image_init(&sq);
+    vlm_transform_scratch sc;
+    vlm_transform_scratch_init(&sc);
+    vlm_coco_results res;
+    vlm_coco_results_init(&res);
+    vlm_owl m;
+    memset(&m, 0, sizeof m);
+    vlm_ctx c;
+
+    // Cheap inputs first, so a typo fails before the model loads.
+    vlm_decode_opts dec;
+    vlm_decode_opts_default(&dec);
+    if (vlm_image_load(&img, o.image, &dec, &err)) goto fail;
+    if (o.templates) {
+        const vlm_template_set *ts = vlm_templates_builtin(o.templates);
+        if (ts) {
+            tmpl = (char **)ts->t;
+            nt = ts->n;
+        } else if (vlm_templates_load(o.templates, &tmpl, &nt, &err)) {
+            tmpl = NULL;
+            own_tmpl = 0;
+            goto fail;
+        }
+    }
+    if (o.queries_file && vlm_lines_load(o.queries_file, &file_q, &n_file, &err)) {
+        file_q = NULL, n_file = 0;
+        goto fail;
+    }
+    if (vlm_owl_load(&m, o.checkpoint, &classnames, &err)) goto fail;
+    have_model = 1;
+
+    // queries: --query texts, then the file's lines; else the training classes
+    queries = malloc(sizeof(char *) * (size_t)(o.n_query + n_file + 1));
+    if (!queries) goto oom;
+    for (int i = 0; i < o.n_query; i++) queries[Q++] = o.query[i];
+    for (int i = 0; i < n_file; i++) queries[Q++] = file_q[i];
+    if (!Q && classnames) {
+        int cnt = 1;
+        for (const char *p = classnames; *p; p++) cnt += *p == '\n';
+        const char **nq = realloc(queries, sizeof(char *) * (size_t)cnt);
+        if (!nq) goto oom;
+        queries = nq;
+        for (char *p = classnames, *e; p; p = e) {
+            e = strchr(p, '\n');
+            if (e) *e++ = 0;
+            if (*p) queries[Q++] = p;
+        }
+    }
+    if (!Q) {
+        cli_failf(CMD, "no queries: give --query TEXT or --queries-file FILE (%s has no training class names)",
+                  o.checkpoint);
+        goto done;
+    }
+
+    // Pad to a square (bottom/right, grey) so the eval transform's resize
+    // keeps the whole image and its aspect ratio (its centre crop is then a
+    // no-op), and boxes in the square's pixels are the image's pixels.
+    const int S = m.det.cfg.vit.image_size, E = m.det.cfg.embed_dim, N = m.det.grid * m.det.grid;
+    const int W = img.w, H = img.h, P = W > H ? W : H;
+    if ((long long)P * P > VLM_IMAGE_DEFAULT_MAX_PIXELS) {
+        cli_failf(CMD, "%s: %dx%d is too elongated: padded to a %dx%d square it exceeds %lld pixels", o.image, W, H,
+                  P, P, (long long)VLM_IMAGE_DEFAULT_MAX_PIXELS);
+        goto done;
+    }
+    if (vlm_image_alloc(&sq, P, P, &err)) goto fail;
+    memset(sq.px, 128, (size_t)P * P * 3);
+    for (int y = 0; y < H; y++) memcpy(sq.px + (size_t)y * P * 3, img.px + (size_t)y * W * 3, (size_t)W * 3);
+    vlm_transform t;
+    vlm_transform_init(&t, S);
+    x = malloc(sizeof(float) * 3 * (size_t)S * S);
+    qe = malloc(sizeof(float) * (size_t)Q * E);
+    det = malloc(sizeof(vlm_det_box) * (size_t)o.max_det);
+    if (!x || !qe || !det) goto oom;
+    if (vlm_transform_eval(&t, &sq, x, &sc, &err)) goto fail;
+    if (vlm_owl_queries(&m, queries, Q, (const char *const *)tmpl, nt, qe, &err)) goto fail;
+
+    if (vlm_ctx_init(&c, 64u << 20, 0, &err)) goto fail;
+    have_ctx = 1;
+    c.grad_enabled = 0;
+    c.training = 0;
+    int64_t sh[4] = {1, 3, S, S};
+    vlm_det_out out;
+    if (vlm_detector_forward(&c, &m.det, vlm_tensor_wrap(&c, VLM_F32, 4, sh, x, NULL), qe, Q, &out)) {
+        cli_fail(CMD, &c.err);
+        goto done;
+    }
+    int nd = vlm_detector_decode(vlm_f32(out.logits), vlm_f32(out.boxes), N, Q, NULL, P, P, (int)o.max_det, 1, det);
+    if (nd < 0) goto oom;
+    // threshold (decode sorts by score), then clip to the image; a box wholly
+    // in the padding has nothing left
+    for (int i = 0; i < nd && det[i].score >= o.threshold; i++) {
+        double x0 = fmax(det[i].x, 0), y0 = fmax(det[i].y, 0);
+        double x1 = fmin(det[i].x + det[i].w, W), y1 = fmin(det[i].y + det[i].h, H);
+        if (!(x1 > x0 && y1 > y0)) continue;
+        det[n] = det[i];
+        det[n].x = (float)x0, det[n].y = (float)y0, det[n].w = (float)(x1 - x0), det[n].h = (float)(y1 - y0);
+        n++;
+    }
+
+    fprintf(stderr, "%s: %s (%dx%d) at %dx%d, %d quer%s: %d detection%s with score >= %g\n", CMD, o.image, W, H, S, S,
+            Q, Q == 1 ? "y" : "ies", n, n == 1 ? "" : "s", o.threshold);
+    for (int i = 0; i < n; i++)
+        printf("%s\t%.4f\t%.1f\t%.1f\t%.1f\t%.1f\n", queries[det[i].query], det[i].score, det[i].x, det[i].y, det[i].w,
+               det[i].h);
+
+    if (o.results) {
+        for (int i = 0; i < n; i++) {
+            double b[4] = {det[i].x, det[i].y, det[i].w, det[i].h};
+            if (vlm_coco_results_add(&res, o.image_id, det[i].query + 1, b, det[i].score, &err)) goto fail;
+        }
+        if (vlm_coco_results_save(&res, o.results, &err)) goto fail;
+        fprintf(stderr, "%s: wrote %s\n", CMD, o.results);
+    }
+    if (o.out) {
+        int k = (int)o.scale;
+        if (!k) k = (384 + P - 1) / P; // the longer side reaches 384 px
+        if (k < 1) k = 1;
+        if ((long long)W * k * H * k > VLM_IMAGE_DEFAULT_MAX_PIXELS) {
+            cli_failf(CMD, "--scale %d: a %dx%d visualisation exceeds %lld pixels", k, W * k, H * k,
+                      (long long)VLM_IMAGE_DEFAULT_MAX_PIXELS);
+            goto done;
+        }
+        if (write_vis(o.out, &img, k, det, n, queries, &err)) goto fail;
+        fprintf(stderr, "%s: wrote %s (%dx%d)\n", CMD, o.out, W * k, H * k);
+    }
+    if (o.json) {
+        printf("{\"image\": ");
+        json_str(stdout, o.image);
+        printf(", \"detections\": [");
+        for (int i = 0; i < n; i++) {
+            printf("%s{\"query\": ", i ? ", " : "");
+            json_str(stdout, queries[det[i].query]);
+            printf(", \"category_id\": %d, \"score\": %.6f, \"bbox\": [%.2f, %.2f, %.2f, %.2f]}", det[i].query + 1,
+                   det[i].score, det[i].x, det[i].y, det[i].w, det[i].h);
+        }
+        printf("]}\n");
+    }
+    rc = fflush(stdout) ? cli_failf(CMD, "writing to stdout failed") : 0;
+    goto done;
+oom:
+    vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
+fail:
+    cli_fail(CMD, &err);
+done:
+    if (have_ctx) vlm_ctx_free(&c);
+    if (have_model) vlm_owl_free(&m);
+    if (own_tmpl) vlm_strlist_free(tmpl, nt);
+    vlm_strlist_free(file_q, n_file);
+    vlm_coco_results_free(&res);
+    vlm_transform_scratch_free(&sc);
+    vlm_image_free(&img);
+    vlm_image_free(&sq);
+    free(classnames);
+    free(queries);
+    free(x);
+    free(qe);
+    free(det);
+    free(o.query);
+    return rc;
 }
