@@ -12,6 +12,7 @@
 #include "core/optim.h"
 #include "data/coco.h"
 #include "data/coco_eval.h"
+#include "data/detset.h"
 #include "data/image.h"
 #include "data/transform.h"
 #include "fusion/detection.h"
@@ -22,155 +23,34 @@
 #endif
 
 // ---------------------------------------------------------------- data
-// One COCO split decoded once into memory: images eval-transformed to the
-// detector's input size (the scenes are small), boxes normalised to the
-// canvas as (cx, cy, w, h), labels as indices into the split's categories.
+// A split: the images and boxes in memory (data/detset.h) plus its COCO ground
+// truth for the evaluator. The split's own categories are its text queries.
 typedef struct {
+    vlm_detset ds;
     vlm_coco_gt gt;
-    int n, S;
-    float *px;             // [n, 3, S, S]
-    int64_t *ann0;         // [n + 1] first box of image i
-    float *boxes;          // [n_boxes, 4]
-    int32_t *labels;       // [n_boxes] category index (gt.categories order)
-    int skipped;           // crowd boxes dropped from training targets
+    int64_t n; // images used (a --*-limit prefix)
+    int loaded;
 } det_split;
 
 static void split_free(det_split *d) {
-    vlm_coco_gt_free(&d->gt);
-    free(d->px);
-    free(d->ann0);
-    free(d->boxes);
-    free(d->labels);
+    if (d->loaded) {
+        vlm_detset_free(&d->ds);
+        vlm_coco_gt_free(&d->gt);
+    }
     memset(d, 0, sizeof *d);
 }
 
-static vlm_status split_load(det_split *d, const char *json, const char *images_dir, int S, int limit,
-                             vlm_error *err) {
+static vlm_status split_load(det_split *d, const char *json, int64_t limit, vlm_error *err) {
     memset(d, 0, sizeof *d);
-    d->S = S;
-    vlm_status st = vlm_coco_gt_load(&d->gt, json, err);
+    vlm_status st = vlm_detset_load(&d->ds, json, NULL, err);
     if (st) return st;
-    char dir[1024];
-    if (images_dir) snprintf(dir, sizeof dir, "%s", images_dir);
-    else {
-        snprintf(dir, sizeof dir, "%s", json);
-        char *sl = strrchr(dir, '/');
-        if (sl) *sl = 0;
-        else snprintf(dir, sizeof dir, ".");
+    if ((st = vlm_coco_gt_load(&d->gt, json, err))) {
+        vlm_detset_free(&d->ds);
+        return st;
     }
-    int n = (int)d->gt.n_images;
-    if (limit > 0 && limit < n) n = limit;
-    d->n = n;
-    d->px = malloc(sizeof(float) * 3 * (size_t)S * (size_t)S * (size_t)(n ? n : 1));
-    d->ann0 = calloc((size_t)n + 1, sizeof(int64_t));
-    d->boxes = malloc(sizeof(float) * 4 * (size_t)(d->gt.n_anns + 1));
-    d->labels = malloc(sizeof(int32_t) * (size_t)(d->gt.n_anns + 1));
-    long *img_of = malloc(sizeof(long) * (size_t)(d->gt.n_anns + 1));
-    if (!d->px || !d->ann0 || !d->boxes || !d->labels || !img_of) {
-        free(img_of);
-        split_free(d);
-        return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory for %d images at %d px", json, n, S);
-    }
-    // annotations grouped by image, in file order within an image
-    for (long a = 0; a < d->gt.n_anns; a++) img_of[a] = vlm_coco_gt_find_image(&d->gt, d->gt.anns[a].image_id);
-    int64_t k = 0;
-    for (int i = 0; i < n; i++) {
-        d->ann0[i] = k;
-        const vlm_coco_image *im = &d->gt.images[i];
-        for (long a = 0; a < d->gt.n_anns; a++) {
-            if (img_of[a] != i) continue;
-            const vlm_coco_ann *an = &d->gt.anns[a];
-            if (an->iscrowd) {
-                d->skipped++;
-                continue;
-            }
-            double W = (double)(im->width > 0 ? im->width : S), H = (double)(im->height > 0 ? im->height : S);
-            float *b = d->boxes + 4 * k;
-            b[0] = (float)((an->bbox[0] + 0.5 * an->bbox[2]) / W);
-            b[1] = (float)((an->bbox[1] + 0.5 * an->bbox[3]) / H);
-            b[2] = (float)(an->bbox[2] / W);
-            b[3] = (float)(an->bbox[3] / H);
-            d->labels[k++] = (int32_t)vlm_coco_gt_find_category(&d->gt, an->category_id);
-        }
-    }
-    d->ann0[n] = k;
-    free(img_of);
-    // decode + eval transform, images in parallel (each thread its own buffers)
-    vlm_status first = VLM_OK;
-    vlm_error ferr = {0};
-#pragma omp parallel
-    {
-        vlm_image img;
-        vlm_image_init(&img);
-        vlm_transform_scratch sc;
-        vlm_transform_scratch_init(&sc);
-        vlm_transform t;
-        vlm_transform_init(&t, S);
-        vlm_decode_opts opt;
-        vlm_decode_opts_default(&opt);
-        vlm_error e;
-#pragma omp for schedule(dynamic, 16)
-        for (int i = 0; i < n; i++) {
-            char path[2048];
-            const char *fn = d->gt.images[i].file_name;
-            snprintf(path, sizeof path, "%s/%s", dir, fn ? fn : "");
-            vlm_status s2 = fn ? vlm_image_load(&img, path, &opt, &e) : vlm_errorf(&e, VLM_ERR_FORMAT, "%s: image %lld has no file_name", json, (long long)d->gt.images[i].id);
-            if (!s2) s2 = vlm_transform_eval(&t, &img, d->px + (size_t)i * 3 * S * S, &sc, &e);
-            if (s2) {
-#pragma omp critical
-                if (!first) {
-                    first = s2;
-                    ferr = e;
-                }
-            }
-        }
-        vlm_image_free(&img);
-        vlm_transform_scratch_free(&sc);
-    }
-    if (first) {
-        if (err) *err = ferr;
-        split_free(d);
-        return first;
-    }
+    d->loaded = 1;
+    d->n = limit > 0 && limit < d->ds.n_images ? limit : d->ds.n_images;
     return VLM_OK;
-}
-
-// Category names of a split (pointers into gt).
-static const char **split_names(const det_split *d) {
-    const char **v = malloc(sizeof(char *) * (size_t)(d->gt.n_categories + 1));
-    if (!v) return NULL;
-    for (long k = 0; k < d->gt.n_categories; k++) v[k] = d->gt.categories[k].name ? d->gt.categories[k].name : "";
-    return v;
-}
-
-// Batch assembly with a horizontal flip (boxes mirrored with the pixels),
-// deterministic per (seed, epoch, position).
-static void make_batch(const det_split *d, const int32_t *order, int64_t pos, int B, uint64_t seed, int64_t epoch,
-                       float hflip, float *img, float *boxes, int32_t *labels, vlm_det_target *tg) {
-    const int S = d->S;
-    const size_t P = (size_t)S * S;
-    int64_t k = 0;
-    for (int b = 0; b < B; b++) {
-        int i = order[(pos + b) % d->n];
-        vlm_rng r;
-        vlm_rng_init(&r, seed, VLM_RNG_AUGMENT, (uint64_t)epoch * 0x100000000ull + (uint64_t)(pos + b));
-        int flip = hflip > 0 && vlm_rng_uniform(&r) < hflip;
-        const float *src = d->px + (size_t)i * 3 * P;
-        float *dst = img + (size_t)b * 3 * P;
-        if (!flip) memcpy(dst, src, sizeof(float) * 3 * P);
-        else
-            for (int ch = 0; ch < 3; ch++)
-                for (int y = 0; y < S; y++)
-                    for (int x = 0; x < S; x++) dst[ch * P + y * S + x] = src[ch * P + y * S + (S - 1 - x)];
-        tg[b].n = (int)(d->ann0[i + 1] - d->ann0[i]);
-        tg[b].boxes = boxes + 4 * k;
-        tg[b].query = labels + k;
-        for (int64_t a = d->ann0[i]; a < d->ann0[i + 1]; a++, k++) {
-            memcpy(boxes + 4 * k, d->boxes + 4 * a, sizeof(float) * 4);
-            if (flip) boxes[4 * k] = 1.0f - boxes[4 * k];
-            labels[k] = d->labels[a];
-        }
-    }
 }
 
 // ---------------------------------------------------------------- evaluation
@@ -186,80 +66,87 @@ static vlm_status evaluate(vlm_owl *o, const det_split *d, const char *const *te
                            const char *out_json, det_eval *ev, char *summary, size_t summary_cap, vlm_error *err) {
     double t0 = cli_now();
     memset(ev, 0, sizeof *ev);
-    int Q = (int)d->gt.n_categories, E = o->det.cfg.embed_dim, S = d->S, N = o->det.grid * o->det.grid;
-    const char **names = split_names(d);
+    const vlm_detset *ds = &d->ds;
+    int Q = ds->n_classes, E = o->det.cfg.embed_dim, S = o->det.cfg.vit.image_size, N = o->det.grid * o->det.grid;
     float *q = malloc(sizeof(float) * (size_t)Q * E);
     vlm_det_box *bx = malloc(sizeof(vlm_det_box) * (size_t)max_det);
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)B);
     vlm_coco_results res;
     vlm_coco_results_init(&res);
+    vlm_detbatch bt;
+    vlm_detaug aug;
+    vlm_detaug_init(&aug, S);
+    int have_bt = 0, have_ctx = 0;
     vlm_ctx c;
-    vlm_status st = !names || !q || !bx ? vlm_errorf(err, VLM_ERR_OOM, "detect eval: out of memory") : VLM_OK;
-    if (!st) st = vlm_owl_queries(o, names, Q, templates, nt, q, err);
-    if (!st) st = vlm_ctx_init(&c, 64u << 20, 0, err);
+    vlm_status st = !q || !bx || !idx ? vlm_errorf(err, VLM_ERR_OOM, "detect eval: out of memory") : VLM_OK;
+    if (!st) st = vlm_owl_queries(o, (const char *const *)ds->classnames, Q, templates, nt, q, err);
+    if (!st && !(st = vlm_detbatch_init(&bt, B, S, ds->max_boxes > 0 ? ds->max_boxes : 1, err))) have_bt = 1;
+    if (!st && !(st = vlm_ctx_init(&c, 64u << 20, 0, err))) have_ctx = 1;
     if (st) goto done;
     c.grad_enabled = 0;
     c.training = 0;
-    for (int i0 = 0; i0 < d->n && !st; i0 += B) {
-        int nb = d->n - i0 < B ? d->n - i0 : B;
+    for (int64_t i0 = 0; i0 < d->n && !st; i0 += B) {
+        int nb = d->n - i0 < B ? (int)(d->n - i0) : B;
+        for (int b = 0; b < nb; b++) idx[b] = i0 + b;
+        if ((st = vlm_detset_batch(ds, &aug, idx, nb, 0, 0, 0, &bt, err))) break;
         vlm_ctx_reset(&c);
         int64_t sh[4] = {nb, 3, S, S};
-        vlm_tensor *x = vlm_tensor_wrap(&c, VLM_F32, 4, sh, d->px + (size_t)i0 * 3 * S * S, NULL);
         vlm_det_out out;
-        if (vlm_detector_forward(&c, &o->det, x, q, Q, &out)) {
+        if (vlm_detector_forward(&c, &o->det, vlm_tensor_wrap(&c, VLM_F32, 4, sh, bt.images, NULL), q, Q, &out)) {
             st = c.status;
             if (err) *err = c.err;
             break;
         }
         for (int b = 0; b < nb && !st; b++) {
-            const vlm_coco_image *im = &d->gt.images[i0 + b];
-            int W = im->width > 0 ? (int)im->width : S, H = im->height > 0 ? (int)im->height : S;
+            int64_t i = i0 + b;
             int n = vlm_detector_decode(vlm_f32(out.logits) + (size_t)b * N * Q, vlm_f32(out.boxes) + (size_t)b * N * 4,
-                                        N, Q, NULL, W, H, max_det, 0, bx);
+                                        N, Q, NULL, ds->width[i], ds->height[i], max_det, 0, bx);
             if (n < 0) st = vlm_errorf(err, VLM_ERR_OOM, "detect eval: out of memory");
             for (int k = 0; k < n && !st; k++) {
                 double box[4] = {bx[k].x, bx[k].y, bx[k].w, bx[k].h};
-                st = vlm_coco_results_add(&res, im->id, d->gt.categories[bx[k].query].id, box, bx[k].score, err);
+                st = vlm_coco_results_add(&res, ds->image_ids[i], ds->category_ids[bx[k].query], box, bx[k].score, err);
             }
         }
     }
     if (!st && out_json) st = vlm_coco_results_save(&res, out_json, err);
     if (!st) {
-        // evaluate only the images we ran on (a --val-limit prefix)
-        vlm_coco_gt sub = d->gt;
-        sub.n_images = d->n;
-        vlm_coco_eval e;
-        vlm_coco_eval_init(&e);
-        if (d->n < d->gt.n_images) { // drop annotations of images beyond the prefix
-            vlm_coco_gt cut;
-            vlm_coco_gt_init(&cut);
-            for (long i = 0; i < d->n && !st; i++)
-                st = vlm_coco_gt_add_image(&cut, d->gt.images[i].id, d->gt.images[i].width, d->gt.images[i].height,
-                                           d->gt.images[i].file_name, err);
+        // evaluate the images we ran on: a --val-limit prefix drops the rest of the ground truth
+        vlm_coco_gt cut;
+        vlm_coco_gt_init(&cut);
+        const vlm_coco_gt *gt = &d->gt;
+        if (d->n < d->gt.n_images) {
+            for (int64_t i = 0; i < d->n && !st; i++) {
+                long j = vlm_coco_gt_find_image(&d->gt, ds->image_ids[i]);
+                st = vlm_coco_gt_add_image(&cut, d->gt.images[j].id, d->gt.images[j].width, d->gt.images[j].height,
+                                           d->gt.images[j].file_name, err);
+            }
             for (long k = 0; k < d->gt.n_categories && !st; k++)
                 st = vlm_coco_gt_add_category(&cut, d->gt.categories[k].id, d->gt.categories[k].name, NULL, err);
             for (long a = 0; a < d->gt.n_anns && !st; a++)
                 if (vlm_coco_gt_find_image(&cut, d->gt.anns[a].image_id) >= 0)
                     st = vlm_coco_gt_add_ann(&cut, &d->gt.anns[a], err);
-            if (!st) st = vlm_coco_eval_run(&e, &cut, &res, err);
-            vlm_coco_gt_free(&cut);
-        } else {
-            st = vlm_coco_eval_run(&e, &sub, &res, err);
+            gt = &cut;
         }
+        vlm_coco_eval e;
+        vlm_coco_eval_init(&e);
+        if (!st) st = vlm_coco_eval_run(&e, gt, &res, err);
         if (!st) {
             memcpy(ev->stats, e.stats, sizeof ev->stats);
             if (summary) vlm_coco_eval_summary(&e, summary, summary_cap);
         }
         vlm_coco_eval_free(&e);
+        vlm_coco_gt_free(&cut);
     }
     ev->n_images = d->n;
     ev->n_dets = res.n;
-    vlm_ctx_free(&c);
 done:
+    if (have_ctx) vlm_ctx_free(&c);
+    if (have_bt) vlm_detbatch_free(&bt);
     ev->seconds = cli_now() - t0;
     vlm_coco_results_free(&res);
-    free(names);
     free(q);
     free(bx);
+    free(idx);
     return st;
 }
 
@@ -277,11 +164,13 @@ static const char *usage =
     "data (e.g. from `vlm data scenes`); the CLIP's text tower stays frozen and encodes the category names\n"
     "as queries, so any class can be queried by name afterwards.\n"
     "data:\n"
-    "  --train-data JSON        COCO ground truth; images are file_name relative to the JSON's folder\n"
+    "  --train-data JSON        COCO ground truth; images are file_name relative to the JSON's folder;\n"
+    "                           its categories (names) are the training queries\n"
     "  --val-data JSON          evaluation split (queries: its categories); repeatable via --heldout-data\n"
     "  --heldout-data JSON      a second evaluation split, e.g. classes never boxed in training\n"
     "  --train-limit N / --val-limit N   use the first N images\n"
     "  --hflip P                horizontal flip probability, boxes mirrored (default 0.5)\n"
+    "  --aug-scale LO,HI        crop window area / image area (default 0.5,1; above 1 zooms out)\n"
     "model:\n"
     "  --clip CKPT              CLIP model file (vlm pretrain) with its tokenizer\n"
     "  --image-size S           detector input size (default: the CLIP's); the positional embedding is resized\n"
@@ -300,7 +189,7 @@ typedef struct {
     const char *clip, *train, *val, *heldout, *logs, *name, *resume, *templates, *checkpoint;
     long long image_size, batch, epochs, warmup, seed, max_steps, save_every, log_every, train_limit, val_limit,
         max_det;
-    double lr, tower_scale, wd, clip_norm, max_minutes, hflip, alpha, gamma, w[3];
+    double lr, tower_scale, wd, clip_norm, max_minutes, hflip, alpha, gamma, w[3], scale[2];
     int lock_image, time_sched, json, eval_only;
 } opts;
 
@@ -311,6 +200,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     o->lr = 3e-4, o->tower_scale = 0.3, o->wd = 0.05, o->clip_norm = 1.0, o->hflip = 0.5, o->alpha = 0.3,
     o->gamma = 2;
     o->w[0] = 2, o->w[1] = 5, o->w[2] = 2;
+    o->scale[0] = 0.5, o->scale[1] = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define STR(flag, f) if (!strcmp(a, flag)) { if (!v) goto need; o->f = v; i++; continue; }
@@ -330,6 +220,16 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         FLT("--focal-alpha", alpha, 0, 1) FLT("--focal-gamma", gamma, 0, 10)
         FLAG("--lock-image", lock_image) FLAG("--time-schedule", time_sched) FLAG("--json", json)
         FLAG("--eval-only", eval_only)
+        if (!strcmp(a, "--aug-scale")) {
+            if (!v) goto need;
+            if (sscanf(v, "%lf,%lf", &o->scale[0], &o->scale[1]) != 2 || o->scale[0] <= 0 || o->scale[1] < o->scale[0] ||
+                o->scale[1] > 4) {
+                vlm_errorf(err, VLM_ERR_ARG, "--aug-scale: expected LO,HI with 0 < LO <= HI <= 4, got '%s'", v);
+                return -1;
+            }
+            i++;
+            continue;
+        }
         if (!strcmp(a, "--loss-weights")) {
             if (!v) goto need;
             if (sscanf(v, "%lf,%lf,%lf", &o->w[0], &o->w[1], &o->w[2]) != 3 || o->w[0] < 0 || o->w[1] < 0 || o->w[2] < 0) {
@@ -378,14 +278,13 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
-static char *join_names(const det_split *d) {
+static char *join_names(const vlm_detset *d) {
     size_t n = 1;
-    for (long k = 0; k < d->gt.n_categories; k++) n += strlen(d->gt.categories[k].name ? d->gt.categories[k].name : "") + 1;
+    for (int k = 0; k < d->n_classes; k++) n += strlen(d->classnames[k]) + 1;
     char *s = malloc(n), *p = s;
     if (!s) return NULL;
     *p = 0;
-    for (long k = 0; k < d->gt.n_categories; k++)
-        p += sprintf(p, "%s%s", k ? "\n" : "", d->gt.categories[k].name ? d->gt.categories[k].name : "");
+    for (int k = 0; k < d->n_classes; k++) p += sprintf(p, "%s%s", k ? "\n" : "", d->classnames[k]);
     return s;
 }
 
@@ -396,7 +295,7 @@ static vlm_status eval_splits(vlm_owl *o, det_split *val, det_split *held, const
     det_split *sp[2] = {val, held};
     const char *tag[2] = {"val", "heldout"};
     for (int s = 0; s < 2; s++) {
-        if (!sp[s] || !sp[s]->n) continue;
+        if (!sp[s] || !sp[s]->loaded) continue;
         char path[1200], summary[2048];
         snprintf(path, sizeof path, "%s/%s_results.json", run_dir, tag[s]);
         det_eval ev;
@@ -404,7 +303,7 @@ static vlm_status eval_splits(vlm_owl *o, det_split *val, det_split *held, const
                                  sizeof summary, err);
         if (st) return st;
         fprintf(stderr, "%s: %ld images, %ld categories, %ld detections (%s), %.1f s\n%s", tag[s], ev.n_images,
-                sp[s]->gt.n_categories, ev.n_dets, path, ev.seconds, summary);
+                (long)sp[s]->ds.n_classes, ev.n_dets, path, ev.seconds, summary);
         char pre[16];
         snprintf(pre, sizeof pre, "%s_", tag[s]);
         n += (size_t)snprintf(json + n, cap - n, "%s", n ? ", " : "");
@@ -433,8 +332,10 @@ int cmd_detect_train(int argc, char **argv) {
     char **tmpl = NULL;
     int nt = 0;
     char *classnames = NULL, *args_json = NULL;
-    float *q = NULL, *img = NULL, *boxes = NULL;
-    int32_t *labels = NULL, *order = NULL;
+    float *q = NULL;
+    int64_t *order = NULL, *idx = NULL;
+    vlm_detbatch bt;
+    int have_bt = 0;
     int *groups = NULL;
     uint8_t *saved = NULL;
     vlm_det_target *tg = NULL;
@@ -456,9 +357,8 @@ int cmd_detect_train(int argc, char **argv) {
     if (o.eval_only) {
         if (vlm_owl_load(&m, o.checkpoint, NULL, &err)) goto fail;
         have_model = 1;
-        int S = m.det.cfg.vit.image_size;
-        if ((o.val && split_load(&va, o.val, NULL, S, (int)o.val_limit, &err)) ||
-            (o.heldout && split_load(&ho, o.heldout, NULL, S, (int)o.val_limit, &err)))
+        if ((o.val && split_load(&va, o.val, o.val_limit, &err)) ||
+            (o.heldout && split_load(&ho, o.heldout, o.val_limit, &err)))
             goto fail;
         char json[4096] = "", dir[1024];
         snprintf(dir, sizeof dir, "%s", o.checkpoint);
@@ -480,26 +380,18 @@ int cmd_detect_train(int argc, char **argv) {
     }
     have_model = 1;
     const int S = m.det.cfg.vit.image_size, N = m.det.grid * m.det.grid, E = m.det.cfg.embed_dim;
-    if (split_load(&tr, o.train, NULL, S, (int)o.train_limit, &err) ||
-        (o.val && split_load(&va, o.val, NULL, S, (int)o.val_limit, &err)) ||
-        (o.heldout && split_load(&ho, o.heldout, NULL, S, (int)o.val_limit, &err)))
+    if (split_load(&tr, o.train, o.train_limit, &err) || (o.val && split_load(&va, o.val, o.val_limit, &err)) ||
+        (o.heldout && split_load(&ho, o.heldout, o.val_limit, &err)))
         goto fail;
     if (tr.n < 1) {
         vlm_errorf(&err, VLM_ERR_ARG, "%s: no images", o.train);
         goto fail;
     }
-    const int Q = (int)tr.gt.n_categories, B = (int)o.batch;
-    const char **qn = split_names(&tr);
+    const int Q = tr.ds.n_classes, B = (int)o.batch;
     q = malloc(sizeof(float) * (size_t)Q * E);
-    if (!qn || !q) {
-        free(qn);
-        vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-        goto fail;
-    }
-    vlm_status qst = vlm_owl_queries(&m, qn, Q, (const char *const *)tmpl, nt, q, &err);
-    free(qn);
-    if (qst) goto fail;
-    classnames = join_names(&tr);
+    if (!q) goto oom;
+    if (vlm_owl_queries(&m, (const char *const *)tr.ds.classnames, Q, (const char *const *)tmpl, nt, q, &err)) goto fail;
+    classnames = join_names(&tr.ds);
     if (o.lock_image) vlm_detector_lock_image(&m.det, 1);
     // optimiser: two LR groups, the tower at tower_lr_scale x LR
     vlm_adamw opt;
@@ -544,20 +436,23 @@ int cmd_detect_train(int argc, char **argv) {
                  o.gamma, o.max_minutes);
     }
     // buffers
-    int64_t max_boxes = 0;
-    for (int i = 0; i < tr.n; i++)
-        if (tr.ann0[i + 1] - tr.ann0[i] > max_boxes) max_boxes = tr.ann0[i + 1] - tr.ann0[i];
-    if (max_boxes > N) {
-        vlm_errorf(&err, VLM_ERR_ARG, "%s: an image has %lld boxes, more than the %d tokens that predict them", o.train,
-                   (long long)max_boxes, N);
+    if (tr.ds.max_boxes > N) {
+        vlm_errorf(&err, VLM_ERR_ARG, "%s: an image has %d boxes, more than the %d tokens that predict them", o.train,
+                   tr.ds.max_boxes, N);
         goto fail;
     }
-    img = malloc(sizeof(float) * 3 * (size_t)S * S * (size_t)B);
-    boxes = malloc(sizeof(float) * 4 * (size_t)(max_boxes * B + 1));
-    labels = malloc(sizeof(int32_t) * (size_t)(max_boxes * B + 1));
+    vlm_detaug aug;
+    vlm_detaug_init(&aug, S);
+    aug.hflip_prob = (float)o.hflip;
+    aug.scale_min = (float)o.scale[0];
+    aug.scale_max = (float)o.scale[1];
+    const int M = tr.ds.max_boxes > 0 ? tr.ds.max_boxes : 1;
+    if (vlm_detbatch_init(&bt, B, S, M, &err)) goto fail;
+    have_bt = 1;
     tg = malloc(sizeof(vlm_det_target) * (size_t)B);
-    order = malloc(sizeof(int32_t) * (size_t)tr.n);
-    if (!img || !boxes || !labels || !tg || !order) goto oom;
+    order = malloc(sizeof(int64_t) * (size_t)tr.n);
+    idx = malloc(sizeof(int64_t) * (size_t)B);
+    if (!tg || !order || !idx) goto oom;
     if (vlm_ctx_init(&c, 256u << 20, (uint64_t)o.seed, &err)) goto fail;
     have_ctx = 1;
     vlm_det_cfg dcfg;
@@ -571,7 +466,7 @@ int cmd_detect_train(int argc, char **argv) {
     fprintf(stderr,
             "detect train: %d train images (%d categories, %lld boxes), input %d px (%d tokens), %lld params, batch %d, "
             "%lld steps/epoch%s; setup %.1f s; run dir %s\n",
-            tr.n, Q, (long long)tr.ann0[tr.n], S, N, (long long)m.det.ps.total, B, (long long)steps_per_epoch,
+            (int)tr.n, Q, (long long)tr.ds.n_boxes, S, N, (long long)m.det.ps.total, B, (long long)steps_per_epoch,
             budget > 0 ? ", time budget" : "", cli_now() - t_setup, run_dir);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -588,14 +483,13 @@ int cmd_detect_train(int argc, char **argv) {
             break;
         }
         int64_t epoch = ts.step / steps_per_epoch, pos = (ts.step % steps_per_epoch) * B;
-        if (epoch != epoch_shuffled) { // a seeded permutation per epoch
-            for (int i = 0; i < tr.n; i++) order[i] = i;
-            vlm_rng r;
-            vlm_rng_init(&r, (uint64_t)o.seed, VLM_RNG_DATA, (uint64_t)epoch);
-            vlm_rng_shuffle_u32(&r, (uint32_t *)order, (uint64_t)tr.n);
+        if (epoch != epoch_shuffled) { // a seeded permutation of the (limited) split per epoch
+            vlm_detset_order(tr.n, (uint64_t)o.seed, (uint64_t)epoch, order);
             epoch_shuffled = epoch;
         }
-        make_batch(&tr, order, pos, B, (uint64_t)o.seed, epoch, (float)o.hflip, img, boxes, labels, tg);
+        for (int b = 0; b < B; b++) idx[b] = order[(pos + b) % tr.n]; // the last batch wraps around
+        if (vlm_detset_batch(&tr.ds, &aug, idx, B, 1, (uint64_t)o.seed, (uint64_t)epoch, &bt, &err)) goto fail;
+        for (int b = 0; b < B; b++) tg[b] = (vlm_det_target){bt.n_boxes[b], bt.boxes + (size_t)b * M * 4, bt.classes + (size_t)b * M};
         vlm_ctx_reset(&c);
         c.grad_enabled = 1;
         c.training = 1;
@@ -604,7 +498,7 @@ int cmd_detect_train(int argc, char **argv) {
         vlm_det_out out;
         vlm_det_stats stt;
         vlm_tensor *loss = NULL;
-        if (!vlm_detector_forward(&c, &m.det, vlm_tensor_wrap(&c, VLM_F32, 4, sh, img, NULL), q, Q, &out))
+        if (!vlm_detector_forward(&c, &m.det, vlm_tensor_wrap(&c, VLM_F32, 4, sh, bt.images, NULL), q, Q, &out))
             loss = vlm_loss_detection(&c, out.logits, out.boxes, NULL, tg, &dcfg, &stt);
         if (!loss || vlm_backward(&c, loss)) {
             err = c.err;
@@ -687,10 +581,9 @@ done:
     free(classnames);
     free(args_json);
     free(q);
-    free(img);
-    free(boxes);
-    free(labels);
+    if (have_bt) vlm_detbatch_free(&bt);
     free(order);
+    free(idx);
     free(groups);
     free(saved);
     free(tg);

@@ -85,7 +85,7 @@ void vlm_detector_init_weights(vlm_detector *d, uint64_t seed) {
     fill(&d->ps, d->cls_w, &rng, 1.0f / sqrtf(W), 0);
     fill(&d->ps, d->cls_b, &rng, 0, 0);
     fill(&d->ps, d->shift_w, &rng, 0.02f, 0);
-    fill(&d->ps, d->shift_b, &rng, 0, -0.46f);
+    fill(&d->ps, d->shift_b, &rng, 0, -0.9f);
     fill(&d->ps, d->scale_w, &rng, 0.02f, 0);
     fill(&d->ps, d->scale_b, &rng, 0, 9.0f);
 }

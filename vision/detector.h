@@ -39,8 +39,10 @@ vlm_status vlm_detector_init(vlm_detector *d, const vlm_detector_cfg *cfg, vlm_e
 void vlm_detector_free(vlm_detector *d);
 // Fresh weights (deterministic in seed): the tower as vlm_vit_init_weights;
 // box MLP N(0, 0.02) with the last layer zero; class_proj N(0, W^-1/2);
-// shift/scale weights N(0, 0.02) with biases that start every logit near
-// the focal-loss prior: scale = elu1(9) = 10, shift = -0.46 (sigmoid(-4.6) ~ 0.01).
+// shift/scale weights N(0, 0.02) with biases that start logits near the
+// focal-loss prior: scale = elu1(9) = 10, shift = -0.9, so a token whose class
+// embedding has the cosine typical of unrelated CLIP embeddings (~0.45) starts
+// at logit -4.5 (p ~ 0.01).
 void vlm_detector_init_weights(vlm_detector *d, uint64_t seed);
 // Copies the "visual.*" tensors of a CLIP's parameter store into the tower
 // (the positional embedding bilinearly resized when the grids differ, the
