@@ -78,8 +78,11 @@ void vlm_detector_init_weights(vlm_detector *d, uint64_t seed) {
     float W = (float)d->cfg.vit.width;
     fill(&d->ps, d->merge_w, &rng, 0, 1);
     fill(&d->ps, d->merge_b, &rng, 0, 0);
+    // Box MLP hidden layers N(0, W^-1/2) (about PyTorch's nn.Linear scale): with
+    // a small std the hidden activations all but vanish and the head learns
+    // one box size for every token.
     for (int i = 0; i < 3; i++) {
-        fill(&d->ps, d->box_w[i], &rng, i == 2 ? 0 : 0.02f, 0);
+        fill(&d->ps, d->box_w[i], &rng, i == 2 ? 0 : 1.0f / sqrtf(W), 0);
         fill(&d->ps, d->box_b[i], &rng, 0, 0);
     }
     fill(&d->ps, d->cls_w, &rng, 1.0f / sqrtf(W), 0);

@@ -38,7 +38,7 @@ typedef struct {
 vlm_status vlm_detector_init(vlm_detector *d, const vlm_detector_cfg *cfg, vlm_error *err);
 void vlm_detector_free(vlm_detector *d);
 // Fresh weights (deterministic in seed): the tower as vlm_vit_init_weights;
-// box MLP N(0, 0.02) with the last layer zero; class_proj N(0, W^-1/2);
+// box MLP N(0, W^-1/2) with the last layer zero; class_proj N(0, W^-1/2);
 // shift/scale weights N(0, 0.02) with biases that start logits near the
 // focal-loss prior: scale = elu1(9) = 10, shift = -0.9, so a token whose class
 // embedding has the cosine typical of unrelated CLIP embeddings (~0.45) starts
