@@ -174,6 +174,8 @@ static const char *usage =
     "model:\n"
     "  --clip CKPT              CLIP model file (vlm pretrain) with its tokenizer\n"
     "  --image-size S           detector input size (default: the CLIP's); the positional embedding is resized\n"
+    "  --patch-size P           a multiple k of the CLIP's patch: conv1 is upsampled k x k, so e.g. a 32 px /\n"
+    "                           patch 4 CLIP reads 64 px at patch 8 with the same token grid and cost\n"
     "  --templates NAME|FILE    query templates (default name: the class name itself)\n"
     "  --lock-image             train the head only\n"
     "optimisation:\n"
@@ -187,7 +189,7 @@ static const char *usage =
 
 typedef struct {
     const char *clip, *train, *val, *heldout, *logs, *name, *resume, *templates, *checkpoint;
-    long long image_size, batch, epochs, warmup, seed, max_steps, save_every, log_every, train_limit, val_limit,
+    long long image_size, patch_size, batch, epochs, warmup, seed, max_steps, save_every, log_every, train_limit, val_limit,
         max_det;
     double lr, tower_scale, wd, clip_norm, max_minutes, hflip, alpha, gamma, w[3], scale[2];
     int lock_image, time_sched, json, eval_only;
@@ -210,7 +212,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         STR("--clip", clip) STR("--train-data", train) STR("--val-data", val) STR("--heldout-data", heldout)
         STR("--logs", logs) STR("--name", name) STR("--resume", resume) STR("--templates", templates)
         STR("--checkpoint", checkpoint)
-        INT("--image-size", image_size, 8, 4096) INT("--batch-size", batch, 1, 1 << 16) INT("--epochs", epochs, 1, 1 << 20)
+        INT("--image-size", image_size, 8, 4096) INT("--patch-size", patch_size, 1, 4096) INT("--batch-size", batch, 1, 1 << 16) INT("--epochs", epochs, 1, 1 << 20)
         INT("--warmup", warmup, 0, 1LL << 40) INT("--seed", seed, 0, INT64_MAX) INT("--max-steps", max_steps, 1, 1LL << 40)
         INT("--save-every-steps", save_every, 1, 1LL << 40) INT("--log-every", log_every, 1, 1 << 30)
         INT("--train-limit", train_limit, 1, 1 << 30) INT("--val-limit", val_limit, 1, 1 << 30)
@@ -373,7 +375,7 @@ int cmd_detect_train(int argc, char **argv) {
     // model: from the CLIP (the head is fresh), or the resumed run's
     double t_setup = cli_now();
     if (o.clip) {
-        if (vlm_owl_from_clip(&m, o.clip, (int)o.image_size, (uint64_t)o.seed, &err)) goto fail;
+        if (vlm_owl_from_clip(&m, o.clip, (int)o.image_size, (int)o.patch_size, (uint64_t)o.seed, &err)) goto fail;
     } else {
         vlm_errorf(&err, VLM_ERR_ARG, "--resume also needs --clip (the run is rebuilt, then its state restored)");
         goto fail;
@@ -404,7 +406,7 @@ int cmd_detect_train(int argc, char **argv) {
     // run folder
     char run_dir[1024], ck_dir[1100], model_path[1300], state_path[1300], metrics[1200], name[256];
     if (o.name) snprintf(name, sizeof name, "%s", o.name);
-    else snprintf(name, sizeof name, "detect-s%d-b%d-seed%lld", S, B, o.seed);
+    else snprintf(name, sizeof name, "detect-s%d-p%d-b%d-seed%lld", S, m.det.cfg.vit.patch_size, B, o.seed);
     snprintf(run_dir, sizeof run_dir, "%s/%s", o.logs, name);
     snprintf(ck_dir, sizeof ck_dir, "%s/checkpoints", run_dir);
     snprintf(model_path, sizeof model_path, "%s/epoch_latest.safetensors", ck_dir);

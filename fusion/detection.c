@@ -57,12 +57,20 @@ static vlm_status tok_init(vlm_owl *o, vlm_error *err) {
     return st;
 }
 
-vlm_status vlm_owl_from_clip(vlm_owl *o, const char *clip_path, int image_size, uint64_t seed, vlm_error *err) {
+vlm_status vlm_owl_from_clip(vlm_owl *o, const char *clip_path, int image_size, int patch_size, uint64_t seed,
+                             vlm_error *err) {
     memset(o, 0, sizeof *o);
     vlm_status st = vlm_ckpt_load_model(clip_path, &o->clip, &o->tokenizer_text, err);
     if (st) return st;
     vlm_detector_cfg dc = {o->clip.cfg.vision, o->clip.cfg.embed_dim};
     if (image_size > 0) dc.vit.image_size = image_size;
+    if (patch_size > 0 && patch_size % dc.vit.patch_size) {
+        st = vlm_errorf(err, VLM_ERR_ARG, "detector: patch size %d is not a multiple of the CLIP's patch size %d",
+                        patch_size, dc.vit.patch_size);
+        vlm_owl_free(o);
+        return st;
+    }
+    if (patch_size > 0) dc.vit.patch_size = patch_size;
     if (dc.vit.image_size % dc.vit.patch_size) {
         st = vlm_errorf(err, VLM_ERR_ARG, "detector: image size %d is not a multiple of the CLIP's patch size %d",
                         dc.vit.image_size, dc.vit.patch_size);

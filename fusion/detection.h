@@ -24,10 +24,12 @@ typedef struct {
     int has_tok;
 } vlm_owl;
 
-// From a CLIP model file: the detector's tower gets the CLIP's image tower
-// (positional embedding resized to image_size / the CLIP's patch size) and
-// class_proj = visual.proj^T; the head is fresh (seed).
-vlm_status vlm_owl_from_clip(vlm_owl *o, const char *clip_path, int image_size, uint64_t seed, vlm_error *err);
+// From a CLIP model file: the detector's tower gets the CLIP's image tower at
+// input image_size and patch patch_size (0 = the CLIP's; a multiple of it),
+// positional embedding resized to the new grid, and class_proj =
+// visual.proj^T; the head is fresh (seed).
+vlm_status vlm_owl_from_clip(vlm_owl *o, const char *clip_path, int image_size, int patch_size, uint64_t seed,
+                             vlm_error *err);
 // From a detector file (model or training state).
 vlm_status vlm_owl_load(vlm_owl *o, const char *path, char **classnames, vlm_error *err);
 void vlm_owl_free(vlm_owl *o);

@@ -233,7 +233,7 @@ static void test_end_to_end(void) {
     snprintf(qf, sizeof qf, "%s/queries.txt", dir);
     CHECK(vlm_ckpt_save_model(clip, &m, vocab, 0, 0, &err) == VLM_OK, "save clip: %s", err.msg);
     vlm_owl o;
-    if (vlm_owl_from_clip(&o, clip, 64, 5, &err)) {
+    if (vlm_owl_from_clip(&o, clip, 64, 0, 5, &err)) {
         CHECK(0, "from_clip: %s", err.msg);
     } else {
         CHECK(vlm_owl_save(det, &o, "dog\nsneaker\nface", &err) == VLM_OK, "save: %s", err.msg);

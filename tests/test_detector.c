@@ -184,11 +184,11 @@ static void test_owl_file(void) {
     CHECK(vlm_ckpt_save_model(cpath, &m, vocab, 0, 0, &err) == VLM_OK, "save clip: %s", err.msg);
     CHECK(vlm_ckpt_save_model(bare, &m, NULL, 0, 0, &err) == VLM_OK, "save clip: %s", err.msg);
     vlm_owl o, o2;
-    CHECK(vlm_owl_from_clip(&o, bare, 64, 5, &err) != VLM_OK && strstr(err.msg, "tokenizer"),
+    CHECK(vlm_owl_from_clip(&o, bare, 64, 0, 5, &err) != VLM_OK && strstr(err.msg, "tokenizer"),
           "a CLIP without a tokenizer is refused: %s", err.msg);
-    CHECK(vlm_owl_from_clip(&o, cpath, 36, 5, &err) != VLM_OK && strstr(err.msg, "multiple"),
+    CHECK(vlm_owl_from_clip(&o, cpath, 36, 0, 5, &err) != VLM_OK && strstr(err.msg, "multiple"),
           "input size must be a multiple of the patch: %s", err.msg);
-    if (vlm_owl_from_clip(&o, cpath, 64, 5, &err)) {
+    if (vlm_owl_from_clip(&o, cpath, 64, 0, 5, &err)) {
         CHECK(0, "from_clip: %s", err.msg);
     } else {
         CHECK(o.det.grid == 8 && o.det.cfg.vit.image_size == 64, "grid %d", o.det.grid);
@@ -215,6 +215,37 @@ static void test_owl_file(void) {
             vlm_owl_free(&o2);
         }
         free(cn);
+        // A patch twice the CLIP's: on a 2x nearest-upsampled image the patch
+        // embeddings equal the CLIP's on the original.
+        vlm_owl o3;
+        if (vlm_owl_from_clip(&o3, cpath, 64, 16, 5, &err)) {
+            CHECK(0, "from_clip with patch 16: %s", err.msg);
+        } else {
+            CHECK(o3.det.grid == 4, "grid %d", o3.det.grid);
+            vlm_ctx c;
+            vlm_ctx_init(&c, 8u << 20, 0, &err);
+            c.grad_enabled = 0;
+            static float x[3 * 32 * 32], X[3 * 64 * 64];
+            vlm_rng r;
+            vlm_rng_init(&r, 11, 99, 0);
+            for (int k = 0; k < 3 * 32 * 32; k++) x[k] = vlm_rng_uniform(&r) * 2 - 1;
+            for (int ch = 0; ch < 3; ch++)
+                for (int y = 0; y < 64; y++)
+                    for (int xx = 0; xx < 64; xx++) X[(ch * 64 + y) * 64 + xx] = x[(ch * 32 + y / 2) * 32 + xx / 2];
+            int64_t s1[4] = {1, 3, 32, 32}, s2[4] = {1, 3, 64, 64};
+            vlm_tensor *a = vlm_op_patchify(&c, vlm_tensor_wrap(&c, VLM_F32, 4, s1, x, NULL),
+                                            vlm_params_get(&m.ps, vlm_params_find(&m.ps, "visual.conv1.weight")), NULL);
+            vlm_tensor *b = vlm_op_patchify(&c, vlm_tensor_wrap(&c, VLM_F32, 4, s2, X, NULL),
+                                            vlm_params_get(&o3.det.ps, o3.det.vit.conv1), NULL);
+            CHECK(a && b && vlm_numel(a) == vlm_numel(b), "patchify shapes");
+            if (a && b) CHECK(tu_rel_err(vlm_f32(b), vlm_f32(a), (long)vlm_numel(a), 1e-6) < 1e-5,
+                              "upsampled conv1 reproduces the CLIP's patch embeddings: %g",
+                              tu_rel_err(vlm_f32(b), vlm_f32(a), (long)vlm_numel(a), 1e-6));
+            vlm_ctx_free(&c);
+            vlm_owl_free(&o3);
+        }
+        CHECK(vlm_owl_from_clip(&o3, cpath, 64, 12, 5, &err) != VLM_OK && strstr(err.msg, "multiple"),
+              "patch must be a multiple of the CLIP's: %s", err.msg);
         // A CLIP file is not a detector file.
         CHECK(vlm_owl_load(&o2, cpath, NULL, &err) == VLM_ERR_FORMAT && strstr(err.msg, "detector"), "%s", err.msg);
         vlm_owl_free(&o);

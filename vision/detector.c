@@ -136,6 +136,24 @@ vlm_status vlm_detector_copy_from_clip(vlm_detector *d, const vlm_params *src, i
             n++;
             continue;
         }
+        if (i == d->vit.conv1 && st->ndim == 4 && dt->ndim == 4 && st->shape[0] == dt->shape[0] &&
+            st->shape[1] == dt->shape[1] && st->shape[2] != dt->shape[2]) {
+            // A larger patch from a smaller one: each source tap covers k x k
+            // pixels at 1/k^2 weight, so on an image upsampled k times
+            // (nearest) the patch embeddings are exactly the CLIP's.
+            int64_t p0 = st->shape[2], p1 = dt->shape[2], k = p1 / p0;
+            if (p1 % p0 || st->shape[3] != p0 || dt->shape[3] != p1)
+                return vlm_errorf(err, VLM_ERR_SHAPE, "detector: patch %lld is not a multiple of the CLIP's patch %lld",
+                                  (long long)p1, (long long)p0);
+            const float *sp = st->data;
+            float *dp = dt->data;
+            for (int64_t o = 0; o < dt->shape[0] * dt->shape[1]; o++)
+                for (int64_t y = 0; y < p1; y++)
+                    for (int64_t x = 0; x < p1; x++)
+                        dp[(o * p1 + y) * p1 + x] = sp[(o * p0 + y / k) * p0 + x / k] / (float)(k * k);
+            n++;
+            continue;
+        }
         if (vlm_numel(dt) != vlm_numel(st) || dt->ndim != st->ndim)
             return vlm_errorf(err, VLM_ERR_SHAPE, "detector: %s has %lld elements in the CLIP, %lld in the detector",
                               name, (long long)vlm_numel(st), (long long)vlm_numel(dt));

@@ -46,7 +46,9 @@ void vlm_detector_free(vlm_detector *d);
 void vlm_detector_init_weights(vlm_detector *d, uint64_t seed);
 // Copies the "visual.*" tensors of a CLIP's parameter store into the tower
 // (the positional embedding bilinearly resized when the grids differ, the
-// class position kept) and sets class_proj to visual.proj^T, so class
+// class position kept; a patch k times the CLIP's gets conv1 upsampled k x k
+// (nearest) / k^2, exact on k-times-upsampled images, so a 32 px / patch 4
+// CLIP reads 64 px images at patch 8 with the same 8 x 8 token grid) and sets class_proj to visual.proj^T, so class
 // embeddings start in the CLIP's joint space. *copied counts the tensors.
 vlm_status vlm_detector_copy_from_clip(vlm_detector *d, const vlm_params *clip_ps, int *copied, vlm_error *err);
 // Bilinear resize (align_corners = False, as F.interpolate) of a positional
