@@ -7,8 +7,11 @@
 # JSON line: the seen-class stats (val_*), the held-out stats (heldout_*) and
 # minutes (detection training time).
 #
-# usage: bench/detection.sh [--minutes M] [--clip CKPT] [--image-size S] [--batch-size B] [--seed S]
-#   --minutes M     detection training budget (default 40); the LR is a cosine over it
+# usage: bench/detection.sh [--minutes M] [--clip CKPT] [--image-size S] [--patch-size P] [--batch-size B]
+#                           [--lr LR] [--seed S]
+#   --minutes M     detection training budget (default 45); the LR is a cosine over it
+#   --image-size S, --patch-size P   detector input (default 64 px at patch 8: the tiny CLIP's
+#                   32 px / patch 4 tower reads full-resolution scenes with its own 8 x 8 grid)
 #   --clip CKPT     the CLIP to start from (default: pretrain the tiny emoji CLIP for
 #                   CLIP_MINUTES=30 first, as bench/emoji-zeroshot.sh does, unless
 #                   runs/emoji-zeroshot-30m/checkpoints/epoch_latest.safetensors exists)
@@ -16,15 +19,17 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-minutes=40 clip="" size=48 batch=32 seed=0
+minutes=45 clip="" size=64 patch=8 batch=32 lr=1e-3 seed=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
     --clip) clip=$2; shift 2 ;;
     --image-size) size=$2; shift 2 ;;
+    --patch-size) patch=$2; shift 2 ;;
+    --lr) lr=$2; shift 2 ;;
     --batch-size) batch=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "detection: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -51,6 +56,6 @@ fi
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 "$vlm" detect train --clip "$clip" --train-data "$scenes/train.json" --val-data "$scenes/val.json" \
-  --heldout-data "$scenes/heldout.json" --image-size "$size" --batch-size "$batch" --seed "$seed" \
-  --max-minutes "$minutes" --time-schedule --epochs 1000 --logs runs --name "detect-s$size" --json > "$out"
+  --heldout-data "$scenes/heldout.json" --image-size "$size" --patch-size "$patch" --batch-size "$batch" --lr "$lr" --seed "$seed" \
+  --max-minutes "$minutes" --time-schedule --epochs 1000 --logs runs --name "detect-s$size-p$patch" --json > "$out"
 tail -n 1 "$out"
