@@ -23,16 +23,7 @@ static void write_file(const char *path, const void *data, size_t n) {
 
 static void write_text(const char *path, const char *s) { write_file(path, s, strlen(s)); }
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    uint8_t *buf = NULL;
-    size_t cap = 0;
-    vlm_error err = {0};
-    if (vlm_file_read(path, &buf, &cap, n, 0, &err)) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
+static uint8_t *slurp(const char *path, size_t *n) { return (uint8_t *)tu_read_file(path, n); }
 
 // Solid-colour PNG whose colour encodes k.
 static void make_png(const char *path, int k, int w, int h) {

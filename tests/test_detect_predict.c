@@ -161,21 +161,6 @@ static void test_clipping(void) {
 }
 
 // ---------------------------------------------------------------- end to end
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
 
 // Runs the vlm binary with args; stdout and stderr to files in dir; returns
 // the exit status (-1 if it did not exit normally).
@@ -190,7 +175,7 @@ static int run_vlm(const char *dir, const char *args) {
 static int stderr_has(const char *dir, const char *needle) {
     char p[512];
     snprintf(p, sizeof p, "%s/stderr.txt", dir);
-    char *s = slurp(p);
+    char *s = tu_read_file(p, NULL);
     int ok = s && strstr(s, needle) != NULL;
     if (!ok) fprintf(stderr, "  (stderr was: %s)\n", s ? s : "(none)");
     free(s);
@@ -207,7 +192,7 @@ static void test_end_to_end(void) {
     vlm_error err;
     vlm_clip_cfg cc;
     vlm_clip m;
-    char *vocab = slurp(tu_src("tests/fixtures/zeroshot/vocab.txt"));
+    char *vocab = tu_read_file(tu_src("tests/fixtures/zeroshot/vocab.txt"), NULL);
     if (!vocab || vlm_clip_cfg_load(tu_src("../shared/reference/openai-clip/tiny.json"), &cc, &err) ||
         vlm_clip_init(&m, &cc, &err) ||
         vlm_clip_load_weights(&m, tu_src("../shared/reference/openai-clip/tiny.weights.safetensors"), &err)) {
@@ -291,7 +276,7 @@ static void test_end_to_end(void) {
             CHECK(i == 0 || d->score <= r.dets[i - 1].score, "sorted by score");
         }
         // stdout: 6 tab-separated lines, then the JSON line, matching the file
-        char *out = slurp(outp);
+        char *out = tu_read_file(outp, NULL);
         int lines = 0;
         char *last = NULL;
         for (char *p = out, *e; p && *p; p = e + 1) {
@@ -339,7 +324,7 @@ static void test_end_to_end(void) {
     snprintf(args, sizeof args, "--checkpoint %s --image %s --queries-file %s --templates photo --threshold 0 "
              "--max-det 4 --out %s --json", det, png, qf, vis);
     CHECK(run_vlm(dir, args) == 0, "queries file");
-    char *out = slurp(outp);
+    char *out = tu_read_file(outp, NULL);
     char *js = out ? strstr(out, "{\"image\"") : NULL;
     json_error_t je;
     json_t *j = js ? json_loads(js, JSON_DISABLE_EOF_CHECK, &je) : NULL;
@@ -367,7 +352,7 @@ static void test_end_to_end(void) {
     snprintf(args, sizeof args, "--checkpoint %s --image %s --query", det, png);
     CHECK(run_vlm(dir, args) == 1 && stderr_has(dir, "--query needs a value"), "dangling flag");
     CHECK(run_vlm(dir, "--help") == 0, "--help");
-    char *help = slurp(outp);
+    char *help = tu_read_file(outp, NULL);
     CHECK(help && strstr(help, "usage: vlm detect predict"), "usage on stdout");
     free(help);
 

@@ -147,18 +147,6 @@ static void test_decode(void) {
     CHECK(n == 1 && out[0].query == 1, "max_det and padded query allowed without mask");
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
-    if (b) b[n] = 0;
-    fclose(f);
-    return b;
-}
 
 // OpenAI's tiny CLIP (shared reference) + a small vocabulary -> a detector at
 // twice the CLIP's input size -> file -> load: same outputs, same queries.
@@ -166,7 +154,7 @@ static void test_owl_file(void) {
     vlm_error err;
     vlm_clip_cfg cc;
     vlm_clip m;
-    char *vocab = slurp(tu_src("tests/fixtures/zeroshot/vocab.txt"));
+    char *vocab = tu_read_file(tu_src("tests/fixtures/zeroshot/vocab.txt"), NULL);
     CHECK(vocab != NULL, "vocab fixture");
     if (!vocab || vlm_clip_cfg_load(tu_src("../shared/reference/openai-clip/tiny.json"), &cc, &err) ||
         vlm_clip_init(&m, &cc, &err) ||

@@ -15,16 +15,7 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n) {
     return h;
 }
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    uint8_t *buf = NULL;
-    size_t cap = 0;
-    vlm_error err = {0};
-    if (vlm_file_read(path, &buf, &cap, n, 0, &err)) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
+static uint8_t *slurp(const char *path, size_t *n) { return (uint8_t *)tu_read_file(path, n); }
 
 static void put32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;

@@ -3,6 +3,7 @@
 #ifndef VLM_TESTUTIL_H
 #define VLM_TESTUTIL_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 extern int tu_failures;
@@ -24,6 +25,8 @@ double tu_rel_err(const float *a, const float *b, long n, double floor);
 double tu_max_abs(const float *a, long n);
 // Prints a summary and returns the exit code.
 int tu_done(const char *name);
+// Whole file, NUL-terminated, malloc'd (NULL if unreadable); *n = its size (n may be NULL).
+char *tu_read_file(const char *path, size_t *n);
 // Path under the source tree (static buffer rotation of 4).
 const char *tu_src(const char *rel);
 
