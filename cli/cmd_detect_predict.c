@@ -237,7 +237,7 @@ int cmd_detect_predict(int argc, char **argv) {
         return cli_fail(CMD, &err);
     }
     int rc = 1, have_model = 0, have_ctx = 0, Q = 0, n_file = 0, nt = 0, n = 0;
-    int own_tmpl = o.templates && !vlm_templates_builtin(o.templates);
+    int own_tmpl = 0;
     char **file_q = NULL, **tmpl = NULL, *classnames = NULL;
     const char **queries = NULL;
     float *x = NULL, *qe = NULL;
@@ -257,17 +257,7 @@ int cmd_detect_predict(int argc, char **argv) {
     vlm_decode_opts dec;
     vlm_decode_opts_default(&dec);
     if (vlm_image_load(&img, o.image, &dec, &err)) goto fail;
-    if (o.templates) {
-        const vlm_template_set *ts = vlm_templates_builtin(o.templates);
-        if (ts) {
-            tmpl = (char **)ts->t;
-            nt = ts->n;
-        } else if (vlm_templates_load(o.templates, &tmpl, &nt, &err)) {
-            tmpl = NULL;
-            own_tmpl = 0;
-            goto fail;
-        }
-    }
+    if (o.templates && vlm_templates_resolve(o.templates, &tmpl, &nt, &own_tmpl, &err)) goto fail;
     if (o.queries_file && vlm_lines_load(o.queries_file, &file_q, &n_file, &err)) {
         file_q = NULL, n_file = 0;
         goto fail;

@@ -344,18 +344,8 @@ int cmd_detect_train(int argc, char **argv) {
     vlm_ctx c;
     int have_ctx = 0;
     FILE *mf = NULL;
-    int own_tmpl = o.templates && !vlm_templates_builtin(o.templates);
-    // templates
-    if (o.templates) {
-        const vlm_template_set *ts = vlm_templates_builtin(o.templates);
-        if (ts) {
-            tmpl = (char **)ts->t;
-            nt = ts->n;
-        } else if (vlm_templates_load(o.templates, &tmpl, &nt, &err)) {
-            tmpl = NULL;
-            goto fail;
-        }
-    }
+    int own_tmpl = 0;
+    if (o.templates && vlm_templates_resolve(o.templates, &tmpl, &nt, &own_tmpl, &err)) goto fail;
     if (o.eval_only) {
         if (vlm_owl_load(&m, o.checkpoint, NULL, &err)) goto fail;
         have_model = 1;

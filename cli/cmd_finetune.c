@@ -477,19 +477,7 @@ int cmd_finetune(int argc, char **argv) {
     if (o.zeroshot_init) {
         if (!merges) { vlm_errorf(&err, VLM_ERR_FORMAT, "%s: checkpoint carries no tokenizer", o.checkpoint); goto fail; }
         if (!cls_names) { vlm_errorf(&err, VLM_ERR_ARG, "--zeroshot-init needs class names (--classnames FILE)"); goto fail; }
-        const vlm_template_set *tset = vlm_templates_builtin(o.templates);
-        if (tset) {
-            tmpl = (char **)tset->t;
-            T = tset->n;
-        } else {
-            if (!cli_file_exists(o.templates)) {
-                vlm_errorf(&err, VLM_ERR_ARG, "--templates: '%s' is neither a built-in set (%s) nor a file", o.templates,
-                           vlm_templates_builtin_names());
-                goto fail;
-            }
-            if (vlm_templates_load(o.templates, &tmpl, &T, &err)) goto fail;
-            own_tmpl = 1;
-        }
+        if (vlm_templates_resolve(o.templates, &tmpl, &T, &own_tmpl, &err)) goto fail;
         vlm_tokenizer tok;
         if (cli_tokenizer_from_text(&tok, merges, &err)) goto fail;
         const int E = clip.cfg.embed_dim;

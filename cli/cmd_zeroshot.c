@@ -81,19 +81,7 @@ int cmd_zeroshot(int argc, char **argv) {
         if (!merges) { vlm_errorf(&err, VLM_ERR_FORMAT, "%s: checkpoint carries no tokenizer", ckpt); goto fail; }
         if (cli_tokenizer_from_text(&tok, merges, &err)) goto fail;
         have_tok = 1;
-        const vlm_template_set *ts = vlm_templates_builtin(templates);
-        if (ts) {
-            tmpl = (char **)ts->t;
-            T = ts->n;
-        } else {
-            if (!cli_file_exists(templates)) {
-                vlm_errorf(&err, VLM_ERR_ARG, "--templates: '%s' is neither a built-in set (%s) nor a file", templates,
-                           vlm_templates_builtin_names());
-                goto fail;
-            }
-            if (vlm_templates_load(templates, &tmpl, &T, &err)) goto fail;
-            own_t = 1;
-        }
+        if (vlm_templates_resolve(templates, &tmpl, &T, &own_t, &err)) goto fail;
         W = malloc(sizeof(float) * (size_t)C * E);
         if (vlm_zeroshot_classifier(&m, &tok, (const char *const *)classes, C, (const char *const *)tmpl, T, W, &err)) goto fail;
     }

@@ -55,6 +55,26 @@ static vlm_status read_lines(const char *path, char ***out, int *n, int skip_bla
 
 vlm_status vlm_lines_load(const char *path, char ***lines, int *n, vlm_error *err) { return read_lines(path, lines, n, 0, err); }
 
+vlm_status vlm_templates_resolve(const char *name_or_file, char ***templates, int *n, int *owned, vlm_error *err) {
+    *templates = NULL;
+    *n = 0;
+    *owned = 0;
+    const vlm_template_set *ts = vlm_templates_builtin(name_or_file);
+    if (ts) {
+        *templates = (char **)ts->t;
+        *n = ts->n;
+        return VLM_OK;
+    }
+    FILE *f = fopen(name_or_file, "r");
+    if (!f)
+        return vlm_errorf(err, VLM_ERR_ARG, "--templates: '%s' is neither a built-in set (%s) nor a readable file",
+                          name_or_file, vlm_templates_builtin_names());
+    fclose(f);
+    vlm_status st = vlm_templates_load(name_or_file, templates, n, err);
+    if (!st) *owned = 1;
+    return st;
+}
+
 vlm_status vlm_templates_load(const char *path, char ***templates, int *n, vlm_error *err) {
     vlm_status st = read_lines(path, templates, n, 1, err);
     if (st) return st;

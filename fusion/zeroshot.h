@@ -19,6 +19,10 @@ const char *vlm_templates_builtin_names(void);
 // A file with one template per line, each containing "{}" (blank lines skipped).
 vlm_status vlm_templates_load(const char *path, char ***templates, int *n, vlm_error *err);
 void vlm_strlist_free(char **list, int n);
+// --templates NAME|FILE: a built-in set (*owned = 0; do not free) or a file
+// (*owned = 1: free with vlm_strlist_free). A name that is neither is an
+// error listing the built-in sets.
+vlm_status vlm_templates_resolve(const char *name_or_file, char ***templates, int *n, int *owned, vlm_error *err);
 // One string per line (trailing CR/LF stripped; blank lines are errors for class names).
 vlm_status vlm_lines_load(const char *path, char ***lines, int *n, vlm_error *err);
 
