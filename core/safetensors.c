@@ -1,6 +1,7 @@
 // safetensors reader (validating) and atomic writer. The JSON header is parsed
 // with jansson; every offset, shape and size is checked before use.
 #include "core/safetensors.h"
+#include "core/fs.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -306,18 +307,5 @@ vlm_status vlm_st_write(const char *path, const vlm_st_tensor *t, int n, const c
         return vlm_errorf(err, VLM_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
     }
     close(fd);
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return vlm_errorf(err, VLM_ERR_IO, "%s: rename failed: %s", path, strerror(e));
-    }
-    // fsync the directory so the rename itself is durable.
-    char dirbuf[4096];
-    snprintf(dirbuf, sizeof dirbuf, "%s", path);
-    int dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return VLM_OK;
+    return vlm_fs_commit(tmp, path, err);
 }

@@ -1,6 +1,7 @@
 // COCO ground-truth and results JSON: reading with validation, building in
 // code, and atomic writing (see coco.h).
 #include "data/coco.h"
+#include "core/fs.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -259,19 +260,7 @@ static vlm_status dump_atomic(json_t *root, const char *path, vlm_error *err) {
         unlink(tmp);
         return vlm_errorf(err, VLM_ERR_IO, "%s: write failed: %s", tmp, strerror(e ? e : errno));
     }
-    if (rename(tmp, path)) {
-        e = errno;
-        unlink(tmp);
-        return vlm_errorf(err, VLM_ERR_IO, "%s: rename failed: %s", path, strerror(e));
-    }
-    char dirbuf[4096];
-    snprintf(dirbuf, sizeof dirbuf, "%s", path);
-    int dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return VLM_OK;
+    return vlm_fs_commit(tmp, path, err);
 }
 
 // ------------------------------------------------------------ ground truth
