@@ -42,10 +42,10 @@ static void split_free(det_split *d) {
 
 static vlm_status split_load(det_split *d, const char *json, int64_t limit, vlm_error *err) {
     memset(d, 0, sizeof *d);
-    vlm_status st = vlm_detset_load(&d->ds, json, NULL, err);
+    vlm_status st = vlm_coco_gt_load(&d->gt, json, err);
     if (st) return st;
-    if ((st = vlm_coco_gt_load(&d->gt, json, err))) {
-        vlm_detset_free(&d->ds);
+    if ((st = vlm_detset_from_gt(&d->ds, &d->gt, json, NULL, err))) {
+        vlm_coco_gt_free(&d->gt);
         return st;
     }
     d->loaded = 1;

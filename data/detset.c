@@ -183,8 +183,15 @@ vlm_status vlm_detset_load(vlm_detset *ds, const char *gt_json, const char *imag
     vlm_coco_gt gt;
     vlm_status st = vlm_coco_gt_load(&gt, gt_json, err);
     if (st) return st;
-    st = convert(ds, gt_json, &gt, err);
+    st = vlm_detset_from_gt(ds, &gt, gt_json, image_dir, err);
     vlm_coco_gt_free(&gt);
+    return st;
+}
+
+vlm_status vlm_detset_from_gt(vlm_detset *ds, const vlm_coco_gt *gt, const char *gt_json, const char *image_dir,
+                              vlm_error *err) {
+    memset(ds, 0, sizeof *ds);
+    vlm_status st = convert(ds, gt_json, gt, err);
     if (st) {
         vlm_detset_free(ds);
         return st;

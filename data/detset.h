@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include "core/error.h"
 #include "core/rng.h"
+#include "data/coco.h"
 #include "data/image.h"
 #include "data/transform.h"
 
@@ -44,6 +45,10 @@ typedef struct {
 // NULL = the JSON's folder) into RGB. Crowd and empty boxes are skipped
 // (counted); images without boxes are kept. Errors name the file and entry.
 vlm_status vlm_detset_load(vlm_detset *ds, const char *gt_json, const char *image_dir, vlm_error *err);
+// The same from ground truth already loaded from gt_json (callers that also
+// evaluate against it read the file once); gt is not kept.
+vlm_status vlm_detset_from_gt(vlm_detset *ds, const vlm_coco_gt *gt, const char *gt_json, const char *image_dir,
+                              vlm_error *err);
 void vlm_detset_free(vlm_detset *ds);
 // The image as a vlm_image view (no copy; do not free or decode into it).
 void vlm_detset_image(const vlm_detset *ds, int64_t i, vlm_image *view);
