@@ -320,7 +320,7 @@ int cmd_detect_predict(int argc, char **argv) {
         cli_fail(CMD, &c.err);
         goto done;
     }
-    int nd = vlm_detector_decode(vlm_f32(out.logits), vlm_f32(out.boxes), N, Q, NULL, P, P, (int)o.max_det, 1, det);
+    int nd = vlm_detector_decode(vlm_f32(out.logits), vlm_f32(out.boxes), N, Q, NULL, P, P, (int)o.max_det, 1, m.det.cfg.nms_iou, det);
     if (nd < 0) goto oom;
     // threshold (decode sorts by score), then clip to the image; a box wholly
     // in the padding has nothing left

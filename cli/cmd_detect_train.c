@@ -100,7 +100,7 @@ static vlm_status evaluate(vlm_owl *o, const det_split *d, const char *const *te
         for (int b = 0; b < nb && !st; b++) {
             int64_t i = i0 + b;
             int n = vlm_detector_decode(vlm_f32(out.logits) + (size_t)b * N * Q, vlm_f32(out.boxes) + (size_t)b * N * 4,
-                                        N, Q, NULL, ds->width[i], ds->height[i], max_det, 0, bx);
+                                        N, Q, NULL, ds->width[i], ds->height[i], max_det, 0, o->det.cfg.nms_iou, bx);
             if (n < 0) st = vlm_errorf(err, VLM_ERR_OOM, "detect eval: out of memory");
             for (int k = 0; k < n && !st; k++) {
                 double box[4] = {bx[k].x, bx[k].y, bx[k].w, bx[k].h};
@@ -183,6 +183,10 @@ static const char *usage =
     "  --wd WD (0.05)  --warmup STEPS (200)  --grad-clip-norm N (1.0)  --seed S (0)\n"
     "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)\n"
     "  --loss-weights C,L1,GIOU (2,5,2)  --focal-alpha A (0.3)  --focal-gamma G (2)\n"
+    "  --one-to-many K (1)      each GT box is matched to K tokens (H-DETR's one-to-many branch): more\n"
+    "                           positives per step; needs NMS at inference\n"
+    "  --nms IOU                per-class NMS of the decoded boxes, stored in the detector (default 0.5\n"
+    "                           with --one-to-many > 1, else 0 = none); with --eval-only it overrides\n"
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (500)  --log-every N (20)  --resume latest|FILE\n"
     "  --max-det N (100)  --eval-only --checkpoint DETECTOR  --json (end with one JSON line of COCO stats)\n";
@@ -190,8 +194,8 @@ static const char *usage =
 typedef struct {
     const char *clip, *train, *val, *heldout, *logs, *name, *resume, *templates, *checkpoint;
     long long image_size, patch_size, batch, epochs, warmup, seed, max_steps, save_every, log_every, train_limit, val_limit,
-        max_det;
-    double lr, tower_scale, wd, clip_norm, max_minutes, hflip, alpha, gamma, w[3], scale[2];
+        max_det, one_to_many;
+    double nms, lr, tower_scale, wd, clip_norm, max_minutes, hflip, alpha, gamma, w[3], scale[2];
     int lock_image, time_sched, json, eval_only;
 } opts;
 
@@ -202,6 +206,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     o->lr = 3e-4, o->tower_scale = 0.3, o->wd = 0.05, o->clip_norm = 1.0, o->hflip = 0.5, o->alpha = 0.3,
     o->gamma = 2;
     o->w[0] = 2, o->w[1] = 5, o->w[2] = 2;
+    o->one_to_many = 1, o->nms = -1;
     o->scale[0] = 0.5, o->scale[1] = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -216,7 +221,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         INT("--warmup", warmup, 0, 1LL << 40) INT("--seed", seed, 0, INT64_MAX) INT("--max-steps", max_steps, 1, 1LL << 40)
         INT("--save-every-steps", save_every, 1, 1LL << 40) INT("--log-every", log_every, 1, 1 << 30)
         INT("--train-limit", train_limit, 1, 1 << 30) INT("--val-limit", val_limit, 1, 1 << 30)
-        INT("--max-det", max_det, 1, 100000)
+        INT("--max-det", max_det, 1, 100000) INT("--one-to-many", one_to_many, 1, 64) FLT("--nms", nms, 0, 1)
         FLT("--lr", lr, 0, 10) FLT("--tower-lr-scale", tower_scale, 0, 100) FLT("--wd", wd, 0, 10)
         FLT("--grad-clip-norm", clip_norm, 0, 1e9) FLT("--max-minutes", max_minutes, 0, 1e7) FLT("--hflip", hflip, 0, 1)
         FLT("--focal-alpha", alpha, 0, 1) FLT("--focal-gamma", gamma, 0, 10)
@@ -349,6 +354,7 @@ int cmd_detect_train(int argc, char **argv) {
     if (o.eval_only) {
         if (vlm_owl_load(&m, o.checkpoint, NULL, &err)) goto fail;
         have_model = 1;
+        if (o.nms >= 0) m.det.cfg.nms_iou = (float)o.nms;
         if ((o.val && split_load(&va, o.val, o.val_limit, &err)) ||
             (o.heldout && split_load(&ho, o.heldout, o.val_limit, &err)))
             goto fail;
@@ -371,6 +377,7 @@ int cmd_detect_train(int argc, char **argv) {
         goto fail;
     }
     have_model = 1;
+    m.det.cfg.nms_iou = (float)(o.nms >= 0 ? o.nms : o.one_to_many > 1 ? 0.5 : 0);
     const int S = m.det.cfg.vit.image_size, N = m.det.grid * m.det.grid, E = m.det.cfg.embed_dim;
     if (split_load(&tr, o.train, o.train_limit, &err) || (o.val && split_load(&va, o.val, o.val_limit, &err)) ||
         (o.heldout && split_load(&ho, o.heldout, o.val_limit, &err)))
@@ -423,9 +430,9 @@ int cmd_detect_train(int argc, char **argv) {
         snprintf(args_json, an,
                  "{\"image_size\": %d, \"batch_size\": %d, \"lr\": %g, \"tower_lr_scale\": %g, \"wd\": %g, \"warmup\": "
                  "%lld, \"epochs\": %lld, \"seed\": %lld, \"hflip\": %g, \"loss_weights\": [%g, %g, %g], "
-                 "\"focal_alpha\": %g, \"focal_gamma\": %g, \"max_minutes\": %g}",
+                 "\"focal_alpha\": %g, \"focal_gamma\": %g, \"one_to_many\": %lld, \"nms_iou\": %g, \"max_minutes\": %g}",
                  S, B, o.lr, o.tower_scale, o.wd, o.warmup, o.epochs, o.seed, o.hflip, o.w[0], o.w[1], o.w[2], o.alpha,
-                 o.gamma, o.max_minutes);
+                 o.gamma, o.one_to_many, (double)m.det.cfg.nms_iou, o.max_minutes);
     }
     // buffers
     if (tr.ds.max_boxes > N) {
@@ -451,6 +458,7 @@ int cmd_detect_train(int argc, char **argv) {
     vlm_det_cfg_default(&dcfg);
     dcfg.loss_class = (float)o.w[0], dcfg.loss_bbox = (float)o.w[1], dcfg.loss_giou = (float)o.w[2];
     dcfg.focal_alpha = (float)o.alpha, dcfg.focal_gamma = (float)o.gamma;
+    dcfg.one_to_many = (int)o.one_to_many;
     const int64_t steps_per_epoch = (tr.n + B - 1) / B;
     int64_t total = o.max_steps ? o.max_steps : steps_per_epoch * o.epochs;
     vlm_sched sched = {VLM_SCHED_COSINE, (float)o.lr, o.warmup, total, 0, 1, 0};

@@ -30,6 +30,8 @@ enum {
 // both in the source cut and after resampling; weaker pixels are not drawn,
 // so the drawn pixels and the box agree exactly.
 #define ALPHA_MIN 64
+// A Fashion-MNIST pixel is part of the item when its gray value is >= this.
+#define FM_INK 16
 #define MAX_ATTEMPTS 30
 #define MAX_OBJECTS 64
 
@@ -64,7 +66,7 @@ void vlm_scenes_opts_default(vlm_scenes_opts *o) {
     o->max_iou = 0.3f;
     o->min_visible = 0.7f;
     o->background = VLM_SCENES_BG_MIXED;
-    o->emoji_split = VLM_SCENES_EMOJI_VENDOR;
+    o->emoji_split = VLM_SCENES_EMOJI_SHARED;
 }
 
 vlm_status vlm_scenes_parse_sizes(const char *s, vlm_scenes_opts *o, vlm_error *err) {
@@ -723,12 +725,15 @@ static vlm_status load_cut(const sc_ctx *c, scene_ws *w, const sc_class *k, int 
     if (st) return st;
     const uint8_t *px = w->smp.data;
     int W = w->smp.raw_w, H = w->smp.raw_h, C = w->smp.raw_c;
-    // alpha = min(255, 4 v): the black background is transparent, faint
-    // pixels partly so, v >= 64 opaque; colour = the gray value.
+    // The item is its silhouette: v >= FM_INK is opaque (colour = the gray
+    // value, dark cloth stays dark), the black background transparent. A
+    // ramped alpha (faint pixels half-transparent) made the box edges
+    // invisible: the box counted pixels that were drawn at 25% alpha in
+    // near-black, so no model could see where an item ended.
     int x0 = W, y0 = H, x1 = -1, y1 = -1;
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++)
-            if (4 * px[((size_t)y * W + x) * C] >= ALPHA_MIN) {
+            if (px[((size_t)y * W + x) * C] >= FM_INK) {
                 if (x < x0) x0 = x;
                 if (x > x1) x1 = x;
                 if (y < y0) y0 = y;
@@ -744,7 +749,7 @@ static vlm_status load_cut(const sc_ctx *c, scene_ws *w, const sc_class *k, int 
     for (int y = 0; y < *ch; y++)
         for (int x = 0; x < *cw; x++) {
             int v = px[((size_t)(y0 + y) * W + x0 + x) * C];
-            float a = (4 * v > 255 ? 255 : 4 * v) / 255.0f, g = v / 255.0f * a;
+            float a = v >= FM_INK ? 1.0f : 0.0f, g = v / 255.0f * a;
             float *d = w->cut + ((size_t)y * *cw + x) * 4;
             d[0] = d[1] = d[2] = g;
             d[3] = a;

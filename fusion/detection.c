@@ -17,8 +17,8 @@ static const char *act_name(vlm_act a) {
 
 static char *det_cfg_json(const vlm_detector_cfg *c) {
     const vlm_vit_cfg *v = &c->vit;
-    json_t *o = json_pack("{s:s, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s}}", "format", "vlm-detector",
-                          "embed_dim", c->embed_dim, "vision_cfg", "image_size", v->image_size, "patch_size",
+    json_t *o = json_pack("{s:s, s:i, s:f, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s}}", "format", "vlm-detector",
+                          "embed_dim", c->embed_dim, "nms_iou", (double)c->nms_iou, "vision_cfg", "image_size", v->image_size, "patch_size",
                           v->patch_size, "width", v->width, "layers", v->layers, "heads", v->heads, "mlp_width",
                           v->mlp_width, "output_dim", v->output_dim, "act", act_name(v->act));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -31,8 +31,9 @@ static vlm_status det_cfg_parse(const char *text, const char *path, vlm_detector
     json_error_t je;
     json_t *o = json_loads(text, 0, &je);
     const char *act = "gelu";
-    int ok = o && !json_unpack(o, "{s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s?s}}", "embed_dim", &c->embed_dim,
-                                "vision_cfg", "image_size", &c->vit.image_size, "patch_size", &c->vit.patch_size,
+    double nms = 0;
+    int ok = o && !json_unpack(o, "{s:i, s?F, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s?s}}", "embed_dim", &c->embed_dim,
+                                "nms_iou", &nms, "vision_cfg", "image_size", &c->vit.image_size, "patch_size", &c->vit.patch_size,
                                 "width", &c->vit.width, "layers", &c->vit.layers, "heads", &c->vit.heads, "mlp_width",
                                 &c->vit.mlp_width, "output_dim", &c->vit.output_dim, "act", &act);
     if (ok) {
@@ -42,7 +43,8 @@ static vlm_status det_cfg_parse(const char *text, const char *path, vlm_detector
         else ok = 0;
     }
     json_decref(o);
-    if (!ok) return vlm_errorf(err, VLM_ERR_FORMAT, "%s: detector config malformed", path);
+    c->nms_iou = (float)nms;
+    if (!ok || !(nms >= 0 && nms <= 1)) return vlm_errorf(err, VLM_ERR_FORMAT, "%s: detector config malformed", path);
     if (c->vit.image_size <= 0 || c->vit.patch_size <= 0 || c->vit.width <= 0 || c->vit.layers <= 0 ||
         c->vit.heads <= 0 || c->vit.width % c->vit.heads || c->embed_dim <= 0 || c->vit.image_size > 4096 ||
         c->vit.width > 16384 || c->vit.layers > 256)
@@ -62,7 +64,7 @@ vlm_status vlm_owl_from_clip(vlm_owl *o, const char *clip_path, int image_size, 
     memset(o, 0, sizeof *o);
     vlm_status st = vlm_ckpt_load_model(clip_path, &o->clip, &o->tokenizer_text, err);
     if (st) return st;
-    vlm_detector_cfg dc = {o->clip.cfg.vision, o->clip.cfg.embed_dim};
+    vlm_detector_cfg dc = {o->clip.cfg.vision, o->clip.cfg.embed_dim, 0};
     if (image_size > 0) dc.vit.image_size = image_size;
     if (patch_size > 0 && patch_size % dc.vit.patch_size) {
         st = vlm_errorf(err, VLM_ERR_ARG, "detector: patch size %d is not a multiple of the CLIP's patch size %d",

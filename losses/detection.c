@@ -15,6 +15,7 @@ void vlm_det_cfg_default(vlm_det_cfg *cfg) {
     cfg->loss_giou = 2.0f;
     cfg->focal_alpha = 0.3f;
     cfg->focal_gamma = 2.0f;
+    cfg->one_to_many = 1;
 }
 
 // ---- Hungarian assignment ------------------------------------------------------
@@ -492,6 +493,33 @@ vlm_tensor *vlm_loss_detection(vlm_ctx *c, vlm_tensor *logits, vlm_tensor *boxes
                                     (long long)b, j, q);
         }
         K += t->n;
+    }
+    if (cfg->one_to_many < 1)
+        return vlm_ctx_fail(c, VLM_ERR_ARG, "detection loss: one_to_many %d (want >= 1)", cfg->one_to_many);
+    if (cfg->one_to_many > 1 && K > 0) {
+        // Each image's GT repeated r = min(k, N / n) times: the matching below
+        // then gives each box r distinct tokens.
+        vlm_det_target *rep = vlm_arena_alloc(&c->arena, sizeof(vlm_det_target) * (size_t)B);
+        if (!rep) return vlm_ctx_fail(c, VLM_ERR_OOM, "detection loss: arena out of memory");
+        K = 0;
+        for (int64_t b = 0; b < B; b++) {
+            const vlm_det_target *t = &targets[b];
+            int r = t->n ? (int)(N / t->n) : 1;
+            if (r > cfg->one_to_many) r = cfg->one_to_many;
+            rep[b].n = t->n * r;
+            float *bx = rep[b].n ? vlm_arena_alloc(&c->arena, sizeof(float) * 4 * (size_t)rep[b].n) : NULL;
+            int32_t *qy = rep[b].n ? vlm_arena_alloc(&c->arena, sizeof(int32_t) * (size_t)rep[b].n) : NULL;
+            if (rep[b].n && (!bx || !qy)) return vlm_ctx_fail(c, VLM_ERR_OOM, "detection loss: arena out of memory");
+            for (int j = 0; j < t->n; j++)
+                for (int k = 0; k < r; k++) {
+                    memcpy(bx + 4 * (j * r + k), t->boxes + 4 * j, 4 * sizeof(float));
+                    qy[j * r + k] = t->query[j];
+                }
+            rep[b].boxes = bx;
+            rep[b].query = qy;
+            K += rep[b].n;
+        }
+        targets = rep;
     }
     logits = vlm_ensure_contig(c, logits);
     boxes = vlm_ensure_contig(c, boxes);

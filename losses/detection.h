@@ -17,6 +17,12 @@ typedef struct {
     float cost_class, cost_bbox, cost_giou; // matching weights: 2, 5, 2 (DETR / Deformable DETR)
     float loss_class, loss_bbox, loss_giou; // loss weights: 2, 5, 2 (Deformable DETR; OWL-ViT uses 1, 1, 1)
     float focal_alpha, focal_gamma;         // 0.3, 2 (OWL-ViT)
+    // One-to-many matching (H-DETR's hybrid branch): each GT box enters the
+    // Hungarian matching this many times, so up to that many tokens learn it
+    // (capped per image at N / n boxes); the normaliser counts the copies.
+    // 1 = one-to-one (DETR / OWL-ViT; no NMS needed at inference); > 1 trains
+    // more tokens per step and needs NMS (vlm_detector_cfg.nms_iou).
+    int one_to_many;
 } vlm_det_cfg;
 
 void vlm_det_cfg_default(vlm_det_cfg *cfg);

@@ -590,6 +590,60 @@ static void test_reference(void) {
     CHECK(e2 < 2e-6 && e2g < 1e-5, "focal (a 0.25, g 1.5) vs PyTorch: value %.2e grad %.2e", e2, e2g);
 }
 
+// One-to-many: the loss equals the one-to-one loss on targets repeated
+// min(k, N / n) times per image, and each GT box gets that many distinct tokens.
+static void test_one_to_many(void) {
+    enum { B = 2, N = 6, Q = 3 };
+    float logits[B * N * Q], boxes[B * N * 4];
+    vlm_rng rng;
+    vlm_rng_init(&rng, 5, 2, 0);
+    for (int i = 0; i < B * N * Q; i++) logits[i] = urand(&rng, -3, 1);
+    for (int i = 0; i < B * N; i++) {
+        boxes[4 * i] = urand(&rng, .2f, .8f), boxes[4 * i + 1] = urand(&rng, .2f, .8f);
+        boxes[4 * i + 2] = urand(&rng, .1f, .4f), boxes[4 * i + 3] = urand(&rng, .1f, .4f);
+    }
+    float g0[8] = {.3f, .3f, .2f, .2f, .7f, .6f, .3f, .2f}, g1[12] = {.5f, .5f, .3f, .3f, .2f, .7f, .1f, .2f, .8f, .2f, .2f, .1f};
+    int32_t q0[2] = {0, 2}, q1[3] = {1, 1, 0};
+    vlm_det_target tg[B] = {{2, g0, q0}, {3, g1, q1}};
+    // k = 3: image 0 repeats 3x (6 <= N), image 1 is capped at N / 3 = 2x
+    float r0[24], r1[24];
+    int32_t rq0[6], rq1[6];
+    for (int j = 0; j < 2; j++)
+        for (int k = 0; k < 3; k++) memcpy(r0 + 4 * (3 * j + k), g0 + 4 * j, 16), rq0[3 * j + k] = q0[j];
+    for (int j = 0; j < 3; j++)
+        for (int k = 0; k < 2; k++) memcpy(r1 + 4 * (2 * j + k), g1 + 4 * j, 16), rq1[2 * j + k] = q1[j];
+    vlm_det_target rt[B] = {{6, r0, rq0}, {6, r1, rq1}};
+    int64_t sl[3] = {B, N, Q}, sb[3] = {B, N, 4};
+    vlm_det_cfg cfg;
+    vlm_det_cfg_default(&cfg);
+    vlm_det_stats s1, s3;
+    vlm_ctx_reset(&C);
+    C.grad_enabled = 0;
+    vlm_tensor *L = vlm_tensor_wrap(&C, VLM_F32, 3, sl, logits, NULL), *Bx = vlm_tensor_wrap(&C, VLM_F32, 3, sb, boxes, NULL);
+    vlm_tensor *y1 = vlm_loss_detection(&C, L, Bx, NULL, rt, &cfg, &s1);
+    cfg.one_to_many = 3;
+    vlm_tensor *y3 = vlm_loss_detection(&C, L, Bx, NULL, tg, &cfg, &s3);
+    CHECK(y1 && y3, "one-to-many loss: %s", C.err.msg);
+    if (y1 && y3) {
+        CHECK(s3.num_boxes == 12 && s1.num_boxes == 12, "one-to-many: %d boxes (want 12)", s3.num_boxes);
+        CHECK(vlm_f32(y1)[0] == vlm_f32(y3)[0] && s1.focal == s3.focal && s1.giou == s3.giou,
+              "one-to-many %.9g != repeated targets %.9g", vlm_f32(y3)[0], vlm_f32(y1)[0]);
+        CHECK(vlm_f32(y3)[0] > 0, "one-to-many loss positive");
+    }
+    // distinct tokens: the repeated matching of image 0 uses 6 different tokens
+    int32_t m[6];
+    vlm_error err;
+    cfg.one_to_many = 1;
+    CHECK(vlm_det_match(logits, boxes, N, Q, &rt[0], &cfg, m, NULL, &err) == VLM_OK, "match: %s", err.msg);
+    int seen = 0;
+    for (int j = 0; j < 6; j++) seen |= 1 << m[j];
+    CHECK(seen == 63, "repeated boxes take distinct tokens (mask %x)", seen);
+    cfg.one_to_many = 0;
+    vlm_ctx_reset(&C);
+    L = vlm_tensor_wrap(&C, VLM_F32, 3, sl, logits, NULL), Bx = vlm_tensor_wrap(&C, VLM_F32, 3, sb, boxes, NULL);
+    CHECK(!vlm_loss_detection(&C, L, Bx, NULL, tg, &cfg, NULL) && C.status == VLM_ERR_ARG, "one_to_many 0 rejected");
+}
+
 int main(void) {
     vlm_error err;
     if (vlm_ctx_init(&C, 1 << 20, 1, &err)) return 1;
@@ -597,6 +651,7 @@ int main(void) {
     test_boxes();
     test_gradients();
     test_bad_inputs();
+    test_one_to_many();
     test_reference();
     vlm_ctx_free(&C);
     return tu_done("test_detection_loss");

@@ -137,14 +137,31 @@ static void test_decode(void) {
     const float logits[4] = {0.0f, 5.0f, 2.0f, 1.0f};
     const float boxes[8] = {.5f, .5f, .2f, .4f, .25f, .25f, .5f, .5f};
     const uint8_t valid[2] = {1, 0};
-    vlm_det_box out[4];
-    int n = vlm_detector_decode(logits, boxes, 2, 2, valid, 100, 50, 10, 0, out);
+    vlm_det_box out[8];
+    int n = vlm_detector_decode(logits, boxes, 2, 2, valid, 100, 50, 10, 0, 0, out);
     CHECK(n == 2, "decode count %d", n);
     CHECK(out[0].query == 0 && fabsf(out[0].score - 1 / (1 + expf(-2))) < 1e-6f, "best first");
     CHECK(fabsf(out[0].x - 0) < 1e-4f && fabsf(out[0].w - 50) < 1e-4f && fabsf(out[0].h - 25) < 1e-4f, "pixels");
     CHECK(fabsf(out[1].x - 40) < 1e-4f && fabsf(out[1].y - 15) < 1e-4f, "xywh of token 0");
-    n = vlm_detector_decode(logits, boxes, 2, 2, NULL, 100, 50, 1, 0, out);
+    n = vlm_detector_decode(logits, boxes, 2, 2, NULL, 100, 50, 1, 0, 0, out);
     CHECK(n == 1 && out[0].query == 1, "max_det and padded query allowed without mask");
+    // NMS: 3 tokens x 2 queries. Tokens 0 and 1 overlap (IoU 0.6), token 2 is apart.
+    const float l3[6] = {3.0f, -1.0f, 2.0f, 1.5f, 1.0f, -2.0f};
+    const float b3[12] = {.30f, .5f, .2f, .2f, .34f, .5f, .2f, .2f, .8f, .8f, .1f, .1f};
+    n = vlm_detector_decode(l3, b3, 3, 2, NULL, 100, 100, 10, 0, 0.5f, out);
+    // query 0: token 0 (3.0) keeps, token 1 (2.0) suppressed (IoU .6 > .5), token 2 (1.0) kept;
+    // query 1: token 1 (1.5) kept, token 0 (-1) suppressed by it, token 2 (-2) kept
+    CHECK(n == 4, "nms count %d", n);
+    if (n == 4) {
+        CHECK(out[0].query == 0 && out[0].score > 0.95f, "nms: best first");
+        CHECK(out[1].query == 1 && fabsf(out[1].x - 24) < 1e-4f, "nms: token 1 kept for query 1 (%g)", out[1].x);
+        CHECK(out[2].query == 0 && fabsf(out[2].x - 75) < 1e-4f, "nms: token 2 kept for query 0");
+        CHECK(out[3].query == 1 && fabsf(out[3].x - 75) < 1e-4f, "nms: token 2 kept for query 1");
+    }
+    n = vlm_detector_decode(l3, b3, 3, 2, NULL, 100, 100, 10, 0, 0.7f, out);
+    CHECK(n == 6, "nms at 0.7 keeps the IoU-0.6 pair: %d", n);
+    n = vlm_detector_decode(l3, b3, 3, 2, NULL, 100, 100, 2, 0, 0.5f, out);
+    CHECK(n == 2 && out[1].query == 1, "nms then max_det: %d", n);
 }
 
 

@@ -130,6 +130,7 @@ static void base_opts(vlm_scenes_opts *o, const char *out) {
     o->n_heldout = 10;
     o->emoji_classes = 4;
     o->seed = 7;
+    o->emoji_split = VLM_SCENES_EMOJI_VENDOR; // the tests below check the style split
     o->background = VLM_SCENES_BG_FIXED; // black: every drawn object pixel differs from it
 }
 

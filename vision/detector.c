@@ -237,8 +237,17 @@ static int cand_cmp(const void *a, const void *b) { // score descending, then in
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+// IoU of two (cx, cy, w, h) boxes.
+static float iou_cxcywh(const float *a, const float *b) {
+    float ix = fminf(a[0] + 0.5f * a[2], b[0] + 0.5f * b[2]) - fmaxf(a[0] - 0.5f * a[2], b[0] - 0.5f * b[2]);
+    float iy = fminf(a[1] + 0.5f * a[3], b[1] + 0.5f * b[3]) - fmaxf(a[1] - 0.5f * a[3], b[1] - 0.5f * b[3]);
+    if (ix <= 0 || iy <= 0) return 0;
+    float in = ix * iy, un = a[2] * a[3] + b[2] * b[3] - in;
+    return un > 0 ? in / un : 0;
+}
+
 int vlm_detector_decode(const float *logits, const float *boxes, int N, int Q, const uint8_t *query_valid,
-                        int img_w, int img_h, int max_det, int per_token_top1, vlm_det_box *out) {
+                        int img_w, int img_h, int max_det, int per_token_top1, float nms_iou, vlm_det_box *out) {
     cand *cs = malloc(sizeof(cand) * (size_t)N * (size_t)Q);
     if (!cs) return -1;
     int n = 0;
@@ -258,6 +267,17 @@ int vlm_detector_decode(const float *logits, const float *boxes, int N, int Q, c
         }
     }
     qsort(cs, (size_t)n, sizeof(cand), cand_cmp);
+    if (nms_iou > 0) { // greedy per query, in score order: cs[0..kept) are the survivors
+        int kept = 0;
+        for (int i = 0; i < n && kept < max_det; i++) {
+            int t = cs[i].idx / Q, q = cs[i].idx % Q, ok = 1;
+            for (int k = 0; k < kept && ok; k++)
+                if (cs[k].idx % Q == q && iou_cxcywh(boxes + 4 * (int64_t)t, boxes + 4 * (int64_t)(cs[k].idx / Q)) > nms_iou)
+                    ok = 0;
+            if (ok) cs[kept++] = cs[i];
+        }
+        n = kept;
+    }
     if (n > max_det) n = max_det;
     for (int i = 0; i < n; i++) {
         int t = cs[i].idx / Q, q = cs[i].idx % Q;

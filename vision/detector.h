@@ -24,6 +24,10 @@
 typedef struct {
     vlm_vit_cfg vit; // image_size is the detector's input size
     int embed_dim;   // query embedding size E (the CLIP's embed_dim)
+    // Inference: per-query non-maximum suppression of the decoded boxes at
+    // this IoU (0 = none, OWL-ViT's one-to-one setting). A head trained with
+    // one-to-many matching (several tokens per object) needs it.
+    float nms_iou;
 } vlm_detector_cfg;
 
 typedef struct {
@@ -69,13 +73,15 @@ int vlm_detector_forward(vlm_ctx *c, vlm_detector *d, vlm_tensor *images, const 
 
 // Boxes of one image from its head outputs: for each token and each valid
 // query, a detection (query q, score sigmoid(logit)); keeps the top `max_det`
-// by score (OWL-ViT's per-token top class, then across tokens). Boxes are
-// returned in pixels [x, y, w, h] of an image of size img_w x img_h.
+// by score (OWL-ViT's per-token top class, then across tokens). With
+// nms_iou > 0, a box whose IoU with a higher-scoring kept box of the same
+// query exceeds nms_iou is dropped before the top max_det are taken. Boxes
+// are returned in pixels [x, y, w, h] of an image of size img_w x img_h.
 typedef struct {
     float x, y, w, h, score;
     int query;
 } vlm_det_box;
 int vlm_detector_decode(const float *logits, const float *boxes, int N, int Q, const uint8_t *query_valid,
-                        int img_w, int img_h, int max_det, int per_token_top1, vlm_det_box *out);
+                        int img_w, int img_h, int max_det, int per_token_top1, float nms_iou, vlm_det_box *out);
 
 #endif
