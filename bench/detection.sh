@@ -11,18 +11,21 @@
 # existing CLIP was given or reused).
 #
 # usage: bench/detection.sh [--minutes M] [--clip CKPT] [--image-size S] [--patch-size P] [--batch-size B]
-#                           [--lr LR] [--seed S] [--train-images N]
+#                           [--lr LR] [--tower-lr-scale F] [--one-to-many K] [--seed S] [--train-images N]
 #   --minutes M       detection training budget (default 60); the LR is a cosine over it
 #   --image-size S, --patch-size P   detector input (default 64 px at patch 8, the CLIP's own)
 #   --clip CKPT       the CLIP to start from (default: runs/detection-clip/checkpoints/
 #                     epoch_latest.safetensors, pretrained first for CLIP_MINUTES=20 if missing)
+#   --lr LR, --tower-lr-scale F   head LR (default 1e-3) and the tower's factor (default 1)
+#   --one-to-many K   each box matched to K tokens, NMS 0.5 at inference (default 4; 1 = OWL-ViT's
+#                     one-to-one matching without NMS)
 #   --train-images N  training scenes (default 30000; val 1000, held-out 500)
 # Environment: VLM (binary, default build/vlm), SCENES (dataset folder, default data/scenes),
 # CLIP_MINUTES (20).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-minutes=60 clip="" size=64 patch=8 batch=32 lr=1e-3 seed=0 ntrain=30000
+minutes=60 clip="" size=64 patch=8 batch=32 lr=1e-3 tower=1 o2m=4 seed=0 ntrain=30000
 while [[ $# -gt 0 ]]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
@@ -33,7 +36,9 @@ while [[ $# -gt 0 ]]; do
     --batch-size) batch=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --train-images) ntrain=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --tower-lr-scale) tower=$2; shift 2 ;;
+    --one-to-many) o2m=$2; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "detection: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -67,5 +72,6 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 "$vlm" detect train --clip "$clip" --train-data "$scenes/train.json" --val-data "$scenes/val.json" \
   --heldout-data "$scenes/heldout.json" --image-size "$size" --patch-size "$patch" --batch-size "$batch" --lr "$lr" --seed "$seed" \
+  --tower-lr-scale "$tower" --one-to-many "$o2m" \
   --max-minutes "$minutes" --time-schedule --epochs 1000 --logs runs --name "detect-s$size-p$patch" --json > "$out"
 tail -n 1 "$out" | sed "s/}\$/, \"clip_minutes\": $clip_minutes}/"
