@@ -1,0 +1,49 @@
+// DDPM noise schedules, forward noising and the DDIM / DDPM reverse steps
+// (issue 8's diffusion training and sampling), on raw float buffers.
+#ifndef VLM_LOSSES_DIFFUSION_H
+#define VLM_LOSSES_DIFFUSION_H
+
+#include <stdint.h>
+#include "core/error.h"
+
+typedef enum {
+    VLM_DIFF_LINEAR = 0, // betas = linspace(1e-4, 0.02, T) (Ho et al. 2020)
+    VLM_DIFF_COSINE,     // alpha_bar(t) = cos^2(((t/T + s) / (1 + s)) pi/2), s = 0.008,
+                         // betas = min(1 - alpha_bar(t+1)/alpha_bar(t), 0.999) (Nichol & Dhariwal 2021)
+} vlm_diff_kind;
+
+// Everything in double: alpha_bar near t = T is ~1e-5 (linear) and its square
+// roots feed every step.
+typedef struct {
+    vlm_diff_kind kind;
+    int T;
+    double *betas;          // [T]
+    double *alphas_cumprod; // [T] alpha_bar_t = prod_{s<=t} (1 - beta_s)
+} vlm_diff_schedule;
+
+vlm_status vlm_diff_schedule_init(vlm_diff_schedule *s, vlm_diff_kind kind, int T, vlm_error *err);
+void vlm_diff_schedule_free(vlm_diff_schedule *s);
+// "linear" | "cosine" -> kind; -1 if unknown.
+int vlm_diff_kind_parse(const char *name);
+
+// x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, n elements, t in [0, T).
+void vlm_diff_q_sample(const vlm_diff_schedule *s, int t, const float *x0, const float *eps, float *xt, int64_t n);
+
+// DDIM step with eta = 0 from t to t_prev (t_prev = -1: alpha_bar = 1, the
+// clean image): x0 = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t),
+// x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev) eps. out may alias xt.
+void vlm_diff_ddim_step(const vlm_diff_schedule *s, int t, int t_prev, const float *xt, const float *eps, float *out,
+                        int64_t n);
+
+// DDPM ancestral step t -> t-1: mean = (x_t - beta_t / sqrt(1 - ab_t) eps) / sqrt(1 - beta_t),
+// plus sqrt(var) z with var = beta_t (1 - ab_{t-1}) / (1 - ab_t) (the posterior
+// variance; 0 at t = 0). z: [n] standard normal noise (ignored at t = 0). out may alias xt.
+void vlm_diff_ddpm_step(const vlm_diff_schedule *s, int t, const float *xt, const float *eps, const float *z, float *out,
+                        int64_t n);
+
+// DDIM's timestep subsequence: steps evenly spaced values in [0, T), descending
+// (t[0] = the largest), as "trailing" spacing: t_i = round(T - i T / steps) - 1.
+// Returns 0, or -1 if steps is not in [1, T].
+int vlm_diff_timesteps(int T, int steps, int *t);
+
+#endif
