@@ -1,5 +1,6 @@
 // Open-vocabulary detection head on the ViT (see detector.h).
 #include "vision/detector.h"
+#include "losses/detection.h" // vlm_det_iou for the NMS
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,15 +238,6 @@ static int cand_cmp(const void *a, const void *b) { // score descending, then in
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-// IoU of two (cx, cy, w, h) boxes.
-static float iou_cxcywh(const float *a, const float *b) {
-    float ix = fminf(a[0] + 0.5f * a[2], b[0] + 0.5f * b[2]) - fmaxf(a[0] - 0.5f * a[2], b[0] - 0.5f * b[2]);
-    float iy = fminf(a[1] + 0.5f * a[3], b[1] + 0.5f * b[3]) - fmaxf(a[1] - 0.5f * a[3], b[1] - 0.5f * b[3]);
-    if (ix <= 0 || iy <= 0) return 0;
-    float in = ix * iy, un = a[2] * a[3] + b[2] * b[3] - in;
-    return un > 0 ? in / un : 0;
-}
-
 int vlm_detector_decode(const float *logits, const float *boxes, int N, int Q, const uint8_t *query_valid,
                         int img_w, int img_h, int max_det, int per_token_top1, float nms_iou, vlm_det_box *out) {
     cand *cs = malloc(sizeof(cand) * (size_t)N * (size_t)Q);
@@ -272,7 +264,7 @@ int vlm_detector_decode(const float *logits, const float *boxes, int N, int Q, c
         for (int i = 0; i < n && kept < max_det; i++) {
             int t = cs[i].idx / Q, q = cs[i].idx % Q, ok = 1;
             for (int k = 0; k < kept && ok; k++)
-                if (cs[k].idx % Q == q && iou_cxcywh(boxes + 4 * (int64_t)t, boxes + 4 * (int64_t)(cs[k].idx / Q)) > nms_iou)
+                if (cs[k].idx % Q == q && vlm_det_iou(boxes + 4 * (int64_t)t, boxes + 4 * (int64_t)(cs[k].idx / Q)) > nms_iou)
                     ok = 0;
             if (ok) cs[kept++] = cs[i];
         }
