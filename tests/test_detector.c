@@ -206,12 +206,14 @@ static void test_owl_file(void) {
         const char *names[2] = {"a dog", "a red sneaker"};
         float q1[2 * 64], q2[2 * 64];
         CHECK(vlm_owl_queries(&o, names, 2, NULL, 0, q1, &err) == VLM_OK, "queries: %s", err.msg);
+        o.det.cfg.nms_iou = 0.5f; // the file carries the inference NMS (predict / --eval-only apply it)
         CHECK(vlm_owl_save(dpath, &o, "dog\nsneaker", &err) == VLM_OK, "save: %s", err.msg);
         char *cn = NULL;
         if (vlm_owl_load(&o2, dpath, &cn, &err)) {
             CHECK(0, "load: %s", err.msg);
         } else {
             CHECK(cn && !strcmp(cn, "dog\nsneaker"), "classnames");
+            CHECK(o2.det.cfg.nms_iou == 0.5f, "nms_iou round-trips: %g", (double)o2.det.cfg.nms_iou);
             CHECK(o2.det.ps.total == o.det.ps.total && !memcmp(o2.det.ps.data, o.det.ps.data,
                                                                sizeof(float) * (size_t)o.det.ps.total),
                   "detector parameters round-trip");
