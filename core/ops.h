@@ -50,6 +50,14 @@ vlm_tensor *vlm_op_softmax(vlm_ctx *c, vlm_tensor *x);     // last dim
 vlm_tensor *vlm_op_log_softmax(vlm_ctx *c, vlm_tensor *x); // last dim
 vlm_tensor *vlm_op_l2norm(vlm_ctx *c, vlm_tensor *x);      // x / max(||x||, 1e-12) over last dim
 
+// ---- adaLN (DiT) ----
+// x: [B, T, C]; shift, scale: [B, C] (unit stride in C, any row stride, e.g.
+// column slices of one [B, 6C] modulation output) ->
+// layernorm(x, no affine) * (1 + scale[b]) + shift[b]: [B, T, C]
+vlm_tensor *vlm_op_ln_modulate(vlm_ctx *c, vlm_tensor *x, vlm_tensor *shift, vlm_tensor *scale, float eps);
+// x, y: [B, T, C], gate: [B, C] (as above) -> x + gate[b] * y: [B, T, C]
+vlm_tensor *vlm_op_gate_add(vlm_ctx *c, vlm_tensor *x, vlm_tensor *gate, vlm_tensor *y);
+
 // ---- attention ----
 // q: [B, H, Tq, D], k, v: [B, H, Tk, D] (any strides; the last dim must be
 // unit-stride, as in head-split views of a fused qkv projection).

@@ -125,6 +125,14 @@ ACT(b_exp, VLM_ACT_EXP)
 ACT(b_logsig, VLM_ACT_LOG_SIGMOID)
 ACT(b_elu1, VLM_ACT_ELU1)
 static vlm_tensor *b_layernorm(vlm_ctx *c, vlm_tensor **x) { return vlm_op_layernorm(c, x[0], x[1], x[2], 1e-5f); }
+static vlm_tensor *b_ln_modulate(vlm_ctx *c, vlm_tensor **x) { return vlm_op_ln_modulate(c, x[0], x[1], x[2], 1e-6f); }
+// shift/scale/gate as column slices of one [B, 3C] modulation output (DiT's chunk)
+static vlm_tensor *b_adaln_slices(vlm_ctx *c, vlm_tensor **x) {
+    int64_t C = x[0]->shape[2];
+    vlm_tensor *h = vlm_op_ln_modulate(c, x[0], vlm_view_slice(c, x[1], 1, 0, C), vlm_view_slice(c, x[1], 1, C, C), 1e-6f);
+    return vlm_op_gate_add(c, x[0], vlm_view_slice(c, x[1], 1, 2 * C, C), vlm_op_act(c, h, VLM_ACT_TANH));
+}
+static vlm_tensor *b_gate_add(vlm_ctx *c, vlm_tensor **x) { return vlm_op_gate_add(c, x[0], x[1], x[2]); }
 static vlm_tensor *b_softmax(vlm_ctx *c, vlm_tensor **x) { return vlm_op_softmax(c, x[0]); }
 static vlm_tensor *b_log_softmax(vlm_ctx *c, vlm_tensor **x) { return vlm_op_log_softmax(c, x[0]); }
 static vlm_tensor *b_l2norm(vlm_ctx *c, vlm_tensor **x) { return vlm_op_l2norm(c, x[0]); }
@@ -235,6 +243,9 @@ int main(void) {
         {"log_sigmoid", b_logsig, 1, {2}, {{4, 5}}, -4, 4, 0},
         {"elu1", b_elu1, 1, {2}, {{4, 5}}, -3, 3, 0},
         {"layernorm", b_layernorm, 3, {3, 1, 1}, {{2, 3, 8}, {8}, {8}}, -2, 2, 0},
+        {"ln_modulate", b_ln_modulate, 3, {3, 2, 2}, {{2, 3, 8}, {2, 8}, {2, 8}}, -2, 2, 0},
+        {"adaln_slices", b_adaln_slices, 2, {3, 2}, {{2, 3, 8}, {2, 24}}, -2, 2, 0},
+        {"gate_add", b_gate_add, 3, {3, 2, 3}, {{2, 3, 8}, {2, 8}, {2, 3, 8}}, -2, 2, 0},
         {"softmax", b_softmax, 1, {2}, {{3, 6}}, -2, 2, 0},
         {"log_softmax", b_log_softmax, 1, {2}, {{3, 6}}, -2, 2, 0},
         {"l2norm", b_l2norm, 1, {2}, {{3, 6}}, -2, 2, 0},
