@@ -25,5 +25,7 @@ int cmd_linprobe(int argc, char **argv);
 int cmd_detect(int argc, char **argv);
 int cmd_detect_train(int argc, char **argv);
 int cmd_detect_predict(int argc, char **argv);
+// `vlm generate train|sample|eval`: cli/cmd_generate.c.
+int cmd_generate(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const struct {
     {"finetune", cmd_finetune, "train/fine-tune a ViT image classifier (from a CLIP or scratch)"},
     {"linprobe", cmd_linprobe, "logistic-regression linear probe on frozen image features"},
     {"detect", cmd_detect, "`vlm detect eval|train|predict`: open-vocabulary detection, COCO evaluation"},
+    {"generate", cmd_generate, "`vlm generate train|sample|eval`: CLIP-conditioned diffusion (DiT) image generation"},
     {"clip-step", cmd_clip_step, "reference harness: one CLIP forward/backward (+ AdamW steps) to safetensors"},
     {"data", cmd_data, "`vlm data stats|preview|convert|bench|scenes`: inspect, convert, time datasets; detection scenes"},
 };

@@ -82,12 +82,18 @@ uint64_t vlm_params_layout_hash(const vlm_params *ps) {
 
 vlm_status vlm_state_save(const char *path, const vlm_params *ps, const vlm_train_state *s, const char *format,
                           const char *const *extra_keys, const char *const *extra_vals, int n_extra, vlm_error *err) {
+    return vlm_state_save_with(path, ps, s, format, extra_keys, extra_vals, n_extra, NULL, NULL, err);
+}
+
+vlm_status vlm_state_save_with(const char *path, const vlm_params *ps, const vlm_train_state *s, const char *format,
+                               const char *const *extra_keys, const char *const *extra_vals, int n_extra,
+                               const char *buf_name, const float *buf, vlm_error *err) {
     if (!ps->m) return vlm_errorf(err, VLM_ERR_STATE, "%s: optimizer moments not allocated", path);
     if (n_extra < 0 || n_extra > STATE_MAX_EXTRA)
         return vlm_errorf(err, VLM_ERR_ARG, "%s: %d extra metadata entries (at most %d)", path, n_extra, STATE_MAX_EXTRA);
     int64_t n = ps->total;
-    vlm_st_tensor t[3] = {{"params", VLM_F32, 1, &n, ps->data}, {"adamw.m", VLM_F32, 1, &n, ps->m},
-                          {"adamw.v", VLM_F32, 1, &n, ps->v}};
+    vlm_st_tensor t[4] = {{"params", VLM_F32, 1, &n, ps->data}, {"adamw.m", VLM_F32, 1, &n, ps->m},
+                          {"adamw.v", VLM_F32, 1, &n, ps->v}, {buf_name, VLM_F32, 1, &n, (void *)buf}};
     char v[9][64];
     snprintf(v[0], 64, "%" PRId64, s->step);
     snprintf(v[1], 64, "%" PRId64, s->epoch);
@@ -106,7 +112,7 @@ vlm_status vlm_state_save(const char *path, const vlm_params *ps, const vlm_trai
         keys[STATE_KEYS + i] = extra_keys[i];
         vals[STATE_KEYS + i] = extra_vals[i];
     }
-    return vlm_st_write(path, t, 3, keys, vals, STATE_KEYS + n_extra, err);
+    return vlm_st_write(path, t, buf ? 4 : 3, keys, vals, STATE_KEYS + n_extra, err);
 }
 
 static int meta_i64(const vlm_st_file *f, const char *k, int64_t *out) {
@@ -120,6 +126,11 @@ static int meta_i64(const vlm_st_file *f, const char *k, int64_t *out) {
 }
 
 vlm_status vlm_state_load(const char *path, vlm_params *ps, vlm_train_state *s, const char *format, vlm_error *err) {
+    return vlm_state_load_with(path, ps, s, format, NULL, NULL, err);
+}
+
+vlm_status vlm_state_load_with(const char *path, vlm_params *ps, vlm_train_state *s, const char *format,
+                               const char *buf_name, float *buf, vlm_error *err) {
     vlm_st_file f;
     vlm_status st = vlm_st_read(&f, path, err);
     if (st) return st;
@@ -150,7 +161,8 @@ vlm_status vlm_state_load(const char *path, vlm_params *ps, vlm_train_state *s, 
         if (!ps->m && vlm_params_alloc_moments(ps, &e2)) st = vlm_errorf(err, VLM_ERR_OOM, "%s", e2.msg);
         else if (vlm_st_get(&f, "params", VLM_F32, 1, &n, ps->data, err) ||
                  vlm_st_get(&f, "adamw.m", VLM_F32, 1, &n, ps->m, err) ||
-                 vlm_st_get(&f, "adamw.v", VLM_F32, 1, &n, ps->v, err))
+                 vlm_st_get(&f, "adamw.v", VLM_F32, 1, &n, ps->v, err) ||
+                 (buf && vlm_st_get(&f, buf_name, VLM_F32, 1, &n, buf, err)))
             st = vlm_error_prefix(err, "%s", path);
     }
     vlm_st_free(&f);

@@ -31,6 +31,13 @@ vlm_status vlm_state_save(const char *path, const vlm_params *ps, const vlm_trai
 // Restores params, m and v (allocated if needed) and *s; the file's "format"
 // must equal format and its layout hash the store's.
 vlm_status vlm_state_load(const char *path, vlm_params *ps, vlm_train_state *s, const char *format, vlm_error *err);
+// The same with one more flat buffer of ps->total floats (e.g. "ema") saved
+// and restored by name (buf_name/buf NULL: none).
+vlm_status vlm_state_save_with(const char *path, const vlm_params *ps, const vlm_train_state *s, const char *format,
+                               const char *const *extra_keys, const char *const *extra_vals, int n_extra,
+                               const char *buf_name, const float *buf, vlm_error *err);
+vlm_status vlm_state_load_with(const char *path, vlm_params *ps, vlm_train_state *s, const char *format,
+                               const char *buf_name, float *buf, vlm_error *err);
 // FNV-1a over the names, offsets and sizes of the parameters.
 uint64_t vlm_params_layout_hash(const vlm_params *ps);
 

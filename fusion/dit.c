@@ -110,6 +110,8 @@ vlm_status vlm_dit_init(vlm_dit *d, const vlm_dit_cfg *cfg, vlm_error *err) {
     d->y_w = ADD2(W, E, "y_embedder.proj.weight");
     d->y_b = ADD1(W, "y_embedder.proj.bias");
     d->y_null = ADD1(E, "y_embedder.null");
+    d->y_mean = ADD1(E, "y_embedder.mean");
+    d->y_iscale = ADD1(1, "y_embedder.inv_scale");
     d->tok_w = d->tok_b = -1;
     if (cfg->cond_tokens) {
         d->tok_w = ADD2(cfg->cond_tokens * W, E, "y_embedder.tokens.weight");
@@ -137,6 +139,8 @@ vlm_status vlm_dit_init(vlm_dit *d, const vlm_dit_cfg *cfg, vlm_error *err) {
     if (bad) return VLM_ERR_ARG;
     if ((st = vlm_params_alloc(&d->ps, err))) return st;
     vlm_params_set_frozen(&d->ps, d->pos, 1);
+    vlm_params_set_frozen(&d->ps, d->y_mean, 1);
+    vlm_params_set_frozen(&d->ps, d->y_iscale, 1);
     vlm_params_default_decay(&d->ps);
     d->ps.p[d->y_null].no_decay = 1;
     return VLM_OK;
@@ -179,6 +183,21 @@ void vlm_dit_pos_embed(int G, int W, float *out) {
         }
 }
 
+void vlm_dit_set_cond_stats(vlm_dit *d, const float *emb, int64_t n) {
+    const int E = d->cfg.cond_dim;
+    float *mean = vlm_f32(vlm_params_get(&d->ps, d->y_mean)), *is = vlm_f32(vlm_params_get(&d->ps, d->y_iscale));
+    double ss = 0;
+    for (int j = 0; j < E; j++) {
+        double m = 0;
+        for (int64_t i = 0; i < n; i++) m += emb[i * E + j];
+        mean[j] = n > 0 ? (float)(m / (double)n) : 0.0f;
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < E; j++) ss += ((double)emb[i * E + j] - mean[j]) * ((double)emb[i * E + j] - mean[j]);
+    double rms = n > 0 ? sqrt(ss / (double)n) : 0;
+    is[0] = rms > 1e-6 ? (float)(1.0 / rms) : 1.0f;
+}
+
 static void xavier(vlm_tensor *w, int64_t fan_out, int64_t fan_in, vlm_rng *rng) {
     float a = sqrtf(6.0f / (float)(fan_in + fan_out));
     for (int64_t i = 0; i < vlm_numel(w); i++) vlm_f32(w)[i] = a * (2.0f * vlm_rng_uniform(rng) - 1.0f);
@@ -197,6 +216,7 @@ void vlm_dit_init_weights(vlm_dit *d, uint64_t seed) {
     vlm_fill_normal(P(d->t2_w), &rng, 0.02f);
     vlm_fill_normal(P(d->y_w), &rng, 0.02f);
     vlm_fill_normal(P(d->y_null), &rng, 1.0f / sqrtf((float)c->cond_dim));
+    vlm_fill_const(P(d->y_iscale), 1.0f); // mean stays 0: identity until vlm_dit_set_cond_stats
     if (d->tok_w >= 0) xavier(P(d->tok_w), c->cond_tokens * W, c->cond_dim, &rng);
     for (int l = 0; l < c->layers; l++) {
         const vlm_dit_block *b = &d->blocks[l];
@@ -240,6 +260,8 @@ vlm_tensor *vlm_dit_forward(vlm_ctx *c, vlm_dit *d, vlm_tensor *xt, const int32_
         vlm_f32(keep)[b] = drop && drop[b] ? 0.0f : 1.0f;
         any_drop |= drop && drop[b];
     }
+    // standardise the embeddings with the training conditions' statistics
+    if (emb) emb = vlm_op_mul(c, vlm_op_sub(c, emb, P(d->y_mean)), P(d->y_iscale));
     vlm_tensor *e;
     vlm_tensor *null_row = vlm_view_reshape(c, P(d->y_null), 2, (int64_t[]){1, E});
     if (!any_drop)

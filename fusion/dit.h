@@ -11,7 +11,13 @@
 // blocks.<i>.{attn.qkv, attn.proj, mlp.fc1, mlp.fc2, adaLN_modulation.1},
 // final_layer.{adaLN_modulation.1, linear}, pos_embed) plus y_embedder.proj
 // (CLIP embedding -> W), y_embedder.null (the learned null embedding used for
-// classifier-free guidance) and y_embedder.tokens (the extra tokens).
+// classifier-free guidance), y_embedder.tokens (the extra tokens) and the
+// frozen y_embedder.mean [E] / y_embedder.inv_scale [1]: embeddings enter as
+// (e - mean) * inv_scale, standardised by the statistics of the training
+// conditions (as unCLIP-style decoders normalise CLIP embeddings). Prompts
+// from one template share most of their CLIP embedding (cosine 0.99 between
+// "a photo of a sneaker" and "... sandal" in a small CLIP); centring leaves the
+// part that tells them apart.
 #ifndef VLM_FUSION_DIT_H
 #define VLM_FUSION_DIT_H
 
@@ -36,7 +42,7 @@ typedef struct {
 typedef struct {
     vlm_dit_cfg cfg;
     vlm_params ps;
-    int pos, xe_w, xe_b, t0_w, t0_b, t2_w, t2_b, y_w, y_b, y_null, tok_w, tok_b, fa_w, fa_b, fl_w, fl_b;
+    int pos, xe_w, xe_b, t0_w, t0_b, t2_w, t2_b, y_w, y_b, y_null, y_mean, y_iscale, tok_w, tok_b, fa_w, fa_b, fl_w, fl_b;
     vlm_dit_block *blocks;
 } vlm_dit;
 
@@ -56,6 +62,10 @@ void vlm_dit_free(vlm_dit *d);
 // the final linear zero (adaLN-Zero: each block starts as the identity and the
 // model predicts eps = 0), pos_embed the fixed 2-D sin-cos table (frozen).
 void vlm_dit_init_weights(vlm_dit *d, uint64_t seed);
+
+// Sets y_embedder.mean to the mean of the n condition embeddings emb [n, E] and
+// inv_scale to 1 / RMS of their distance to it (1 if they all coincide).
+void vlm_dit_set_cond_stats(vlm_dit *d, const float *emb, int64_t n);
 
 // DiT's timestep embedding: out[b] = [cos(t_b f_0..f_{h-1}), sin(t_b f_0..)]
 // with f_i = exp(-ln(10000) i / h), h = dim / 2. out: [B, dim].

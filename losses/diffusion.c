@@ -75,6 +75,27 @@ void vlm_diff_ddpm_step(const vlm_diff_schedule *s, int t, const float *xt, cons
     }
 }
 
+void vlm_diff_ddpm_step_to(const vlm_diff_schedule *s, int t, int t_prev, const float *xt, const float *eps,
+                           const float *z, float *out, int64_t n) {
+    const double ab = s->alphas_cumprod[t], abp = t_prev >= 0 ? s->alphas_cumprod[t_prev] : 1.0;
+    const double beta = 1 - ab / abp, c = beta / sqrt(1 - ab), inv = 1 / sqrt(1 - beta);
+    const double sd = t_prev >= 0 ? sqrt(beta * (1 - abp) / (1 - ab)) : 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double m = ((double)xt[i] - c * eps[i]) * inv;
+        out[i] = (float)(t_prev >= 0 ? m + sd * z[i] : m);
+    }
+}
+
+void vlm_diff_clip_eps(const vlm_diff_schedule *s, int t, const float *xt, float *eps, int64_t n) {
+    const double ab = s->alphas_cumprod[t], sa = sqrt(ab), sb = sqrt(1 - ab);
+    for (int64_t i = 0; i < n; i++) {
+        double x0 = ((double)xt[i] - sb * eps[i]) / sa;
+        if (x0 > 1) x0 = 1;
+        if (x0 < -1) x0 = -1;
+        eps[i] = (float)(((double)xt[i] - sa * x0) / sb);
+    }
+}
+
 int vlm_diff_timesteps(int T, int steps, int *t) {
     if (steps < 1 || steps > T) return -1;
     for (int i = 0; i < steps; i++) t[i] = (int)llround(T - (double)i * T / steps) - 1;

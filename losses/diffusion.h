@@ -41,6 +41,19 @@ void vlm_diff_ddim_step(const vlm_diff_schedule *s, int t, int t_prev, const flo
 void vlm_diff_ddpm_step(const vlm_diff_schedule *s, int t, const float *xt, const float *eps, const float *z, float *out,
                         int64_t n);
 
+// The DDPM ancestral step between any t > t_prev (t_prev = -1: the clean
+// image), i.e. the step of the respaced chain with beta' = 1 - ab_t / ab_prev
+// (Nichol & Dhariwal's respacing): mean = (x_t - beta' / sqrt(1 - ab_t) eps) /
+// sqrt(1 - beta'), var = beta' (1 - ab_prev) / (1 - ab_t). Equals
+// vlm_diff_ddpm_step when t_prev = t - 1. out may alias xt.
+void vlm_diff_ddpm_step_to(const vlm_diff_schedule *s, int t, int t_prev, const float *xt, const float *eps,
+                           const float *z, float *out, int64_t n);
+
+// Clips the x0 implied by (x_t, eps) to [-1, 1] and rewrites eps to match it
+// (eps = (x_t - sqrt(ab_t) x0) / sqrt(1 - ab_t)), so either step then moves
+// toward an image inside the data range (the samplers' clip_denoised).
+void vlm_diff_clip_eps(const vlm_diff_schedule *s, int t, const float *xt, float *eps, int64_t n);
+
 // DDIM's timestep subsequence: steps evenly spaced values in [0, T), descending
 // (t[0] = the largest), as "trailing" spacing: t_i = round(T - i T / steps) - 1.
 // Returns 0, or -1 if steps is not in [1, T].

@@ -73,6 +73,10 @@ static void test_reference(void) {
             snprintf(n, sizeof n, "%s_ddpm_t%d", names[k], t);
             vlm_diff_ddpm_step(&s, t, x0, eps, z, out, NX);
             if (!get(&f, n, NX, want)) CHECK(rel_err(out, want, NX, 1e-3) < 1e-5, "%s: %.3g", n, rel_err(out, want, NX, 1e-3));
+            // the respaced step with t_prev = t - 1 is the same step
+            float o2[NX];
+            vlm_diff_ddpm_step_to(&s, t, t - 1, x0, eps, z, o2, NX);
+            if (!get(&f, n, NX, want)) CHECK(rel_err(o2, want, NX, 1e-3) < 1e-5, "%s (step_to): %.3g", n, rel_err(o2, want, NX, 1e-3));
         }
         vlm_diff_schedule_free(&s);
     }
@@ -100,6 +104,23 @@ static void test_properties(void) {
     vlm_diff_ddim_step(&s, 400, 200, xt, eps, back, NX);
     vlm_diff_q_sample(&s, 200, x0, eps, mid, NX);
     CHECK(rel_err(back, mid, NX, 1e-2) < 1e-5, "ddim lands on q(x_200)");
+    // respaced DDPM to the clean image is the x0 prediction; with the true eps it is x0
+    vlm_diff_ddpm_step_to(&s, 400, -1, xt, eps, eps, back, NX);
+    CHECK(rel_err(back, x0, NX, 1e-2) < 1e-5, "ddpm_step_to(-1) recovers x0");
+    // clip_eps: x0 inside [-1, 1] leaves eps unchanged; outside, the implied x0 is clipped
+    float e2[NX];
+    memcpy(e2, eps, sizeof e2);
+    vlm_diff_clip_eps(&s, 400, xt, e2, NX);
+    CHECK(rel_err(e2, eps, NX, 1e-2) < 1e-4, "clip_eps changed an in-range x0");
+    float big[NX], xb[NX];
+    for (int i = 0; i < NX; i++) big[i] = 3.0f * x0[i];
+    vlm_diff_q_sample(&s, 400, big, eps, xb, NX);
+    memcpy(e2, eps, sizeof e2);
+    vlm_diff_clip_eps(&s, 400, xb, e2, NX);
+    vlm_diff_ddim_step(&s, 400, -1, xb, e2, back, NX);
+    int inside = 1;
+    for (int i = 0; i < NX; i++) inside &= back[i] >= -1.00001f && back[i] <= 1.00001f && (fabsf(big[i]) > 1 || fabsf(back[i] - big[i]) < 1e-4f);
+    CHECK(inside, "clip_eps: x0 clipped to [-1, 1], in-range entries kept");
     vlm_diff_schedule_free(&s);
     // timesteps
     int ts[50];

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/safetensors.h"
+#include "core/transformer.h"
 #include "fusion/dit.h"
 #include "testutil.h"
 
@@ -52,6 +53,7 @@ static void test_reference(void) {
     // Load every parameter by name.
     for (int i = 0; i < d.ps.n; i++) {
         vlm_param *p = &d.ps.p[i];
+        if (p->frozen && !vlm_st_find(&f, p->name)) continue; // y_embedder.mean / inv_scale: identity (0, 1)
         CHECK(vlm_st_get(&f, p->name, VLM_F32, p->t.ndim, p->t.shape, p->t.data, &err) == VLM_OK, "%s", err.msg);
     }
     float *xt = get(&f, "xt", B * CI * S * S), *emb = get(&f, "emb", B * E), *dropf = get(&f, "drop", B);
@@ -88,6 +90,30 @@ static void test_reference(void) {
             free(g);
         }
         printf("  dit vs torch: out rel %.2e, loss %.7g, worst grad rel %.2e (%s)\n", e_out, vlm_f32(loss)[0], worst, wn);
+    }
+    // The embedding statistics: mean m and inv_scale s give the outputs of
+    // feeding (emb - m) * s with the identity statistics.
+    if (loss) {
+        float e2[B * E], want[B * CI * S * S];
+        memcpy(want, vlm_f32(y), sizeof want);
+        vlm_dit_set_cond_stats(&d, emb, B);
+        float *m = vlm_f32(vlm_params_get(&d.ps, d.y_mean)), s = vlm_f32(vlm_params_get(&d.ps, d.y_iscale))[0];
+        double rms = 0;
+        for (int i = 0; i < B * E; i++) rms += (double)(emb[i] - m[i % E]) * (emb[i] - m[i % E]);
+        CHECK(fabs(sqrt(rms / B) * s - 1) < 1e-5, "inv_scale %g is not 1/RMS", s);
+        vlm_ctx_reset(&c);
+        x = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, CI, S, S}, xt, NULL); // (the arena was reset)
+        vlm_tensor *y1 = vlm_dit_forward(&c, &d, x, t, vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){B, E}, emb, NULL), drop);
+        float y1c[B * CI * S * S];
+        if (y1) memcpy(y1c, vlm_f32(y1), sizeof y1c);
+        for (int i = 0; i < B * E; i++) e2[i] = (emb[i] - m[i % E]) * s;
+        vlm_fill_const(vlm_params_get(&d.ps, d.y_mean), 0.0f);
+        vlm_fill_const(vlm_params_get(&d.ps, d.y_iscale), 1.0f);
+        vlm_ctx_reset(&c);
+        x = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, CI, S, S}, xt, NULL);
+        vlm_tensor *y2 = vlm_dit_forward(&c, &d, x, t, vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){B, E}, e2, NULL), drop);
+        CHECK(y1 && y2 && tu_rel_err(y1c, vlm_f32(y2), B * CI * S * S, 1e-3) < 1e-5, "statistics differ from pre-normalised input");
+        CHECK(y1 && tu_rel_err(y1c, want, B * CI * S * S, 1e-3) > 1e-3, "statistics had no effect");
     }
     free(pos_ref), free(temb_ref), free(tf), free(xt), free(emb), free(dropf), free(eps), free(out), free(loss_ref);
     vlm_ctx_free(&c);

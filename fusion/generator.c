@@ -1,0 +1,374 @@
+// Generator = frozen CLIP + DiT denoiser: model/state files, EMA, guided
+// sampling and the Fréchet distance used by `vlm generate eval`.
+#include "fusion/generator.h"
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/safetensors.h"
+
+vlm_status vlm_gen_from_clip(vlm_gen *g, const char *clip_path, vlm_dit_cfg cfg, uint64_t seed, vlm_error *err) {
+    memset(g, 0, sizeof *g);
+    snprintf(g->template_, sizeof g->template_, "{}");
+    vlm_status st = vlm_ckpt_load_model(clip_path, &g->clip, &g->tokenizer_text, err);
+    if (st) return st;
+    g->have_clip = 1;
+    if (!g->tokenizer_text) {
+        vlm_gen_free(g);
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: CLIP file has no tokenizer", clip_path);
+    }
+    cfg.cond_dim = g->clip.cfg.embed_dim;
+    if ((st = vlm_dit_init(&g->dit, &cfg, err))) {
+        vlm_gen_free(g);
+        return st;
+    }
+    g->have_dit = 1;
+    vlm_dit_init_weights(&g->dit, seed);
+    return VLM_OK;
+}
+
+void vlm_gen_free(vlm_gen *g) {
+    if (g->have_dit) vlm_dit_free(&g->dit);
+    if (g->have_clip) vlm_clip_free(&g->clip);
+    free(g->tokenizer_text);
+    free(g->ema);
+    memset(g, 0, sizeof *g);
+}
+
+vlm_status vlm_gen_ema_init(vlm_gen *g, vlm_error *err) {
+    size_t n = (size_t)g->dit.ps.total;
+    free(g->ema);
+    g->ema = malloc(sizeof(float) * n);
+    if (!g->ema) return vlm_errorf(err, VLM_ERR_OOM, "generator: cannot allocate the EMA (%zu floats)", n);
+    memcpy(g->ema, g->dit.ps.data, sizeof(float) * n);
+    return VLM_OK;
+}
+
+void vlm_gen_ema_update(vlm_gen *g, float decay, int64_t step) {
+    float d = (float)(1 + step) / (float)(10 + step);
+    if (d > decay) d = decay;
+    const float *w = g->dit.ps.data;
+    float *e = g->ema;
+    int64_t n = g->dit.ps.total;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) e[i] = d * e[i] + (1 - d) * w[i];
+}
+
+static const char *cond_name(vlm_gen_cond c) { return c == VLM_GEN_IMAGE ? "image" : "text"; }
+
+vlm_status vlm_gen_save(const char *path, const vlm_gen *g, const float *weights, int64_t step, vlm_error *err) {
+    const vlm_params *dp = &g->dit.ps, *cp = &g->clip.ps;
+    int n = dp->n + cp->n;
+    vlm_st_tensor *t = calloc((size_t)n, sizeof *t);
+    char *cfg = vlm_dit_cfg_to_json(&g->dit.cfg), *ccfg = vlm_clip_cfg_to_json(&g->clip.cfg);
+    vlm_status st = VLM_OK;
+    if (!t || !cfg || !ccfg) {
+        st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
+    } else {
+        const float *w = weights ? weights : dp->data;
+        for (int i = 0; i < dp->n; i++) {
+            const vlm_param *p = &dp->p[i];
+            t[i] = (vlm_st_tensor){p->name, VLM_F32, p->t.ndim, p->t.shape, (void *)(w + p->offset)};
+        }
+        for (int i = 0; i < cp->n; i++) {
+            const vlm_param *p = &cp->p[i];
+            t[dp->n + i] = (vlm_st_tensor){p->name, VLM_F32, p->t.ndim, p->t.shape, p->t.data};
+        }
+        char sstep[32];
+        snprintf(sstep, sizeof sstep, "%" PRId64, step);
+        const char *keys[7] = {"format", "config", "clip_config", "tokenizer", "cond", "template", "step"};
+        const char *vals[7] = {"vlm-diffusion", cfg, ccfg, g->tokenizer_text, cond_name(g->cond), g->template_, sstep};
+        st = vlm_st_write(path, t, n, keys, vals, 7, err);
+    }
+    free(t);
+    free(cfg);
+    free(ccfg);
+    return st;
+}
+
+vlm_status vlm_gen_load(const char *path, vlm_gen *g, vlm_error *err) {
+    memset(g, 0, sizeof *g);
+    vlm_st_file f;
+    vlm_status st = vlm_st_read(&f, path, err);
+    if (st) return st;
+    const char *fmt = vlm_st_meta(&f, "format"), *cfg = vlm_st_meta(&f, "config"), *ccfg = vlm_st_meta(&f, "clip_config"),
+               *tok = vlm_st_meta(&f, "tokenizer"), *cond = vlm_st_meta(&f, "cond"), *tmpl = vlm_st_meta(&f, "template");
+    vlm_dit_cfg dc;
+    vlm_clip_cfg cc;
+    if (!fmt || strcmp(fmt, "vlm-diffusion") || !cfg || !ccfg || !tok) {
+        st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: not a vlm diffusion model file (format \"%s\")", path, fmt ? fmt : "none");
+    } else if (cond && strcmp(cond, "text") && strcmp(cond, "image")) {
+        st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: unknown conditioning \"%s\"", path, cond);
+    } else if ((st = vlm_dit_cfg_from_json(cfg, &dc, err)) || (st = vlm_clip_cfg_from_json(ccfg, &cc, err))) {
+        vlm_error_prefix(err, "%s", path);
+    } else if (!(st = vlm_dit_init(&g->dit, &dc, err))) {
+        g->have_dit = 1;
+        if (!(st = vlm_clip_init(&g->clip, &cc, err))) {
+            g->have_clip = 1;
+            for (int i = 0; i < g->dit.ps.n && !st; i++) {
+                vlm_param *p = &g->dit.ps.p[i];
+                if ((st = vlm_st_get(&f, p->name, VLM_F32, p->t.ndim, p->t.shape, p->t.data, err)))
+                    vlm_error_prefix(err, "%s", path);
+            }
+            if (!st) st = vlm_clip_load_weights_st(&g->clip, &f, path, err);
+            if (!st && dc.cond_dim != cc.embed_dim)
+                st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: DiT cond_dim %d differs from the CLIP's embed_dim %d", path,
+                                dc.cond_dim, cc.embed_dim);
+            if (!st) {
+                g->tokenizer_text = strdup(tok);
+                g->cond = cond && !strcmp(cond, "image") ? VLM_GEN_IMAGE : VLM_GEN_TEXT;
+                snprintf(g->template_, sizeof g->template_, "%s", tmpl ? tmpl : "{}");
+                if (!g->tokenizer_text) st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
+            }
+        }
+    }
+    vlm_st_free(&f);
+    if (st) vlm_gen_free(g);
+    return st;
+}
+
+vlm_status vlm_gen_save_state(const char *path, const vlm_gen *g, const vlm_train_state *s, const char *args_json,
+                              vlm_error *err) {
+    char *cfg = vlm_dit_cfg_to_json(&g->dit.cfg);
+    if (!cfg) return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
+    const char *keys[3] = {"config", "args", "cond"};
+    const char *vals[3] = {cfg, args_json ? args_json : "{}", cond_name(g->cond)};
+    vlm_status st = vlm_state_save_with(path, &g->dit.ps, s, "vlm-diffusion-state", keys, vals, 3, g->ema ? "ema" : NULL,
+                                        g->ema, err);
+    free(cfg);
+    return st;
+}
+
+vlm_status vlm_gen_load_state(const char *path, vlm_gen *g, vlm_train_state *s, vlm_error *err) {
+    vlm_status st = VLM_OK;
+    if (!g->ema && (st = vlm_gen_ema_init(g, err))) return st;
+    return vlm_state_load_with(path, &g->dit.ps, s, "vlm-diffusion-state", "ema", g->ema, err);
+}
+
+void vlm_gen_sample_opts_default(vlm_gen_sample_opts *o) {
+    *o = (vlm_gen_sample_opts){.steps = 50, .ddpm = 0, .guidance = 3.0f, .clip_x0 = 1, .seed = 0, .first_index = 0,
+                               .batch = 64};
+}
+
+vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen_sample_opts *o, float *out,
+                          vlm_error *err) {
+    const vlm_dit_cfg *cf = &g->dit.cfg;
+    const int C = cf->in_channels, S = cf->image_size, E = cf->cond_dim, T = cf->timesteps;
+    const int64_t D = (int64_t)C * S * S;
+    if (o->steps < 1 || o->steps > T)
+        return vlm_errorf(err, VLM_ERR_ARG, "sample: steps %d outside [1, %d]", o->steps, T);
+    if (o->batch < 1) return vlm_errorf(err, VLM_ERR_ARG, "sample: batch %d < 1", o->batch);
+    const int both = o->guidance != 1.0f && o->guidance != 0.0f, uncond_only = o->guidance == 0.0f;
+    const int rows = both ? 2 : 1;
+    vlm_diff_schedule sch;
+    vlm_status st = vlm_diff_schedule_init(&sch, cf->schedule, T, err);
+    if (st) return st;
+    int *ts = malloc(sizeof(int) * (size_t)o->steps);
+    int Bmax = o->batch;
+    float *x = malloc(sizeof(float) * (size_t)(rows * Bmax) * D), *eb = malloc(sizeof(float) * (size_t)(rows * Bmax) * E);
+    float *z = malloc(sizeof(float) * (size_t)D), *eps = malloc(sizeof(float) * (size_t)Bmax * D);
+    uint8_t *drop = malloc((size_t)(rows * Bmax));
+    int32_t *tt = malloc(sizeof(int32_t) * (size_t)(rows * Bmax));
+    vlm_rng *rng = malloc(sizeof(vlm_rng) * (size_t)Bmax);
+    vlm_ctx c;
+    int have_ctx = 0;
+    if (!ts || !x || !eb || !z || !eps || !drop || !tt || !rng) {
+        st = vlm_errorf(err, VLM_ERR_OOM, "sample: out of memory");
+        goto done;
+    }
+    vlm_diff_timesteps(T, o->steps, ts);
+    if ((st = vlm_ctx_init(&c, 64u << 20, o->seed, err))) goto done;
+    have_ctx = 1;
+    c.grad_enabled = 0;
+    c.training = 0;
+    for (int64_t i0 = 0; i0 < n && !st; i0 += Bmax) {
+        int B = n - i0 < Bmax ? (int)(n - i0) : Bmax, R = rows * B;
+        // x_T ~ N(0, I) from each sample's own stream (the DDPM noise continues it)
+        for (int b = 0; b < B; b++) {
+            vlm_rng_init(&rng[b], o->seed, VLM_RNG_SAMPLE, (uint64_t)(o->first_index + i0 + b));
+            for (int64_t j = 0; j < D; j++) x[b * D + j] = vlm_rng_normal(&rng[b]);
+        }
+        for (int r = 0; r < R; r++) {
+            int b = r % B;
+            memcpy(eb + (int64_t)r * E, emb + (i0 + b) * E, sizeof(float) * (size_t)E);
+            drop[r] = uncond_only || r >= B; // rows [B, 2B): the unconditional half
+        }
+        for (int k = 0; k < o->steps && !st; k++) {
+            int t = ts[k], tp = k + 1 < o->steps ? ts[k + 1] : -1;
+            if (both) memcpy(x + (int64_t)B * D, x, sizeof(float) * (size_t)B * D);
+            for (int r = 0; r < R; r++) tt[r] = t;
+            vlm_ctx_reset(&c);
+            vlm_tensor *xin = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){R, C, S, S}, x, NULL);
+            vlm_tensor *ein = vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){R, E}, eb, NULL);
+            vlm_tensor *y = vlm_dit_forward(&c, &g->dit, xin, tt, ein, drop);
+            if (!y) {
+                st = c.status;
+                *err = c.err;
+                break;
+            }
+            const float *yo = vlm_f32(y);
+            // guidance: eps = eps_u + s (eps_c - eps_u)
+            for (int64_t j = 0; j < (int64_t)B * D; j++)
+                eps[j] = both ? yo[(int64_t)B * D + j] + o->guidance * (yo[j] - yo[(int64_t)B * D + j]) : yo[j];
+            for (int b = 0; b < B; b++) {
+                float *xb = x + b * D, *eb_ = eps + b * D;
+                if (o->clip_x0) vlm_diff_clip_eps(&sch, t, xb, eb_, D);
+                if (o->ddpm) {
+                    for (int64_t j = 0; j < D; j++) z[j] = tp >= 0 ? vlm_rng_normal(&rng[b]) : 0.0f;
+                    vlm_diff_ddpm_step_to(&sch, t, tp, xb, eb_, z, xb, D);
+                } else {
+                    vlm_diff_ddim_step(&sch, t, tp, xb, eb_, xb, D);
+                }
+            }
+        }
+        for (int64_t j = 0; j < (int64_t)B * D; j++) {
+            float v = x[j];
+            out[i0 * D + j] = v < -1 ? -1 : v > 1 ? 1 : v;
+        }
+    }
+done:
+    if (have_ctx) vlm_ctx_free(&c);
+    vlm_diff_schedule_free(&sch);
+    free(ts), free(x), free(eb), free(z), free(eps), free(drop), free(tt), free(rng);
+    return st;
+}
+
+void vlm_gen_to_rgb(const float *x, int64_t n, int C, int S, uint8_t *rgb) {
+    const int64_t P = (int64_t)S * S;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t p = 0; p < P; p++)
+            for (int ch = 0; ch < 3; ch++) {
+                float v = x[(i * C + (C == 1 ? 0 : ch)) * P + p];
+                float u = (v + 1.0f) * 127.5f;
+                u = u < 0 ? 0 : u > 255 ? 255 : u;
+                rgb[(i * P + p) * 3 + ch] = (uint8_t)lrintf(u);
+            }
+}
+
+void vlm_gen_from_rgb(const uint8_t *rgb, int C, int S, float *x) {
+    const int64_t P = (int64_t)S * S;
+    for (int64_t p = 0; p < P; p++) {
+        const uint8_t *q = rgb + p * 3;
+        if (C == 1)
+            x[p] = ((float)q[0] + (float)q[1] + (float)q[2]) / (3.0f * 127.5f) - 1.0f;
+        else
+            for (int ch = 0; ch < 3; ch++) x[ch * P + p] = (float)q[ch] / 127.5f - 1.0f;
+    }
+}
+
+// ---- Fréchet distance ---------------------------------------------------------------
+// Cyclic Jacobi: a (symmetric [n, n], destroyed) -> eigenvalues w, eigenvectors
+// in the columns of v.
+static void jacobi_eig(double *a, int n, double *v, double *w) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) v[(int64_t)i * n + j] = i == j;
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0, diag = 0;
+        for (int p = 0; p < n; p++) {
+            diag += a[(int64_t)p * n + p] * a[(int64_t)p * n + p];
+            for (int q = p + 1; q < n; q++) off += a[(int64_t)p * n + q] * a[(int64_t)p * n + q];
+        }
+        if (off <= 1e-26 * (diag > 0 ? diag : 1)) break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                double apq = a[(int64_t)p * n + q];
+                if (fabs(apq) < 1e-300) continue;
+                double theta = (a[(int64_t)q * n + q] - a[(int64_t)p * n + p]) / (2 * apq);
+                double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+                double cs = 1 / sqrt(t * t + 1), sn = t * cs;
+                for (int k = 0; k < n; k++) { // columns p, q
+                    double akp = a[(int64_t)k * n + p], akq = a[(int64_t)k * n + q];
+                    a[(int64_t)k * n + p] = cs * akp - sn * akq;
+                    a[(int64_t)k * n + q] = sn * akp + cs * akq;
+                }
+                for (int k = 0; k < n; k++) { // rows p, q
+                    double apk = a[(int64_t)p * n + k], aqk = a[(int64_t)q * n + k];
+                    a[(int64_t)p * n + k] = cs * apk - sn * aqk;
+                    a[(int64_t)q * n + k] = sn * apk + cs * aqk;
+                }
+                for (int k = 0; k < n; k++) {
+                    double vkp = v[(int64_t)k * n + p], vkq = v[(int64_t)k * n + q];
+                    v[(int64_t)k * n + p] = cs * vkp - sn * vkq;
+                    v[(int64_t)k * n + q] = sn * vkp + cs * vkq;
+                }
+            }
+    }
+    for (int i = 0; i < n; i++) w[i] = a[(int64_t)i * n + i];
+}
+
+// Mean [d] and unbiased covariance [d, d] (np.cov) of x: [m, d].
+static void moments(const float *x, int64_t m, int d, double *mu, double *cov) {
+    for (int j = 0; j < d; j++) {
+        double s = 0;
+        for (int64_t i = 0; i < m; i++) s += x[i * d + j];
+        mu[j] = s / (double)m;
+    }
+    memset(cov, 0, sizeof(double) * (size_t)d * d);
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int j = 0; j < d; j++)
+        for (int k = j; k < d; k++) {
+            double s = 0;
+            for (int64_t i = 0; i < m; i++) s += (x[i * d + j] - mu[j]) * (x[i * d + k] - mu[k]);
+            cov[(int64_t)j * d + k] = cov[(int64_t)k * d + j] = s / (double)(m - 1);
+        }
+}
+
+vlm_status vlm_frechet_distance(const float *a, int64_t na, const float *b, int64_t nb, int d, double *fd, vlm_error *err) {
+    if (na < 2 || nb < 2 || d < 1)
+        return vlm_errorf(err, VLM_ERR_ARG, "frechet distance: needs >= 2 vectors per set (got %" PRId64 " and %" PRId64
+                          ") of dimension >= 1 (got %d)", na, nb, d);
+    size_t dd = (size_t)d * d;
+    double *mua = malloc(sizeof(double) * d), *mub = malloc(sizeof(double) * d), *w = malloc(sizeof(double) * d);
+    double *sa = malloc(sizeof(double) * dd), *sb = malloc(sizeof(double) * dd), *v = malloc(sizeof(double) * dd),
+           *r = malloc(sizeof(double) * dd), *tmp = malloc(sizeof(double) * dd);
+    vlm_status st = VLM_OK;
+    if (!mua || !mub || !w || !sa || !sb || !v || !r || !tmp) {
+        st = vlm_errorf(err, VLM_ERR_OOM, "frechet distance: out of memory (d = %d)", d);
+        goto done;
+    }
+    moments(a, na, d, mua, sa);
+    moments(b, nb, d, mub, sb);
+    double tr = 0, mean2 = 0;
+    for (int j = 0; j < d; j++) {
+        mean2 += (mua[j] - mub[j]) * (mua[j] - mub[j]);
+        tr += sa[(int64_t)j * d + j] + sb[(int64_t)j * d + j];
+    }
+    // r = Sa^1/2 = V diag(sqrt(max(w, 0))) V^T (Sa is destroyed by the solver)
+    jacobi_eig(sa, d, v, w);
+    for (int j = 0; j < d; j++) w[j] = sqrt(w[j] > 0 ? w[j] : 0);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double s = 0;
+            for (int k = 0; k < d; k++) s += v[(int64_t)i * d + k] * w[k] * v[(int64_t)j * d + k];
+            r[(int64_t)i * d + j] = s;
+        }
+    // M = r Sb r (symmetric PSD); tr((Sa Sb)^1/2) = sum sqrt(eig(M))
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double s = 0;
+            for (int k = 0; k < d; k++) s += r[(int64_t)i * d + k] * sb[(int64_t)k * d + j];
+            tmp[(int64_t)i * d + j] = s;
+        }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double s = 0;
+            for (int k = 0; k < d; k++) s += tmp[(int64_t)i * d + k] * r[(int64_t)k * d + j];
+            sa[(int64_t)i * d + j] = s;
+        }
+    for (int i = 0; i < d; i++) // symmetrise rounding
+        for (int j = i + 1; j < d; j++) {
+            double m = 0.5 * (sa[(int64_t)i * d + j] + sa[(int64_t)j * d + i]);
+            sa[(int64_t)i * d + j] = sa[(int64_t)j * d + i] = m;
+        }
+    jacobi_eig(sa, d, v, w);
+    double trs = 0;
+    for (int j = 0; j < d; j++) trs += sqrt(w[j] > 0 ? w[j] : 0);
+    *fd = mean2 + tr - 2 * trs;
+done:
+    free(mua), free(mub), free(w), free(sa), free(sb), free(v), free(r), free(tmp);
+    return st;
+}
