@@ -30,10 +30,12 @@ static vlm_status embed_texts(vlm_gen *g, const char *const *texts, int n, float
     return st;
 }
 
-// CLIP image embeddings [n, E] (L2-normalised) of 8-bit RGB images [n, s, s, 3]
-// through the CLIP's eval transform (resize to its input size).
-static vlm_status embed_images(vlm_clip *m, const uint8_t *rgb, int64_t n, int s, float *out, vlm_error *err) {
-    const int S = m->cfg.vision.image_size, E = m->cfg.embed_dim, B = 64;
+// Runs f (a model on [b, 3, S, S] eval-transformed images -> [b, dout]) over
+// 8-bit RGB images [n, s, s, 3] in batches of 64; rows into out [n, dout].
+typedef vlm_tensor *(*image_fn)(vlm_ctx *c, void *model, vlm_tensor *images);
+static vlm_status images_forward(const uint8_t *rgb, int64_t n, int s, int S, image_fn f, void *model, int dout,
+                                 float *out, vlm_error *err) {
+    const int B = 64;
     vlm_transform tf;
     vlm_transform_init(&tf, S);
     vlm_transform_scratch sc;
@@ -58,13 +60,13 @@ static vlm_status embed_images(vlm_clip *m, const uint8_t *rgb, int64_t n, int s
         }
         if (st) break;
         vlm_ctx_reset(&c);
-        vlm_tensor *f = vlm_op_l2norm(&c, vlm_clip_encode_image(&c, m, vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){b, 3, S, S}, x, NULL), NULL));
-        if (!f) {
+        vlm_tensor *y = f(&c, model, vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){b, 3, S, S}, x, NULL));
+        if (!y) {
             st = c.status;
             *err = c.err;
             break;
         }
-        memcpy(out + i0 * E, vlm_f32(f), sizeof(float) * (size_t)b * E);
+        memcpy(out + i0 * dout, vlm_f32(y), sizeof(float) * (size_t)b * dout);
     }
 done:
     vlm_ctx_free(&c);
@@ -72,6 +74,16 @@ done:
     vlm_transform_scratch_free(&sc);
     free(x);
     return st;
+}
+
+static vlm_tensor *clip_embed_fn(vlm_ctx *c, void *m, vlm_tensor *images) {
+    return vlm_op_l2norm(c, vlm_clip_encode_image(c, m, images, NULL));
+}
+
+// CLIP image embeddings [n, E] (L2-normalised) of 8-bit RGB images [n, s, s, 3]
+// through the CLIP's eval transform (resize to its input size).
+static vlm_status embed_images(vlm_clip *m, const uint8_t *rgb, int64_t n, int s, float *out, vlm_error *err) {
+    return images_forward(rgb, n, s, m->cfg.vision.image_size, clip_embed_fn, m, m->cfg.embed_dim, out, err);
 }
 
 // Grid PNG: one row per prompt (label on the left), n images per row, each
@@ -798,52 +810,24 @@ static const char *eval_usage =
     "  --grid FILE              also write the first 10 images of each class as a grid\n"
     "  --json                   end with one JSON line: cond_accuracy, fd, fd_real_real, n, real_accuracy, ...\n";
 
+static vlm_tensor *classifier_fn(vlm_ctx *c, void *m, vlm_tensor *images) {
+    return vlm_classifier_forward(c, m, images, 0);
+}
+
 // Top-1 of the classifier on 8-bit RGB images [n, s, s, 3] (its eval transform).
 static vlm_status classify(vlm_classifier *m, const uint8_t *rgb, int64_t n, int s, int32_t *pred, vlm_error *err) {
-    const int S = m->cfg.vit.image_size, K = m->cfg.head.n_classes, B = 64;
-    vlm_transform tf;
-    vlm_transform_init(&tf, S);
-    vlm_transform_scratch sc;
-    vlm_transform_scratch_init(&sc);
-    vlm_image img;
-    vlm_image_init(&img);
-    float *x = malloc(sizeof(float) * (size_t)B * 3 * S * S);
-    vlm_ctx c;
-    vlm_status st = !x ? vlm_errorf(err, VLM_ERR_OOM, "out of memory") : vlm_ctx_init(&c, 64u << 20, 0, err);
-    if (st) {
-        free(x);
-        return st;
+    const int K = m->cfg.head.n_classes;
+    float *logits = malloc(sizeof(float) * (size_t)n * K);
+    if (!logits) return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    vlm_status st = images_forward(rgb, n, s, m->cfg.vit.image_size, classifier_fn, m, K, logits, err);
+    for (int64_t i = 0; i < n && !st; i++) {
+        const float *l = logits + i * K;
+        int best = 0;
+        for (int j = 1; j < K; j++)
+            if (l[j] > l[best]) best = j;
+        pred[i] = best;
     }
-    c.grad_enabled = 0;
-    c.training = 0;
-    if ((st = vlm_image_alloc(&img, s, s, err))) goto done;
-    for (int64_t i0 = 0; i0 < n && !st; i0 += B) {
-        int b = n - i0 < B ? (int)(n - i0) : B;
-        for (int k = 0; k < b && !st; k++) {
-            memcpy(img.px, rgb + (i0 + k) * s * s * 3, (size_t)s * s * 3);
-            st = vlm_transform_eval(&tf, &img, x + (int64_t)k * 3 * S * S, &sc, err);
-        }
-        if (st) break;
-        vlm_ctx_reset(&c);
-        vlm_tensor *lg = vlm_classifier_forward(&c, m, vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){b, 3, S, S}, x, NULL), 0);
-        if (!lg) {
-            st = c.status;
-            *err = c.err;
-            break;
-        }
-        for (int k = 0; k < b; k++) {
-            const float *l = vlm_f32(lg) + (int64_t)k * K;
-            int best = 0;
-            for (int j = 1; j < K; j++)
-                if (l[j] > l[best]) best = j;
-            pred[i0 + k] = best;
-        }
-    }
-done:
-    vlm_ctx_free(&c);
-    vlm_image_free(&img);
-    vlm_transform_scratch_free(&sc);
-    free(x);
+    free(logits);
     return st;
 }
 
