@@ -466,6 +466,7 @@ static int cmd_generate_train(int argc, char **argv) {
     if (vlm_gen_from_clip(&g, o.clip, cfg, (uint64_t)o.seed, &err)) goto fail;
     g.cond = strcmp(o.cond, "image") ? VLM_GEN_TEXT : VLM_GEN_IMAGE;
     snprintf(g.template_, sizeof g.template_, "%s", o.tmpl);
+    snprintf(g.train_data, sizeof g.train_data, "%s", o.train);
     if (load_data(&g, o.train, o.classnames, &dec, o.limit, &d, &err)) goto fail;
     vlm_dit_set_cond_stats(&g.dit, d.emb, d.n_emb); // (restored as saved when resuming)
     const int S = cfg.image_size, C = cfg.in_channels, E = g.dit.cfg.cond_dim, B = (int)o.batch, T = cfg.timesteps;
@@ -797,7 +798,7 @@ done:
 
 // ---------------------------------------------------------------- eval
 static const char *eval_usage =
-    "usage: vlm generate eval --checkpoint D --classifier CKPT --classnames FILE --real-data DATA [options]\n"
+    "usage: vlm generate eval --checkpoint D --classifier CKPT --classnames FILE [--real-data DATA] [options]\n"
     "Generates N images per class prompt and reports\n"
     "  cond_accuracy  the fraction the classifier (vlm finetune) assigns to the prompted class;\n"
     "  fd             the Fréchet distance between generated and real images in the generator's CLIP\n"
@@ -805,7 +806,8 @@ static const char *eval_usage =
     "  fd_real_real   the same distance between two disjoint real sets of the same size (the floor at this n).\n"
     "  --classnames FILE        class k's name on line k (the classifier's label k), filled into --template\n"
     "  --template T             default: the generator's training template\n"
-    "  --real-data DATA         labelled real images (e.g. the Fashion-MNIST test set); needs 2N per class\n"
+    "  --real-data DATA         labelled real images (e.g. the Fashion-MNIST test set); needs 2N per class;\n"
+    "                           default: the generator's training data (recorded in its file)\n"
     "  --n-per-class N (100)  --steps N (50)  --sampler ddim|ddpm  --guidance S (3)  --seed S (0)\n"
     "  --grid FILE              also write the first 10 images of each class as a grid\n"
     "  --json                   end with one JSON line: cond_accuracy, fd, fd_real_real, n, real_accuracy, ...\n";
@@ -860,8 +862,8 @@ static int cmd_generate_eval(int argc, char **argv) {
         else if (!strcmp(a, "--guidance")) { if (cli_parse_float(a, v, 0, 100, &guidance, &err)) return cli_fail(cmd, &err); }
         else return cli_failf(cmd, "unknown option '%s' (see --help)", a);
     }
-    if (!ckpt || !clf_path || !classnames || !real)
-        return cli_failf(cmd, "--checkpoint, --classifier, --classnames and --real-data are required (see --help)");
+    if (!ckpt || !clf_path || !classnames)
+        return cli_failf(cmd, "--checkpoint, --classifier and --classnames are required (see --help)");
     if (strcmp(sampler, "ddim") && strcmp(sampler, "ddpm")) return cli_failf(cmd, "--sampler: expected ddim or ddpm, got '%s'", sampler);
     int rc = 1, have_clf = 0;
     vlm_gen g;
@@ -877,6 +879,14 @@ static int cmd_generate_eval(int argc, char **argv) {
     int have_ds = 0;
     double t0 = cli_now();
     if (vlm_gen_load(ckpt, &g, &err)) goto fail;
+    if (!real) {
+        if (!g.train_data[0]) {
+            vlm_errorf(&err, VLM_ERR_ARG, "%s records no training data: pass --real-data", ckpt);
+            goto fail;
+        }
+        real = g.train_data;
+        fprintf(stderr, "generate eval: real images from the training data %s\n", real);
+    }
     if (g.cond != VLM_GEN_TEXT) {
         vlm_errorf(&err, VLM_ERR_ARG, "%s: conditional accuracy needs a text-conditioned generator", ckpt);
         goto fail;

@@ -77,9 +77,10 @@ vlm_status vlm_gen_save(const char *path, const vlm_gen *g, const float *weights
         }
         char sstep[32];
         snprintf(sstep, sizeof sstep, "%" PRId64, step);
-        const char *keys[7] = {"format", "config", "clip_config", "tokenizer", "cond", "template", "step"};
-        const char *vals[7] = {"vlm-diffusion", cfg, ccfg, g->tokenizer_text, cond_name(g->cond), g->template_, sstep};
-        st = vlm_st_write(path, t, n, keys, vals, 7, err);
+        const char *keys[8] = {"format", "config", "clip_config", "tokenizer", "cond", "template", "step", "train_data"};
+        const char *vals[8] = {"vlm-diffusion", cfg, ccfg, g->tokenizer_text, cond_name(g->cond), g->template_, sstep,
+                               g->train_data};
+        st = vlm_st_write(path, t, n, keys, vals, 8, err);
     }
     free(t);
     free(cfg);
@@ -93,7 +94,8 @@ vlm_status vlm_gen_load(const char *path, vlm_gen *g, vlm_error *err) {
     vlm_status st = vlm_st_read(&f, path, err);
     if (st) return st;
     const char *fmt = vlm_st_meta(&f, "format"), *cfg = vlm_st_meta(&f, "config"), *ccfg = vlm_st_meta(&f, "clip_config"),
-               *tok = vlm_st_meta(&f, "tokenizer"), *cond = vlm_st_meta(&f, "cond"), *tmpl = vlm_st_meta(&f, "template");
+               *tok = vlm_st_meta(&f, "tokenizer"), *cond = vlm_st_meta(&f, "cond"), *tmpl = vlm_st_meta(&f, "template"),
+               *tdata = vlm_st_meta(&f, "train_data");
     vlm_dit_cfg dc;
     vlm_clip_cfg cc;
     if (!fmt || strcmp(fmt, "vlm-diffusion") || !cfg || !ccfg || !tok) {
@@ -119,6 +121,7 @@ vlm_status vlm_gen_load(const char *path, vlm_gen *g, vlm_error *err) {
                 g->tokenizer_text = strdup(tok);
                 g->cond = cond && !strcmp(cond, "image") ? VLM_GEN_IMAGE : VLM_GEN_TEXT;
                 snprintf(g->template_, sizeof g->template_, "%s", tmpl ? tmpl : "{}");
+                snprintf(g->train_data, sizeof g->train_data, "%s", tdata ? tdata : "");
                 if (!g->tokenizer_text) st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
             }
         }

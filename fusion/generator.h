@@ -7,7 +7,7 @@
 // weights when training kept one), the CLIP's by OpenAI name, metadata
 // "config" (DiT JSON), "clip_config", "tokenizer", "cond" (text | image),
 // "template" (the prompt template used in training, e.g. "a photo of a {}"),
-// "step". Self-contained: sampling needs no other file.
+// "train_data" (the training data as given), "step". Self-contained: sampling needs no other file.
 #ifndef VLM_FUSION_GENERATOR_H
 #define VLM_FUSION_GENERATOR_H
 
@@ -23,6 +23,7 @@ typedef struct {
     char *tokenizer_text; // the CLIP's BPE merges (malloc'd)
     vlm_gen_cond cond;
     char template_[256];  // prompt template ("{}" = the class name / caption)
+    char train_data[1024]; // the training data spec (metadata "train_data"; eval's default real images)
     float *ema;           // [dit.ps.total] EMA weights while training (NULL otherwise)
     int have_dit, have_clip;
 } vlm_gen;

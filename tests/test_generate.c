@@ -255,8 +255,9 @@ static void test_cli(void) {
              vlm, model) == 0,
           "ddpm sampler failed");
     // (5) eval: JSON fields, sane values
+    // (no --real-data: the training data recorded in the model file)
     CHECK(sh("%s generate eval --checkpoint %s --classifier " LOGS "/clf.safetensors --classnames " DIRN
-             "/classnames.txt --real-data " DIRN "/train.tsv --n-per-class 8 --steps 10 --json",
+             "/classnames.txt --n-per-class 8 --steps 10 --json",
              vlm, model) == 0,
           "generate eval failed");
     last_json(js, sizeof js);
