@@ -585,13 +585,8 @@ vlm_tensor *vlm_op_layernorm(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tenso
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
         const float *xr = xd + r * C;
-        float s = 0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < C; j++) s += xr[j];
-        float m = s / (float)C, v = 0;
-#pragma omp simd reduction(+ : v)
-        for (int64_t j = 0; j < C; j++) v += (xr[j] - m) * (xr[j] - m);
-        float rs = 1.0f / sqrtf(v / (float)C + eps);
+        float m, rs;
+        vlm_ln_row_stats(xr, C, eps, &m, &rs);
         stats[r] = m;
         stats[R + r] = rs;
         float *yr = yo + r * C;

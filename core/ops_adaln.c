@@ -80,13 +80,8 @@ vlm_tensor *vlm_op_ln_modulate(vlm_ctx *c, vlm_tensor *x, vlm_tensor *shift, vlm
     for (int64_t r = 0; r < B * T; r++) {
         int64_t b = r / T;
         const float *xr = xd + r * C, *s0 = shd + b * shift->stride[0], *s1 = scd + b * scale->stride[0];
-        float s = 0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < C; j++) s += xr[j];
-        float m = s / (float)C, v = 0;
-#pragma omp simd reduction(+ : v)
-        for (int64_t j = 0; j < C; j++) v += (xr[j] - m) * (xr[j] - m);
-        float rs = 1.0f / sqrtf(v / (float)C + eps);
+        float m, rs;
+        vlm_ln_row_stats(xr, C, eps, &m, &rs);
         stats[r] = m;
         stats[B * T + r] = rs;
         float *yr = yo + r * C;

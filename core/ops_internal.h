@@ -2,6 +2,7 @@
 #ifndef VLM_CORE_OPS_INTERNAL_H
 #define VLM_CORE_OPS_INTERNAL_H
 
+#include <math.h>
 #include "core/fastmath.h"
 #include "core/ops.h"
 #ifdef _OPENMP
@@ -23,6 +24,19 @@ static inline int vlm_thread_id(void) {
 #else
     return 0;
 #endif
+}
+
+// Layernorm statistics of one row x[0..C): *mean and *rstd = 1 / sqrt(var + eps)
+// (biased variance, two passes), shared by layernorm and the adaLN op.
+static inline void vlm_ln_row_stats(const float *x, int64_t C, float eps, float *mean, float *rstd) {
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < C; j++) s += x[j];
+    float m = s / (float)C, v = 0;
+#pragma omp simd reduction(+ : v)
+    for (int64_t j = 0; j < C; j++) v += (x[j] - m) * (x[j] - m);
+    *mean = m;
+    *rstd = 1.0f / sqrtf(v / (float)C + eps);
 }
 
 // Returns x if contiguous, else a recorded contiguous copy.
