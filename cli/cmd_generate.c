@@ -655,6 +655,33 @@ done:
     return rc;
 }
 
+// The sampling flags `sample` and `eval` share: --steps, --guidance, --seed,
+// --sampler. Returns 1 if (a, v) was one of them, 0 if not, -1 on a bad value.
+typedef struct {
+    long long steps, seed;
+    double guidance;
+    const char *sampler;
+} sample_flags;
+
+static int parse_sample_flag(const char *a, const char *v, sample_flags *f, vlm_error *err) {
+    if (!strcmp(a, "--steps")) return cli_parse_int(a, v, 1, 100000, &f->steps, err) ? -1 : 1;
+    if (!strcmp(a, "--seed")) return cli_parse_int(a, v, 0, INT64_MAX, &f->seed, err) ? -1 : 1;
+    if (!strcmp(a, "--guidance")) return cli_parse_float(a, v, 0, 100, &f->guidance, err) ? -1 : 1;
+    if (strcmp(a, "--sampler")) return 0;
+    if (strcmp(v, "ddim") && strcmp(v, "ddpm")) {
+        vlm_errorf(err, VLM_ERR_ARG, "--sampler: expected ddim or ddpm, got '%s'", v);
+        return -1;
+    }
+    f->sampler = v;
+    return 1;
+}
+
+static void sample_opts_from(const sample_flags *f, vlm_gen_sample_opts *so) {
+    vlm_gen_sample_opts_default(so);
+    so->steps = (int)f->steps, so->ddpm = !strcmp(f->sampler, "ddpm"), so->guidance = (float)f->guidance;
+    so->seed = (uint64_t)f->seed;
+}
+
 // ---------------------------------------------------------------- sample
 static const char *sample_usage =
     "usage: vlm generate sample --checkpoint D (--prompt TEXT ... | --prompts FILE | --classnames FILE) [options]\n"
@@ -671,9 +698,9 @@ static const char *sample_usage =
 
 static int cmd_generate_sample(int argc, char **argv) {
     const char *cmd = "generate sample", *ckpt = NULL, *prompts_file = NULL, *classnames = NULL, *tmpl = NULL,
-               *out = "grid.png", *sampler = "ddim";
-    long long n = 8, steps = 50, seed = 0, scale = 2, batch = 64;
-    double guidance = 3;
+               *out = "grid.png";
+    long long n = 8, scale = 2, batch = 64;
+    sample_flags sf = {50, 0, 3.0, "ddim"};
     int no_clip = 0, no_labels = 0;
     strlist prompts = {0}, images = {0};
     vlm_error err = {0};
@@ -687,6 +714,9 @@ static int cmd_generate_sample(int argc, char **argv) {
         if (!strcmp(a, "--no-labels")) { no_labels = 1; continue; }
         if (!v) return cli_failf(cmd, "%s needs a value (see --help)", a);
         i++;
+        int pf = parse_sample_flag(a, v, &sf, &err);
+        if (pf < 0) return cli_fail(cmd, &err);
+        if (pf) continue;
         if (!strcmp(a, "--checkpoint")) ckpt = v;
         else if (!strcmp(a, "--prompt")) { if (strlist_add(&prompts, v, &err)) return cli_fail(cmd, &err); }
         else if (!strcmp(a, "--image")) { if (strlist_add(&images, v, &err)) return cli_fail(cmd, &err); }
@@ -694,17 +724,12 @@ static int cmd_generate_sample(int argc, char **argv) {
         else if (!strcmp(a, "--classnames")) classnames = v;
         else if (!strcmp(a, "--template")) tmpl = v;
         else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--sampler")) sampler = v;
         else if (!strcmp(a, "--n")) { if (cli_parse_int(a, v, 1, 1024, &n, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--steps")) { if (cli_parse_int(a, v, 1, 100000, &steps, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--seed")) { if (cli_parse_int(a, v, 0, INT64_MAX, &seed, &err)) return cli_fail(cmd, &err); }
         else if (!strcmp(a, "--scale")) { if (cli_parse_int(a, v, 1, 16, &scale, &err)) return cli_fail(cmd, &err); }
         else if (!strcmp(a, "--batch-size")) { if (cli_parse_int(a, v, 1, 4096, &batch, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--guidance")) { if (cli_parse_float(a, v, 0, 100, &guidance, &err)) return cli_fail(cmd, &err); }
         else return cli_failf(cmd, "unknown option '%s' (see --help)", a);
     }
     if (!ckpt) return cli_failf(cmd, "--checkpoint is required (see --help)");
-    if (strcmp(sampler, "ddim") && strcmp(sampler, "ddpm")) return cli_failf(cmd, "--sampler: expected ddim or ddpm, got '%s'", sampler);
     int rc = 1;
     vlm_gen g;
     memset(&g, 0, sizeof g);
@@ -772,9 +797,8 @@ static int cmd_generate_sample(int argc, char **argv) {
     for (int64_t i = 0; i < N; i++) memcpy(emb + i * E, row_emb + (i / n) * E, sizeof(float) * (size_t)E);
     free(row_emb);
     vlm_gen_sample_opts so;
-    vlm_gen_sample_opts_default(&so);
-    so.steps = (int)steps, so.ddpm = !strcmp(sampler, "ddpm"), so.guidance = (float)guidance, so.clip_x0 = !no_clip;
-    so.seed = (uint64_t)seed, so.batch = (int)batch;
+    sample_opts_from(&sf, &so);
+    so.clip_x0 = !no_clip, so.batch = (int)batch;
     double t0 = cli_now();
     if (vlm_gen_sample(&g, emb, N, &so, x, &err)) goto fail;
     vlm_gen_to_rgb(x, N, C, S, rgb);
@@ -782,7 +806,7 @@ static int cmd_generate_sample(int argc, char **argv) {
                    no_labels ? NULL : (const char *const *)(images.n ? images.p : prompts.p), &err))
         goto fail;
     fprintf(stderr, "generate sample: %" PRId64 " images (%d x %lld, %s %lld steps, guidance %g, seed %lld) in %.1f s -> %s\n",
-            N, rows, n, sampler, steps, guidance, seed, cli_now() - t0, out);
+            N, rows, n, sf.sampler, sf.steps, sf.guidance, sf.seed, cli_now() - t0, out);
     rc = 0;
     goto done;
 fail:
@@ -835,9 +859,9 @@ static vlm_status classify(vlm_classifier *m, const uint8_t *rgb, int64_t n, int
 
 static int cmd_generate_eval(int argc, char **argv) {
     const char *cmd = "generate eval", *ckpt = NULL, *clf_path = NULL, *classnames = NULL, *real = NULL, *tmpl = NULL,
-               *sampler = "ddim", *grid = NULL;
-    long long npc = 100, steps = 50, seed = 0;
-    double guidance = 3;
+               *grid = NULL;
+    long long npc = 100;
+    sample_flags sf = {50, 0, 3.0, "ddim"};
     int json = 0;
     vlm_error err = {0};
     for (int i = 1; i < argc; i++) {
@@ -849,22 +873,20 @@ static int cmd_generate_eval(int argc, char **argv) {
         if (!strcmp(a, "--json")) { json = 1; continue; }
         if (!v) return cli_failf(cmd, "%s needs a value (see --help)", a);
         i++;
+        int pf = parse_sample_flag(a, v, &sf, &err);
+        if (pf < 0) return cli_fail(cmd, &err);
+        if (pf) continue;
         if (!strcmp(a, "--checkpoint")) ckpt = v;
         else if (!strcmp(a, "--classifier")) clf_path = v;
         else if (!strcmp(a, "--classnames")) classnames = v;
         else if (!strcmp(a, "--real-data")) real = v;
         else if (!strcmp(a, "--template")) tmpl = v;
-        else if (!strcmp(a, "--sampler")) sampler = v;
         else if (!strcmp(a, "--grid")) grid = v;
         else if (!strcmp(a, "--n-per-class")) { if (cli_parse_int(a, v, 1, 100000, &npc, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--steps")) { if (cli_parse_int(a, v, 1, 100000, &steps, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--seed")) { if (cli_parse_int(a, v, 0, INT64_MAX, &seed, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--guidance")) { if (cli_parse_float(a, v, 0, 100, &guidance, &err)) return cli_fail(cmd, &err); }
         else return cli_failf(cmd, "unknown option '%s' (see --help)", a);
     }
     if (!ckpt || !clf_path || !classnames)
         return cli_failf(cmd, "--checkpoint, --classifier and --classnames are required (see --help)");
-    if (strcmp(sampler, "ddim") && strcmp(sampler, "ddpm")) return cli_failf(cmd, "--sampler: expected ddim or ddpm, got '%s'", sampler);
     int rc = 1, have_clf = 0;
     vlm_gen g;
     memset(&g, 0, sizeof g);
@@ -970,8 +992,7 @@ static int cmd_generate_eval(int argc, char **argv) {
     for (int64_t i = 0; i < N; i++) memcpy(emb + i * E, pe + (i / npc) * E, sizeof(float) * (size_t)E);
     free(pe);
     vlm_gen_sample_opts so;
-    vlm_gen_sample_opts_default(&so);
-    so.steps = (int)steps, so.ddpm = !strcmp(sampler, "ddpm"), so.guidance = (float)guidance, so.seed = (uint64_t)seed;
+    sample_opts_from(&sf, &so);
     double tg = cli_now();
     if (vlm_gen_sample(&g, emb, N, &so, x, &err)) goto fail;
     tg = cli_now() - tg;
@@ -1017,7 +1038,7 @@ static int cmd_generate_eval(int argc, char **argv) {
         }
     }
     fprintf(stderr, "generate eval: %d classes x %lld images, %s %lld steps, guidance %g: sampling %.1f s, total %.1f s\n", K,
-            npc, sampler, steps, guidance, tg, cli_now() - t0);
+            npc, sf.sampler, sf.steps, sf.guidance, tg, cli_now() - t0);
     printf("%-28s %8s\n", "prompt", "accuracy");
     for (int k = 0; k < K; k++) printf("%-28s %8.3f\n", prompts.p[k], (double)per[k] / (double)npc);
     printf("conditional accuracy %.4f (classifier on real images: %.4f)\n", (double)hit / N, (double)hit_real / N);
@@ -1026,7 +1047,8 @@ static int cmd_generate_eval(int argc, char **argv) {
     if (json) {
         printf("{\"cond_accuracy\": %.6f, \"fd\": %.6f, \"fd_real_real\": %.6f, \"fd_ratio\": %.4f, \"n\": %" PRId64
                ", \"real_accuracy\": %.6f, \"guidance\": %g, \"steps\": %lld, \"sampler\": \"%s\", \"per_class\": [",
-               (double)hit / N, fd, fd_rr, fd_rr > 0 ? fd / fd_rr : 0.0, N, (double)hit_real / N, guidance, steps, sampler);
+               (double)hit / N, fd, fd_rr, fd_rr > 0 ? fd / fd_rr : 0.0, N, (double)hit_real / N, sf.guidance, sf.steps,
+               sf.sampler);
         for (int k = 0; k < K; k++) printf("%s%.4f", k ? ", " : "", (double)per[k] / (double)npc);
         printf("]}\n");
     }
