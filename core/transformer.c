@@ -198,13 +198,8 @@ static void ln_fwd(float *x, const float *pb, const float *w, const float *b, fl
         if (pb)
 #pragma omp simd
             for (int64_t j = 0; j < C; j++) xr[j] += pb[j];
-        float s = 0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < C; j++) s += xr[j];
-        float m = s / (float)C, v = 0;
-#pragma omp simd reduction(+ : v)
-        for (int64_t j = 0; j < C; j++) v += (xr[j] - m) * (xr[j] - m);
-        float rs = 1.0f / sqrtf(v / (float)C + eps);
+        float m, rs;
+        vlm_ln_row_stats(xr, C, eps, &m, &rs);
         rstd[r] = rs;
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) {
