@@ -53,13 +53,21 @@ static const char *usage =
     "  --save-frequency E (1: epoch_N every E epochs)  --save-every-steps N (200: epoch_latest)\n"
     "  --keep K (3 epoch files)  --resume latest|STATE_FILE  --log-every N (10)\n"
     "  --stop-at-step N         stop cleanly (with a checkpoint) at step N without changing the schedule\n"
-    "Resuming continues mid-epoch at the next sample; pass the same options as the original run.\n";
+    "data-parallel (mpirun -np N vlm pretrain ..., an MPI build):\n"
+    "  --batch-size is per rank (global batch N x B); each rank reads its shard; features are gathered\n"
+    "  with gradients so the loss is the global batch's; rank 0 writes logs and checkpoints.\n"
+    "  --dist-timeout S (300)   a rank waiting longer than S seconds for the others stops the job\n"
+    "Resuming continues mid-epoch at the next sample; pass the same options as the original run (under\n"
+    "mpirun any world size that divides the global batch, with --batch-size = global batch / ranks).\n";
 
 typedef struct {
     const char *train, *val, *dtype, *img_key, *cap_key, *model, *tokenizer, *logs, *name, *resume, *sched, *pretrained;
     char sep;
     long long batch, epochs, warmup, accum, seed, workers, max_steps, save_freq, save_every, keep, log_every, nsynth, stop_at;
     double lr, wd, beta1, beta2, eps, clip, max_minutes, patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
+    double dist_timeout;
+    int fault_kind, fault_rank;
+    long long fault_step;
     int siglip, lock_image, lock_text, json, no_augment, time_schedule;
     vlm_decode_opts dec;
 } opts;
@@ -77,6 +85,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     o->batch = 64; o->epochs = 1; o->warmup = 100; o->accum = 1; o->workers = 2; o->save_freq = 1; o->save_every = 200;
     o->keep = 3; o->log_every = 10; o->nsynth = 4096;
     vlm_decode_opts_default(&o->dec);
+    o->dist_timeout = 300;
     o->lr = 5e-4; o->wd = 0.2; o->beta1 = 0.9; o->beta2 = 0.98; o->eps = 1e-6; o->clip = 1.0; o->cooldown_power = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -96,12 +105,19 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         FLT("--lr", lr, 0, 10) FLT("--wd", wd, 0, 10) FLT("--beta1", beta1, 0, 0.999999) FLT("--beta2", beta2, 0, 0.9999999)
         FLT("--eps", eps, 1e-30, 1) FLT("--grad-clip-norm", clip, 0, 1e9) FLT("--max-minutes", max_minutes, 0, 1e9)
         FLT("--patch-dropout", patch_dropout, 0, 0.95) FLT("--epochs-cooldown", cooldown_epochs, 0, 1e9)
+        FLT("--dist-timeout", dist_timeout, 0.1, 1e7)
         FLT("--lr-cooldown-end", cooldown_end, 0, 10) FLT("--lr-cooldown-power", cooldown_power, 0.01, 100)
         FLAG("--siglip", siglip) FLAG("--lock-image", lock_image) FLAG("--lock-text", lock_text) FLAG("--json", json)
         FLAG("--no-augment", no_augment) FLAG("--time-schedule", time_schedule)
         if (!strcmp(a, "--composite")) {
             if (!v) goto need;
             if (cli_parse_composite(v, &o->dec, err)) return -1;
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--debug-fault")) { // tests: make one rank hang or die at a step
+            if (!v) goto need;
+            if (cli_parse_fault(v, &o->fault_kind, &o->fault_rank, &o->fault_step, err)) return -1;
             i++;
             continue;
         }
@@ -134,10 +150,14 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
 }
 
 // ---- synthetic data: random images, captions from 100 "classes" --------------
-static void synth_batch(int64_t seed, int64_t first, int B, int S, float *images, char (*caps)[256], const char **cptr) {
+// first: this rank's stream position; rank R of W takes the global stream's
+// samples R, R + W, ... of each epoch (as the loader shards), so a global batch
+// holds the same samples at every world size.
+static void synth_batch(int64_t seed, int64_t first, int64_t epoch_size, int R, int W, int B, int S, float *images,
+                        char (*caps)[256], const char **cptr) {
     for (int b = 0; b < B; b++) {
         vlm_rng r;
-        int64_t idx = first + b;
+        int64_t q = first + b, idx = (q / epoch_size) * epoch_size * W + (q % epoch_size) * W + R;
         vlm_rng_init(&r, (uint64_t)seed, VLM_RNG_DATA, (uint64_t)idx);
         int cls = (int)(idx * 2654435761u % 100);
         for (int64_t i = 0; i < 3 * S * S; i++) images[(int64_t)b * 3 * S * S + i] = 0.5f * vlm_rng_normal(&r) + 0.02f * (float)(cls % 10);
@@ -164,6 +184,23 @@ static vlm_tensor *loss_of(vlm_ctx *c, vlm_clip *m, vlm_tensor *fi, vlm_tensor *
                                groups);
     }
     return vlm_loss_clip(c, vlm_clip_logits(c, m, fi, ft), groups);
+}
+
+// The data-parallel loss: this rank's normalised features against every rank's
+// (gathered with gradients), open_clip's gather_with_grad + local_loss. The
+// mean over ranks equals loss_of over the global batch. groups: G ids.
+static vlm_tensor *loss_dist(vlm_ctx *c, vlm_clip *m, vlm_tensor *fi, vlm_tensor *ft, const int32_t *groups, int siglip,
+                             vlm_dist *d) {
+    vlm_tensor *a = vlm_op_l2norm(c, fi), *b = vlm_op_l2norm(c, ft);      // [B, E]
+    if (!a || !b) return NULL;
+    int64_t off = (int64_t)d->rank * a->shape[0];
+    vlm_tensor *scale = vlm_op_act(c, vlm_params_get(&m->ps, m->logit_scale), VLM_ACT_EXP);
+    vlm_tensor *all_t = vlm_op_all_gather(c, b, d);                         // [G, E]
+    if (siglip) return vlm_loss_siglip_local(c, a, all_t, scale, vlm_params_get(&m->ps, m->logit_bias), off, groups);
+    vlm_tensor *all_i = vlm_op_all_gather(c, a, d);                         // [G, E]
+    vlm_tensor *li = vlm_op_mul(c, vlm_op_matmul(c, a, vlm_view_transpose(c, all_t, 0, 1)), scale); // [B, G]
+    vlm_tensor *lt = vlm_op_mul(c, vlm_op_matmul(c, b, vlm_view_transpose(c, all_i, 0, 1)), scale); // [B, G]
+    return vlm_loss_clip_local(c, li, lt, off, groups);
 }
 
 static void path_join(char *out, size_t n, const char *a, const char *b) { snprintf(out, n, "%s/%s", a, b); }
@@ -239,6 +276,13 @@ int cmd_pretrain(int argc, char **argv) {
     double *curve_x = NULL, *curve_y = NULL;
     FILE *metrics = NULL;
     char *args_json = NULL;
+    vlm_dist *D = cli_dist();
+    D->timeout_s = o.dist_timeout;
+    const int R = D->rank, W = D->world, io = R == 0; // only rank 0 writes files and logs
+    if (W > 1 && o.accum > 1) {
+        vlm_errorf(&err, VLM_ERR_ARG, "--accum-freq > 1 does not combine with mpirun yet (raise --batch-size or the ranks)");
+        goto fail;
+    }
 
     // ---- run folder ----
     char name[512], rundir[1024], ckdir[1100], path[1300], path2[1300];
@@ -249,8 +293,10 @@ int cmd_pretrain(int argc, char **argv) {
     }
     snprintf(rundir, sizeof rundir, "%s/%s", o.logs, name);
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", rundir);
-    if (cli_mkdirs(ckdir, &err)) goto fail;
-    remove_stale_tmp(ckdir);
+    if (io) {
+        if (cli_mkdirs(ckdir, &err)) goto fail;
+        remove_stale_tmp(ckdir);
+    }
 
     // ---- datasets ----
     // Training and validation sets: image-caption pairs with the --csv-* columns.
@@ -271,7 +317,7 @@ int cmd_pretrain(int argc, char **argv) {
             vlm_errorf(&err, VLM_ERR_ARG, "--dataset-type webdataset but %s is a %s", o.train, vlm_dataset_kind_name(train.kind));
             goto fail;
         }
-        if (train.n_bad)
+        if (io && train.n_bad)
             fprintf(stderr, "pretrain: %" PRId64 " malformed entries skipped in %s (first: %s)\n", train.n_bad, o.train,
                     train.bad[0] ? train.bad[0] : "?");
     }
@@ -327,7 +373,8 @@ int cmd_pretrain(int argc, char **argv) {
             vlm_status st = vlm_bpe_train_mem(texts, lens, (int)n, m.cfg.text.vocab_size, &merges, &mlen, &info, &err);
             free(texts); free(lens); free(sbuf);
             if (st) goto fail;
-            fprintf(stderr, "pretrain: trained a BPE vocabulary of %d tokens (%d merges%s) on %" PRId64 " captions in %.1fs\n",
+            if (io)
+                fprintf(stderr, "pretrain: trained a BPE vocabulary of %d tokens (%d merges%s) on %" PRId64 " captions in %.1fs\n",
                     info.vocab_size, info.n_merges, info.stopped_early ? ", corpus exhausted" : "", n, cli_now() - t0);
         }
     }
@@ -339,7 +386,7 @@ int cmd_pretrain(int argc, char **argv) {
         goto fail;
     }
     path_join(path, sizeof path, rundir, "vocab.txt");
-    {
+    if (io) {
         FILE *vf = fopen(path, "w");
         if (vf) {
             fputs(merges, vf);
@@ -367,8 +414,20 @@ int cmd_pretrain(int argc, char **argv) {
         c.dropout_rng.counter = ts.rng_counter;
         memcpy(c.dropout_rng.buf, ts.rng_buf, sizeof ts.rng_buf);
         c.dropout_rng.buf_pos = ts.rng_pos;
-        fprintf(stderr, "pretrain: resumed from %s at step %" PRId64 " (epoch %" PRId64 ", sample %" PRId64 ")\n",
-                state_path, ts.step, ts.loader_epoch, ts.loader_index);
+        if (ts.global_batch && ts.global_batch != o.batch * o.accum * W) {
+            vlm_errorf(&err, VLM_ERR_ARG, "%s: the run used a global batch of %" PRId64 " samples; with %d rank(s) "
+                       "pass --batch-size %" PRId64 " (the world size must divide the global batch)", state_path,
+                       ts.global_batch, W, (int64_t)(ts.global_batch / (o.accum * W) > 0 ? ts.global_batch / (o.accum * W) : 1));
+            goto fail;
+        }
+        if (ts.loader_index % W) {
+            vlm_errorf(&err, VLM_ERR_ARG, "%s: sample %" PRId64 " of the epoch is not a multiple of %d ranks", state_path,
+                       ts.loader_index, W);
+            goto fail;
+        }
+        if (io)
+            fprintf(stderr, "pretrain: resumed from %s at step %" PRId64 " (epoch %" PRId64 ", sample %" PRId64 ")\n",
+                    state_path, ts.step, ts.loader_epoch, ts.loader_index);
     }
 
     // ---- loader ----
@@ -383,14 +442,17 @@ int cmd_pretrain(int argc, char **argv) {
         lo.caption_max = 256;
         lo.decode = o.dec;
         lo.start.epoch = ts.loader_epoch;
-        lo.start.index = ts.loader_index;
+        lo.start.index = ts.loader_index / W; // the state counts the global stream
+        lo.rank = R;
+        lo.world_size = W;
         if (vlm_loader_open(&L, &train, &lo, &err)) goto fail;
         epoch_size = vlm_loader_epoch_size(L);
     } else
-        epoch_size = o.nsynth;
+        epoch_size = o.nsynth / W;
+    if (cli_dist_sync_params(D, &m.ps, &err)) goto fail;
     int64_t steps_per_epoch = epoch_size / ((int64_t)B * K);
     if (steps_per_epoch < 1) {
-        vlm_errorf(&err, VLM_ERR_ARG, "an epoch has %" PRId64 " samples, fewer than batch %d x accum %d", epoch_size, B, K);
+        vlm_errorf(&err, VLM_ERR_ARG, "an epoch has %" PRId64 " samples per rank, fewer than batch %d x accum %d", epoch_size, B, K);
         goto fail;
     }
     int64_t total_steps = steps_per_epoch * o.epochs;
@@ -403,9 +465,10 @@ int cmd_pretrain(int argc, char **argv) {
 
     imgbuf = malloc(sizeof(float) * (size_t)K * B * 3 * S * S);
     idbuf = malloc(sizeof(int32_t) * (size_t)K * B * T);
-    groups = malloc(sizeof(int32_t) * (size_t)K * B);
-    capbuf = malloc(sizeof(*capbuf) * (size_t)K * B);
-    capptr = malloc(sizeof(char *) * (size_t)K * B);
+    groups = malloc(sizeof(int32_t) * (size_t)K * B * W);
+    // W > 1: every rank's captions (gathered behind this rank's B), for the global group ids
+    capbuf = malloc(sizeof(*capbuf) * (size_t)K * B * (W > 1 ? W + 1 : 1));
+    capptr = malloc(sizeof(char *) * (size_t)K * B * W);
     if (K > 1) {
         cache_i = malloc(sizeof(float) * (size_t)K * B * m.cfg.embed_dim);
         cache_t = malloc(sizeof(float) * (size_t)K * B * m.cfg.embed_dim);
@@ -418,13 +481,13 @@ int cmd_pretrain(int argc, char **argv) {
         goto fail;
     }
     path_join(path, sizeof path, rundir, "metrics.jsonl");
-    metrics = fopen(path, state_path[0] ? "a" : "w");
-    if (!metrics) {
+    if (io) metrics = fopen(path, state_path[0] ? "a" : "w");
+    if (io && !metrics) {
         vlm_errorf(&err, VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
     // Reload the loss curve of a resumed run from its metrics log.
-    if (state_path[0]) {
+    if (io && state_path[0]) {
         FILE *mf = fopen(path, "r");
         char line[4096];
         while (mf && fgets(line, sizeof line, mf) && curve_n < curve_cap) {
@@ -449,7 +512,11 @@ int cmd_pretrain(int argc, char **argv) {
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    if (o.time_schedule && !o.max_steps)
+    if (io && W > 1)
+        fprintf(stderr, "pretrain: data-parallel over %d ranks: %d pairs per rank, global batch %d\n", W, B * K, B * K * W);
+    if (!io)
+        ;
+    else if (o.time_schedule && !o.max_steps)
         fprintf(stderr, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, steps of %d x %d pairs for %.1f minutes, run dir %s\n",
                 o.model, (long long)m.ps.total, epoch_size, B, K, o.max_minutes, rundir);
     else
@@ -458,7 +525,7 @@ int cmd_pretrain(int argc, char **argv) {
 
     // ---- training loop ----
     double t_start = cli_now() - ts.elapsed_s, t_last = cli_now(), last_val_t = 0;
-    int64_t pairs_since = 0, synth_pos = ts.loader_epoch * epoch_size + ts.loader_index;
+    int64_t pairs_since = 0, synth_pos = ts.loader_epoch * epoch_size + ts.loader_index / W;
     int64_t cur_epoch = ts.loader_epoch;
     vlm_loader_pos next_pos = {ts.loader_epoch, ts.loader_index};
     const int tty = isatty(2);
@@ -467,13 +534,14 @@ int cmd_pretrain(int argc, char **argv) {
     vlm_retrieval last_r;
     int have_r = 0;
     while (ts.step < total_steps) {
+        cli_apply_fault(o.fault_kind, o.fault_rank, o.fault_step, D, ts.step);
         // Gather K micro-batches (copied: the loader reuses its buffers).
         int64_t batch_epoch = cur_epoch;
         for (int j = 0; j < K; j++) {
             float *ib = imgbuf + (int64_t)j * B * 3 * S * S;
             if (synthetic) {
                 if (synth_pos % epoch_size + B > epoch_size) synth_pos += epoch_size - synth_pos % epoch_size;
-                synth_batch(o.seed, synth_pos, B, S, ib, capbuf + (int64_t)j * B, capptr + (int64_t)j * B);
+                synth_batch(o.seed, synth_pos, epoch_size, R, W, B, S, ib, capbuf + (int64_t)j * B, capptr + (int64_t)j * B);
                 batch_epoch = synth_pos / epoch_size;
                 synth_pos += B;
                 next_pos.epoch = synth_pos / epoch_size;
@@ -495,7 +563,13 @@ int cmd_pretrain(int argc, char **argv) {
             }
         }
         if (cli_tokenize_batch(&tok, capptr, K * B, T, idbuf, &err)) goto fail;
-        vlm_group_ids(capptr, (int64_t)K * B, groups); // duplicate captions are not negatives
+        if (W > 1) { // group ids over the global batch, in rank order (the gathered features' order)
+            if (vlm_dist_allgather(D, capbuf[0], (int64_t)B * sizeof capbuf[0], capbuf[B], "caption all-gather", &err))
+                goto fail;
+            memmove(capbuf[0], capbuf[B], (size_t)B * W * sizeof capbuf[0]);
+            for (int i = 0; i < B * W; i++) capptr[i] = capbuf[i];
+        }
+        vlm_group_ids(capptr, (int64_t)K * B * W, groups); // duplicate captions are not negatives
 
         // Forward/backward. With K > 1, open_clip's feature caching: a no-grad
         // pass caches every micro-batch's features, then each micro-batch is
@@ -519,7 +593,7 @@ int cmd_pretrain(int argc, char **argv) {
         }
         for (int j = 0; j < K; j++) {
             vlm_ctx_reset(&c);
-            vlm_rng_init(&pd, (uint64_t)o.seed, VLM_RNG_DROPOUT, (uint64_t)(ts.step * K + j));
+            vlm_rng_init(&pd, (uint64_t)o.seed, VLM_RNG_DROPOUT, (uint64_t)((ts.step * K + j) * W + R));
             vlm_tensor *fi = vlm_clip_encode_image(&c, &m, wrap_images(&c, imgbuf + (int64_t)j * B * 3 * S * S, B, S), &pd);
             vlm_tensor *ft = vlm_clip_encode_text(&c, &m, wrap_ids(&c, idbuf + (int64_t)j * B * T, B, T));
             if (K > 1 && fi && ft) {
@@ -536,13 +610,20 @@ int cmd_pretrain(int argc, char **argv) {
                 fi = vlm_op_concat(&c, pi, np, 0);
                 ft = vlm_op_concat(&c, pt, np, 0);
             }
-            vlm_tensor *l = loss_of(&c, &m, fi, ft, groups, o.siglip);
+            vlm_tensor *l = W > 1 ? loss_dist(&c, &m, fi, ft, groups, o.siglip, D) : loss_of(&c, &m, fi, ft, groups, o.siglip);
             if (!l || vlm_backward(&c, l)) goto ctx_fail;
             step_loss = vlm_f32(l)[0];
         }
+        // Data-parallel: the global batch's gradient and loss, one clock and one
+        // stop decision for every rank (rank 0's time, any rank's signal).
+        if (cli_dist_average_grads(D, &m.ps, &err)) goto fail;
+        double clock_s = cli_now() - t_start;
+        int stop_sig = g_stop != 0;
+        if (cli_dist_step_sync(D, &step_loss, &stop_sig, &clock_s, &err)) goto fail;
         loss_v = (float)step_loss;
         if (!isfinite(loss_v) || !vlm_grads_finite(&m.ps)) {
-            fprintf(stderr, "\npretrain: %s at step %" PRId64 " (lr %.3g); stopping. The last good checkpoint is %s/epoch_latest.state.safetensors\n",
+            if (io)
+                fprintf(stderr, "\npretrain: %s at step %" PRId64 " (lr %.3g); stopping. The last good checkpoint is %s/epoch_latest.state.safetensors\n",
                     isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, vlm_sched_lr(&sched, ts.step), ckdir);
             rc = 3;
             goto cleanup;
@@ -550,14 +631,14 @@ int cmd_pretrain(int argc, char **argv) {
         if (o.clip > 0) vlm_clip_grad_norm(&m.ps, (float)o.clip);
         float lr = vlm_sched_lr(&sched, ts.step);
         if (o.time_schedule && ts.step >= o.warmup) { // cosine over the fraction of the time budget used
-            double f = (cli_now() - t_start) / (o.max_minutes * 60.0);
+            double f = clock_s / (o.max_minutes * 60.0);
             f = f < 0 ? 0 : f > 1 ? 1 : f;
             lr = (float)(0.5 * (1.0 + cos(M_PI * f)) * o.lr);
         }
         vlm_adamw_step(&opt, &m.ps, lr);
         vlm_clip_clamp_logit_scale(&m);
         ts.step++;
-        pairs_since += (int64_t)K * B;
+        pairs_since += (int64_t)K * B * W;
         if (curve_n == curve_cap) { // grow the loss curve (rare; amortised)
             double *nx = realloc(curve_x, sizeof(double) * (size_t)curve_cap * 2), *ny = nx ? realloc(curve_y, sizeof(double) * (size_t)curve_cap * 2) : NULL;
             if (nx) curve_x = nx;
@@ -572,9 +653,10 @@ int cmd_pretrain(int argc, char **argv) {
         }
         // ---- bookkeeping ----
         double now = cli_now();
-        ts.elapsed_s = now - t_start;
+        ts.elapsed_s = W > 1 ? clock_s : now - t_start; // W > 1: rank 0's clock on every rank
         ts.loader_epoch = next_pos.epoch;
-        ts.loader_index = next_pos.index;
+        ts.loader_index = next_pos.index * W; // position in the global stream
+        ts.global_batch = (int64_t)B * K * W;
         ts.epoch = next_pos.epoch;
         ts.adam_step = opt.step;
         ts.last_loss = loss_v;
@@ -586,26 +668,29 @@ int cmd_pretrain(int argc, char **argv) {
         if (ts.step % o.log_every == 0 || ts.step == total_steps || ts.step == 1) {
             double pps = pairs_since / fmax(now - t_last, 1e-9);
             char eta[32];
-            double eta_s = (double)(total_steps - ts.step) * (double)K * B / fmax(pps, 1e-9);
+            double eta_s = (double)(total_steps - ts.step) * (double)K * B * W / fmax(pps, 1e-9);
             if (o.max_minutes > 0 && o.max_minutes * 60.0 - ts.elapsed_s < eta_s) eta_s = o.max_minutes * 60.0 - ts.elapsed_s;
             cli_fmt_duration(eta_s, eta, sizeof eta);
             char tot[32] = "?";
             if (total_steps < INT64_MAX / 8) snprintf(tot, sizeof tot, "%" PRId64, total_steps);
-            fprintf(stderr, "%sstep %" PRId64 "/%s | epoch %" PRId64 " | loss %.4f | lr %.3g | scale %.1f | %.0f pairs/s | ETA %s%s",
+            if (io)
+                fprintf(stderr, "%sstep %" PRId64 "/%s | epoch %" PRId64 " | loss %.4f | lr %.3g | scale %.1f | %.0f pairs/s | ETA %s%s",
                     tty ? "\r" : "", ts.step, tot, batch_epoch, loss_v, lr, scale, pps, eta, tty ? "   " : "\n");
-            fprintf(metrics, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f, \"lr\": %.6g, \"logit_scale\": %.4f, "
-                             "\"pairs_per_s\": %.1f, \"elapsed_s\": %.1f}\n",
-                    ts.step, batch_epoch, loss_v, lr, scale, pps, ts.elapsed_s);
-            fflush(metrics);
+            if (metrics) {
+                fprintf(metrics, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f, \"lr\": %.6g, \"logit_scale\": %.4f, "
+                                 "\"pairs_per_s\": %.1f, \"elapsed_s\": %.1f}\n",
+                        ts.step, batch_epoch, loss_v, lr, scale, pps, ts.elapsed_s);
+                fflush(metrics);
+            }
             t_last = now;
             pairs_since = 0;
         }
         int epoch_done = next_pos.epoch > batch_epoch || next_pos.index + (int64_t)B * K > epoch_size;
         int out_of_time = o.max_minutes > 0 && ts.elapsed_s >= o.max_minutes * 60.0;
         int stop_here = o.stop_at && ts.step >= o.stop_at;
-        int last = ts.step == total_steps || out_of_time || g_stop || stop_here;
+        int last = ts.step == total_steps || out_of_time || stop_sig || stop_here;
         if (epoch_done) cur_epoch = batch_epoch + 1;
-        if (ts.step % o.save_every == 0 || last || epoch_done) {
+        if (io && (ts.step % o.save_every == 0 || last || epoch_done)) {
             path_join(path, sizeof path, ckdir, "epoch_latest.state.safetensors");
             path_join(path2, sizeof path2, ckdir, "epoch_latest.safetensors");
             if (vlm_ckpt_save_state(path, &m, merges, &ts, args_json, &err) ||
@@ -616,7 +701,7 @@ int cmd_pretrain(int argc, char **argv) {
             if (curve_n > 1 && vlm_plot_png(path, curve_x, curve_y, NULL, (int)curve_n, 640, 360, &perr))
                 fprintf(stderr, "\npretrain: warning: %s\n", perr.msg);
         }
-        if (epoch_done && (batch_epoch + 1) % o.save_freq == 0) {
+        if (io && epoch_done && (batch_epoch + 1) % o.save_freq == 0) {
             char fn[64];
             snprintf(fn, sizeof fn, "epoch_%" PRId64 ".safetensors", batch_epoch + 1);
             path_join(path, sizeof path, ckdir, fn);
@@ -628,7 +713,7 @@ int cmd_pretrain(int argc, char **argv) {
                 unlink(path);
             }
         }
-        if (have_val && (epoch_done || last)) {
+        if (io && have_val && (epoch_done || last)) { // other ranks wait at the next collective
             double t0 = cli_now();
             if (evaluate(&m, &val, &tok, B, (int)o.workers, &o.dec, &last_r, &err)) goto fail;
             have_r = 1;
@@ -642,19 +727,26 @@ int cmd_pretrain(int argc, char **argv) {
             t_start += last_val_t; // evaluation time does not count against the training budget
         }
         if (out_of_time) { stop_reason = "time budget reached"; break; }
-        if (g_stop) { stop_reason = "interrupted"; break; }
+        if (stop_sig) { stop_reason = "interrupted"; break; }
         if (stop_here) { stop_reason = "stopped at --stop-at-step"; break; }
     }
     if (tty) fputc('\n', stderr);
     if (L) {
         char summary[2048];
         vlm_loader_bad_summary(L, summary, sizeof summary);
-        if (summary[0]) fprintf(stderr, "pretrain: %s\n", summary);
+        if (summary[0]) fprintf(stderr, "pretrain: %s%s\n", W > 1 ? (R ? "rank > 0: " : "rank 0: ") : "", summary);
     }
+    if (!io) {
+        rc = 0;
+        goto cleanup;
+    }
+    if (W > 1)
+        fprintf(stderr, "pretrain: %d ranks; rank 0 spent %.1f s in collectives (%.1f%% of %.1f s), %.1f MB sent\n", W,
+                D->comm_s, 100.0 * D->comm_s / fmax(ts.elapsed_s, 1e-9), ts.elapsed_s, (double)D->comm_bytes / 1e6);
     fprintf(stderr, "pretrain: %s after %" PRId64 " steps (%.1f min); checkpoint %s/epoch_latest.safetensors\n", stop_reason,
             ts.step, ts.elapsed_s / 60.0, ckdir);
     printf("{\"steps\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.5f, \"minutes\": %.2f, \"pairs_seen\": %" PRId64,
-           ts.step, ts.epoch, loss_v, ts.elapsed_s / 60.0, ts.step * (int64_t)K * B);
+           ts.step, ts.epoch, loss_v, ts.elapsed_s / 60.0, ts.step * (int64_t)K * B * W);
     if (have_r) {
         printf(", ");
         json_retrieval(stdout, &last_r);

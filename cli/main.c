@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include "cli/train_common.h"
 
 static const struct {
     const char *name;
@@ -38,6 +39,17 @@ int cli_failf(const char *cmd, const char *fmt, ...) {
     return 1;
 }
 
+// The process's data-parallel context: owned by main, reached through cli_dist().
+static vlm_dist process_dist = {.world = 1};
+vlm_dist *cli_dist(void) { return &process_dist; }
+
+// Subcommands that train data-parallel under mpirun; anything else would just
+// run W identical copies, so it is refused.
+static int runs_distributed(int argc, char **argv) {
+    if (!strcmp(argv[1], "pretrain") || !strcmp(argv[1], "finetune")) return 1;
+    return argc > 2 && (!strcmp(argv[1], "generate") || !strcmp(argv[1], "detect")) && !strcmp(argv[2], "train");
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: vlm <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -50,8 +62,33 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    vlm_error err = {0};
+    if (vlm_dist_init(&process_dist, &argc, &argv, &err)) {
+        fprintf(stderr, "vlm: error: %s\n", err.msg);
+        return 1;
+    }
+    vlm_dist *d = &process_dist;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            if (d->world > 1 && !runs_distributed(argc, argv)) {
+                if (d->rank == 0)
+                    fprintf(stderr, "vlm %s: error: does not run data-parallel; run it without mpirun "
+                                    "(mpirun runs: pretrain, finetune, detect train, generate train)\n", argv[1]);
+                vlm_dist_free(d);
+                return 2;
+            }
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            if (rc && d->world > 1) {
+                // One rank failed: take the others down now instead of leaving
+                // them blocked in the next collective.
+                fprintf(stderr, "vlm %s: rank %d of %d stopped with status %d; aborting every rank\n", argv[1], d->rank,
+                        d->world, rc);
+                vlm_dist_abort(d, rc);
+            }
+            vlm_dist_free(d);
+            return rc;
+        }
+    vlm_dist_free(d);
     fprintf(stderr, "vlm: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

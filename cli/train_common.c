@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 #include "core/ops.h"
 #include "data/loader.h"
@@ -223,4 +224,51 @@ int cli_parse_composite(const char *s, vlm_decode_opts *o, vlm_error *err) {
     o->background[1] = (uint8_t)g;
     o->background[2] = (uint8_t)b;
     return 0;
+}
+
+// ---- data-parallel helpers ----
+vlm_status cli_dist_average_grads(vlm_dist *d, vlm_params *ps, vlm_error *err) {
+    if (d->world <= 1) return VLM_OK;
+    if (vlm_dist_allreduce_f32(d, ps->grad, ps->total, "gradient allreduce", err)) return err->status;
+    const float inv = 1.0f / (float)d->world;
+    float *g = ps->grad;
+    const int64_t n = ps->total;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) g[i] *= inv;
+    return VLM_OK;
+}
+
+vlm_status cli_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err) {
+    if (d->world <= 1) return VLM_OK;
+    return vlm_dist_bcast(d, ps->data, ps->total * (int64_t)sizeof(float), 0, "parameter broadcast from rank 0", err);
+}
+
+vlm_status cli_dist_step_sync(vlm_dist *d, double *loss, int *stop, double *elapsed, vlm_error *err) {
+    if (d->world <= 1) return VLM_OK;
+    double v[3] = {*loss, *stop ? 1.0 : 0.0, d->rank == 0 ? *elapsed : 0.0};
+    if (vlm_dist_allreduce_f64(d, v, 3, "step agreement (loss, stop, clock)", err)) return err->status;
+    *loss = v[0] / d->world;
+    *stop = v[1] > 0;
+    *elapsed = v[2];
+    return VLM_OK;
+}
+
+int cli_parse_fault(const char *s, int *kind, int *rank, long long *step, vlm_error *err) {
+    char k[16];
+    int r;
+    long long st;
+    if (sscanf(s, "%15[a-z]:%d:%lld", k, &r, &st) != 3 || (strcmp(k, "hang") && strcmp(k, "exit")) || r < 0 || st < 0) {
+        vlm_errorf(err, VLM_ERR_ARG, "--debug-fault: expected hang:RANK:STEP or exit:RANK:STEP, got '%s'", s);
+        return -1;
+    }
+    *kind = strcmp(k, "hang") ? 2 : 1;
+    *rank = r;
+    *step = st;
+    return 0;
+}
+
+void cli_apply_fault(int kind, int fault_rank, long long fault_step, const vlm_dist *d, long long step) {
+    if (!kind || d->rank != fault_rank || step != fault_step) return;
+    if (kind == 2) _exit(9);
+    for (;;) sleep(1); // a hung rank: never reaches the next collective
 }

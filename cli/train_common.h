@@ -4,6 +4,7 @@
 #define VLM_CLI_TRAIN_COMMON_H
 
 #include <stdint.h>
+#include "core/dist.h"
 #include "core/error.h"
 #include "data/dataset.h"
 #include "fusion/clip.h"
@@ -35,5 +36,27 @@ int cli_parse_composite(const char *s, vlm_decode_opts *o, vlm_error *err);
 vlm_status cli_encode_texts(vlm_clip *m, vlm_tokenizer *tok, const char *const *texts, int n, float *out, vlm_error *err);
 // "1h02m" / "3m05s" / "12s"
 void cli_fmt_duration(double s, char *buf, int n);
+
+// ---- data-parallel runs (mpirun; see core/dist.h) ----
+// The process's communication context, set up by main() before any command
+// (a world of 1 unless launched by mpirun with an MPI build).
+vlm_dist *cli_dist(void);
+// Gradient of the global batch: sums ps->grad over ranks (bucketed allreduce)
+// and divides by the world size, since each rank's loss is a mean over its
+// own equal share of the batch.
+vlm_status cli_dist_average_grads(vlm_dist *d, vlm_params *ps, vlm_error *err);
+// Every rank starts from rank 0's parameters.
+vlm_status cli_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err);
+// The per-step agreement: *loss becomes the mean over ranks, *stop is set on
+// every rank if any rank set it (a signal, a rank's own stop condition), and
+// *elapsed becomes rank 0's clock (time budgets and time-based schedules must
+// not differ between ranks). One small allreduce.
+vlm_status cli_dist_step_sync(vlm_dist *d, double *loss, int *stop, double *elapsed, vlm_error *err);
+// "--debug-fault hang|exit:RANK:STEP" (tests of failure handling): parsed into
+// *kind (0 none, 1 hang, 2 exit), *rank, *step.
+int cli_parse_fault(const char *s, int *kind, int *rank, long long *step, vlm_error *err);
+// Applies a parsed fault at the start of `step` on `rank`: hangs forever or
+// exits at once (status 9) as a crashed process would.
+void cli_apply_fault(int kind, int fault_rank, long long fault_step, const vlm_dist *d, long long step);
 
 #endif

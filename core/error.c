@@ -41,6 +41,7 @@ const char *vlm_status_name(vlm_status s) {
     case VLM_ERR_OOM: return "out of memory";
     case VLM_ERR_NUMERIC: return "non-finite value";
     case VLM_ERR_STATE: return "invalid state";
+    case VLM_ERR_COMM: return "communication failure";
     }
     return "unknown";
 }

@@ -15,6 +15,7 @@ typedef enum {
     VLM_ERR_OOM,      // allocation failed or over a configured limit
     VLM_ERR_NUMERIC,  // NaN/Inf where a finite value is required
     VLM_ERR_STATE,    // call out of order (e.g. backward without tape)
+    VLM_ERR_COMM,     // a collective between processes failed or timed out
 } vlm_status;
 
 typedef struct {

@@ -50,6 +50,13 @@ vlm_tensor *vlm_op_softmax(vlm_ctx *c, vlm_tensor *x);     // last dim
 vlm_tensor *vlm_op_log_softmax(vlm_ctx *c, vlm_tensor *x); // last dim
 vlm_tensor *vlm_op_l2norm(vlm_ctx *c, vlm_tensor *x);      // x / max(||x||, 1e-12) over last dim
 
+// ---- across processes ----
+struct vlm_dist;
+// x: [B, ...] (the same shape on every rank) -> [W*B, ...], rank r's rows at
+// [r*B, (r+1)*B). Backward sums the output gradient over ranks and keeps this
+// rank's rows (open_clip's gather_with_grad). d NULL or a world of 1: a copy.
+vlm_tensor *vlm_op_all_gather(vlm_ctx *c, vlm_tensor *x, struct vlm_dist *d);
+
 // ---- adaLN (DiT) ----
 // x: [B, T, C]; shift, scale: [B, C] (unit stride in C, any row stride, e.g.
 // column slices of one [B, 6C] modulation output) ->

@@ -77,7 +77,7 @@ uint64_t vlm_params_layout_hash(const vlm_params *ps) {
     return h ^ (uint64_t)ps->total;
 }
 
-#define STATE_KEYS 10
+#define STATE_KEYS 11
 #define STATE_MAX_EXTRA 8
 
 vlm_status vlm_state_save(const char *path, const vlm_params *ps, const vlm_train_state *s, const char *format,
@@ -94,7 +94,7 @@ vlm_status vlm_state_save_with(const char *path, const vlm_params *ps, const vlm
     int64_t n = ps->total;
     vlm_st_tensor t[4] = {{"params", VLM_F32, 1, &n, ps->data}, {"adamw.m", VLM_F32, 1, &n, ps->m},
                           {"adamw.v", VLM_F32, 1, &n, ps->v}, {buf_name, VLM_F32, 1, &n, (void *)buf}};
-    char v[9][64];
+    char v[10][64];
     snprintf(v[0], 64, "%" PRId64, s->step);
     snprintf(v[1], 64, "%" PRId64, s->epoch);
     snprintf(v[2], 64, "%" PRId64, s->loader_epoch);
@@ -105,9 +105,10 @@ vlm_status vlm_state_save_with(const char *path, const vlm_params *ps, const vlm
     snprintf(v[6], 64, "%.17g", s->elapsed_s);
     snprintf(v[7], 64, "%" PRIu64, vlm_params_layout_hash(ps));
     snprintf(v[8], 64, "%.9g", (double)s->last_loss);
+    snprintf(v[9], 64, "%" PRId64, s->global_batch);
     const char *keys[STATE_KEYS + STATE_MAX_EXTRA] = {"step",      "epoch",  "loader_epoch", "loader_index", "adam_step",
-                                                      "rng",       "elapsed_s", "layout",    "last_loss",    "format"};
-    const char *vals[STATE_KEYS + STATE_MAX_EXTRA] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], format};
+                                                      "rng",       "elapsed_s", "layout",    "last_loss",    "global_batch", "format"};
+    const char *vals[STATE_KEYS + STATE_MAX_EXTRA] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], format};
     for (int i = 0; i < n_extra; i++) {
         keys[STATE_KEYS + i] = extra_keys[i];
         vals[STATE_KEYS + i] = extra_vals[i];
@@ -156,6 +157,7 @@ vlm_status vlm_state_load_with(const char *path, vlm_params *ps, vlm_train_state
     } else {
         s->elapsed_s = el ? atof(el) : 0;
         s->last_loss = ll ? (float)atof(ll) : 0;
+        if (meta_i64(&f, "global_batch", &s->global_batch)) s->global_batch = 0; // older files: unknown
         vlm_error e2;
         int64_t n = ps->total;
         if (!ps->m && vlm_params_alloc_moments(ps, &e2)) st = vlm_errorf(err, VLM_ERR_OOM, "%s", e2.msg);

@@ -12,7 +12,9 @@
 typedef struct {
     int64_t step;          // optimizer steps done
     int64_t epoch;         // loader epoch of the next sample
-    int64_t loader_epoch, loader_index; // exact loader position of the next sample
+    int64_t loader_epoch, loader_index; // exact loader position of the next sample (loader_index
+                                        // counts samples of the global stream: all ranks together)
+    int64_t global_batch;  // samples per step over all ranks (0: unknown, older files)
     int64_t adam_step;
     uint32_t rng_key[2];   // dropout / patch-dropout stream state
     uint64_t rng_counter;

@@ -16,4 +16,15 @@ vlm_tensor *vlm_loss_clip(vlm_ctx *c, vlm_tensor *logits_per_image, const int32_
 vlm_tensor *vlm_loss_siglip(vlm_ctx *c, vlm_tensor *img, vlm_tensor *txt, vlm_tensor *scale, vlm_tensor *bias,
                             const int32_t *groups);
 
+// Data-parallel forms (open_clip's local_loss over gathered features): this
+// rank's B samples are rows offset..offset+B-1 of the global batch of G.
+// li: local images vs all texts [B, G]; lt: local texts vs all images [B, G];
+// groups: G ids or NULL. loss = (CE(li) + CE(lt)) / 2 with targets offset + i;
+// the mean over ranks of these losses is vlm_loss_clip over the global batch.
+vlm_tensor *vlm_loss_clip_local(vlm_ctx *c, vlm_tensor *li, vlm_tensor *lt, int64_t offset, const int32_t *groups);
+// img [B, E] local, txt [G, E] all: -sum_ij log sigmoid(...) / B; the mean over
+// ranks is vlm_loss_siglip over the global batch.
+vlm_tensor *vlm_loss_siglip_local(vlm_ctx *c, vlm_tensor *img, vlm_tensor *txt, vlm_tensor *scale, vlm_tensor *bias,
+                                  int64_t offset, const int32_t *groups);
+
 #endif

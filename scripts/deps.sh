@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages vlm builds and tests with, only those missing.
+# (Open MPI is for the optional -DVLM_MPI=ON build and its test.)
 # usage: scripts/deps.sh [--reference]   (--reference adds python3-torch etc. for tests/reference/)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-openmp
       libjansson-dev libutf8proc-dev libpng-dev libjpeg62-turbo-dev
-      libarchive-dev zlib1g-dev)
+      libarchive-dev zlib1g-dev openmpi-bin libopenmpi-dev)
 if [[ "${1:-}" == "--reference" ]]; then
   pkgs+=(python3-torch python3-torchvision python3-pil python3-numpy)
 fi

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The README's test command: installs missing Debian packages, configures,
-# builds (warnings are errors) and runs the CTest suite; then the same suite
-# under AddressSanitizer+UBSan.
+# builds (warnings are errors) and runs the CTest suite; the MPI build
+# (-DVLM_MPI=ON, build-mpi/) and its mpirun tests; then the suite under
+# AddressSanitizer+UBSan.
 # usage: scripts/test.sh [--fast | --asan-only | --tsan]
-#   (default)    Release build + ctest, then ASan+UBSan build + ctest
-#   --fast       Release build + ctest only
+#   (default)    Release build + ctest, MPI build + its tests, then ASan+UBSan build + ctest
+#   --fast       Release build + ctest, MPI build + its tests
 #   --asan-only  ASan+UBSan build + ctest only
 #   --tsan       ThreadSanitizer build + ctest of the threaded tests
 set -euo pipefail
@@ -15,18 +16,24 @@ jobs=$(nproc)
 export OMP_WAIT_POLICY=PASSIVE
 
 run_suite() { # builddir sanitize [ctest args...]
-  local dir=$1 san=$2; shift 2
+  local dir=$1 san=$2 mpi=OFF; shift 2
+  [[ $dir == build-mpi ]] && mpi=ON
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=$([[ -z $san ]] && echo Release || echo RelWithDebInfo) \
-    -DVLM_WERROR=ON -DVLM_SANITIZE="$san" >/dev/null
-  cmake --build "$dir" -j"$jobs"
+    -DVLM_WERROR=ON -DVLM_SANITIZE="$san" -DVLM_MPI=$mpi >/dev/null
+  if [[ $mpi == ON ]]; then # only the CLI and the mpirun tests (the rest is the same code as build/)
+    cmake --build "$dir" -j"$jobs" --target vlm_cli $(basename -s .c tests/test_mpi_*.c)
+  else
+    cmake --build "$dir" -j"$jobs"
+  fi
   (cd "$dir" && ctest --output-on-failure "$@")
 }
 
 case "$mode" in
   all|--all)
     run_suite build ""
+    run_suite build-mpi "" -R '^test_mpi_'
     ASAN_OPTIONS=detect_leaks=1 run_suite build-asan address -E '^test_slow_' ;;
-  --fast) run_suite build "" ;;
+  --fast) run_suite build ""; run_suite build-mpi "" -R '^test_mpi_' ;;
   --asan-only) ASAN_OPTIONS=detect_leaks=1 run_suite build-asan address ;;
   --tsan)
     # The loader's worker threads (pthreads) are what TSan checks. libgomp is

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/ops.h"
+#include "losses/contrastive.h"
 #include "tests/testutil.h"
 
 #define MAXIN 4
@@ -111,6 +112,21 @@ static vlm_tensor *b_linear_nobias(vlm_ctx *c, vlm_tensor **x) { return vlm_op_l
 static vlm_tensor *b_add(vlm_ctx *c, vlm_tensor **x) { return vlm_op_add(c, x[0], x[1]); }
 static vlm_tensor *b_sub(vlm_ctx *c, vlm_tensor **x) { return vlm_op_sub(c, x[0], x[1]); }
 static vlm_tensor *b_mul(vlm_ctx *c, vlm_tensor **x) { return vlm_op_mul(c, x[0], x[1]); }
+// A world of one: the gather is a copy and its backward the identity (the
+// cross-rank sum is checked under mpirun by test_mpi_pretrain).
+static vlm_tensor *b_all_gather(vlm_ctx *c, vlm_tensor **x) {
+    vlm_tensor *g = vlm_op_all_gather(c, x[0], NULL);
+    return vlm_op_mul(c, g, g);
+}
+// Rows 2..3 of a global batch of 4 (rank 1 of 2), with one duplicate caption.
+static const int32_t local_groups[4] = {0, 1, 2, 0};
+static vlm_tensor *b_clip_local(vlm_ctx *c, vlm_tensor **x) { return vlm_loss_clip_local(c, x[0], x[1], 2, local_groups); }
+static vlm_tensor *b_siglip_local(vlm_ctx *c, vlm_tensor **x) {
+    int64_t one = 1;
+    static float sc = 3.0f, bi = -1.0f;
+    vlm_tensor *scale = vlm_tensor_wrap(c, VLM_F32, 0, &one, &sc, NULL), *bias = vlm_tensor_wrap(c, VLM_F32, 0, &one, &bi, NULL);
+    return vlm_loss_siglip_local(c, x[0], x[1], scale, bias, 2, local_groups);
+}
 static vlm_tensor *b_scale(vlm_ctx *c, vlm_tensor **x) { return vlm_op_scale(c, x[0], -1.7f); }
 static vlm_tensor *b_add_scalar(vlm_ctx *c, vlm_tensor **x) { return vlm_op_mul(c, vlm_op_add_scalar(c, x[0], 0.5f), x[0]); }
 #define ACT(nm, A) static vlm_tensor *nm(vlm_ctx *c, vlm_tensor **x) { return vlm_op_act(c, x[0], A); }
@@ -267,8 +283,47 @@ int main(void) {
         {"cross_entropy_ls", b_ce_ls, 1, {2}, {{4, 6}}, -2, 2, 0},
         {"mse", b_mse, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, 0},
         {"dropout", b_dropout, 1, {2}, {{8, 8}}, -1, 1, 0},
+        {"all_gather", b_all_gather, 1, {2}, {{3, 4}}, -1, 1, 0},
+        {"clip_loss_local", b_clip_local, 2, {2, 2}, {{2, 4}, {2, 4}}, -2, 2, 0},
+        {"siglip_loss_local", b_siglip_local, 2, {2, 2}, {{2, 3}, {4, 3}}, -1, 1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) gradcheck(&cases[i], 1000 + i);
+
+    // The data-parallel losses: the mean of the two "ranks'" local losses is
+    // the global-batch loss (InfoNCE with a duplicate caption, and SigLIP).
+    {
+        float li[16], lt[16];
+        for (int i = 0; i < 16; i++) li[i] = R[i] * 3;
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) lt[i * 4 + j] = li[j * 4 + i]; // texts vs images = transpose
+        int64_t sh[2] = {4, 4}, hs[2] = {2, 4};
+        vlm_ctx_reset(&C);
+        C.grad_enabled = 0;
+        vlm_tensor *full = vlm_loss_clip(&C, vlm_tensor_wrap(&C, VLM_F32, 2, sh, li, NULL), local_groups);
+        double parts = 0;
+        for (int r = 0; r < 2; r++) {
+            vlm_tensor *l = vlm_loss_clip_local(&C, vlm_tensor_wrap(&C, VLM_F32, 2, hs, li + 8 * r, NULL),
+                                                vlm_tensor_wrap(&C, VLM_F32, 2, hs, lt + 8 * r, NULL), 2 * r, local_groups);
+            parts += l ? vlm_f32(l)[0] / 2 : NAN;
+        }
+        CHECK(full && fabs(vlm_f32(full)[0] - parts) < 1e-5, "clip loss: global %.7f vs mean of local %.7f",
+              full ? vlm_f32(full)[0] : NAN, parts);
+        float img[12], txt[12], sc = 2.0f, bi = -0.5f;
+        for (int i = 0; i < 12; i++) img[i] = R[100 + i], txt[i] = R[200 + i];
+        int64_t e4[2] = {4, 3}, e2[2] = {2, 3}, one = 1;
+        vlm_tensor *scale = vlm_tensor_wrap(&C, VLM_F32, 0, &one, &sc, NULL), *bias = vlm_tensor_wrap(&C, VLM_F32, 0, &one, &bi, NULL);
+        vlm_tensor *t4 = vlm_tensor_wrap(&C, VLM_F32, 2, e4, txt, NULL);
+        vlm_tensor *sf = vlm_loss_siglip(&C, vlm_tensor_wrap(&C, VLM_F32, 2, e4, img, NULL), t4, scale, bias, local_groups);
+        parts = 0;
+        for (int r = 0; r < 2; r++) {
+            vlm_tensor *l = vlm_loss_siglip_local(&C, vlm_tensor_wrap(&C, VLM_F32, 2, e2, img + 6 * r, NULL), t4, scale, bias,
+                                                  2 * r, local_groups);
+            parts += l ? vlm_f32(l)[0] / 2 : NAN;
+        }
+        CHECK(sf && fabs(vlm_f32(sf)[0] - parts) < 1e-5, "siglip loss: global %.7f vs mean of local %.7f",
+              sf ? vlm_f32(sf)[0] : NAN, parts);
+        C.grad_enabled = 1;
+    }
     free(R);
     vlm_ctx_free(&C);
     return tu_done("test_ops_grad");

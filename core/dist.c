@@ -1,0 +1,210 @@
+// Collectives for data-parallel training (see dist.h): MPI non-blocking calls
+// polled against a deadline, or single-process stand-ins.
+#include "core/dist.h"
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef VLM_HAVE_MPI
+#include <mpi.h>
+#endif
+
+#ifdef VLM_HAVE_MPI
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+#endif
+
+int vlm_dist_compiled(void) {
+#ifdef VLM_HAVE_MPI
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+// Launchers export their world size: Open MPI's mpirun, PMI (MPICH, Slurm's srun).
+static int launched_world(void) {
+    const char *keys[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(keys[i]);
+        if (v && atoi(v) > 0) return atoi(v);
+    }
+    return 0;
+}
+
+static void defaults(vlm_dist *d) {
+    memset(d, 0, sizeof *d);
+    d->world = 1;
+    d->timeout_s = 300;
+    d->bucket_elems = 4 << 20;
+}
+
+vlm_status vlm_dist_init(vlm_dist *d, int *argc, char ***argv, vlm_error *err) {
+    defaults(d);
+    int w = launched_world();
+#ifdef VLM_HAVE_MPI
+    if (w <= 0) return VLM_OK; // a plain run: no MPI at all
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return vlm_errorf(err, VLM_ERR_COMM, "MPI_Init failed (launcher reports world size %d)", w);
+    d->mpi = 1;
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+    return VLM_OK;
+#else
+    (void)argc;
+    (void)argv;
+    if (w > 1)
+        return vlm_errorf(err, VLM_ERR_ARG,
+                          "started by an MPI launcher with %d processes, but this vlm was built without MPI "
+                          "(rebuild with cmake -DVLM_MPI=ON)", w);
+    return VLM_OK;
+#endif
+}
+
+void vlm_dist_free(vlm_dist *d) {
+#ifdef VLM_HAVE_MPI
+    if (d->mpi) MPI_Finalize();
+#endif
+    d->mpi = 0;
+}
+
+void vlm_dist_abort(vlm_dist *d, int code) {
+#ifdef VLM_HAVE_MPI
+    if (d->mpi) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+    (void)d;
+    (void)code;
+}
+
+#ifdef VLM_HAVE_MPI
+// Polls one request until done or past the deadline. Spins briefly (a
+// collective between busy ranks usually completes within microseconds), then
+// sleeps 50 us between polls so a rank waiting for a slow peer yields its core.
+static vlm_status wait_req(vlm_dist *d, MPI_Request *rq, const char *what, double t0, vlm_error *err) {
+    for (long spins = 0;; spins++) {
+        int done = 0;
+        int rc = MPI_Test(rq, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) {
+            char msg[MPI_MAX_ERROR_STRING];
+            int len = 0;
+            MPI_Error_string(rc, msg, &len);
+            return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s failed: %s", d->rank, d->world, what, msg);
+        }
+        if (done) return VLM_OK;
+        double el = mono_now() - t0;
+        if (el > d->timeout_s)
+            return vlm_errorf(err, VLM_ERR_COMM,
+                              "rank %d of %d: %s did not complete within %.0f s: another rank died or hangs "
+                              "(--dist-timeout sets the limit)", d->rank, d->world, what, d->timeout_s);
+        if (spins > 2000) {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+#endif
+
+vlm_status vlm_dist_allreduce_f32(vlm_dist *d, float *buf, int64_t n, const char *what, vlm_error *err) {
+    if (d->world <= 1 || n <= 0) return VLM_OK;
+#ifdef VLM_HAVE_MPI
+    double t0 = mono_now();
+    int64_t chunk = d->bucket_elems > 0 && d->bucket_elems < INT_MAX ? d->bucket_elems : INT_MAX / 4;
+    // Buckets go out back to back (up to 4 in flight) so the transfers of one
+    // overlap the reductions of the next.
+    MPI_Request rq[4];
+    int64_t nb = (n + chunk - 1) / chunk;
+    for (int64_t b = 0; b < nb; b++) {
+        if (b >= 4 && wait_req(d, &rq[b % 4], what, t0, err)) return err->status;
+        int64_t off = b * chunk, len = n - off < chunk ? n - off : chunk;
+        if (MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)len, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq[b % 4]) != MPI_SUCCESS)
+            return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Iallreduce failed", d->rank, d->world, what);
+    }
+    for (int64_t b = nb > 4 ? nb - 4 : 0; b < nb; b++)
+        if (wait_req(d, &rq[b % 4], what, t0, err)) return err->status;
+    d->comm_s += mono_now() - t0;
+    d->comm_bytes += n * (int64_t)sizeof(float);
+    return VLM_OK;
+#else
+    (void)buf; (void)what;
+    return vlm_errorf(err, VLM_ERR_STATE, "dist: world %d without MPI", d->world);
+#endif
+}
+
+vlm_status vlm_dist_allreduce_f64(vlm_dist *d, double *buf, int n, const char *what, vlm_error *err) {
+    if (d->world <= 1 || n <= 0) return VLM_OK;
+#ifdef VLM_HAVE_MPI
+    double t0 = mono_now();
+    MPI_Request rq;
+    if (MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
+        return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Iallreduce failed", d->rank, d->world, what);
+    if (wait_req(d, &rq, what, t0, err)) return err->status;
+    d->comm_s += mono_now() - t0;
+    d->comm_bytes += n * (int64_t)sizeof(double);
+    return VLM_OK;
+#else
+    (void)buf; (void)what;
+    return vlm_errorf(err, VLM_ERR_STATE, "dist: world %d without MPI", d->world);
+#endif
+}
+
+vlm_status vlm_dist_allgather(vlm_dist *d, const void *send, int64_t bytes, void *recv, const char *what, vlm_error *err) {
+    if (d->world <= 1) {
+        if (bytes > 0 && recv != send) memmove(recv, send, (size_t)bytes);
+        return VLM_OK;
+    }
+#ifdef VLM_HAVE_MPI
+    if (bytes > INT_MAX)
+        return vlm_errorf(err, VLM_ERR_ARG, "%s: %lld bytes per rank exceed MPI's count limit", what, (long long)bytes);
+    double t0 = mono_now();
+    MPI_Request rq;
+    if (MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
+        return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Iallgather failed", d->rank, d->world, what);
+    if (wait_req(d, &rq, what, t0, err)) return err->status;
+    d->comm_s += mono_now() - t0;
+    d->comm_bytes += bytes;
+    return VLM_OK;
+#else
+    (void)what;
+    return vlm_errorf(err, VLM_ERR_STATE, "dist: world %d without MPI", d->world);
+#endif
+}
+
+vlm_status vlm_dist_bcast(vlm_dist *d, void *buf, int64_t bytes, int root, const char *what, vlm_error *err) {
+    if (d->world <= 1 || bytes <= 0) return VLM_OK;
+#ifdef VLM_HAVE_MPI
+    double t0 = mono_now();
+    for (int64_t off = 0; off < bytes; off += 1 << 30) {
+        int len = (int)(bytes - off < (1 << 30) ? bytes - off : (1 << 30));
+        MPI_Request rq;
+        if (MPI_Ibcast((char *)buf + off, len, MPI_BYTE, root, MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
+            return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Ibcast failed", d->rank, d->world, what);
+        if (wait_req(d, &rq, what, t0, err)) return err->status;
+    }
+    d->comm_s += mono_now() - t0;
+    return VLM_OK;
+#else
+    (void)buf; (void)root; (void)what;
+    return vlm_errorf(err, VLM_ERR_STATE, "dist: world %d without MPI", d->world);
+#endif
+}
+
+vlm_status vlm_dist_barrier(vlm_dist *d, const char *what, vlm_error *err) {
+    if (d->world <= 1) return VLM_OK;
+#ifdef VLM_HAVE_MPI
+    double t0 = mono_now();
+    MPI_Request rq;
+    if (MPI_Ibarrier(MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
+        return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Ibarrier failed", d->rank, d->world, what);
+    if (wait_req(d, &rq, what, t0, err)) return err->status;
+    d->comm_s += mono_now() - t0;
+    return VLM_OK;
+#else
+    (void)what;
+    return vlm_errorf(err, VLM_ERR_STATE, "dist: world %d without MPI", d->world);
+#endif
+}
