@@ -189,20 +189,25 @@ static const char *usage =
     "                           with --one-to-many > 1, else 0 = none); with --eval-only it overrides\n"
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (500)  --log-every N (20)  --resume latest|FILE\n"
-    "  --max-det N (100)  --eval-only --checkpoint DETECTOR  --json (end with one JSON line of COCO stats)\n";
+    "  --max-det N (100)  --eval-only --checkpoint DETECTOR  --json (end with one JSON line of COCO stats)\n"
+    "data-parallel: mpirun -np N vlm detect train ... (an MPI build): --batch-size per rank, rank 0 writes\n"
+    "  and evaluates; --dist-timeout S (300) stops the job when a rank waits longer than S seconds\n";
 
 typedef struct {
     const char *clip, *train, *val, *heldout, *logs, *name, *resume, *templates, *checkpoint;
     long long image_size, patch_size, batch, epochs, warmup, seed, max_steps, save_every, log_every, train_limit, val_limit,
         max_det, one_to_many;
-    double nms, lr, tower_scale, wd, clip_norm, max_minutes, hflip, alpha, gamma, w[3], scale[2];
+    double nms, lr, tower_scale, wd, clip_norm, max_minutes, hflip, alpha, gamma, w[3], scale[2], dist_timeout;
     int lock_image, time_sched, json, eval_only;
+    int fault_kind, fault_rank;
+    long long fault_step;
 } opts;
 
 static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     memset(o, 0, sizeof *o);
     o->logs = "./logs";
     o->batch = 32, o->epochs = 20, o->warmup = 200, o->save_every = 500, o->log_every = 20, o->max_det = 100;
+    o->dist_timeout = 300;
     o->lr = 3e-4, o->tower_scale = 0.3, o->wd = 0.05, o->clip_norm = 1.0, o->hflip = 0.5, o->alpha = 0.3,
     o->gamma = 2;
     o->w[0] = 2, o->w[1] = 5, o->w[2] = 2;
@@ -223,7 +228,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         INT("--train-limit", train_limit, 1, 1 << 30) INT("--val-limit", val_limit, 1, 1 << 30)
         INT("--max-det", max_det, 1, 100000) INT("--one-to-many", one_to_many, 1, 64) FLT("--nms", nms, 0, 1)
         FLT("--lr", lr, 0, 10) FLT("--tower-lr-scale", tower_scale, 0, 100) FLT("--wd", wd, 0, 10)
-        FLT("--grad-clip-norm", clip_norm, 0, 1e9) FLT("--max-minutes", max_minutes, 0, 1e7) FLT("--hflip", hflip, 0, 1)
+        FLT("--grad-clip-norm", clip_norm, 0, 1e9) FLT("--max-minutes", max_minutes, 0, 1e7) FLT("--dist-timeout", dist_timeout, 0.1, 1e7) FLT("--hflip", hflip, 0, 1)
         FLT("--focal-alpha", alpha, 0, 1) FLT("--focal-gamma", gamma, 0, 10)
         FLAG("--lock-image", lock_image) FLAG("--time-schedule", time_sched) FLAG("--json", json)
         FLAG("--eval-only", eval_only)
@@ -243,6 +248,12 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
                 vlm_errorf(err, VLM_ERR_ARG, "--loss-weights: expected three non-negative numbers C,L1,GIOU, got '%s'", v);
                 return -1;
             }
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--debug-fault")) { // tests: make one rank hang or die at a step
+            if (!v) { vlm_errorf(err, VLM_ERR_ARG, "option %s needs a value", a); return -1; }
+            if (cli_parse_fault(v, &o->fault_kind, &o->fault_rank, &o->fault_step, err)) return -1;
             i++;
             continue;
         }
@@ -409,17 +420,23 @@ int cmd_detect_train(int argc, char **argv) {
     snprintf(model_path, sizeof model_path, "%s/epoch_latest.safetensors", ck_dir);
     snprintf(state_path, sizeof state_path, "%s/epoch_latest.state.safetensors", ck_dir);
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", run_dir);
-    if (cli_mkdirs(ck_dir, &err)) goto fail;
+    vlm_dist *Dd = cli_dist();
+    Dd->timeout_s = o.dist_timeout;
+    const int R = Dd->rank, W = Dd->world, io = R == 0; // only rank 0 writes files, logs and evaluates
+    const int GB = B * W;                                 // global batch
+    if (io && cli_mkdirs(ck_dir, &err)) goto fail;
     vlm_train_state ts;
     memset(&ts, 0, sizeof ts);
     if (o.resume) {
         const char *sp = strcmp(o.resume, "latest") ? o.resume : state_path;
         if (vlm_owl_load_state(sp, &m, &ts, &err)) goto fail;
         opt.step = ts.adam_step;
-        fprintf(stderr, "detect train: resumed %s at step %" PRId64 "\n", sp, ts.step);
+        if (cli_dist_check_resume(Dd, ts.global_batch, 0, B, sp, &err)) goto fail;
+        if (io) fprintf(stderr, "detect train: resumed %s at step %" PRId64 "\n", sp, ts.step);
     }
-    mf = fopen(metrics, o.resume ? "a" : "w");
-    if (!mf) {
+    if (cli_dist_sync_params(Dd, &m.det.ps, &err)) goto fail;
+    if (io) mf = fopen(metrics, o.resume ? "a" : "w");
+    if (io && !mf) {
         vlm_errorf(&err, VLM_ERR_IO, "%s: cannot open for writing", metrics);
         goto fail;
     }
@@ -459,11 +476,12 @@ int cmd_detect_train(int argc, char **argv) {
     dcfg.loss_class = (float)o.w[0], dcfg.loss_bbox = (float)o.w[1], dcfg.loss_giou = (float)o.w[2];
     dcfg.focal_alpha = (float)o.alpha, dcfg.focal_gamma = (float)o.gamma;
     dcfg.one_to_many = (int)o.one_to_many;
-    const int64_t steps_per_epoch = (tr.n + B - 1) / B;
+    const int64_t steps_per_epoch = (tr.n + GB - 1) / GB;
     int64_t total = o.max_steps ? o.max_steps : steps_per_epoch * o.epochs;
     vlm_sched sched = {VLM_SCHED_COSINE, (float)o.lr, o.warmup, total, 0, 1, 0};
     const double budget = o.max_minutes > 0 ? o.max_minutes * 60.0 : 0;
-    fprintf(stderr,
+    if (io)
+        fprintf(stderr,
             "detect train: %d train images (%d categories, %lld boxes), input %d px (%d tokens), %lld params, batch %d, "
             "%lld steps/epoch%s; setup %.1f s; run dir %s\n",
             (int)tr.n, Q, (long long)tr.ds.n_boxes, S, N, (long long)m.det.ps.total, B, (long long)steps_per_epoch,
@@ -478,11 +496,13 @@ int cmd_detect_train(int argc, char **argv) {
     while (1) {
         if (ts.step >= total) break;
         double now = cli_now();
-        if (budget > 0 && now - t_start >= budget) {
+        if (budget > 0 && (W > 1 ? ts.elapsed_s : now - t_start) >= budget) { // W > 1: rank 0's clock, agreed last step
             stop_reason = "time budget";
             break;
         }
-        int64_t epoch = ts.step / steps_per_epoch, pos = (ts.step % steps_per_epoch) * B;
+        cli_apply_fault(o.fault_kind, o.fault_rank, o.fault_step, Dd, ts.step);
+        // This rank's B images: positions R*B.. of the global batch.
+        int64_t epoch = ts.step / steps_per_epoch, pos = (ts.step % steps_per_epoch) * GB + (int64_t)R * B;
         if (epoch != epoch_shuffled) { // a seeded permutation of the (limited) split per epoch
             vlm_detset_order(tr.n, (uint64_t)o.seed, (uint64_t)epoch, order);
             epoch_shuffled = epoch;
@@ -504,14 +524,22 @@ int cmd_detect_train(int argc, char **argv) {
             err = c.err;
             goto fail;
         }
+        // Data-parallel: averaged gradients (each rank's loss is normalised by its
+        // own boxes, so this is the mean of per-rank losses), rank 0's clock.
+        if (cli_dist_average_grads(Dd, &m.det.ps, &err)) goto fail;
+        double clock_s = cli_now() - t_start, ltot = stt.total;
+        int stop_sig = g_stop != 0;
+        if (cli_dist_step_sync(Dd, &ltot, &stop_sig, &clock_s, &err)) goto fail;
+        stt.total = (float)ltot;
         if (!isfinite(stt.total) || !vlm_grads_finite(&m.det.ps)) {
-            fprintf(stderr, "detect train: non-finite loss/gradient at step %" PRId64 "; stopping (last checkpoint kept)\n",
+            if (io)
+                fprintf(stderr, "detect train: non-finite loss/gradient at step %" PRId64 "; stopping (last checkpoint kept)\n",
                     ts.step);
             rc = 3;
             goto done;
         }
         if (o.clip_norm > 0) vlm_clip_grad_norm(&m.det.ps, (float)o.clip_norm);
-        now = cli_now();
+        now = W > 1 ? t_start + clock_s : cli_now();
         float lr = vlm_sched_lr_at(&sched, ts.step, o.time_sched, budget > 0 ? (now - t_start) / budget : 0);
         vlm_adamw_step_groups(&opt, &m.det.ps, o.lock_image ? NULL : groups, gscale, 2, lr, saved);
         ts.step++;
@@ -519,41 +547,48 @@ int cmd_detect_train(int argc, char **argv) {
         ts.last_loss = stt.total;
         acc.total += stt.total, acc.focal += stt.focal, acc.l1 += stt.l1, acc.giou += stt.giou;
         acc_n++;
-        seen_log += B;
+        seen_log += GB;
         now = cli_now();
-        ts.elapsed_s = now - t_start;
+        ts.elapsed_s = W > 1 ? clock_s : now - t_start;
+        ts.global_batch = GB;
         if (ts.step % o.log_every == 0 || ts.step == total) {
             double ips = seen_log / (now - t_log);
             char eta[32];
-            double left = budget > 0 ? budget - ts.elapsed_s : (double)(total - ts.step) * B / (ips > 0 ? ips : 1);
+            double left = budget > 0 ? budget - ts.elapsed_s : (double)(total - ts.step) * GB / (ips > 0 ? ips : 1);
             cli_fmt_duration(left > 0 ? left : 0, eta, sizeof eta);
-            fprintf(stderr,
+            if (io)
+                fprintf(stderr,
                     "step %" PRId64 " | epoch %" PRId64 " | loss %.4f (focal %.4f l1 %.4f giou %.4f) | lr %.3g | %.0f img/s | ETA %s\n",
                     ts.step, epoch, acc.total / acc_n, acc.focal / acc_n, acc.l1 / acc_n, acc.giou / acc_n, lr, ips, eta);
-            fprintf(mf,
+            if (mf)
+                fprintf(mf,
                     "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f, \"focal\": %.6f, \"l1\": %.6f, \"giou\": "
                     "%.6f, \"lr\": %g, \"img_per_s\": %.1f, \"elapsed_s\": %.1f}\n",
                     ts.step, epoch, acc.total / acc_n, acc.focal / acc_n, acc.l1 / acc_n, acc.giou / acc_n, lr, ips,
                     ts.elapsed_s);
-            fflush(mf);
+            if (mf) fflush(mf);
             memset(&acc, 0, sizeof acc);
             acc_n = 0;
             seen_log = 0;
             t_log = now;
         }
-        int stop_here = g_stop || (budget > 0 && ts.elapsed_s >= budget) || ts.step == total;
-        if (ts.step % o.save_every == 0 || stop_here) {
+        int stop_here = stop_sig || (budget > 0 && ts.elapsed_s >= budget) || ts.step == total;
+        if (io && (ts.step % o.save_every == 0 || stop_here)) {
             ts.epoch = ts.step / steps_per_epoch;
             ts.loader_epoch = ts.epoch;
-            ts.loader_index = (ts.step % steps_per_epoch) * B;
+            ts.loader_index = (ts.step % steps_per_epoch) * GB;
             if (vlm_owl_save_state(state_path, &m, classnames, &ts, args_json, &err) ||
                 vlm_owl_save(model_path, &m, classnames, &err))
                 goto fail;
         }
-        if (g_stop) {
+        if (stop_sig) {
             stop_reason = "interrupted";
             break;
         }
+    }
+    if (!io) { // the same weights on every rank; rank 0 evaluates and writes
+        rc = 0;
+        goto done;
     }
     fprintf(stderr, "detect train: %s after %" PRId64 " steps, %.1f min\n", stop_reason, ts.step, ts.elapsed_s / 60);
     {

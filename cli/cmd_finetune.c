@@ -52,6 +52,8 @@ static const char *usage =
     "checkpoints and logs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (500)  --resume latest|STATE  --log-every N (20)\n"
     "  --val-frequency E (0: evaluate at the end only)  --stop-at-step N  --eval-only  --json\n"
+    "data-parallel: mpirun -np N vlm finetune ... (an MPI build): --batch-size per rank, rank 0 writes;\n"
+    "  --dist-timeout S (300) stops the job when a rank waits longer than S seconds for the others\n"
     "Resuming continues mid-epoch at the next sample; pass the same options as the original run.\n";
 
 typedef struct {
@@ -65,6 +67,9 @@ typedef struct {
     int lock_image, zeroshot_init, json, no_augment, eval_only, time_sched;
     double wise_a[16];
     int n_wise;
+    double dist_timeout;
+    int fault_kind, fault_rank;
+    long long fault_step;
 } opts;
 
 static volatile sig_atomic_t g_stop = 0;
@@ -97,6 +102,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     o->img_key = "filepath"; o->label_key = "label"; o->logs = "./logs"; o->sched = "cosine"; o->templates = "imagenet";
     o->sep = '\t';
     o->batch = 128; o->epochs = 10; o->warmup = 100; o->workers = 2; o->save_every = 500; o->log_every = 20;
+    o->dist_timeout = 300;
     o->lr = 1e-3; o->wd = 0.05; o->beta1 = 0.9; o->beta2 = 0.999; o->eps = 1e-8; o->clip = 1.0; o->layer_decay = 1.0;
     o->scale[0] = 0.9; o->scale[1] = 1.0; o->ratio[0] = 3.0 / 4.0; o->ratio[1] = 4.0 / 3.0;
     o->cj[0] = o->cj[1] = o->cj[2] = 0.4; o->cj[3] = 0.1;
@@ -121,6 +127,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         INT("--val-limit", val_limit, 1, 1LL << 40) INT("--val-frequency", val_freq, 0, 1 << 20)
         INT("--lock-image-epochs", lock_epochs, 0, 1 << 20)
         FLT("--lr", lr, 0, 10) FLT("--wd", wd, 0, 10) FLT("--beta1", beta1, 0, 0.999999) FLT("--beta2", beta2, 0, 0.9999999)
+        FLT("--dist-timeout", dist_timeout, 0.1, 1e7)
         FLT("--eps", eps, 1e-30, 1) FLT("--grad-clip-norm", clip, 0, 1e9) FLT("--max-minutes", max_minutes, 0, 1e9)
         FLT("--layer-decay", layer_decay, 1e-3, 1) FLT("--label-smoothing", ls, 0, 0.999) FLT("--mlp-ratio", mlp_ratio, 0.01, 64)
         FLT("--head-dropout", head_dropout, 0, 0.99) FLT("--hflip", hflip, 0, 1) FLT("--jitter", jitter, 0, 1)
@@ -149,6 +156,12 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
             if (!strcmp(v, "\\t") || !strcmp(v, "tab")) o->sep = '\t';
             else if (strlen(v) == 1) o->sep = v[0];
             else { vlm_errorf(err, VLM_ERR_ARG, "--csv-separator: one character expected, got '%s'", v); return -1; }
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--debug-fault")) { // tests: make one rank hang or die at a step
+            if (!v) goto need;
+            if (cli_parse_fault(v, &o->fault_kind, &o->fault_rank, &o->fault_step, err)) return -1;
             i++;
             continue;
         }
@@ -361,6 +374,9 @@ int cmd_finetune(int argc, char **argv) {
         return 0;
     }
     if (pr) return cli_fail("finetune", &err);
+    vlm_dist *D = cli_dist();
+    D->timeout_s = o.dist_timeout;
+    const int R = D->rank, W = D->world, io = R == 0; // only rank 0 writes files and logs
     int rc = 1, have_model = 0, have_train = 0, have_val = 0, have_clip = 0, own_tmpl = 0, n_cls_names = 0, T = 0;
     vlm_classifier m;
     memset(&m, 0, sizeof m);
@@ -471,7 +487,8 @@ int cmd_finetune(int argc, char **argv) {
                 vlm_error_prefix(&err, "%s", o.checkpoint);
                 goto fail;
             }
-            fprintf(stderr, "finetune: %d vision-tower tensors from %s\n", copied, o.checkpoint);
+            if (io)
+                fprintf(stderr, "finetune: %d vision-tower tensors from %s\n", copied, o.checkpoint);
         }
     }
     if (o.zeroshot_init) {
@@ -491,7 +508,8 @@ int cmd_finetune(int argc, char **argv) {
         }
         free(W);
         if (st) goto fail;
-        fprintf(stderr, "finetune: zero-shot head from %d class names x %d templates\n", K, T);
+        if (io)
+            fprintf(stderr, "finetune: zero-shot head from %d class names x %d templates\n", K, T);
     }
     if (have_clip) {
         vlm_clip_free(&clip);
@@ -533,7 +551,7 @@ int cmd_finetune(int argc, char **argv) {
     }
     snprintf(rundir, sizeof rundir, "%s/%s", o.logs, name);
     snprintf(ckdir, sizeof ckdir, "%s/checkpoints", rundir);
-    if (cli_mkdirs(ckdir, &err)) goto fail;
+    if (io && cli_mkdirs(ckdir, &err)) goto fail;
 
     // ---- optimiser, locking, layer decay, state ----
     vlm_adamw opt;
@@ -565,7 +583,9 @@ int cmd_finetune(int argc, char **argv) {
         c.dropout_rng.counter = ts.rng_counter;
         memcpy(c.dropout_rng.buf, ts.rng_buf, sizeof ts.rng_buf);
         c.dropout_rng.buf_pos = ts.rng_pos;
-        fprintf(stderr, "finetune: resumed from %s at step %" PRId64 " (epoch %" PRId64 ", sample %" PRId64 ")\n", state_path,
+        if (cli_dist_check_resume(D, ts.global_batch, ts.loader_index, B, state_path, &err)) goto fail;
+        if (io)
+            fprintf(stderr, "finetune: resumed from %s at step %" PRId64 " (epoch %" PRId64 ", sample %" PRId64 ")\n", state_path,
                 ts.step, ts.loader_epoch, ts.loader_index);
     }
 
@@ -588,8 +608,11 @@ int cmd_finetune(int argc, char **argv) {
     lo.transform.hue = (float)o.cj[3];
     lo.transform.gray_prob = (float)o.gray;
     lo.start.epoch = ts.loader_epoch;
-    lo.start.index = ts.loader_index;
+    lo.start.index = ts.loader_index / W; // the state counts the global stream
+    lo.rank = R;
+    lo.world_size = W;
     if (vlm_loader_open(&L, &train, &lo, &err)) goto fail;
+    if (cli_dist_sync_params(D, &m.ps, &err)) goto fail;
     const int64_t epoch_size = vlm_loader_epoch_size(L), steps_per_epoch = epoch_size / B;
     if (steps_per_epoch < 1) {
         vlm_errorf(&err, VLM_ERR_ARG, "an epoch has %" PRId64 " samples, fewer than the batch size %d", epoch_size, B);
@@ -605,8 +628,8 @@ int cmd_finetune(int argc, char **argv) {
     labbuf = malloc(sizeof(int32_t) * (size_t)B);
     if (!imgbuf || !labbuf) { vlm_errorf(&err, VLM_ERR_OOM, "out of memory for batch buffers"); goto fail; }
     path_join(path, sizeof path, rundir, "metrics.jsonl");
-    metrics = fopen(path, state_path[0] ? "a" : "w");
-    if (!metrics) {
+    if (io) metrics = fopen(path, state_path[0] ? "a" : "w");
+    if (io && !metrics) {
         vlm_errorf(&err, VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
@@ -626,7 +649,10 @@ int cmd_finetune(int argc, char **argv) {
     int64_t n_train_params = 0;
     for (int i = 0; i < m.ps.n; i++)
         if (o.lock_image ? strncmp(m.ps.p[i].name, "visual.", 7) != 0 : !m.ps.p[i].frozen) n_train_params += m.ps.p[i].numel;
-    fprintf(stderr, "finetune: %lld params (%" PRId64 " trained%s), %d classes, %" PRId64 " samples/epoch, %" PRId64
+    if (io && W > 1)
+        fprintf(stderr, "finetune: data-parallel over %d ranks: %d images per rank, global batch %d\n", W, B, B * W);
+    if (io)
+        fprintf(stderr, "finetune: %lld params (%" PRId64 " trained%s), %d classes, %" PRId64 " samples/epoch, %" PRId64
                     " steps of %d, image %d, run dir %s\n",
             (long long)m.ps.total, n_train_params, o.lock_image ? ", image tower locked" : "", K, epoch_size, total_steps, B,
             S, rundir);
@@ -644,6 +670,7 @@ int cmd_finetune(int argc, char **argv) {
     int have_r = 0;
     const double budget_s = o.max_minutes * 60.0;
     while (ts.step < total_steps) {
+        cli_apply_fault(o.fault_kind, o.fault_rank, o.fault_step, D, ts.step);
         vlm_batch b;
         if (vlm_loader_next(L, &b, &err)) goto fail;
         if (b.n < B) {
@@ -664,7 +691,7 @@ int cmd_finetune(int argc, char **argv) {
         if (want_lock != locked) {
             vlm_classifier_lock_image(&m, want_lock);
             locked = want_lock;
-            if (ts.step > 0 || o.lock_epochs)
+            if (io && (ts.step > 0 || o.lock_epochs))
                 fprintf(stderr, "%sfinetune: %s at step %" PRId64 "\n", tty && ts.step ? "\n" : "",
                         want_lock ? "image tower locked (head only)" : "full fine-tuning", ts.step);
         }
@@ -683,23 +710,32 @@ int cmd_finetune(int argc, char **argv) {
             acc_sum += arg == labbuf[i];
         }
         acc_n += B;
+        // Data-parallel: the global batch's gradient and loss, rank 0's clock, any rank's stop.
+        if (cli_dist_average_grads(D, &m.ps, &err)) goto fail;
+        double clock_s = cli_now() - t_start, loss_d = loss_v;
+        int stop_sig = g_stop != 0;
+        if (cli_dist_step_sync(D, &loss_d, &stop_sig, &clock_s, &err)) goto fail;
+        loss_v = (float)loss_d;
         if (!isfinite(loss_v) || !vlm_grads_finite(&m.ps)) {
-            fprintf(stderr, "\nfinetune: %s at step %" PRId64 "; stopping. The last good checkpoint is %s/epoch_latest.state.safetensors\n",
+            if (io)
+                fprintf(stderr, "\nfinetune: %s at step %" PRId64 "; stopping. The last good checkpoint is %s/epoch_latest.state.safetensors\n",
                     isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, ckdir);
             rc = 3;
             goto cleanup;
         }
         if (o.clip > 0) vlm_clip_grad_norm(&m.ps, (float)o.clip);
         double now = cli_now();
+        if (W > 1) now = t_start + clock_s; // rank 0's clock
         float lr = vlm_sched_lr_at(&sched, ts.step, o.time_sched, budget_s > 0 ? (now - t_start) / budget_s : 0);
         vlm_adamw_step_groups(&opt, &m.ps, groups, gscale, G, lr, frozen_saved);
         ts.step++;
-        imgs_since += B;
+        imgs_since += (int64_t)B * W;
         // ---- bookkeeping ----
         now = cli_now();
-        ts.elapsed_s = now - t_start;
+        ts.elapsed_s = W > 1 ? clock_s : now - t_start;
         ts.loader_epoch = next_pos.epoch;
-        ts.loader_index = next_pos.index;
+        ts.loader_index = next_pos.index * W; // position in the global stream
+        ts.global_batch = (int64_t)B * W;
         ts.epoch = next_pos.epoch;
         ts.adam_step = opt.step;
         ts.last_loss = loss_v;
@@ -710,16 +746,19 @@ int cmd_finetune(int argc, char **argv) {
         if (ts.step % o.log_every == 0 || ts.step == total_steps || ts.step == 1) {
             double ips = imgs_since / fmax(now - t_last, 1e-9);
             char eta[32];
-            double left = (double)(total_steps - ts.step) * B / fmax(ips, 1e-9);
+            double left = (double)(total_steps - ts.step) * B * W / fmax(ips, 1e-9);
             if (budget_s > 0 && budget_s - ts.elapsed_s < left) left = budget_s - ts.elapsed_s;
             cli_fmt_duration(left, eta, sizeof eta);
             double tacc = acc_n ? acc_sum / (double)acc_n : 0;
-            fprintf(stderr, "%sstep %" PRId64 "/%" PRId64 " | epoch %" PRId64 " | loss %.4f | acc %.3f | lr %.3g | %.0f img/s | ETA %s%s",
+            if (io)
+                fprintf(stderr, "%sstep %" PRId64 "/%" PRId64 " | epoch %" PRId64 " | loss %.4f | acc %.3f | lr %.3g | %.0f img/s | ETA %s%s",
                     tty ? "\r" : "", ts.step, total_steps, batch_epoch, loss_v, tacc, lr, ips, eta, tty ? "   " : "\n");
-            fprintf(metrics, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f, \"train_acc\": %.4f, \"lr\": %.6g, "
-                             "\"img_per_s\": %.1f, \"elapsed_s\": %.1f}\n",
-                    ts.step, batch_epoch, loss_v, tacc, lr, ips, ts.elapsed_s);
-            fflush(metrics);
+            if (metrics) {
+                fprintf(metrics, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f, \"train_acc\": %.4f, \"lr\": %.6g, "
+                                 "\"img_per_s\": %.1f, \"elapsed_s\": %.1f}\n",
+                        ts.step, batch_epoch, loss_v, tacc, lr, ips, ts.elapsed_s);
+                fflush(metrics);
+            }
             t_last = now;
             imgs_since = 0;
             acc_sum = 0;
@@ -728,16 +767,16 @@ int cmd_finetune(int argc, char **argv) {
         int epoch_done = next_pos.epoch > batch_epoch || next_pos.index + B > epoch_size;
         int out_of_time = budget_s > 0 && ts.elapsed_s >= budget_s;
         int stop_here = o.stop_at && ts.step >= o.stop_at;
-        int last = ts.step == total_steps || out_of_time || g_stop || stop_here;
+        int last = ts.step == total_steps || out_of_time || stop_sig || stop_here;
         if (epoch_done) cur_epoch = batch_epoch + 1;
-        if (ts.step % o.save_every == 0 || last || epoch_done) {
+        if (io && (ts.step % o.save_every == 0 || last || epoch_done)) {
             path_join(path, sizeof path, ckdir, "epoch_latest.state.safetensors");
             path_join(path2, sizeof path2, ckdir, "epoch_latest.safetensors");
             if (vlm_classifier_save_state(path, &m, classnames_joined, &ts, args_json, &err) ||
                 vlm_classifier_save(path2, &m, classnames_joined, ts.step, &err))
                 goto fail;
         }
-        int val_now = have_val && (last || (epoch_done && o.val_freq > 0 && cur_epoch % o.val_freq == 0));
+        int val_now = io && have_val && (last || (epoch_done && o.val_freq > 0 && cur_epoch % o.val_freq == 0));
         if (val_now) {
             double t0 = cli_now();
             if (evaluate(&m, &val, B, (int)o.workers, &c, &last_r, &err)) goto fail;
@@ -756,17 +795,21 @@ int cmd_finetune(int argc, char **argv) {
             t_last += dt;
         }
         if (out_of_time) { stop_reason = "time budget reached"; break; }
-        if (g_stop) { stop_reason = "interrupted"; break; }
+        if (stop_sig) { stop_reason = "interrupted"; break; }
         if (stop_here) { stop_reason = "stopped at --stop-at-step"; break; }
     }
     if (tty) fputc('\n', stderr);
     {
         char summary[2048];
         vlm_loader_bad_summary(L, summary, sizeof summary);
-        if (summary[0]) fprintf(stderr, "finetune: %s\n", summary);
+        if (summary[0]) fprintf(stderr, "finetune: %s%s\n", W > 1 ? (R ? "rank > 0: " : "rank 0: ") : "", summary);
     }
     vlm_loader_free(L);
     L = NULL;
+    if (!io) { // the weights are the same on every rank; rank 0 evaluates and writes
+        rc = 0;
+        goto cleanup;
+    }
     if (have_val && !have_r) { // resumed at the end: evaluate what is there
         if (evaluate(&m, &val, B, (int)o.workers, &c, &last_r, &err)) goto fail;
         have_r = 1;
@@ -801,7 +844,7 @@ int cmd_finetune(int argc, char **argv) {
         printf("\"top1\": %.5f, \"top5\": %.5f, \"n\": %" PRId64 ", \"val_loss\": %.5f, ", (double)last_r.top1 / fmax(1, last_r.n),
                (double)last_r.top5 / fmax(1, last_r.n), last_r.n, last_r.loss);
     printf("\"steps\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.5f, \"minutes\": %.2f, \"images_seen\": %" PRId64,
-           ts.step, ts.epoch, loss_v, ts.elapsed_s / 60.0, ts.step * (int64_t)B);
+           ts.step, ts.epoch, loss_v, ts.elapsed_s / 60.0, ts.step * (int64_t)B * W);
     if (o.n_wise && have_val) {
         printf(", \"wise\": [");
         for (int a = 0; a < o.n_wise; a++)

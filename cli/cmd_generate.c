@@ -327,14 +327,18 @@ static const char *train_usage =
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (1000)  --log-every N (50)  --resume latest|FILE\n"
     "  --grid-n N (8): at the end, sample N images per prompt (first 10 prompts) into <run>/samples.png\n"
+    "data-parallel: mpirun -np N vlm generate train ... (an MPI build): --batch-size per rank, rank 0 writes;\n"
+    "  --dist-timeout S (300) stops the job when a rank waits longer than S seconds for the others\n"
     "Ends with one JSON line: steps, minutes, loss, checkpoint (the EMA model file).\n";
 
 typedef struct {
     const char *clip, *train, *classnames, *tmpl, *cond, *composite, *logs, *name, *resume, *schedule, *lr_sched;
     long long limit, image_size, patch, channels, width, layers, heads, cond_tokens, timesteps, batch, warmup, seed,
         max_steps, save_every, log_every, grid_n;
-    double hflip, lr, wd, clip_norm, p_uncond, ema, max_minutes;
+    double hflip, lr, wd, clip_norm, p_uncond, ema, max_minutes, dist_timeout;
     int time_sched;
+    int fault_kind, fault_rank;
+    long long fault_step;
 } train_opts;
 
 static volatile sig_atomic_t g_stop = 0;
@@ -353,7 +357,7 @@ static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
     o->tmpl = "a photo of a {}", o->cond = "text", o->logs = "./logs", o->schedule = "linear", o->lr_sched = "const";
     o->image_size = 32, o->patch = 4, o->channels = 3, o->width = 256, o->layers = 6, o->heads = 4, o->timesteps = 1000;
     o->batch = 64, o->warmup = 500, o->save_every = 1000, o->log_every = 50, o->grid_n = 8;
-    o->lr = 3e-4, o->clip_norm = 1, o->p_uncond = 0.1, o->ema = 0.9995;
+    o->lr = 3e-4, o->clip_norm = 1, o->p_uncond = 0.1, o->ema = 0.9995, o->dist_timeout = 300;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         OPT_STR("--clip", clip) OPT_STR("--train-data", train) OPT_STR("--classnames", classnames)
@@ -370,7 +374,13 @@ static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
         OPT_FLT("--hflip", hflip, 0, 1) OPT_FLT("--lr", lr, 0, 10) OPT_FLT("--wd", wd, 0, 10)
         OPT_FLT("--grad-clip-norm", clip_norm, 0, 1e9) OPT_FLT("--p-uncond", p_uncond, 0, 1)
         OPT_FLT("--ema-decay", ema, 0, 1) OPT_FLT("--max-minutes", max_minutes, 0, 1e7)
-        OPT_FLAG("--time-schedule", time_sched)
+        OPT_FLAG("--time-schedule", time_sched) OPT_FLT("--dist-timeout", dist_timeout, 0.1, 1e7)
+        if (!strcmp(a, "--debug-fault")) { // tests: make one rank hang or die at a step
+            if (!v) { vlm_errorf(err, VLM_ERR_ARG, "option %s needs a value", a); return -1; }
+            if (cli_parse_fault(v, &o->fault_kind, &o->fault_rank, &o->fault_step, err)) return -1;
+            i++;
+            continue;
+        }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
         vlm_errorf(err, VLM_ERR_ARG, "unknown option '%s' (see vlm generate train --help)", a);
         return -1;
@@ -485,16 +495,22 @@ static int cmd_generate_train(int argc, char **argv) {
     snprintf(state_path, sizeof state_path, "%s/epoch_latest.state.safetensors", ck_dir);
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", run_dir);
     snprintf(grid_path, sizeof grid_path, "%s/samples.png", run_dir);
-    if (cli_mkdirs(ck_dir, &err)) goto fail_sch;
+    vlm_dist *Dd = cli_dist();
+    Dd->timeout_s = o.dist_timeout;
+    const int R = Dd->rank, W = Dd->world, io = R == 0; // only rank 0 writes files and logs
+    const int GB = B * W;                                 // global batch
+    if (io && cli_mkdirs(ck_dir, &err)) goto fail_sch;
     vlm_train_state ts;
     memset(&ts, 0, sizeof ts);
     if (o.resume) {
         const char *sp = strcmp(o.resume, "latest") ? o.resume : state_path;
         if (vlm_gen_load_state(sp, &g, &ts, &err)) goto fail_sch;
         opt.step = ts.adam_step;
-        fprintf(stderr, "generate train: resumed %s at step %" PRId64 "\n", sp, ts.step);
+        if (cli_dist_check_resume(Dd, ts.global_batch, 0, B, sp, &err)) goto fail_sch;
+        if (io) fprintf(stderr, "generate train: resumed %s at step %" PRId64 "\n", sp, ts.step);
     }
-    if (!(mf = fopen(metrics, o.resume ? "a" : "w"))) {
+    if (cli_dist_sync_params(Dd, &g.dit.ps, &err)) goto fail_sch;
+    if (io && !(mf = fopen(metrics, o.resume ? "a" : "w"))) {
         vlm_errorf(&err, VLM_ERR_IO, "%s: cannot open for writing", metrics);
         goto fail_sch;
     }
@@ -517,13 +533,16 @@ static int cmd_generate_train(int argc, char **argv) {
     }
     if (vlm_ctx_init(&c, 256u << 20, (uint64_t)o.seed, &err)) goto fail_sch;
     have_ctx = 1;
-    const int64_t steps_per_epoch = (d.n + B - 1) / B;
+    const int64_t steps_per_epoch = (d.n + GB - 1) / GB;
     int64_t total = o.max_steps ? o.max_steps : (o.max_minutes > 0 ? INT64_MAX / 4 : steps_per_epoch * 100);
     vlm_sched_kind sk;
     vlm_sched_parse(o.lr_sched, &sk);
     vlm_sched sched = {sk, (float)o.lr, o.warmup, total, 0, 1, 0};
     const double budget = o.max_minutes > 0 ? o.max_minutes * 60.0 : 0;
-    fprintf(stderr,
+    if (io && W > 1)
+        fprintf(stderr, "generate train: data-parallel over %d ranks: %d images per rank, global batch %d\n", W, B, GB);
+    if (io)
+        fprintf(stderr,
             "generate train: %" PRId64 " images at %dx%dx%d, %" PRId64 " distinct conditions (%s), DiT %d layers x %d wide "
             "(patch %d, %d tokens%s), %lld params, batch %d, %" PRId64 " steps/epoch; setup %.1f s; run dir %s\n",
             d.n, C, S, S, d.n_emb, o.cond, cfg.layers, cfg.width, cfg.patch_size, (S / cfg.patch_size) * (S / cfg.patch_size),
@@ -536,11 +555,14 @@ static int cmd_generate_train(int argc, char **argv) {
     const char *stop_reason = "done";
     while (ts.step < total) {
         double now = cli_now();
-        if (budget > 0 && now - t_start >= budget) {
+        if (budget > 0 && (W > 1 ? ts.elapsed_s : now - t_start) >= budget) { // W > 1: rank 0's clock, agreed last step
             stop_reason = "time budget";
             break;
         }
-        int64_t epoch = ts.step / steps_per_epoch, pos = (ts.step % steps_per_epoch) * B;
+        cli_apply_fault(o.fault_kind, o.fault_rank, o.fault_step, Dd, ts.step);
+        // This rank's B samples of the global batch: positions R*B.. of it, so a
+        // global batch holds the same samples and draws at every world size.
+        int64_t epoch = ts.step / steps_per_epoch, pos = (ts.step % steps_per_epoch) * GB + (int64_t)R * B;
         if (epoch != epoch_shuffled) {
             vlm_rng r;
             vlm_rng_init(&r, (uint64_t)o.seed, VLM_RNG_DATA, (uint64_t)epoch);
@@ -554,7 +576,7 @@ static int cmd_generate_train(int argc, char **argv) {
         for (int b = 0; b < B; b++) {
             int64_t i = order[(pos + b) % d.n];
             vlm_rng r;
-            vlm_rng_init(&r, (uint64_t)o.seed, VLM_RNG_SAMPLE, (uint64_t)(ts.step * B + b));
+            vlm_rng_init(&r, (uint64_t)o.seed, VLM_RNG_SAMPLE, (uint64_t)(ts.step * GB + (int64_t)R * B + b));
             int flip = vlm_rng_uniform(&r) < o.hflip;
             tt[b] = (int32_t)vlm_rng_below(&r, (uint64_t)T);
             drop[b] = vlm_rng_uniform(&r) < o.p_uncond;
@@ -584,50 +606,65 @@ static int cmd_generate_train(int argc, char **argv) {
             err = c.err;
             goto fail_sch;
         }
-        float lv = vlm_f32(loss)[0];
+        // Data-parallel: the global batch's gradient and loss, rank 0's clock, any rank's stop.
+        if (cli_dist_average_grads(Dd, &g.dit.ps, &err)) goto fail_sch;
+        double clock_s = cli_now() - t_start, lvd = vlm_f32(loss)[0];
+        int stop_sig = g_stop != 0;
+        if (cli_dist_step_sync(Dd, &lvd, &stop_sig, &clock_s, &err)) goto fail_sch;
+        float lv = (float)lvd;
         if (!isfinite(lv) || !vlm_grads_finite(&g.dit.ps)) {
-            fprintf(stderr, "generate train: non-finite loss/gradient at step %" PRId64 "; stopping (last checkpoint kept)\n",
+            if (io)
+                fprintf(stderr, "generate train: non-finite loss/gradient at step %" PRId64 "; stopping (last checkpoint kept)\n",
                     ts.step);
             rc = 3;
             goto fail_sch;
         }
         if (o.clip_norm > 0) vlm_clip_grad_norm(&g.dit.ps, (float)o.clip_norm);
-        now = cli_now();
+        now = W > 1 ? t_start + clock_s : cli_now();
         float lr = vlm_sched_lr_at(&sched, ts.step, o.time_sched, budget > 0 ? (now - t_start) / budget : 0);
         vlm_adamw_step(&opt, &g.dit.ps, lr);
         vlm_gen_ema_update(&g, (float)o.ema, ts.step);
         ts.step++;
         ts.adam_step = opt.step;
         ts.last_loss = lv;
-        acc += lv, acc_n++, seen += B;
+        acc += lv, acc_n++, seen += GB;
         now = cli_now();
-        ts.elapsed_s = now - t_start;
+        ts.elapsed_s = W > 1 ? clock_s : now - t_start;
+        ts.global_batch = GB;
         if (ts.step % o.log_every == 0 || ts.step == total) {
             double ips = seen / (now - t_log);
             char eta[32];
-            double left = budget > 0 ? budget - ts.elapsed_s : (double)(total - ts.step) * B / (ips > 0 ? ips : 1);
+            double left = budget > 0 ? budget - ts.elapsed_s : (double)(total - ts.step) * GB / (ips > 0 ? ips : 1);
             cli_fmt_duration(left > 0 ? left : 0, eta, sizeof eta);
-            fprintf(stderr, "step %" PRId64 " | epoch %" PRId64 " | loss %.4f | lr %.3g | %.0f img/s | ETA %s\n", ts.step,
+            if (io)
+                fprintf(stderr, "step %" PRId64 " | epoch %" PRId64 " | loss %.4f | lr %.3g | %.0f img/s | ETA %s\n", ts.step,
                     epoch, acc / acc_n, lr, ips, eta);
-            fprintf(mf, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f, \"lr\": %g, \"img_per_s\": %.1f, "
-                        "\"elapsed_s\": %.1f}\n",
-                    ts.step, epoch, acc / acc_n, lr, ips, ts.elapsed_s);
-            fflush(mf);
+            if (mf) {
+                fprintf(mf, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f, \"lr\": %g, \"img_per_s\": %.1f, "
+                            "\"elapsed_s\": %.1f}\n",
+                        ts.step, epoch, acc / acc_n, lr, ips, ts.elapsed_s);
+                fflush(mf);
+            }
             acc = 0, acc_n = 0, seen = 0, t_log = now;
         }
-        int stop_here = g_stop || (budget > 0 && ts.elapsed_s >= budget) || ts.step == total;
-        if (ts.step % o.save_every == 0 || stop_here) {
+        int stop_here = stop_sig || (budget > 0 && ts.elapsed_s >= budget) || ts.step == total;
+        if (io && (ts.step % o.save_every == 0 || stop_here)) {
             ts.epoch = ts.step / steps_per_epoch;
             ts.loader_epoch = ts.epoch;
-            ts.loader_index = (ts.step % steps_per_epoch) * B;
+            ts.loader_index = (ts.step % steps_per_epoch) * GB;
             if (vlm_gen_save_state(state_path, &g, &ts, args_json, &err) ||
                 vlm_gen_save(model_path, &g, g.ema, ts.step, &err))
                 goto fail_sch;
         }
-        if (g_stop) {
+        if (stop_sig) {
             stop_reason = "interrupted";
             break;
         }
+    }
+    if (!io) { // every rank holds the same weights; rank 0 samples and writes
+        rc = 0;
+        vlm_diff_schedule_free(&sch);
+        goto done;
     }
     fprintf(stderr, "generate train: %s after %" PRId64 " steps, %.1f min; model (EMA weights) %s\n", stop_reason, ts.step,
             ts.elapsed_s / 60, model_path);

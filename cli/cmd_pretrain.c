@@ -414,17 +414,7 @@ int cmd_pretrain(int argc, char **argv) {
         c.dropout_rng.counter = ts.rng_counter;
         memcpy(c.dropout_rng.buf, ts.rng_buf, sizeof ts.rng_buf);
         c.dropout_rng.buf_pos = ts.rng_pos;
-        if (ts.global_batch && ts.global_batch != o.batch * o.accum * W) {
-            vlm_errorf(&err, VLM_ERR_ARG, "%s: the run used a global batch of %" PRId64 " samples; with %d rank(s) "
-                       "pass --batch-size %" PRId64 " (the world size must divide the global batch)", state_path,
-                       ts.global_batch, W, (int64_t)(ts.global_batch / (o.accum * W) > 0 ? ts.global_batch / (o.accum * W) : 1));
-            goto fail;
-        }
-        if (ts.loader_index % W) {
-            vlm_errorf(&err, VLM_ERR_ARG, "%s: sample %" PRId64 " of the epoch is not a multiple of %d ranks", state_path,
-                       ts.loader_index, W);
-            goto fail;
-        }
+        if (cli_dist_check_resume(D, ts.global_batch, ts.loader_index, o.batch * o.accum, state_path, &err)) goto fail;
         if (io)
             fprintf(stderr, "pretrain: resumed from %s at step %" PRId64 " (epoch %" PRId64 ", sample %" PRId64 ")\n",
                     state_path, ts.step, ts.loader_epoch, ts.loader_index);

@@ -253,6 +253,20 @@ vlm_status cli_dist_step_sync(vlm_dist *d, double *loss, int *stop, double *elap
     return VLM_OK;
 }
 
+vlm_status cli_dist_check_resume(const vlm_dist *d, int64_t global_batch_saved, int64_t loader_index,
+                                 int64_t per_rank_batch, const char *path, vlm_error *err) {
+    const int W = d->world;
+    if (global_batch_saved && global_batch_saved != per_rank_batch * W)
+        return vlm_errorf(err, VLM_ERR_ARG,
+                          "%s: the run used a global batch of %lld samples; with %d rank(s) pass --batch-size %lld "
+                          "(the world size must divide the global batch)", path, (long long)global_batch_saved, W,
+                          (long long)(global_batch_saved / W > 0 ? global_batch_saved / W : 1));
+    if (loader_index % W)
+        return vlm_errorf(err, VLM_ERR_ARG, "%s: sample %lld of the epoch is not a multiple of %d ranks", path,
+                          (long long)loader_index, W);
+    return VLM_OK;
+}
+
 int cli_parse_fault(const char *s, int *kind, int *rank, long long *step, vlm_error *err) {
     char k[16];
     int r;

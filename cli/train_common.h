@@ -52,6 +52,11 @@ vlm_status cli_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err);
 // *elapsed becomes rank 0's clock (time budgets and time-based schedules must
 // not differ between ranks). One small allreduce.
 vlm_status cli_dist_step_sync(vlm_dist *d, double *loss, int *stop, double *elapsed, vlm_error *err);
+// A resumed state must fit this world: the same global batch (per-rank batch
+// x world size; older files record none) and a stream position every rank
+// can start from (a multiple of the world size).
+vlm_status cli_dist_check_resume(const vlm_dist *d, int64_t global_batch_saved, int64_t loader_index,
+                                 int64_t per_rank_batch, const char *path, vlm_error *err);
 // "--debug-fault hang|exit:RANK:STEP" (tests of failure handling): parsed into
 // *kind (0 none, 1 hang, 2 exit), *rank, *step.
 int cli_parse_fault(const char *s, int *kind, int *rank, long long *step, vlm_error *err);

@@ -1,11 +1,12 @@
-// Data-parallel `vlm pretrain` under Open MPI (built only with -DVLM_MPI=ON):
+// Data-parallel training under Open MPI (built only with -DVLM_MPI=ON):
 // (1) mpirun -np 2 with 32 pairs per rank gives the same losses and the same
 // weights after 3 steps (<= 1e-5 relative) as one process with batch 64 on the
 // same PNG manifest, for InfoNCE and SigLIP; (2) a run stopped at step 2 on 2
 // ranks resumes in one process with batch 64 and ends where the uninterrupted
 // run ends; (3) a rank that hangs or dies stops the job with a clear message
 // within the timeout and leaves the last checkpoint intact; (4) commands that
-// do not train data-parallel refuse to run under mpirun.
+// do not train data-parallel refuse to run under mpirun; (5) `vlm finetune` and
+// `vlm generate train` on 2 ranks also match one process with the global batch.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,14 +15,18 @@
 #include <sys/wait.h>
 #include <time.h>
 #include "core/safetensors.h"
+#include "fusion/checkpoint.h"
 #include "data/image.h"
 #include "tests/testutil.h"
 
-#define DIRN "mpi_pretrain_data"
-#define LOGS "mpi_pretrain_logs"
+#define DIRN "mpi_train_data"
+#define LOGS "mpi_train_logs"
 // Two ranks on however many cores CI has, one OpenMP thread each; shared memory
 // without the ptrace-based single copy (refused in many containers).
 #define MPIRUN "mpirun -np 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 --mca btl_vader_single_copy_mechanism none "
+
+static double weights_rel_diff(const char *a_name, const char *b_name, char *worst, size_t wn, double *tensor_rel);
+static int read_losses(const char *name, double *loss, int cap);
 
 static void make_data(void) {
     mkdir(DIRN, 0755);
@@ -29,7 +34,7 @@ static void make_data(void) {
     const unsigned char col[8][3] = {{220, 20, 20}, {20, 200, 20}, {20, 20, 220}, {230, 230, 20},
                                      {150, 20, 150}, {20, 200, 200}, {250, 250, 250}, {5, 5, 5}};
     FILE *f = fopen(DIRN "/train.tsv", "w");
-    fprintf(f, "filepath\ttitle\n");
+    fprintf(f, "filepath\ttitle\tlabel\n");
     unsigned char px[20 * 20 * 3];
     vlm_error err;
     for (int i = 0; i < 256; i++) {
@@ -42,25 +47,56 @@ static void make_data(void) {
         snprintf(p, sizeof p, DIRN "/%03d.png", i);
         vlm_image_write_png(p, px, 20, 20, &err);
         // Every caption appears 4 times in 256: duplicates must be masked over the global batch.
-        fprintf(f, "%03d.png\ta %s square at %d\n", i, names[k], s);
+        fprintf(f, "%03d.png\ta %s square at %d\t%d\n", i, names[k], s, k);
     }
+    fclose(f);
+    f = fopen(DIRN "/classnames.txt", "w");
+    for (int k = 0; k < 8; k++) fprintf(f, "%s\n", names[k]);
     fclose(f);
 }
 
-// Runs vlm pretrain (under mpirun when np == 2); returns the exit status and
+// Runs `vlm <what>` (under mpirun when np == 2); returns the exit status and
 // the wall time in *secs.
-static int run(int np, const char *name, int batch, const char *extra, double *secs) {
+static int run_cmd(int np, const char *what, const char *name, int batch, const char *extra, double *secs) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "%s%s/vlm pretrain --train-data " DIRN "/train.tsv --model %s --batch-size %d --epochs 1 --warmup 1 "
-             "--lr 2e-3 --log-every 1 --workers 1 --logs " LOGS " --name %s %s >/dev/null 2>" LOGS "/%s.err",
-             np == 2 ? MPIRUN : "", VLM_BINARY_DIR, tu_src("tests/fixtures/models/micro.json"), batch, name, extra, name);
+             "%s%s/vlm %s --train-data " DIRN "/train.tsv --batch-size %d --warmup 1 --log-every 1 --logs " LOGS
+             " --name %s %s >/dev/null 2>" LOGS "/%s.err",
+             np == 2 ? MPIRUN : "", VLM_BINARY_DIR, what, batch, name, extra, name);
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     int st = system(cmd);
     clock_gettime(CLOCK_MONOTONIC, &b);
     if (secs) *secs = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int run(int np, const char *name, int batch, const char *extra, double *secs) {
+    char what[1024];
+    snprintf(what, sizeof what, "pretrain --model %s --epochs 1 --lr 2e-3 --workers 1",
+             tu_src("tests/fixtures/models/micro.json"));
+    return run_cmd(np, what, name, batch, extra, secs);
+}
+
+// Another head: 3 steps on one process with batch 2B and on 2 ranks with B.
+static void head_equivalence(const char *tag, const char *what, int B) {
+    char one[64], two[64];
+    snprintf(one, sizeof one, "%s-np1", tag);
+    snprintf(two, sizeof two, "%s-np2", tag);
+    CHECK(run_cmd(1, what, one, 2 * B, "--max-steps 3", NULL) == 0, "%s: single-process run failed (see " LOGS "/%s.err)",
+          tag, one);
+    CHECK(run_cmd(2, what, two, B, "--max-steps 3", NULL) == 0, "%s: mpirun -np 2 run failed (see " LOGS "/%s.err)", tag,
+          two);
+    double l1[8] = {0}, l2[8] = {0};
+    CHECK(read_losses(one, l1, 8) == 3 && read_losses(two, l2, 8) == 3, "%s: expected 3 logged steps", tag);
+    for (int s = 1; s <= 3; s++)
+        CHECK(fabs(l1[s] - l2[s]) <= 1e-5 * fabs(l1[s]) + 1e-6, "%s: step %d loss %.7f (1 x %d) vs %.7f (2 x %d)", tag, s,
+              l1[s], 2 * B, l2[s], B);
+    char worst[200] = "";
+    double trel = 0, rel = weights_rel_diff(two, one, worst, sizeof worst, &trel);
+    printf("%s: losses %.6f %.6f %.6f; weights after 3 steps: relative difference %.2e (worst tensor %.2e: %s)\n", tag,
+           l1[1], l1[2], l1[3], rel, trel, worst);
+    CHECK(rel <= 1e-5, "%s: weights differ by %.3g relative", tag, rel);
 }
 
 static int read_losses(const char *name, double *loss, int cap) {
@@ -216,10 +252,31 @@ int main(void) {
     int64_t ds = ckpt_step("die");
     CHECK(ds >= 3 && ds <= 4, "checkpoint after the crash is at step %lld", (long long)ds);
 
+    // The other trainers: a classifier from scratch, and the DiT on a CLIP.
+    head_equivalence("finetune", "finetune --image-size 16 --patch-size 4 --width 32 --layers 2 --heads 2 --lr 2e-3 "
+                     "--workers 1 --csv-label-key label", 32);
+    {
+        vlm_error err;
+        vlm_clip_cfg cc;
+        vlm_clip m;
+        char *vocab = tu_read_file(tu_src("tests/fixtures/zeroshot/vocab.txt"), NULL);
+        int ok = vocab && !vlm_clip_cfg_load(tu_src("../shared/reference/openai-clip/tiny.json"), &cc, &err) &&
+                 !vlm_clip_init(&m, &cc, &err);
+        if (ok) {
+            ok = !vlm_clip_load_weights(&m, tu_src("../shared/reference/openai-clip/tiny.weights.safetensors"), &err) &&
+                 !vlm_ckpt_save_model(LOGS "/clip.safetensors", &m, vocab, 0, 0, &err);
+            vlm_clip_free(&m);
+        }
+        free(vocab);
+        CHECK(ok, "CLIP for generate: %s", err.msg);
+        head_equivalence("generate", "generate train --clip " LOGS "/clip.safetensors --classnames " DIRN "/classnames.txt "
+                         "--image-size 8 --patch-size 2 --width 32 --heads 2 --layers 2 --lr 2e-3 --grid-n 0", 16);
+    }
+
     // Commands that are not data-parallel refuse mpirun.
     char cmd[1024];
     snprintf(cmd, sizeof cmd, MPIRUN "%s/vlm zeroshot --help >/dev/null 2>" LOGS "/zs.err", VLM_BINARY_DIR);
     st = system(cmd);
     CHECK(st != 0 && file_has(LOGS "/zs.err", "does not run data-parallel"), "zeroshot under mpirun was not refused");
-    return tu_done("test_mpi_pretrain");
+    return tu_done("test_mpi_train");
 }
