@@ -526,7 +526,7 @@ int cmd_detect_train(int argc, char **argv) {
         }
         // Data-parallel: averaged gradients (each rank's loss is normalised by its
         // own boxes, so this is the mean of per-rank losses), rank 0's clock.
-        if (cli_dist_average_grads(Dd, &m.det.ps, &err)) goto fail;
+        if (cli_dist_average_grads(Dd, &m.det.ps, 0, &err)) goto fail;
         double clock_s = cli_now() - t_start, ltot = stt.total;
         int stop_sig = g_stop != 0;
         if (cli_dist_step_sync(Dd, &ltot, &stop_sig, &clock_s, &err)) goto fail;

@@ -711,7 +711,7 @@ int cmd_finetune(int argc, char **argv) {
         }
         acc_n += B;
         // Data-parallel: the global batch's gradient and loss, rank 0's clock, any rank's stop.
-        if (cli_dist_average_grads(D, &m.ps, &err)) goto fail;
+        if (cli_dist_average_grads(D, &m.ps, 0, &err)) goto fail;
         double clock_s = cli_now() - t_start, loss_d = loss_v;
         int stop_sig = g_stop != 0;
         if (cli_dist_step_sync(D, &loss_d, &stop_sig, &clock_s, &err)) goto fail;

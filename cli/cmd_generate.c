@@ -607,7 +607,7 @@ static int cmd_generate_train(int argc, char **argv) {
             goto fail_sch;
         }
         // Data-parallel: the global batch's gradient and loss, rank 0's clock, any rank's stop.
-        if (cli_dist_average_grads(Dd, &g.dit.ps, &err)) goto fail_sch;
+        if (cli_dist_average_grads(Dd, &g.dit.ps, 0, &err)) goto fail_sch;
         double clock_s = cli_now() - t_start, lvd = vlm_f32(loss)[0];
         int stop_sig = g_stop != 0;
         if (cli_dist_step_sync(Dd, &lvd, &stop_sig, &clock_s, &err)) goto fail_sch;

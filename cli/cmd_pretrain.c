@@ -523,6 +523,20 @@ int cmd_pretrain(int argc, char **argv) {
     const char *stop_reason = "done";
     vlm_retrieval last_r;
     int have_r = 0;
+    // W > 1: the text tower's parameters come first in the store and get their
+    // last gradient before the image tower's backward runs, so their allreduce
+    // overlaps that backward.
+    cli_grad_overlap ov = {.d = D, .ps = &m.ps};
+    int64_t overlapped = 0;
+    for (int i = 0; i < m.ps.n; i++)
+        if (!strncmp(m.ps.p[i].name, "visual.", 7)) {
+            ov.early = m.ps.p[i].offset;
+            break;
+        }
+    if (W > 1 && K == 1 && ov.early > 0) {
+        c.backward_hook = cli_grad_overlap_hook;
+        c.backward_hook_user = &ov;
+    }
     while (ts.step < total_steps) {
         cli_apply_fault(o.fault_kind, o.fault_rank, o.fault_step, D, ts.step);
         // Gather K micro-batches (copied: the loader reuses its buffers).
@@ -585,6 +599,8 @@ int cmd_pretrain(int argc, char **argv) {
             vlm_ctx_reset(&c);
             vlm_rng_init(&pd, (uint64_t)o.seed, VLM_RNG_DROPOUT, (uint64_t)((ts.step * K + j) * W + R));
             vlm_tensor *fi = vlm_clip_encode_image(&c, &m, wrap_images(&c, imgbuf + (int64_t)j * B * 3 * S * S, B, S), &pd);
+            ov.boundary = c.tape; // the text tower's nodes come after this one
+            ov.started = 0;
             vlm_tensor *ft = vlm_clip_encode_text(&c, &m, wrap_ids(&c, idbuf + (int64_t)j * B * T, B, T));
             if (K > 1 && fi && ft) {
                 vlm_tensor *pi[3], *pt[3];
@@ -606,7 +622,12 @@ int cmd_pretrain(int argc, char **argv) {
         }
         // Data-parallel: the global batch's gradient and loss, one clock and one
         // stop decision for every rank (rank 0's time, any rank's signal).
-        if (cli_dist_average_grads(D, &m.ps, &err)) goto fail;
+        if (ov.st) {
+            err = ov.err;
+            goto fail;
+        }
+        overlapped += ov.started;
+        if (cli_dist_average_grads(D, &m.ps, ov.started ? ov.early : 0, &err)) goto fail;
         double clock_s = cli_now() - t_start;
         int stop_sig = g_stop != 0;
         if (cli_dist_step_sync(D, &step_loss, &stop_sig, &clock_s, &err)) goto fail;
@@ -731,8 +752,9 @@ int cmd_pretrain(int argc, char **argv) {
         goto cleanup;
     }
     if (W > 1)
-        fprintf(stderr, "pretrain: %d ranks; rank 0 spent %.1f s in collectives (%.1f%% of %.1f s), %.1f MB sent\n", W,
-                D->comm_s, 100.0 * D->comm_s / fmax(ts.elapsed_s, 1e-9), ts.elapsed_s, (double)D->comm_bytes / 1e6);
+        fprintf(stderr, "pretrain: %d ranks; rank 0 waited %.1f s in collectives (%.1f%% of %.1f s), %.1f MB sent; "
+                        "text-tower gradients reduced during the image backward in %" PRId64 " steps\n", W,
+                D->comm_s, 100.0 * D->comm_s / fmax(ts.elapsed_s, 1e-9), ts.elapsed_s, (double)D->comm_bytes / 1e6, overlapped);
     fprintf(stderr, "pretrain: %s after %" PRId64 " steps (%.1f min); checkpoint %s/epoch_latest.safetensors\n", stop_reason,
             ts.step, ts.elapsed_s / 60.0, ckdir);
     printf("{\"steps\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.5f, \"minutes\": %.2f, \"pairs_seen\": %" PRId64,

@@ -227,15 +227,29 @@ int cli_parse_composite(const char *s, vlm_decode_opts *o, vlm_error *err) {
 }
 
 // ---- data-parallel helpers ----
-vlm_status cli_dist_average_grads(vlm_dist *d, vlm_params *ps, vlm_error *err) {
+vlm_status cli_dist_average_grads(vlm_dist *d, vlm_params *ps, int64_t reduced_prefix, vlm_error *err) {
     if (d->world <= 1) return VLM_OK;
-    if (vlm_dist_allreduce_f32(d, ps->grad, ps->total, "gradient allreduce", err)) return err->status;
+    if (vlm_dist_allreduce_f32(d, ps->grad + reduced_prefix, ps->total - reduced_prefix, "gradient allreduce", err) ||
+        vlm_dist_wait(d, "gradient allreduce (overlapped part)", err))
+        return err->status;
     const float inv = 1.0f / (float)d->world;
     float *g = ps->grad;
     const int64_t n = ps->total;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) g[i] *= inv;
     return VLM_OK;
+}
+
+void cli_grad_overlap_hook(void *user, const vlm_node *next) {
+    cli_grad_overlap *o = user;
+    if (o->st) return;
+    if (o->started) {
+        vlm_dist_progress(o->d); // let MPI move the transfer along between backward nodes
+        return;
+    }
+    if ((const void *)next != o->boundary) return;
+    o->started = 1;
+    o->st = vlm_dist_iallreduce_f32(o->d, o->ps->grad, o->early, "gradient allreduce (text tower, overlapped)", &o->err);
 }
 
 vlm_status cli_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err) {

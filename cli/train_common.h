@@ -44,7 +44,26 @@ vlm_dist *cli_dist(void);
 // Gradient of the global batch: sums ps->grad over ranks (bucketed allreduce)
 // and divides by the world size, since each rank's loss is a mean over its
 // own equal share of the batch.
-vlm_status cli_dist_average_grads(vlm_dist *d, vlm_params *ps, vlm_error *err);
+// reduced_prefix: the first floats of ps->grad whose allreduce a
+// cli_grad_overlap already started during backward (0: none).
+vlm_status cli_dist_average_grads(vlm_dist *d, vlm_params *ps, int64_t reduced_prefix, vlm_error *err);
+// Overlap of communication with backward for a model whose parameters
+// [0, early) receive their last gradient before the rest (CLIP's text tower,
+// registered first, encoded after the image tower): set `boundary` to the tape
+// before the early part's forward (c->tape) each step and install
+// cli_grad_overlap_hook as the context's backward hook; when backward reaches
+// the boundary the prefix's allreduce starts and runs while the remaining
+// backward computes.
+typedef struct {
+    vlm_dist *d;
+    vlm_params *ps;
+    int64_t early;          // floats in the prefix
+    const void *boundary;   // the node before the early part's first node
+    int started;            // this step's prefix reduction is in flight
+    vlm_status st;
+    vlm_error err;
+} cli_grad_overlap;
+void cli_grad_overlap_hook(void *user, const vlm_node *next);
 // Every rank starts from rank 0's parameters.
 vlm_status cli_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err);
 // The per-step agreement: *loss becomes the mean over ranks, *stop is set on

@@ -66,10 +66,15 @@ vlm_status vlm_dist_init(vlm_dist *d, int *argc, char ***argv, vlm_error *err) {
 #endif
 }
 
+#define MAX_PENDING 256
+
 void vlm_dist_free(vlm_dist *d) {
 #ifdef VLM_HAVE_MPI
     if (d->mpi) MPI_Finalize();
 #endif
+    free(d->pending);
+    d->pending = NULL;
+    d->n_pending = 0;
     d->mpi = 0;
 }
 
@@ -132,6 +137,59 @@ vlm_status vlm_dist_allreduce_f32(vlm_dist *d, float *buf, int64_t n, const char
 #else
     (void)buf; (void)what;
     return vlm_errorf(err, VLM_ERR_STATE, "dist: world %d without MPI", d->world);
+#endif
+}
+
+vlm_status vlm_dist_iallreduce_f32(vlm_dist *d, float *buf, int64_t n, const char *what, vlm_error *err) {
+    if (d->world <= 1 || n <= 0) return VLM_OK;
+#ifdef VLM_HAVE_MPI
+    if (!d->pending && !(d->pending = malloc(sizeof(MPI_Request) * MAX_PENDING)))
+        return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory for requests", what);
+    MPI_Request *rq = d->pending;
+    int64_t chunk = d->bucket_elems > 0 && d->bucket_elems < INT_MAX ? d->bucket_elems : INT_MAX / 4;
+    double t0 = mono_now();
+    if (!d->n_pending) d->pending_t0 = t0;
+    for (int64_t off = 0; off < n; off += chunk) {
+        if (d->n_pending == MAX_PENDING)
+            return vlm_errorf(err, VLM_ERR_ARG, "%s: more than %d buckets in flight (raise the bucket size)", what, MAX_PENDING);
+        int64_t len = n - off < chunk ? n - off : chunk;
+        if (MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)len, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq[d->n_pending]) !=
+            MPI_SUCCESS)
+            return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Iallreduce failed", d->rank, d->world, what);
+        d->n_pending++;
+    }
+    d->comm_s += mono_now() - t0;
+    d->comm_bytes += n * (int64_t)sizeof(float);
+    return VLM_OK;
+#else
+    (void)buf; (void)what;
+    return vlm_errorf(err, VLM_ERR_STATE, "dist: world %d without MPI", d->world);
+#endif
+}
+
+void vlm_dist_progress(vlm_dist *d) {
+#ifdef VLM_HAVE_MPI
+    if (d->n_pending) {
+        int flag;
+        MPI_Testall(d->n_pending, d->pending, &flag, MPI_STATUSES_IGNORE);
+    }
+#endif
+    (void)d;
+}
+
+vlm_status vlm_dist_wait(vlm_dist *d, const char *what, vlm_error *err) {
+    if (!d->n_pending) return VLM_OK;
+#ifdef VLM_HAVE_MPI
+    double t0 = mono_now();
+    MPI_Request *rq = d->pending;
+    for (int i = 0; i < d->n_pending; i++)
+        if (wait_req(d, &rq[i], what, t0, err)) return err->status;
+    d->n_pending = 0;
+    d->comm_s += mono_now() - t0;
+    return VLM_OK;
+#else
+    (void)what;
+    return vlm_errorf(err, VLM_ERR_STATE, "dist: pending requests without MPI");
 #endif
 }
 

@@ -16,6 +16,9 @@ typedef struct vlm_dist {
     int64_t bucket_elems;   // gradient allreduce bucket in floats (default 4M floats = 16 MB)
     double comm_s;          // wall time spent inside collectives since init
     int64_t comm_bytes;     // payload bytes this rank contributed to collectives
+    void *pending;          // in-flight non-blocking allreduces (dist.c)
+    int n_pending;
+    double pending_t0;
 } vlm_dist;
 
 // 1 if this build can talk MPI.
@@ -32,6 +35,13 @@ void vlm_dist_abort(vlm_dist *d, int code);
 
 // In-place sum over ranks of n floats, in buckets of d->bucket_elems.
 vlm_status vlm_dist_allreduce_f32(vlm_dist *d, float *buf, int64_t n, const char *what, vlm_error *err);
+// Overlap: starts an in-place sum over ranks of n floats (in buckets) and
+// returns at once; vlm_dist_progress lets MPI move it along (call it between
+// pieces of work), vlm_dist_wait completes every started one. buf must not be
+// touched until then.
+vlm_status vlm_dist_iallreduce_f32(vlm_dist *d, float *buf, int64_t n, const char *what, vlm_error *err);
+void vlm_dist_progress(vlm_dist *d);
+vlm_status vlm_dist_wait(vlm_dist *d, const char *what, vlm_error *err);
 // In-place sum over ranks of n doubles (small control vectors).
 vlm_status vlm_dist_allreduce_f64(vlm_dist *d, double *buf, int n, const char *what, vlm_error *err);
 // recv[r * bytes .. (r+1) * bytes) = rank r's send (rank order).

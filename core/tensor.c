@@ -226,7 +226,10 @@ vlm_status vlm_backward(vlm_ctx *c, vlm_tensor *loss) {
         return c->status;
     }
     loss->grad[0] += 1.0f;
-    for (vlm_node *n = c->tape; n && c->status == VLM_OK; n = n->prev) n->backward(c, n);
+    for (vlm_node *n = c->tape; n && c->status == VLM_OK; n = n->prev) {
+        n->backward(c, n);
+        if (c->backward_hook) c->backward_hook(c->backward_hook_user, n->prev);
+    }
     // The tape is consumed (as PyTorch frees the graph): a second backward in
     // the same step only walks ops recorded after this one.
     c->tape = NULL;

@@ -71,6 +71,11 @@ typedef struct vlm_ctx {
     vlm_rng dropout_rng;
     vlm_status status;  // sticky: the first error of the step
     vlm_error err;
+    // Optional: called after each node's backward with the node that runs next
+    // (NULL at the end), so a data-parallel trainer can start reducing the
+    // gradients that are already final while the rest of backward runs.
+    void (*backward_hook)(void *user, const vlm_node *next);
+    void *backward_hook_user;
 } vlm_ctx;
 
 vlm_status vlm_ctx_init(vlm_ctx *c, size_t arena_bytes, uint64_t seed, vlm_error *err);

@@ -197,6 +197,9 @@ static void equivalence(const char *tag, const char *flags) {
         CHECK(fabs(l1[s] - l2[s]) <= 1e-5 * fabs(l1[s]) + 1e-6, "%s: step %d loss %.7f (1 x 64) vs %.7f (2 x 32)", tag, s,
               l1[s], l2[s]);
     CHECK(l1[3] < l1[1], "%s: the loss did not move (%.5f -> %.5f)", tag, l1[1], l1[3]);
+    char errf[256];
+    snprintf(errf, sizeof errf, LOGS "/%s.err", two);
+    CHECK(file_has(errf, "image backward in 3 steps"), "%s: the text tower's allreduce did not overlap the image backward", tag);
     char worst[200] = "";
     double trel = 0, rel = weights_rel_diff(two, one, worst, sizeof worst, &trel);
     printf("%s: losses %.6f %.6f %.6f; weights after 3 steps: relative difference %.2e (worst tensor %.2e: %s)\n", tag,
