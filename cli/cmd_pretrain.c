@@ -57,6 +57,7 @@ static const char *usage =
     "  --batch-size is per rank (global batch N x B); each rank reads its shard; features are gathered\n"
     "  with gradients so the loss is the global batch's; rank 0 writes logs and checkpoints.\n"
     "  --dist-timeout S (300)   a rank waiting longer than S seconds for the others stops the job\n"
+    "                           (validation runs on rank 0 alone: S must exceed its duration)\n"
     "Resuming continues mid-epoch at the next sample; pass the same options as the original run (under\n"
     "mpirun any world size that divides the global batch, with --batch-size = global batch / ranks).\n";
 
@@ -504,14 +505,12 @@ int cmd_pretrain(int argc, char **argv) {
     signal(SIGTERM, on_signal);
     if (io && W > 1)
         fprintf(stderr, "pretrain: data-parallel over %d ranks: %d pairs per rank, global batch %d\n", W, B * K, B * K * W);
-    if (!io)
-        ;
-    else if (o.time_schedule && !o.max_steps)
+    if (io && o.time_schedule && !o.max_steps)
         fprintf(stderr, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, steps of %d x %d pairs for %.1f minutes, run dir %s\n",
-                o.model, (long long)m.ps.total, epoch_size, B, K, o.max_minutes, rundir);
-    else
+                o.model, (long long)m.ps.total, epoch_size * W, B, K, o.max_minutes, rundir);
+    else if (io)
         fprintf(stderr, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, %" PRId64 " steps of %d x %d pairs, run dir %s\n",
-                o.model, (long long)m.ps.total, epoch_size, total_steps, B, K, rundir);
+                o.model, (long long)m.ps.total, epoch_size * W, total_steps, B, K, rundir);
 
     // ---- training loop ----
     double t_start = cli_now() - ts.elapsed_s, t_last = cli_now(), last_val_t = 0;
