@@ -18,7 +18,6 @@ typedef struct vlm_dist {
     int64_t comm_bytes;     // payload bytes this rank contributed to collectives
     void *pending;          // in-flight non-blocking allreduces (dist.c)
     int n_pending;
-    double pending_t0;
 } vlm_dist;
 
 // 1 if this build can talk MPI.
@@ -33,7 +32,8 @@ void vlm_dist_free(vlm_dist *d);
 // Stops every rank of the job (MPI_Abort) after a fatal error; no-op without MPI.
 void vlm_dist_abort(vlm_dist *d, int code);
 
-// In-place sum over ranks of n floats, in buckets of d->bucket_elems.
+// In-place sum over ranks of n floats, in buckets of d->bucket_elems; also
+// completes any allreduce started with vlm_dist_iallreduce_f32.
 vlm_status vlm_dist_allreduce_f32(vlm_dist *d, float *buf, int64_t n, const char *what, vlm_error *err);
 // Overlap: starts an in-place sum over ranks of n floats (in buckets) and
 // returns at once; vlm_dist_progress lets MPI move it along (call it between

@@ -337,21 +337,9 @@ static int sh(const char *cmd) {
 }
 
 static int read_losses(const char *name, double *loss, int cap) {
-    char p[512], line[4096];
+    char p[512];
     snprintf(p, sizeof p, LOGS "/%s/metrics.jsonl", name);
-    FILE *f = fopen(p, "r");
-    int maxs = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        int s;
-        double l;
-        char *ps = strstr(line, "\"step\": "), *pl = strstr(line, "\"loss\": ");
-        if (ps && pl && sscanf(ps + 8, "%d", &s) == 1 && sscanf(pl + 8, "%lf", &l) == 1 && s < cap) {
-            loss[s] = l;
-            if (s > maxs) maxs = s;
-        }
-    }
-    if (f) fclose(f);
-    return maxs;
+    return tu_read_losses(p, loss, cap);
 }
 
 // The last line of a file that starts with '{' (the command's JSON result); "" if none.

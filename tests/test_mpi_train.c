@@ -28,32 +28,6 @@
 static double weights_rel_diff(const char *a_name, const char *b_name, char *worst, size_t wn, double *tensor_rel);
 static int read_losses(const char *name, double *loss, int cap);
 
-static void make_data(void) {
-    mkdir(DIRN, 0755);
-    const char *names[8] = {"red", "green", "blue", "yellow", "purple", "cyan", "white", "black"};
-    const unsigned char col[8][3] = {{220, 20, 20}, {20, 200, 20}, {20, 20, 220}, {230, 230, 20},
-                                     {150, 20, 150}, {20, 200, 200}, {250, 250, 250}, {5, 5, 5}};
-    FILE *f = fopen(DIRN "/train.tsv", "w");
-    fprintf(f, "filepath\ttitle\tlabel\n");
-    unsigned char px[20 * 20 * 3];
-    vlm_error err;
-    for (int i = 0; i < 256; i++) {
-        int k = i % 8, s = 4 + (i / 8) % 10;
-        for (int y = 0; y < 20; y++)
-            for (int x = 0; x < 20; x++)
-                for (int ch = 0; ch < 3; ch++)
-                    px[(y * 20 + x) * 3 + ch] = (x >= s && y >= s && x < s + 8 && y < s + 8) ? col[k][ch] : 128;
-        char p[128];
-        snprintf(p, sizeof p, DIRN "/%03d.png", i);
-        vlm_image_write_png(p, px, 20, 20, &err);
-        // Every caption appears 4 times in 256: duplicates must be masked over the global batch.
-        fprintf(f, "%03d.png\ta %s square at %d\t%d\n", i, names[k], s, k);
-    }
-    fclose(f);
-    f = fopen(DIRN "/classnames.txt", "w");
-    for (int k = 0; k < 8; k++) fprintf(f, "%s\n", names[k]);
-    fclose(f);
-}
 
 // Runs `vlm <what>` (under mpirun when np == 2); returns the exit status and
 // the wall time in *secs.
@@ -100,21 +74,9 @@ static void head_equivalence(const char *tag, const char *what, int B) {
 }
 
 static int read_losses(const char *name, double *loss, int cap) {
-    char p[512], line[4096];
+    char p[512];
     snprintf(p, sizeof p, LOGS "/%s/metrics.jsonl", name);
-    FILE *f = fopen(p, "r");
-    int maxs = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        int s;
-        double l;
-        char *ps = strstr(line, "\"step\": "), *pl = strstr(line, "\"loss\": ");
-        if (ps && pl && sscanf(ps + 8, "%d", &s) == 1 && sscanf(pl + 8, "%lf", &l) == 1 && s < cap) {
-            loss[s] = l;
-            if (s > maxs) maxs = s;
-        }
-    }
-    if (f) fclose(f);
-    return maxs;
+    return tu_read_losses(p, loss, cap);
 }
 
 // Relative difference ||a - b|| / ||b|| over all weights of two model files;
@@ -218,7 +180,7 @@ int main(void) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     system("rm -rf " LOGS " " DIRN);
     mkdir(LOGS, 0755);
-    make_data();
+    tu_make_squares(DIRN, 256, 1);
 
     equivalence("infonce", "");
     equivalence("siglip", "--siglip");

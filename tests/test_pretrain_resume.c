@@ -19,28 +19,6 @@
 #define DIRN "pretrain_resume_data"
 #define LOGS "pretrain_resume_logs"
 
-static void make_data(void) {
-    mkdir(DIRN, 0755);
-    const char *names[8] = {"red", "green", "blue", "yellow", "purple", "cyan", "white", "black"};
-    const unsigned char col[8][3] = {{220, 20, 20}, {20, 200, 20}, {20, 20, 220}, {230, 230, 20},
-                                     {150, 20, 150}, {20, 200, 200}, {250, 250, 250}, {5, 5, 5}};
-    FILE *f = fopen(DIRN "/train.tsv", "w");
-    fprintf(f, "filepath\ttitle\n");
-    unsigned char px[20 * 20 * 3];
-    vlm_error err;
-    for (int i = 0; i < 256; i++) {
-        int k = i % 8, s = 4 + (i / 8) % 10;
-        for (int y = 0; y < 20; y++)
-            for (int x = 0; x < 20; x++)
-                for (int ch = 0; ch < 3; ch++)
-                    px[(y * 20 + x) * 3 + ch] = (x >= s && y >= s && x < s + 8 && y < s + 8) ? col[k][ch] : 128;
-        char p[128];
-        snprintf(p, sizeof p, DIRN "/%03d.png", i);
-        vlm_image_write_png(p, px, 20, 20, &err);
-        fprintf(f, "%03d.png\ta %s square\n", i, names[k]);
-    }
-    fclose(f);
-}
 
 static int run(const char *name, const char *extra, int kill_after_ckpt) {
     char cmd[2048];
@@ -76,24 +54,6 @@ static int run(const char *name, const char *extra, int kill_after_ckpt) {
     return 0;
 }
 
-// losses[step] from a metrics.jsonl (a later line for the same step wins).
-static int read_losses(const char *name, double *loss, int cap) {
-    char p[512], line[4096];
-    snprintf(p, sizeof p, LOGS "/%s/metrics.jsonl", name);
-    FILE *f = fopen(p, "r");
-    int maxs = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        int s;
-        double l;
-        char *ps = strstr(line, "\"step\": "), *pl = strstr(line, "\"loss\": ");
-        if (ps && pl && sscanf(ps + 8, "%d", &s) == 1 && sscanf(pl + 8, "%lf", &l) == 1 && s < cap) {
-            loss[s] = l;
-            if (s > maxs) maxs = s;
-        }
-    }
-    if (f) fclose(f);
-    return maxs;
-}
 
 // allow_tmp: a run killed mid-write may leave its temp file (never the real one);
 // the next run removes it.
@@ -119,10 +79,16 @@ static void check_ckpts_intact(const char *name, int allow_tmp) {
     CHECK(n >= 2, "%s: expected checkpoint files, found %d", name, n);
 }
 
+static int read_losses(const char *name, double *loss, int cap) {
+    char p[512];
+    snprintf(p, sizeof p, LOGS "/%s/metrics.jsonl", name);
+    return tu_read_losses(p, loss, cap);
+}
+
 int main(void) {
     system("rm -rf " LOGS " " DIRN);
     mkdir(LOGS, 0755);
-    make_data();
+    tu_make_squares(DIRN, 256, 0);
     double full[64] = {0}, res[64] = {0}, killed[64] = {0};
     CHECK(run("full", "", 0) == 0, "uninterrupted run failed (see " LOGS "/stderr.txt)");
     int nfull = read_losses("full", full, 64);

@@ -30,4 +30,13 @@ char *tu_read_file(const char *path, size_t *n);
 // Path under the source tree (static buffer rotation of 4).
 const char *tu_src(const char *rel);
 
+// losses[step] from a training run's metrics.jsonl (a later line for the same
+// step wins); returns the largest step seen (0 if none).
+int tu_read_losses(const char *metrics_path, double *loss, int cap);
+// n 20x20 PNGs DIR/NNN.png (a square of one of 8 colours at one of 10
+// positions on grey) and DIR/train.tsv "filepath<TAB>title" with captions
+// "a <colour> square"; detailed: captions "a <colour> square at <pos>" and a
+// third column "label" (the colour's index 0..7).
+void tu_make_squares(const char *dir, int n, int detailed);
+
 #endif
