@@ -518,14 +518,20 @@ int cmd_detect_train(int argc, char **argv) {
         vlm_det_out out;
         vlm_det_stats stt;
         vlm_tensor *loss = NULL;
-        if (!vlm_detector_forward(&c, &m.det, vlm_tensor_wrap(&c, VLM_F32, 4, sh, bt.images, NULL), q, Q, &out))
+        if (!vlm_detector_forward(&c, &m.det, vlm_tensor_wrap(&c, VLM_F32, 4, sh, bt.images, NULL), q, Q, &out)) {
+            if (W > 1) { // DETR's num_boxes: the mean box count per rank over all ranks
+                double nb = (double)vlm_det_num_targets(tg, B, out.logits->shape[1], &dcfg);
+                if (vlm_dist_allreduce_f64(Dd, &nb, 1, "box count allreduce", &err)) goto fail;
+                dcfg.norm = (float)fmax(nb / W, 1.0);
+            }
             loss = vlm_loss_detection(&c, out.logits, out.boxes, NULL, tg, &dcfg, &stt);
+        }
         if (!loss || vlm_backward(&c, loss)) {
             err = c.err;
             goto fail;
         }
-        // Data-parallel: averaged gradients (each rank's loss is normalised by its
-        // own boxes, so this is the mean of per-rank losses), rank 0's clock.
+        // Data-parallel: averaged gradients (the losses are normalised by the
+        // all-ranks box count above), rank 0's clock.
         if (cli_dist_average_grads(Dd, &m.det.ps, 0, &err)) goto fail;
         double clock_s = cli_now() - t_start, ltot = stt.total;
         int stop_sig = g_stop != 0;

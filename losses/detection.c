@@ -6,6 +6,20 @@
 #include <string.h>
 #include "core/ops_internal.h"
 
+int64_t vlm_det_num_targets(const vlm_det_target *targets, int64_t B, int64_t N, const vlm_det_cfg *cfg) {
+    int64_t K = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const vlm_det_target *t = &targets[b];
+        int64_t r = 1;
+        if (cfg->one_to_many > 1 && t->n > 0) { // as the loss repeats them
+            r = N / t->n;
+            if (r > cfg->one_to_many) r = cfg->one_to_many;
+        }
+        K += (int64_t)t->n * r;
+    }
+    return K;
+}
+
 void vlm_det_cfg_default(vlm_det_cfg *cfg) {
     cfg->cost_class = 2.0f;
     cfg->cost_bbox = 5.0f;
@@ -16,6 +30,7 @@ void vlm_det_cfg_default(vlm_det_cfg *cfg) {
     cfg->focal_alpha = 0.3f;
     cfg->focal_gamma = 2.0f;
     cfg->one_to_many = 1;
+    cfg->norm = 0;
 }
 
 // ---- Hungarian assignment ------------------------------------------------------
@@ -555,7 +570,7 @@ vlm_tensor *vlm_loss_detection(vlm_ctx *c, vlm_tensor *logits, vlm_tensor *boxes
             idx[k] = b * N + tok;
             memcpy(gt + 4 * k, targets[b].boxes + 4 * j, 4 * sizeof(float));
         }
-    float norm = K > 1 ? (float)K : 1.0f;
+    float norm = cfg->norm > 0 ? cfg->norm : K > 1 ? (float)K : 1.0f;
     vlm_tensor *lf = vlm_op_sigmoid_focal(c, logits, tgt, query_valid, cfg->focal_alpha, cfg->focal_gamma, norm);
     vlm_tensor *ll = vlm_op_box_l1(c, boxes, idx, gt, K, norm);
     vlm_tensor *lg = vlm_op_box_giou_loss(c, boxes, idx, gt, K, norm);

@@ -23,6 +23,11 @@ typedef struct {
     // 1 = one-to-one (DETR / OWL-ViT; no NMS needed at inference); > 1 trains
     // more tokens per step and needs NMS (vlm_detector_cfg.nms_iou).
     int one_to_many;
+    // > 0: the loss divides by this instead of the batch's own max(1, boxes):
+    // data-parallel training passes the mean box count per rank over all
+    // ranks (DETR's num_boxes), so the mean of the ranks' losses is the
+    // global batch's loss. 0 (default): the batch's own count.
+    float norm;
 } vlm_det_cfg;
 
 void vlm_det_cfg_default(vlm_det_cfg *cfg);
@@ -34,6 +39,10 @@ typedef struct {
     const float *boxes;    // [n, 4]
     const int32_t *query;  // [n]
 } vlm_det_target;
+
+// The box count the loss of these B images normalises by (one-to-many copies
+// included, N predictions per image), before the max(1, .).
+int64_t vlm_det_num_targets(const vlm_det_target *targets, int64_t B, int64_t N, const vlm_det_cfg *cfg);
 
 // Per-batch figures for logging: the unweighted terms (each already divided by
 // num_boxes) and the weighted total (the value of the returned tensor).

@@ -34,9 +34,10 @@ static int read_losses(const char *name, double *loss, int cap);
 static int run_cmd(int np, const char *what, const char *name, int batch, const char *extra, double *secs) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "%s%s/vlm %s --train-data " DIRN "/train.tsv --batch-size %d --warmup 1 --log-every 1 --logs " LOGS
-             " --name %s %s >/dev/null 2>" LOGS "/%s.err",
-             np == 2 ? MPIRUN : "", VLM_BINARY_DIR, what, batch, name, extra, name);
+             "%s%s/vlm %s%s --batch-size %d --warmup 1 --log-every 1 --logs " LOGS " --name %s %s >/dev/null 2>" LOGS
+             "/%s.err",
+             np == 2 ? MPIRUN : "", VLM_BINARY_DIR, what, strstr(what, "--train-data") ? "" : " --train-data " DIRN "/train.tsv",
+             batch, name, extra, name);
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     int st = system(cmd);
@@ -236,6 +237,24 @@ int main(void) {
         CHECK(ok, "CLIP for generate: %s", err.msg);
         head_equivalence("generate", "generate train --clip " LOGS "/clip.safetensors --classnames " DIRN "/classnames.txt "
                          "--image-size 8 --patch-size 2 --width 32 --heads 2 --layers 2 --lr 2e-3 --grid-n 0", 16);
+        // Detection: the same squares as COCO boxes (one per image, so the
+        // per-rank box normalisation of the loss equals the global one).
+        FILE *f = fopen(DIRN "/det.json", "w");
+        const char *names[8] = {"red", "green", "blue", "yellow", "purple", "cyan", "white", "black"};
+        fprintf(f, "{\"images\": [");
+        for (int i = 0; i < 256; i++)
+            fprintf(f, "%s{\"id\": %d, \"file_name\": \"%03d.png\", \"width\": 20, \"height\": 20}", i ? ", " : "", i + 1, i);
+        fprintf(f, "], \"annotations\": [");
+        for (int i = 0; i < 256; i++) {
+            int s = 4 + (i / 8) % 10;
+            fprintf(f, "%s{\"id\": %d, \"image_id\": %d, \"category_id\": %d, \"bbox\": [%d, %d, 8, 8], \"area\": 64, "
+                       "\"iscrowd\": 0}", i ? ", " : "", i + 1, i + 1, i % 8 + 1, s, s);
+        }
+        fprintf(f, "], \"categories\": [");
+        for (int k = 0; k < 8; k++) fprintf(f, "%s{\"id\": %d, \"name\": \"%s\"}", k ? ", " : "", k + 1, names[k]);
+        fprintf(f, "]}\n");
+        fclose(f);
+        head_equivalence("detect", "detect train --clip " LOGS "/clip.safetensors --train-data " DIRN "/det.json --lr 1e-3", 8);
     }
 
     // Commands that are not data-parallel refuse mpirun.
