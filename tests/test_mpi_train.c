@@ -5,8 +5,9 @@
 // ranks resumes in one process with batch 64 and ends where the uninterrupted
 // run ends; (3) a rank that hangs or dies stops the job with a clear message
 // within the timeout and leaves the last checkpoint intact; (4) commands that
-// do not train data-parallel refuse to run under mpirun; (5) `vlm finetune` and
-// `vlm generate train` on 2 ranks also match one process with the global batch.
+// do not train data-parallel refuse to run under mpirun; (5) `vlm finetune`,
+// `vlm generate train` and `vlm detect train` on 2 ranks also match one
+// process with the global batch.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
