@@ -198,6 +198,28 @@ vlm_status vlm_dist_allreduce_f64(vlm_dist *d, double *buf, int n, const char *w
 #endif
 }
 
+vlm_status vlm_dist_reduce_scatter_f32(vlm_dist *d, const float *send, float *recv, int64_t n, const char *what,
+                                       vlm_error *err) {
+    if (d->world <= 1) {
+        if (n > 0 && recv != send) memmove(recv, send, sizeof(float) * (size_t)n);
+        return VLM_OK;
+    }
+#ifdef VLM_HAVE_MPI
+    if (n > INT_MAX) return vlm_errorf(err, VLM_ERR_ARG, "%s: %lld floats per rank exceed MPI's count limit", what, (long long)n);
+    double t0 = mono_now();
+    MPI_Request rq;
+    if (MPI_Ireduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
+        return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Ireduce_scatter_block failed", d->rank, d->world, what);
+    if (wait_req(d, &rq, what, t0, err)) return err->status;
+    d->comm_s += mono_now() - t0;
+    d->comm_bytes += n * d->world * (int64_t)sizeof(float);
+    return VLM_OK;
+#else
+    (void)what;
+    return no_mpi(d, err);
+#endif
+}
+
 vlm_status vlm_dist_allgather(vlm_dist *d, const void *send, int64_t bytes, void *recv, const char *what, vlm_error *err) {
     if (d->world <= 1) {
         if (bytes > 0 && recv != send) memmove(recv, send, (size_t)bytes);

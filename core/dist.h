@@ -44,6 +44,10 @@ void vlm_dist_progress(vlm_dist *d);
 vlm_status vlm_dist_wait(vlm_dist *d, const char *what, vlm_error *err);
 // In-place sum over ranks of n doubles (small control vectors).
 vlm_status vlm_dist_allreduce_f64(vlm_dist *d, double *buf, int n, const char *what, vlm_error *err);
+// recv[0..n) = sum over ranks of their send[rank * n .. (rank+1) * n)
+// (send holds world * n floats): the backward of an all-gather.
+vlm_status vlm_dist_reduce_scatter_f32(vlm_dist *d, const float *send, float *recv, int64_t n, const char *what,
+                                       vlm_error *err);
 // recv[r * bytes .. (r+1) * bytes) = rank r's send (rank order).
 vlm_status vlm_dist_allgather(vlm_dist *d, const void *send, int64_t bytes, void *recv, const char *what, vlm_error *err);
 // Every rank's buf becomes root's.

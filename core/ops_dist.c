@@ -5,25 +5,23 @@
 #include "core/ops_internal.h"
 
 // Backward: every rank's loss depends on every rank's rows, so rank r's input
-// gradient is the sum over ranks of d(loss_rank)/d(out[rows of r]): an
-// allreduce of the whole output gradient, then this rank's slice.
+// gradient is the sum over ranks of d(loss_rank)/d(out[rows of r]): a
+// reduce-scatter of the output gradient (each rank receives only its rows).
 static void all_gather_backward(vlm_ctx *c, vlm_node *n) {
     vlm_tensor *x = n->in[0], *y = n->out;
     vlm_dist *d = n->saved;
-    int64_t per = vlm_numel(x), total = vlm_numel(y);
+    int64_t per = vlm_numel(x);
     if (!d || d->world <= 1) { // a copy: the gradient passes through
         for (int64_t i = 0; i < per; i++) x->grad[i] += y->grad[i];
         return;
     }
-    float *g = vlm_scratch(c, total);
-    if (!g) return;
-    memcpy(g, y->grad, sizeof(float) * (size_t)total);
+    float *mine = vlm_scratch(c, per);
+    if (!mine) return;
     vlm_error err;
-    if (vlm_dist_allreduce_f32(d, g, total, "all_gather backward (feature gradients)", &err)) {
+    if (vlm_dist_reduce_scatter_f32(d, y->grad, mine, per, "all_gather backward (feature gradients)", &err)) {
         vlm_ctx_fail(c, err.status, "%s", err.msg);
         return;
     }
-    const float *mine = g + (int64_t)d->rank * per;
     for (int64_t i = 0; i < per; i++) x->grad[i] += mine[i];
 }
 
