@@ -2,23 +2,24 @@
 # Fashion-MNIST text-conditioned generation end to end: a frozen CLIP (the
 # detection CLIP of bench/detection.sh: emoji + Fashion-MNIST captions; pretrained
 # for 20 min if missing), a Fashion-MNIST classifier for the conditional accuracy
-# (`vlm finetune` from scratch, bench/fashion-mnist.sh's recipe, 8 min if
-# missing; trained after the generator), `vlm generate train` (DiT, prompts
-# "a photo of a {class}") for a time budget, and `vlm generate eval`. Ends with the eval JSON line plus
+# (the finetune issue's model: `vlm finetune` from scratch, bench/fashion-mnist.sh,
+# 30 min if missing; trained after the generator), `vlm generate train` (DiT on
+# the native 28x28 images, 7x7 patches of 4, prompts "a photo of a {class}") for
+# a time budget, and `vlm generate eval`. Ends with the eval JSON line plus
 # "minutes" (generator training time).
 #
 # usage: bench/generation.sh [--minutes M] [--clip CKPT] [--classifier CKPT] [--n-per-class N]
 #                            [--guidance S] [--steps N] [--logs DIR] [--name NAME] [--seed S] [-- extra train flags]
-#   --minutes M        generator training budget (default 60)
+#   --minutes M        generator training budget (default 88)
 #   --clip CKPT        default runs/detection-clip/checkpoints/epoch_latest.safetensors (pretrained if missing)
-#   --classifier CKPT  default runs/fmnist-classifier/checkpoints/epoch_latest.safetensors (trained if missing)
+#   --classifier CKPT  default runs/fmnist-classifier-30m/checkpoints/epoch_latest.safetensors (trained if missing)
 #   --n-per-class N    images generated per class for the evaluation (default 100; the real-vs-real
 #                      baseline uses 2N test images per class)
 # Environment: VLM (binary, default build/vlm; built if missing).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-minutes=60 clip="" clf="" npc=100 guidance=3 steps=50 logs=runs name=gen-fmnist seed=0
+minutes=88 clip="" clf="" npc=100 guidance=3 steps=50 logs=runs name=gen-fmnist seed=0
 extra=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -32,7 +33,7 @@ while [[ $# -gt 0 ]]; do
     --name) name=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "generation: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,7 +59,7 @@ if [[ -z $clip ]]; then
 fi
 mkdir -p "$logs"
 "$vlm" generate train --clip "$clip" --train-data "$fm/train-images-idx3-ubyte.gz" --classnames "$fm/prompt_names.txt" \
-  --template "a photo of a {}" --channels 1 --width 192 --heads 3 --layers 6 --patch-size 4 \
+  --template "a photo of a {}" --channels 1 --image-size 28 --width 192 --heads 3 --layers 6 --patch-size 4 \
   --batch-size 64 --lr 5e-4 --warmup 500 --lr-schedule cosine --ema-decay 0.999 --hflip 0.5 \
   --max-minutes "$minutes" --time-schedule --seed "$seed" --logs "$logs" --name "$name" --save-every-steps 500 \
   "${extra[@]}" > "$logs/$name.train.json"
@@ -67,9 +68,9 @@ echo "generation: $train" >&2
 train_min=$(printf '%s' "$train" | sed -E 's/.*"minutes": ([0-9.]+).*/\1/')
 ckpt=$logs/$name/checkpoints/epoch_latest.safetensors
 if [[ -z $clf ]]; then
-  clf=runs/fmnist-classifier/checkpoints/epoch_latest.safetensors
+  clf=runs/fmnist-classifier-30m/checkpoints/epoch_latest.safetensors
   if [[ ! -e $clf ]]; then
-    bash bench/fashion-mnist.sh --minutes 8 --logs runs --name fmnist-classifier >&2
+    bash bench/fashion-mnist.sh --minutes 30 --logs runs --name fmnist-classifier-30m >&2
   fi
 fi
 
