@@ -120,6 +120,17 @@ static vlm_status wait_req(vlm_dist *d, MPI_Request *rq, const char *what, doubl
         }
     }
 }
+
+// The tail of every single-request collective: the start call's status, the
+// polled wait, the accounting.
+static vlm_status finish(vlm_dist *d, int rc, MPI_Request *rq, const char *call, const char *what, double t0,
+                         int64_t bytes, vlm_error *err) {
+    if (rc != MPI_SUCCESS) return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: %s failed", d->rank, d->world, what, call);
+    if (wait_req(d, rq, what, t0, err)) return err->status;
+    d->comm_s += mono_now() - t0;
+    d->comm_bytes += bytes;
+    return VLM_OK;
+}
 #endif
 
 // Blocking form: the buckets go out back to back (transfers of one overlap the
@@ -186,12 +197,8 @@ vlm_status vlm_dist_allreduce_f64(vlm_dist *d, double *buf, int n, const char *w
 #ifdef VLM_HAVE_MPI
     double t0 = mono_now();
     MPI_Request rq;
-    if (MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
-        return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Iallreduce failed", d->rank, d->world, what);
-    if (wait_req(d, &rq, what, t0, err)) return err->status;
-    d->comm_s += mono_now() - t0;
-    d->comm_bytes += n * (int64_t)sizeof(double);
-    return VLM_OK;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &rq);
+    return finish(d, rc, &rq, "MPI_Iallreduce", what, t0, n * (int64_t)sizeof(double), err);
 #else
     (void)buf; (void)what;
     return no_mpi(d, err);
@@ -208,12 +215,8 @@ vlm_status vlm_dist_reduce_scatter_f32(vlm_dist *d, const float *send, float *re
     if (n > INT_MAX) return vlm_errorf(err, VLM_ERR_ARG, "%s: %lld floats per rank exceed MPI's count limit", what, (long long)n);
     double t0 = mono_now();
     MPI_Request rq;
-    if (MPI_Ireduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
-        return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Ireduce_scatter_block failed", d->rank, d->world, what);
-    if (wait_req(d, &rq, what, t0, err)) return err->status;
-    d->comm_s += mono_now() - t0;
-    d->comm_bytes += n * d->world * (int64_t)sizeof(float);
-    return VLM_OK;
+    int rc = MPI_Ireduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq);
+    return finish(d, rc, &rq, "MPI_Ireduce_scatter_block", what, t0, n * d->world * (int64_t)sizeof(float), err);
 #else
     (void)what;
     return no_mpi(d, err);
@@ -230,12 +233,8 @@ vlm_status vlm_dist_allgather(vlm_dist *d, const void *send, int64_t bytes, void
         return vlm_errorf(err, VLM_ERR_ARG, "%s: %lld bytes per rank exceed MPI's count limit", what, (long long)bytes);
     double t0 = mono_now();
     MPI_Request rq;
-    if (MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
-        return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Iallgather failed", d->rank, d->world, what);
-    if (wait_req(d, &rq, what, t0, err)) return err->status;
-    d->comm_s += mono_now() - t0;
-    d->comm_bytes += bytes;
-    return VLM_OK;
+    int rc = MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &rq);
+    return finish(d, rc, &rq, "MPI_Iallgather", what, t0, bytes, err);
 #else
     (void)what;
     return no_mpi(d, err);
@@ -249,11 +248,10 @@ vlm_status vlm_dist_bcast(vlm_dist *d, void *buf, int64_t bytes, int root, const
     for (int64_t off = 0; off < bytes; off += 1 << 30) {
         int len = (int)(bytes - off < (1 << 30) ? bytes - off : (1 << 30));
         MPI_Request rq;
-        if (MPI_Ibcast((char *)buf + off, len, MPI_BYTE, root, MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
-            return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Ibcast failed", d->rank, d->world, what);
-        if (wait_req(d, &rq, what, t0, err)) return err->status;
+        int rc = MPI_Ibcast((char *)buf + off, len, MPI_BYTE, root, MPI_COMM_WORLD, &rq);
+        if (finish(d, rc, &rq, "MPI_Ibcast", what, t0, 0, err)) return err->status;
+        t0 = mono_now();
     }
-    d->comm_s += mono_now() - t0;
     return VLM_OK;
 #else
     (void)buf; (void)root; (void)what;
@@ -266,11 +264,7 @@ vlm_status vlm_dist_barrier(vlm_dist *d, const char *what, vlm_error *err) {
 #ifdef VLM_HAVE_MPI
     double t0 = mono_now();
     MPI_Request rq;
-    if (MPI_Ibarrier(MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
-        return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Ibarrier failed", d->rank, d->world, what);
-    if (wait_req(d, &rq, what, t0, err)) return err->status;
-    d->comm_s += mono_now() - t0;
-    return VLM_OK;
+    return finish(d, MPI_Ibarrier(MPI_COMM_WORLD, &rq), &rq, "MPI_Ibarrier", what, t0, 0, err);
 #else
     (void)what;
     return no_mpi(d, err);
