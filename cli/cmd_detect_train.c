@@ -197,17 +197,16 @@ typedef struct {
     const char *clip, *train, *val, *heldout, *logs, *name, *resume, *templates, *checkpoint;
     long long image_size, patch_size, batch, epochs, warmup, seed, max_steps, save_every, log_every, train_limit, val_limit,
         max_det, one_to_many;
-    double nms, lr, tower_scale, wd, clip_norm, max_minutes, hflip, alpha, gamma, w[3], scale[2], dist_timeout;
+    double nms, lr, tower_scale, wd, clip_norm, max_minutes, hflip, alpha, gamma, w[3], scale[2];
     int lock_image, time_sched, json, eval_only;
-    int fault_kind, fault_rank;
-    long long fault_step;
+    cli_dist_opts dist;
 } opts;
 
 static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     memset(o, 0, sizeof *o);
     o->logs = "./logs";
     o->batch = 32, o->epochs = 20, o->warmup = 200, o->save_every = 500, o->log_every = 20, o->max_det = 100;
-    o->dist_timeout = 300;
+    cli_dist_opts_default(&o->dist);
     o->lr = 3e-4, o->tower_scale = 0.3, o->wd = 0.05, o->clip_norm = 1.0, o->hflip = 0.5, o->alpha = 0.3,
     o->gamma = 2;
     o->w[0] = 2, o->w[1] = 5, o->w[2] = 2;
@@ -228,7 +227,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         INT("--train-limit", train_limit, 1, 1 << 30) INT("--val-limit", val_limit, 1, 1 << 30)
         INT("--max-det", max_det, 1, 100000) INT("--one-to-many", one_to_many, 1, 64) FLT("--nms", nms, 0, 1)
         FLT("--lr", lr, 0, 10) FLT("--tower-lr-scale", tower_scale, 0, 100) FLT("--wd", wd, 0, 10)
-        FLT("--grad-clip-norm", clip_norm, 0, 1e9) FLT("--max-minutes", max_minutes, 0, 1e7) FLT("--dist-timeout", dist_timeout, 0.1, 1e7) FLT("--hflip", hflip, 0, 1)
+        FLT("--grad-clip-norm", clip_norm, 0, 1e9) FLT("--max-minutes", max_minutes, 0, 1e7) FLT("--hflip", hflip, 0, 1)
         FLT("--focal-alpha", alpha, 0, 1) FLT("--focal-gamma", gamma, 0, 10)
         FLAG("--lock-image", lock_image) FLAG("--time-schedule", time_sched) FLAG("--json", json)
         FLAG("--eval-only", eval_only)
@@ -251,12 +250,9 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
             i++;
             continue;
         }
-        if (!strcmp(a, "--debug-fault")) { // tests: make one rank hang or die at a step
-            if (!v) { vlm_errorf(err, VLM_ERR_ARG, "option %s needs a value", a); return -1; }
-            if (cli_parse_fault(v, &o->fault_kind, &o->fault_rank, &o->fault_step, err)) return -1;
-            i++;
-            continue;
-        }
+        int dr = cli_dist_parse_opt(a, v, &o->dist, err); // --dist-timeout, --debug-fault
+        if (dr < 0) return -1;
+        if (dr) { i++; continue; }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
         vlm_errorf(err, VLM_ERR_ARG, "unknown option '%s' (see --help)", a);
         return -1;
@@ -420,8 +416,7 @@ int cmd_detect_train(int argc, char **argv) {
     snprintf(model_path, sizeof model_path, "%s/epoch_latest.safetensors", ck_dir);
     snprintf(state_path, sizeof state_path, "%s/epoch_latest.state.safetensors", ck_dir);
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", run_dir);
-    vlm_dist *Dd = cli_dist();
-    Dd->timeout_s = o.dist_timeout;
+    vlm_dist *Dd = cli_dist_setup(&o.dist);
     const int R = Dd->rank, W = Dd->world, io = R == 0; // only rank 0 writes files, logs and evaluates
     const int GB = B * W;                                 // global batch
     if (io && cli_mkdirs(ck_dir, &err)) goto fail;
@@ -500,7 +495,7 @@ int cmd_detect_train(int argc, char **argv) {
             stop_reason = "time budget";
             break;
         }
-        cli_apply_fault(o.fault_kind, o.fault_rank, o.fault_step, Dd, ts.step);
+        cli_dist_fault(&o.dist, Dd, ts.step);
         // This rank's B images: positions R*B.. of the global batch.
         int64_t epoch = ts.step / steps_per_epoch, pos = (ts.step % steps_per_epoch) * GB + (int64_t)R * B;
         if (epoch != epoch_shuffled) { // a seeded permutation of the (limited) split per epoch
@@ -532,10 +527,9 @@ int cmd_detect_train(int argc, char **argv) {
         }
         // Data-parallel: averaged gradients (the losses are normalised by the
         // all-ranks box count above), rank 0's clock.
-        if (cli_dist_average_grads(Dd, &m.det.ps, 0, &err)) goto fail;
-        double clock_s = cli_now() - t_start, ltot = stt.total;
+        double clock_s, ltot = stt.total;
         int stop_sig = g_stop != 0;
-        if (cli_dist_step_sync(Dd, &ltot, &stop_sig, &clock_s, &err)) goto fail;
+        if (cli_dist_step_end(Dd, &m.det.ps, 0, t_start, &ltot, &stop_sig, &clock_s, &err)) goto fail;
         stt.total = (float)ltot;
         if (!isfinite(stt.total) || !vlm_grads_finite(&m.det.ps)) {
             if (io)

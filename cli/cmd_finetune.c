@@ -67,9 +67,7 @@ typedef struct {
     int lock_image, zeroshot_init, json, no_augment, eval_only, time_sched;
     double wise_a[16];
     int n_wise;
-    double dist_timeout;
-    int fault_kind, fault_rank;
-    long long fault_step;
+    cli_dist_opts dist;
 } opts;
 
 static volatile sig_atomic_t g_stop = 0;
@@ -102,7 +100,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     o->img_key = "filepath"; o->label_key = "label"; o->logs = "./logs"; o->sched = "cosine"; o->templates = "imagenet";
     o->sep = '\t';
     o->batch = 128; o->epochs = 10; o->warmup = 100; o->workers = 2; o->save_every = 500; o->log_every = 20;
-    o->dist_timeout = 300;
+    cli_dist_opts_default(&o->dist);
     o->lr = 1e-3; o->wd = 0.05; o->beta1 = 0.9; o->beta2 = 0.999; o->eps = 1e-8; o->clip = 1.0; o->layer_decay = 1.0;
     o->scale[0] = 0.9; o->scale[1] = 1.0; o->ratio[0] = 3.0 / 4.0; o->ratio[1] = 4.0 / 3.0;
     o->cj[0] = o->cj[1] = o->cj[2] = 0.4; o->cj[3] = 0.1;
@@ -127,7 +125,6 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         INT("--val-limit", val_limit, 1, 1LL << 40) INT("--val-frequency", val_freq, 0, 1 << 20)
         INT("--lock-image-epochs", lock_epochs, 0, 1 << 20)
         FLT("--lr", lr, 0, 10) FLT("--wd", wd, 0, 10) FLT("--beta1", beta1, 0, 0.999999) FLT("--beta2", beta2, 0, 0.9999999)
-        FLT("--dist-timeout", dist_timeout, 0.1, 1e7)
         FLT("--eps", eps, 1e-30, 1) FLT("--grad-clip-norm", clip, 0, 1e9) FLT("--max-minutes", max_minutes, 0, 1e9)
         FLT("--layer-decay", layer_decay, 1e-3, 1) FLT("--label-smoothing", ls, 0, 0.999) FLT("--mlp-ratio", mlp_ratio, 0.01, 64)
         FLT("--head-dropout", head_dropout, 0, 0.99) FLT("--hflip", hflip, 0, 1) FLT("--jitter", jitter, 0, 1)
@@ -159,12 +156,9 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
             i++;
             continue;
         }
-        if (!strcmp(a, "--debug-fault")) { // tests: make one rank hang or die at a step
-            if (!v) goto need;
-            if (cli_parse_fault(v, &o->fault_kind, &o->fault_rank, &o->fault_step, err)) return -1;
-            i++;
-            continue;
-        }
+        int dr = cli_dist_parse_opt(a, v, &o->dist, err); // --dist-timeout, --debug-fault
+        if (dr < 0) return -1;
+        if (dr) { i++; continue; }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
         vlm_errorf(err, VLM_ERR_ARG, "unknown option '%s' (see vlm finetune --help)", a);
         return -1;
@@ -374,8 +368,7 @@ int cmd_finetune(int argc, char **argv) {
         return 0;
     }
     if (pr) return cli_fail("finetune", &err);
-    vlm_dist *D = cli_dist();
-    D->timeout_s = o.dist_timeout;
+    vlm_dist *D = cli_dist_setup(&o.dist);
     const int R = D->rank, W = D->world, io = R == 0; // only rank 0 writes files and logs
     int rc = 1, have_model = 0, have_train = 0, have_val = 0, have_clip = 0, own_tmpl = 0, n_cls_names = 0, T = 0;
     vlm_classifier m;
@@ -670,7 +663,7 @@ int cmd_finetune(int argc, char **argv) {
     int have_r = 0;
     const double budget_s = o.max_minutes * 60.0;
     while (ts.step < total_steps) {
-        cli_apply_fault(o.fault_kind, o.fault_rank, o.fault_step, D, ts.step);
+        cli_dist_fault(&o.dist, D, ts.step);
         vlm_batch b;
         if (vlm_loader_next(L, &b, &err)) goto fail;
         if (b.n < B) {
@@ -711,10 +704,9 @@ int cmd_finetune(int argc, char **argv) {
         }
         acc_n += B;
         // Data-parallel: the global batch's gradient and loss, rank 0's clock, any rank's stop.
-        if (cli_dist_average_grads(D, &m.ps, 0, &err)) goto fail;
-        double clock_s = cli_now() - t_start, loss_d = loss_v;
+        double clock_s, loss_d = loss_v;
         int stop_sig = g_stop != 0;
-        if (cli_dist_step_sync(D, &loss_d, &stop_sig, &clock_s, &err)) goto fail;
+        if (cli_dist_step_end(D, &m.ps, 0, t_start, &loss_d, &stop_sig, &clock_s, &err)) goto fail;
         loss_v = (float)loss_d;
         if (!isfinite(loss_v) || !vlm_grads_finite(&m.ps)) {
             if (io)

@@ -323,6 +323,8 @@ static const char *train_usage =
     "optimisation:\n"
     "  --batch-size B (64)  --lr LR (3e-4)  --wd WD (0)  --warmup STEPS (500)  --lr-schedule const|cosine\n"
     "  --grad-clip-norm N (1)  --p-uncond P (0.1)  --ema-decay D (0.9995)  --seed S (0)\n"
+    "  --min-snr G (0)  weight each sample's eps-MSE by min(SNR_t, G) / SNR_t (Min-SNR-gamma; 5 is the\n"
+    "                   paper's value; 0 = plain eps-MSE)\n"
     "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)\n"
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (1000)  --log-every N (50)  --resume latest|FILE\n"
@@ -335,10 +337,9 @@ typedef struct {
     const char *clip, *train, *classnames, *tmpl, *cond, *composite, *logs, *name, *resume, *schedule, *lr_sched;
     long long limit, image_size, patch, channels, width, layers, heads, cond_tokens, timesteps, batch, warmup, seed,
         max_steps, save_every, log_every, grid_n;
-    double hflip, lr, wd, clip_norm, p_uncond, ema, max_minutes, dist_timeout;
+    double hflip, lr, wd, clip_norm, p_uncond, ema, max_minutes, min_snr;
     int time_sched;
-    int fault_kind, fault_rank;
-    long long fault_step;
+    cli_dist_opts dist;
 } train_opts;
 
 static volatile sig_atomic_t g_stop = 0;
@@ -357,7 +358,8 @@ static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
     o->tmpl = "a photo of a {}", o->cond = "text", o->logs = "./logs", o->schedule = "linear", o->lr_sched = "const";
     o->image_size = 32, o->patch = 4, o->channels = 3, o->width = 256, o->layers = 6, o->heads = 4, o->timesteps = 1000;
     o->batch = 64, o->warmup = 500, o->save_every = 1000, o->log_every = 50, o->grid_n = 8;
-    o->lr = 3e-4, o->clip_norm = 1, o->p_uncond = 0.1, o->ema = 0.9995, o->dist_timeout = 300;
+    o->lr = 3e-4, o->clip_norm = 1, o->p_uncond = 0.1, o->ema = 0.9995;
+    cli_dist_opts_default(&o->dist);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         OPT_STR("--clip", clip) OPT_STR("--train-data", train) OPT_STR("--classnames", classnames)
@@ -373,14 +375,11 @@ static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
         OPT_INT("--log-every", log_every, 1, 1 << 30) OPT_INT("--grid-n", grid_n, 0, 64)
         OPT_FLT("--hflip", hflip, 0, 1) OPT_FLT("--lr", lr, 0, 10) OPT_FLT("--wd", wd, 0, 10)
         OPT_FLT("--grad-clip-norm", clip_norm, 0, 1e9) OPT_FLT("--p-uncond", p_uncond, 0, 1)
-        OPT_FLT("--ema-decay", ema, 0, 1) OPT_FLT("--max-minutes", max_minutes, 0, 1e7)
-        OPT_FLAG("--time-schedule", time_sched) OPT_FLT("--dist-timeout", dist_timeout, 0.1, 1e7)
-        if (!strcmp(a, "--debug-fault")) { // tests: make one rank hang or die at a step
-            if (!v) { vlm_errorf(err, VLM_ERR_ARG, "option %s needs a value", a); return -1; }
-            if (cli_parse_fault(v, &o->fault_kind, &o->fault_rank, &o->fault_step, err)) return -1;
-            i++;
-            continue;
-        }
+        OPT_FLT("--ema-decay", ema, 0, 1) OPT_FLT("--min-snr", min_snr, 0, 1e9) OPT_FLT("--max-minutes", max_minutes, 0, 1e7)
+        OPT_FLAG("--time-schedule", time_sched)
+        int dr = cli_dist_parse_opt(a, v, &o->dist, err); // --dist-timeout, --debug-fault
+        if (dr < 0) return -1;
+        if (dr) { i++; continue; }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
         vlm_errorf(err, VLM_ERR_ARG, "unknown option '%s' (see vlm generate train --help)", a);
         return -1;
@@ -459,7 +458,7 @@ static int cmd_generate_train(int argc, char **argv) {
     memset(&d, 0, sizeof d);
     vlm_ctx c;
     FILE *mf = NULL;
-    float *x0 = NULL, *xt = NULL, *eps = NULL, *emb = NULL;
+    float *x0 = NULL, *xt = NULL, *eps = NULL, *emb = NULL, *sw = NULL;
     int32_t *tt = NULL;
     uint8_t *drop = NULL;
     uint32_t *order = NULL;
@@ -495,8 +494,7 @@ static int cmd_generate_train(int argc, char **argv) {
     snprintf(state_path, sizeof state_path, "%s/epoch_latest.state.safetensors", ck_dir);
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", run_dir);
     snprintf(grid_path, sizeof grid_path, "%s/samples.png", run_dir);
-    vlm_dist *Dd = cli_dist();
-    Dd->timeout_s = o.dist_timeout;
+    vlm_dist *Dd = cli_dist_setup(&o.dist);
     const int R = Dd->rank, W = Dd->world, io = R == 0; // only rank 0 writes files and logs
     const int GB = B * W;                                 // global batch
     if (io && cli_mkdirs(ck_dir, &err)) goto fail_sch;
@@ -517,17 +515,18 @@ static int cmd_generate_train(int argc, char **argv) {
     snprintf(args_json, sizeof args_json,
              "{\"train_data\": \"%s\", \"cond\": \"%s\", \"template\": \"%s\", \"batch_size\": %d, \"lr\": %g, \"wd\": %g, "
              "\"warmup\": %lld, \"lr_schedule\": \"%s\", \"p_uncond\": %g, \"ema_decay\": %g, \"hflip\": %g, \"seed\": %lld, "
-             "\"max_minutes\": %g}",
+             "\"max_minutes\": %g, \"min_snr\": %g}",
              o.train, o.cond, o.tmpl, B, o.lr, o.wd, o.warmup, o.lr_sched, o.p_uncond, o.ema, o.hflip, o.seed,
-             o.max_minutes);
+             o.max_minutes, o.min_snr);
     x0 = malloc(sizeof(float) * (size_t)B * D);
     xt = malloc(sizeof(float) * (size_t)B * D);
     eps = malloc(sizeof(float) * (size_t)B * D);
     emb = malloc(sizeof(float) * (size_t)B * E);
     tt = malloc(sizeof(int32_t) * (size_t)B);
+    sw = malloc(sizeof(float) * (size_t)B);
     drop = malloc((size_t)B);
     order = malloc(sizeof(uint32_t) * (size_t)d.n);
-    if (!x0 || !xt || !eps || !emb || !tt || !drop || !order) {
+    if (!x0 || !xt || !eps || !emb || !tt || !sw || !drop || !order) {
         vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
         goto fail_sch;
     }
@@ -559,7 +558,7 @@ static int cmd_generate_train(int argc, char **argv) {
             stop_reason = "time budget";
             break;
         }
-        cli_apply_fault(o.fault_kind, o.fault_rank, o.fault_step, Dd, ts.step);
+        cli_dist_fault(&o.dist, Dd, ts.step);
         // This rank's B samples of the global batch: positions R*B.. of it, so a
         // global batch holds the same samples and draws at every world size.
         int64_t epoch = ts.step / steps_per_epoch, pos = (ts.step % steps_per_epoch) * GB + (int64_t)R * B;
@@ -592,6 +591,10 @@ static int cmd_generate_train(int argc, char **argv) {
                         }
             for (int64_t j = 0; j < D; j++) eps[b * D + j] = vlm_rng_normal(&r);
             vlm_diff_q_sample(&sch, tt[b], xb, eps + b * D, xt + b * D, D);
+            // Min-SNR: mean(w (pred - eps)^2) as the MSE of sqrt(w) pred and sqrt(w) eps
+            sw[b] = (float)sqrt(vlm_diff_min_snr_weight(&sch, tt[b], o.min_snr));
+            if (o.min_snr > 0)
+                for (int64_t j = 0; j < D; j++) eps[b * D + j] *= sw[b];
             memcpy(emb + (int64_t)b * E, d.emb + (int64_t)d.row[i] * E, sizeof(float) * (size_t)E);
         }
         vlm_ctx_reset(&c);
@@ -601,16 +604,18 @@ static int cmd_generate_train(int argc, char **argv) {
         vlm_tensor *xin = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, C, S, S}, xt, NULL);
         vlm_tensor *ein = vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){B, E}, emb, NULL);
         vlm_tensor *target = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, C, S, S}, eps, NULL);
-        vlm_tensor *loss = vlm_op_mse(&c, vlm_dit_forward(&c, &g.dit, xin, tt, ein, drop), target);
+        vlm_tensor *pred = vlm_dit_forward(&c, &g.dit, xin, tt, ein, drop); // [B, C, S, S]
+        if (pred && o.min_snr > 0)
+            pred = vlm_op_mul(&c, pred, vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, 1, 1, 1}, sw, NULL));
+        vlm_tensor *loss = vlm_op_mse(&c, pred, target);
         if (!loss || vlm_backward(&c, loss)) {
             err = c.err;
             goto fail_sch;
         }
         // Data-parallel: the global batch's gradient and loss, rank 0's clock, any rank's stop.
-        if (cli_dist_average_grads(Dd, &g.dit.ps, 0, &err)) goto fail_sch;
-        double clock_s = cli_now() - t_start, lvd = vlm_f32(loss)[0];
+        double clock_s, lvd = vlm_f32(loss)[0];
         int stop_sig = g_stop != 0;
-        if (cli_dist_step_sync(Dd, &lvd, &stop_sig, &clock_s, &err)) goto fail_sch;
+        if (cli_dist_step_end(Dd, &g.dit.ps, 0, t_start, &lvd, &stop_sig, &clock_s, &err)) goto fail_sch;
         float lv = (float)lvd;
         if (!isfinite(lv) || !vlm_grads_finite(&g.dit.ps)) {
             if (io)
@@ -688,7 +693,7 @@ done:
     if (have_ctx) vlm_ctx_free(&c);
     vlm_gen_free(&g);
     gen_data_free(&d);
-    free(x0), free(xt), free(eps), free(emb), free(tt), free(drop), free(order);
+    free(x0), free(xt), free(eps), free(emb), free(tt), free(sw), free(drop), free(order);
     return rc;
 }
 

@@ -66,9 +66,7 @@ typedef struct {
     char sep;
     long long batch, epochs, warmup, accum, seed, workers, max_steps, save_freq, save_every, keep, log_every, nsynth, stop_at;
     double lr, wd, beta1, beta2, eps, clip, max_minutes, patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
-    double dist_timeout;
-    int fault_kind, fault_rank;
-    long long fault_step;
+    cli_dist_opts dist;
     int siglip, lock_image, lock_text, json, no_augment, time_schedule;
     vlm_decode_opts dec;
 } opts;
@@ -86,7 +84,7 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
     o->batch = 64; o->epochs = 1; o->warmup = 100; o->accum = 1; o->workers = 2; o->save_freq = 1; o->save_every = 200;
     o->keep = 3; o->log_every = 10; o->nsynth = 4096;
     vlm_decode_opts_default(&o->dec);
-    o->dist_timeout = 300;
+    cli_dist_opts_default(&o->dist);
     o->lr = 5e-4; o->wd = 0.2; o->beta1 = 0.9; o->beta2 = 0.98; o->eps = 1e-6; o->clip = 1.0; o->cooldown_power = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -106,7 +104,6 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
         FLT("--lr", lr, 0, 10) FLT("--wd", wd, 0, 10) FLT("--beta1", beta1, 0, 0.999999) FLT("--beta2", beta2, 0, 0.9999999)
         FLT("--eps", eps, 1e-30, 1) FLT("--grad-clip-norm", clip, 0, 1e9) FLT("--max-minutes", max_minutes, 0, 1e9)
         FLT("--patch-dropout", patch_dropout, 0, 0.95) FLT("--epochs-cooldown", cooldown_epochs, 0, 1e9)
-        FLT("--dist-timeout", dist_timeout, 0.1, 1e7)
         FLT("--lr-cooldown-end", cooldown_end, 0, 10) FLT("--lr-cooldown-power", cooldown_power, 0.01, 100)
         FLAG("--siglip", siglip) FLAG("--lock-image", lock_image) FLAG("--lock-text", lock_text) FLAG("--json", json)
         FLAG("--no-augment", no_augment) FLAG("--time-schedule", time_schedule)
@@ -116,12 +113,9 @@ static int parse(int argc, char **argv, opts *o, vlm_error *err) {
             i++;
             continue;
         }
-        if (!strcmp(a, "--debug-fault")) { // tests: make one rank hang or die at a step
-            if (!v) goto need;
-            if (cli_parse_fault(v, &o->fault_kind, &o->fault_rank, &o->fault_step, err)) return -1;
-            i++;
-            continue;
-        }
+        int dr = cli_dist_parse_opt(a, v, &o->dist, err); // --dist-timeout, --debug-fault
+        if (dr < 0) return -1;
+        if (dr) { i++; continue; }
         if (!strcmp(a, "--csv-separator")) {
             if (!v) goto need;
             if (!strcmp(v, "\\t") || !strcmp(v, "tab")) o->sep = '\t';
@@ -277,8 +271,7 @@ int cmd_pretrain(int argc, char **argv) {
     double *curve_x = NULL, *curve_y = NULL;
     FILE *metrics = NULL;
     char *args_json = NULL;
-    vlm_dist *D = cli_dist();
-    D->timeout_s = o.dist_timeout;
+    vlm_dist *D = cli_dist_setup(&o.dist);
     const int R = D->rank, W = D->world, io = R == 0; // only rank 0 writes files and logs
     if (W > 1 && o.accum > 1) {
         vlm_errorf(&err, VLM_ERR_ARG, "--accum-freq > 1 does not combine with mpirun yet (raise --batch-size or the ranks)");
@@ -537,7 +530,7 @@ int cmd_pretrain(int argc, char **argv) {
         c.backward_hook_user = &ov;
     }
     while (ts.step < total_steps) {
-        cli_apply_fault(o.fault_kind, o.fault_rank, o.fault_step, D, ts.step);
+        cli_dist_fault(&o.dist, D, ts.step);
         // Gather K micro-batches (copied: the loader reuses its buffers).
         int64_t batch_epoch = cur_epoch;
         for (int j = 0; j < K; j++) {
@@ -626,10 +619,10 @@ int cmd_pretrain(int argc, char **argv) {
             goto fail;
         }
         overlapped += ov.started;
-        if (cli_dist_average_grads(D, &m.ps, ov.started ? ov.early : 0, &err)) goto fail;
-        double clock_s = cli_now() - t_start;
+        double clock_s;
         int stop_sig = g_stop != 0;
-        if (cli_dist_step_sync(D, &step_loss, &stop_sig, &clock_s, &err)) goto fail;
+        if (cli_dist_step_end(D, &m.ps, ov.started ? ov.early : 0, t_start, &step_loss, &stop_sig, &clock_s, &err))
+            goto fail;
         loss_v = (float)step_loss;
         if (!isfinite(loss_v) || !vlm_grads_finite(&m.ps)) {
             if (io)

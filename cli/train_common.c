@@ -257,7 +257,10 @@ vlm_status cli_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err) {
     return vlm_dist_bcast(d, ps->data, ps->total * (int64_t)sizeof(float), 0, "parameter broadcast from rank 0", err);
 }
 
-vlm_status cli_dist_step_sync(vlm_dist *d, double *loss, int *stop, double *elapsed, vlm_error *err) {
+vlm_status cli_dist_step_end(vlm_dist *d, vlm_params *ps, int64_t reduced_prefix, double t_start, double *loss,
+                             int *stop, double *elapsed, vlm_error *err) {
+    if (cli_dist_average_grads(d, ps, reduced_prefix, err)) return err->status;
+    *elapsed = cli_now() - t_start; // read after the gradient traffic: it is part of the step
     if (d->world <= 1) return VLM_OK;
     double v[3] = {*loss, *stop ? 1.0 : 0.0, d->rank == 0 ? *elapsed : 0.0};
     if (vlm_dist_allreduce_f64(d, v, 3, "step agreement (loss, stop, clock)", err)) return err->status;
@@ -281,22 +284,39 @@ vlm_status cli_dist_check_resume(const vlm_dist *d, int64_t global_batch_saved, 
     return VLM_OK;
 }
 
-int cli_parse_fault(const char *s, int *kind, int *rank, long long *step, vlm_error *err) {
+void cli_dist_opts_default(cli_dist_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->timeout_s = 300;
+}
+
+int cli_dist_parse_opt(const char *a, const char *v, cli_dist_opts *o, vlm_error *err) {
+    if (strcmp(a, "--dist-timeout") && strcmp(a, "--debug-fault")) return 0;
+    if (!v) {
+        vlm_errorf(err, VLM_ERR_ARG, "option %s needs a value", a);
+        return -1;
+    }
+    if (!strcmp(a, "--dist-timeout")) return cli_parse_float(a, v, 0.1, 1e7, &o->timeout_s, err) ? -1 : 1;
     char k[16];
     int r;
     long long st;
-    if (sscanf(s, "%15[a-z]:%d:%lld", k, &r, &st) != 3 || (strcmp(k, "hang") && strcmp(k, "exit")) || r < 0 || st < 0) {
-        vlm_errorf(err, VLM_ERR_ARG, "--debug-fault: expected hang:RANK:STEP or exit:RANK:STEP, got '%s'", s);
+    if (sscanf(v, "%15[a-z]:%d:%lld", k, &r, &st) != 3 || (strcmp(k, "hang") && strcmp(k, "exit")) || r < 0 || st < 0) {
+        vlm_errorf(err, VLM_ERR_ARG, "--debug-fault: expected hang:RANK:STEP or exit:RANK:STEP, got '%s'", v);
         return -1;
     }
-    *kind = strcmp(k, "hang") ? 2 : 1;
-    *rank = r;
-    *step = st;
-    return 0;
+    o->fault_kind = strcmp(k, "hang") ? 2 : 1;
+    o->fault_rank = r;
+    o->fault_step = st;
+    return 1;
 }
 
-void cli_apply_fault(int kind, int fault_rank, long long fault_step, const vlm_dist *d, long long step) {
-    if (!kind || d->rank != fault_rank || step != fault_step) return;
-    if (kind == 2) _exit(9);
+vlm_dist *cli_dist_setup(const cli_dist_opts *o) {
+    vlm_dist *d = cli_dist();
+    d->timeout_s = o->timeout_s;
+    return d;
+}
+
+void cli_dist_fault(const cli_dist_opts *o, const vlm_dist *d, long long step) {
+    if (!o->fault_kind || d->rank != o->fault_rank || step != o->fault_step) return;
+    if (o->fault_kind == 2) _exit(9);
     for (;;) sleep(1); // a hung rank: never reaches the next collective
 }

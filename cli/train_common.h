@@ -66,21 +66,38 @@ typedef struct {
 void cli_grad_overlap_hook(void *user, const vlm_node *next);
 // Every rank starts from rank 0's parameters.
 vlm_status cli_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err);
-// The per-step agreement: *loss becomes the mean over ranks, *stop is set on
-// every rank if any rank set it (a signal, a rank's own stop condition), and
-// *elapsed becomes rank 0's clock (time budgets and time-based schedules must
-// not differ between ranks). One small allreduce.
-vlm_status cli_dist_step_sync(vlm_dist *d, double *loss, int *stop, double *elapsed, vlm_error *err);
+// The end of a data-parallel step, after backward: the global batch's
+// gradient (cli_dist_average_grads), then one small allreduce on which every
+// rank agrees: *loss (in: this rank's) becomes the mean over ranks, *stop (in:
+// this rank's wish, a signal or its own stop condition) is set everywhere if
+// any rank set it, and *elapsed (out) is rank 0's seconds since t_start, so
+// time budgets and time-based schedules cannot differ between ranks. A world
+// of 1: the gradient and loss unchanged, *elapsed this process's clock.
+vlm_status cli_dist_step_end(vlm_dist *d, vlm_params *ps, int64_t reduced_prefix, double t_start, double *loss,
+                             int *stop, double *elapsed, vlm_error *err);
 // A resumed state must fit this world: the same global batch (per-rank batch
 // x world size; older files record none) and a stream position every rank
 // can start from (a multiple of the world size).
 vlm_status cli_dist_check_resume(const vlm_dist *d, int64_t global_batch_saved, int64_t loader_index,
                                  int64_t per_rank_batch, const char *path, vlm_error *err);
-// "--debug-fault hang|exit:RANK:STEP" (tests of failure handling): parsed into
-// *kind (0 none, 1 hang, 2 exit), *rank, *step.
-int cli_parse_fault(const char *s, int *kind, int *rank, long long *step, vlm_error *err);
-// Applies a parsed fault at the start of `step` on `rank`: hangs forever or
-// exits at once (status 9) as a crashed process would.
-void cli_apply_fault(int kind, int fault_rank, long long fault_step, const vlm_dist *d, long long step);
+// The options every data-parallel trainer takes: --dist-timeout S (seconds a
+// rank waits for the others before the job stops, default 300) and
+// --debug-fault hang|exit:RANK:STEP (tests of failure handling: that rank
+// hangs or dies at the start of that step).
+typedef struct {
+    double timeout_s;
+    int fault_kind; // 0 none, 1 hang, 2 exit
+    int fault_rank;
+    long long fault_step;
+} cli_dist_opts;
+void cli_dist_opts_default(cli_dist_opts *o);
+// 1: `a` was one of these options (its value v consumed), 0: it was not, -1:
+// a missing or bad value (err names the flag).
+int cli_dist_parse_opt(const char *a, const char *v, cli_dist_opts *o, vlm_error *err);
+// The process's context (cli_dist()) with the options' timeout applied.
+vlm_dist *cli_dist_setup(const cli_dist_opts *o);
+// At the start of `step`: the requested fault, if it is this rank's and step
+// (a hung rank never reaches its next collective; a dead one exits with 9).
+void cli_dist_fault(const cli_dist_opts *o, const vlm_dist *d, long long step);
 
 #endif

@@ -96,6 +96,12 @@ void vlm_diff_clip_eps(const vlm_diff_schedule *s, int t, const float *xt, float
     }
 }
 
+double vlm_diff_min_snr_weight(const vlm_diff_schedule *s, int t, double gamma) {
+    if (gamma <= 0) return 1.0;
+    const double ab = s->alphas_cumprod[t], snr = ab / (1 - ab);
+    return snr > gamma ? gamma / snr : 1.0;
+}
+
 int vlm_diff_timesteps(int T, int steps, int *t) {
     if (steps < 1 || steps > T) return -1;
     for (int i = 0; i < steps; i++) t[i] = (int)llround(T - (double)i * T / steps) - 1;

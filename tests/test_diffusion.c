@@ -62,6 +62,14 @@ static void test_reference(void) {
             double e = rel_err(got, ref, T, 1e-12);
             CHECK(e < 1e-6, "%s alphas_cumprod rel err %.3g", names[k], e);
         }
+        snprintf(n, sizeof n, "%s_min_snr5", names[k]);
+        if (!get(&f, n, T, ref)) {
+            int below = 0; // guard: the weight must actually bite somewhere
+            for (int t = 0; t < T; t++) got[t] = (float)vlm_diff_min_snr_weight(&s, t, 5.0), below += got[t] < 0.5f;
+            double e = rel_err(got, ref, T, 1e-12);
+            CHECK(e < 1e-5 && below > 10, "%s min-SNR-5 weights rel err %.3g (%d below 0.5)", names[k], e, below);
+            CHECK(vlm_diff_min_snr_weight(&s, 0, 0) == 1.0, "gamma 0 is plain MSE");
+        }
         for (int c = 0; c < 4; c++) {
             int t = cases[c][0], tp = cases[c][1];
             snprintf(n, sizeof n, "%s_q_t%d", names[k], t);

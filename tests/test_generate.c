@@ -276,9 +276,9 @@ static void test_cli(void) {
     // captions without labels: the caption is the condition
     CHECK(sh("%s generate train --clip " LOGS "/clip.safetensors --train-data " DIRN "/captions.tsv --image-size 8 "
              "--patch-size 2 --width 32 --heads 2 --layers 1 --batch-size 8 --max-steps 3 --grid-n 0 --cond-tokens 2 "
-             "--schedule cosine --logs " LOGS " --name captions",
+             "--schedule cosine --min-snr 5 --logs " LOGS " --name captions",
              vlm) == 0,
-          "caption-conditioned run (cond tokens, cosine) failed");
+          "caption-conditioned run (cond tokens, cosine, min-SNR) failed");
     CHECK(sh("%s generate train --clip " LOGS "/clip.safetensors --train-data " DIRN "/train.tsv --image-size 8 "
              "--patch-size 2 --width 32 --heads 2 --layers 1 --batch-size 8 --max-steps 3 --grid-n 0 --cond image "
              "--logs " LOGS " --name imagecond",
@@ -298,6 +298,18 @@ static void test_cli(void) {
              vlm, model) != 0,
           "eval with too few real images per class accepted");
     CHECK(sh("%s generate frobnicate", vlm) != 0, "unknown subcommand accepted");
+    // an MPI launcher's environment without an MPI build: a clear refusal, not W identical runs
+    {
+        char *before = tu_read_file(LOGS "/stderr.txt", NULL);
+        size_t off = before ? strlen(before) : 0;
+        free(before);
+        CHECK(sh("OMPI_COMM_WORLD_SIZE=2 %s generate train --help", vlm) != 0, "an mpirun launch of an MPI-free build ran");
+        char *after = tu_read_file(LOGS "/stderr.txt", NULL);
+        CHECK(after && strlen(after) > off && strstr(after + off, "built without MPI") &&
+                  strstr(after + off, "-DVLM_MPI=ON"),
+              "no refusal message naming the MPI build: %s", after && strlen(after) > off ? after + off : "(none)");
+        free(after);
+    }
     char *log = tu_read_file(LOGS "/stderr.txt", NULL);
     CHECK(log && strstr(log, "not a vlm diffusion model file") && strstr(log, "fewer than 2 x 20") &&
               strstr(log, "not a multiple of patch size 3") && strstr(log, "steps 5000"),

@@ -10,10 +10,11 @@ Written from the papers' formulas in torch float64, independently of the C code:
   alphas_cumprod = cumprod(1 - betas)
   q_sample   x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps
   DDIM (eta 0) from t to t_prev: x0 = (x_t - sqrt(1-ab_t) eps) / sqrt(ab_t); x = sqrt(ab_p) x0 + sqrt(1-ab_p) eps
+  min-SNR-5 weight  min(SNR_t, 5) / SNR_t, SNR_t = ab_t / (1 - ab_t)    (Hang et al. 2023)
   DDPM ancestral: mean = (x_t - beta_t / sqrt(1-ab_t) eps) / sqrt(1-beta_t), var = beta_t (1-ab_{t-1}) / (1-ab_t)
 
 Tensors (T = 1000; n = 16 elements; float32):
-  {linear,cosine}_betas [T], {linear,cosine}_alphas_cumprod [T],
+  {linear,cosine}_betas [T], {linear,cosine}_alphas_cumprod [T], {linear,cosine}_min_snr5 [T],
   x0, eps, z [n]; for (schedule, t) in cases: {s}_q_t{t} [n], {s}_ddim_t{t}_p{tp} [n], {s}_ddpm_t{t} [n].
 """
 import math
@@ -48,6 +49,8 @@ for name, betas in schedules().items():
     ab = torch.cumprod(1 - betas, 0)
     out[f"{name}_betas"] = betas.float().numpy()
     out[f"{name}_alphas_cumprod"] = ab.float().numpy()
+    snr = ab / (1 - ab)
+    out[f"{name}_min_snr5"] = (torch.clamp(snr, max=5.0) / snr).float().numpy()
     for t, tp in cases:
         a = ab[t]
         out[f"{name}_q_t{t}"] = (a.sqrt() * x0 + (1 - a).sqrt() * eps).float().numpy()
