@@ -324,7 +324,7 @@ static const char *train_usage =
     "  --batch-size B (64)  --lr LR (3e-4)  --wd WD (0)  --warmup STEPS (500)  --lr-schedule const|cosine\n"
     "  --grad-clip-norm N (1)  --p-uncond P (0.1)  --ema-decay D (0.9995)  --seed S (0)\n"
     "  --min-snr G (0)  weight each sample's eps-MSE by min(SNR_t, G) / SNR_t (Min-SNR-gamma; 5 is the\n"
-    "                   paper's value; 0 = plain eps-MSE)\n"
+    "                   paper's value; 0 = plain eps-MSE); the logged loss is then the weighted one\n"
     "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)\n"
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (1000)  --log-every N (50)  --resume latest|FILE\n"
