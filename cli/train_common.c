@@ -227,7 +227,8 @@ int cli_parse_composite(const char *s, vlm_decode_opts *o, vlm_error *err) {
 }
 
 // ---- data-parallel helpers ----
-vlm_status cli_dist_average_grads(vlm_dist *d, vlm_params *ps, int64_t reduced_prefix, vlm_error *err) {
+// The global batch's gradient (see cli_dist_step_end).
+static vlm_status average_grads(vlm_dist *d, vlm_params *ps, int64_t reduced_prefix, vlm_error *err) {
     if (d->world <= 1) return VLM_OK;
     if (vlm_dist_allreduce_f32(d, ps->grad + reduced_prefix, ps->total - reduced_prefix, "gradient allreduce", err) ||
         vlm_dist_wait(d, "gradient allreduce (overlapped part)", err))
@@ -259,7 +260,7 @@ vlm_status cli_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err) {
 
 vlm_status cli_dist_step_end(vlm_dist *d, vlm_params *ps, int64_t reduced_prefix, double t_start, double *loss,
                              int *stop, double *elapsed, vlm_error *err) {
-    if (cli_dist_average_grads(d, ps, reduced_prefix, err)) return err->status;
+    if (average_grads(d, ps, reduced_prefix, err)) return err->status;
     *elapsed = cli_now() - t_start; // read after the gradient traffic: it is part of the step
     if (d->world <= 1) return VLM_OK;
     double v[3] = {*loss, *stop ? 1.0 : 0.0, d->rank == 0 ? *elapsed : 0.0};

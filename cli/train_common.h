@@ -41,12 +41,6 @@ void cli_fmt_duration(double s, char *buf, int n);
 // The process's communication context, set up by main() before any command
 // (a world of 1 unless launched by mpirun with an MPI build).
 vlm_dist *cli_dist(void);
-// Gradient of the global batch: sums ps->grad over ranks (bucketed allreduce)
-// and divides by the world size, since each rank's loss is a mean over its
-// own equal share of the batch.
-// reduced_prefix: the first floats of ps->grad whose allreduce a
-// cli_grad_overlap already started during backward (0: none).
-vlm_status cli_dist_average_grads(vlm_dist *d, vlm_params *ps, int64_t reduced_prefix, vlm_error *err);
 // Overlap of communication with backward for a model whose parameters
 // [0, early) receive their last gradient before the rest (CLIP's text tower,
 // registered first, encoded after the image tower): set `boundary` to the tape
@@ -67,7 +61,10 @@ void cli_grad_overlap_hook(void *user, const vlm_node *next);
 // Every rank starts from rank 0's parameters.
 vlm_status cli_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err);
 // The end of a data-parallel step, after backward: the global batch's
-// gradient (cli_dist_average_grads), then one small allreduce on which every
+// gradient (ps->grad summed over ranks by a bucketed allreduce, divided by the
+// world size, since each rank's loss is a mean over its own equal share of the
+// batch; reduced_prefix: the first floats whose allreduce a cli_grad_overlap
+// already started during backward, 0 if none), then one small allreduce on which every
 // rank agrees: *loss (in: this rank's) becomes the mean over ranks, *stop (in:
 // this rank's wish, a signal or its own stop condition) is set everywhere if
 // any rank set it, and *elapsed (out) is rank 0's seconds since t_start, so

@@ -287,6 +287,20 @@ static void test_cli(void) {
                  "/000.png --n 2 --steps 5 --out " LOGS "/g6.png",
                  vlm) == 0,
           "image-conditioned train/sample failed");
+    // --min-snr: the same draws (seed, data, t, eps) and initial weights, so step 1's loss is the plain
+    // MSE with per-sample weights min(SNR_t, 5) / SNR_t <= 1; some of 32 draws have SNR_t > 5 (t < ~130)
+    double plain = NAN, weighted = NAN;
+    for (int k = 0; k < 2; k++) {
+        CHECK(sh("%s generate train --clip " LOGS "/clip.safetensors --train-data " DIRN "/train.tsv --image-size 8 "
+                 "--patch-size 2 --width 32 --heads 2 --layers 1 --batch-size 32 --max-steps 1 --grid-n 0 --min-snr %d "
+                 "--logs " LOGS " --name minsnr%d",
+                 vlm, k ? 5 : 0, k) == 0,
+              "--min-snr %d run failed", k ? 5 : 0);
+        last_json(js, sizeof js);
+        *(k ? &weighted : &plain) = jnum(js, "loss");
+    }
+    printf("  generate: step-1 loss plain %.5f, min-SNR-5 weighted %.5f\n", plain, weighted);
+    CHECK(weighted > 0.05 * plain && weighted < 0.999 * plain, "min-SNR loss %.5f vs plain %.5f", weighted, plain);
     // bad input: clear errors, non-zero exit
     CHECK(sh("%s generate train --clip " LOGS "/clip.safetensors --train-data " DIRN "/train.tsv --patch-size 3", vlm) != 0,
           "image size 32 / patch 3 accepted");
