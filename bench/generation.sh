@@ -11,17 +11,19 @@
 # "minutes" (generator training time).
 #
 # usage: bench/generation.sh [--minutes M] [--clip CKPT] [--classifier CKPT] [--n-per-class N]
-#                            [--guidance S] [--steps N] [--logs DIR] [--name NAME] [--seed S] [-- extra train flags]
+#                            [--guidance S] [--guidance-interval LO,HI] [--sampler ddim|ddpm] [--steps N]
+#                            [--logs DIR] [--name NAME] [--seed S] [-- extra train flags]
 #   --minutes M        generator training budget (default 88)
 #   --clip CKPT        default runs/detection-clip/checkpoints/epoch_latest.safetensors (pretrained if missing)
 #   --classifier CKPT  default runs/fmnist-classifier-30m/checkpoints/epoch_latest.safetensors (trained if missing)
 #   --n-per-class N    images generated per class for the evaluation (default 100; the real-vs-real
 #                      baseline uses 2N test images per class)
+#   --guidance S, --guidance-interval LO,HI, --sampler, --steps: the evaluation's sampling (vlm generate eval)
 # Environment: VLM (binary, default build/vlm; built if missing).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-minutes=88 clip="" clf="" npc=100 guidance=3 steps=50 logs=runs name=gen-fmnist seed=0
+minutes=88 clip="" clf="" npc=100 guidance=3 ginterval=0,inf sampler=ddim steps=50 logs=runs name=gen-fmnist seed=0
 extra=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -30,12 +32,14 @@ while [[ $# -gt 0 ]]; do
     --classifier) clf=$2; shift 2 ;;
     --n-per-class) npc=$2; shift 2 ;;
     --guidance) guidance=$2; shift 2 ;;
+    --guidance-interval) ginterval=$2; shift 2 ;;
+    --sampler) sampler=$2; shift 2 ;;
     --steps) steps=$2; shift 2 ;;
     --logs) logs=$2; shift 2 ;;
     --name) name=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "generation: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -78,6 +82,6 @@ fi
 
 "$vlm" generate eval --checkpoint "$ckpt" --classifier "$clf" --classnames "$fm/prompt_names.txt" \
   --real-data "$fm/t10k-images-idx3-ubyte.gz" --n-per-class "$npc" --guidance "$guidance" --steps "$steps" \
-  --seed "$seed" --grid "$logs/$name/eval_grid.png" --json > "$logs/$name.eval.txt"
+  --guidance-interval "$ginterval" --sampler "$sampler" --seed "$seed" --grid "$logs/$name/eval_grid.png" --json > "$logs/$name.eval.txt"
 cat "$logs/$name.eval.txt" >&2
 tail -n 1 "$logs/$name.eval.txt" | sed "s/}\$/, \"minutes\": $train_min}/"

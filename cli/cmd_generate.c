@@ -701,7 +701,7 @@ done:
 // --sampler. Returns 1 if (a, v) was one of them, 0 if not, -1 on a bad value.
 typedef struct {
     long long steps, seed;
-    double guidance;
+    double guidance, glo, ghi; // ghi <= 0: no upper bound
     const char *sampler;
 } sample_flags;
 
@@ -709,6 +709,23 @@ static int parse_sample_flag(const char *a, const char *v, sample_flags *f, vlm_
     if (!strcmp(a, "--steps")) return cli_parse_int(a, v, 1, 100000, &f->steps, err) ? -1 : 1;
     if (!strcmp(a, "--seed")) return cli_parse_int(a, v, 0, INT64_MAX, &f->seed, err) ? -1 : 1;
     if (!strcmp(a, "--guidance")) return cli_parse_float(a, v, 0, 100, &f->guidance, err) ? -1 : 1;
+    if (!strcmp(a, "--guidance-interval")) {
+        // LO,HI in noise level sigma = sqrt((1 - alpha_bar) / alpha_bar); HI may be "inf"
+        char *end = NULL;
+        double lo = strtod(v, &end), hi = 0;
+        int ok = end != v && *end == ',';
+        if (ok) {
+            const char *h = end + 1;
+            if (!strcmp(h, "inf")) hi = 0, ok = 1;
+            else hi = strtod(h, &end), ok = end != h && !*end && hi > lo;
+        }
+        if (!ok || !(lo >= 0) || !isfinite(lo)) {
+            vlm_errorf(err, VLM_ERR_ARG, "--guidance-interval: expected LO,HI with 0 <= LO < HI (noise levels sigma; HI may be inf), got '%s'", v);
+            return -1;
+        }
+        f->glo = lo, f->ghi = hi;
+        return 1;
+    }
     if (strcmp(a, "--sampler")) return 0;
     if (strcmp(v, "ddim") && strcmp(v, "ddpm")) {
         vlm_errorf(err, VLM_ERR_ARG, "--sampler: expected ddim or ddpm, got '%s'", v);
@@ -722,6 +739,7 @@ static void sample_opts_from(const sample_flags *f, vlm_gen_sample_opts *so) {
     vlm_gen_sample_opts_default(so);
     so->steps = (int)f->steps, so->ddpm = !strcmp(f->sampler, "ddpm"), so->guidance = (float)f->guidance;
     so->seed = (uint64_t)f->seed;
+    so->guidance_lo = (float)f->glo, so->guidance_hi = f->ghi > 0 ? (float)f->ghi : INFINITY;
 }
 
 // ---------------------------------------------------------------- sample
@@ -735,6 +753,8 @@ static const char *sample_usage =
     "  --n N (8)                images per prompt\n"
     "  --steps N (50)           reverse steps  --sampler ddim|ddpm (ddim, eta 0)\n"
     "  --guidance S (3)         classifier-free guidance eps_u + S (eps_c - eps_u); 1 = no guidance\n"
+    "  --guidance-interval LO,HI  guide only the steps whose noise level sigma = sqrt((1 - alpha_bar) /\n"
+    "                           alpha_bar) is in (LO, HI] (HI may be inf); the others are conditional only\n"
     "  --seed S (0)             --scale K (2): grid pixels per image pixel  --no-clip-x0  --batch-size B (64)\n"
     "  --out FILE (grid.png)    --no-labels: no prompt text on the left\n";
 
@@ -742,7 +762,7 @@ static int cmd_generate_sample(int argc, char **argv) {
     const char *cmd = "generate sample", *ckpt = NULL, *prompts_file = NULL, *classnames = NULL, *tmpl = NULL,
                *out = "grid.png";
     long long n = 8, scale = 2, batch = 64;
-    sample_flags sf = {50, 0, 3.0, "ddim"};
+    sample_flags sf = {50, 0, 3.0, 0, 0, "ddim"};
     int no_clip = 0, no_labels = 0;
     strlist prompts = {0}, images = {0};
     vlm_error err = {0};
@@ -875,8 +895,11 @@ static const char *eval_usage =
     "  --real-data DATA         labelled real images (e.g. the Fashion-MNIST test set); needs 2N per class;\n"
     "                           default: the generator's training data (recorded in its file)\n"
     "  --n-per-class N (100)  --steps N (50)  --sampler ddim|ddpm  --guidance S (3)  --seed S (0)\n"
+    "  --guidance-interval LO,HI  guide only at noise levels sigma in (LO, HI] (see generate sample)\n"
     "  --grid FILE              also write the first 10 images of each class as a grid\n"
-    "  --json                   end with one JSON line: cond_accuracy, fd, fd_real_real, n, real_accuracy, ...\n";
+    "  --json                   end with one JSON line: cond_accuracy, fd, fd_real_real, n, real_accuracy,\n"
+    "                           per_class (accuracy), fd_mean (the |mu_g - mu_r|^2 part of fd), fd_class and\n"
+    "                           fd_class_real_real (the two distances within each class, n = N per class)\n";
 
 static vlm_tensor *classifier_fn(vlm_ctx *c, void *m, vlm_tensor *images) {
     return vlm_classifier_forward(c, m, images, 0);
@@ -903,7 +926,7 @@ static int cmd_generate_eval(int argc, char **argv) {
     const char *cmd = "generate eval", *ckpt = NULL, *clf_path = NULL, *classnames = NULL, *real = NULL, *tmpl = NULL,
                *grid = NULL;
     long long npc = 100;
-    sample_flags sf = {50, 0, 3.0, "ddim"};
+    sample_flags sf = {50, 0, 3.0, 0, 0, "ddim"};
     int json = 0;
     vlm_error err = {0};
     for (int i = 1; i < argc; i++) {
@@ -1062,11 +1085,31 @@ static int cmd_generate_eval(int argc, char **argv) {
         free(per);
         goto fail;
     }
+    // where the distance comes from: the mean term, and each class on its own (generated vs A, B vs A)
+    double fd_mean = 0, *fdk = calloc((size_t)(2 * K), sizeof(double));
+    if (!fdk) {
+        free(per);
+        vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
+        goto fail;
+    }
+    for (int e = 0; e < E; e++) {
+        double mg = 0, ma = 0;
+        for (int64_t i = 0; i < N; i++) mg += fg[i * E + e], ma += fa[i * E + e];
+        fd_mean += (mg - ma) / (double)N * ((mg - ma) / (double)N);
+    }
+    for (int k = 0; k < K && npc >= 2; k++) {
+        const int64_t o = (int64_t)k * npc * E;
+        if (vlm_frechet_distance(fg + o, npc, fa + o, npc, E, &fdk[k], &err) ||
+            vlm_frechet_distance(fb + o, npc, fa + o, npc, E, &fdk[K + k], &err)) {
+            free(per), free(fdk);
+            goto fail;
+        }
+    }
     if (grid) {
         int per_row = npc < 10 ? (int)npc : 10;
         uint8_t *sel = malloc((size_t)K * per_row * P);
         if (!sel) {
-            free(per);
+            free(per), free(fdk);
             vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
             goto fail;
         }
@@ -1075,14 +1118,15 @@ static int cmd_generate_eval(int argc, char **argv) {
         vlm_status st = write_grid(grid, sel, K, per_row, S, 2, (const char *const *)prompts.p, &err);
         free(sel);
         if (st) {
-            free(per);
+            free(per), free(fdk);
             goto fail;
         }
     }
     fprintf(stderr, "generate eval: %d classes x %lld images, %s %lld steps, guidance %g: sampling %.1f s, total %.1f s\n", K,
             npc, sf.sampler, sf.steps, sf.guidance, tg, cli_now() - t0);
-    printf("%-28s %8s\n", "prompt", "accuracy");
-    for (int k = 0; k < K; k++) printf("%-28s %8.3f\n", prompts.p[k], (double)per[k] / (double)npc);
+    printf("%-28s %8s %9s %9s\n", "prompt", "accuracy", "fd", "fd_real");
+    for (int k = 0; k < K; k++)
+        printf("%-28s %8.3f %9.5f %9.5f\n", prompts.p[k], (double)per[k] / (double)npc, fdk[k], fdk[K + k]);
     printf("conditional accuracy %.4f (classifier on real images: %.4f)\n", (double)hit / N, (double)hit_real / N);
     printf("FD (CLIP image embeddings) generated-real %.5f, real-real %.5f, ratio %.2f (n = %" PRId64 ")\n", fd, fd_rr,
            fd_rr > 0 ? fd / fd_rr : 0.0, N);
@@ -1092,9 +1136,16 @@ static int cmd_generate_eval(int argc, char **argv) {
                (double)hit / N, fd, fd_rr, fd_rr > 0 ? fd / fd_rr : 0.0, N, (double)hit_real / N, sf.guidance, sf.steps,
                sf.sampler);
         for (int k = 0; k < K; k++) printf("%s%.4f", k ? ", " : "", (double)per[k] / (double)npc);
+        printf("], \"guidance_interval\": [%g, ", sf.glo);
+        if (sf.ghi > 0) printf("%g]", sf.ghi);
+        else printf("null]");
+        printf(", \"fd_mean\": %.6f, \"fd_class\": [", fd_mean);
+        for (int k = 0; k < K; k++) printf("%s%.6f", k ? ", " : "", fdk[k]);
+        printf("], \"fd_class_real_real\": [");
+        for (int k = 0; k < K; k++) printf("%s%.6f", k ? ", " : "", fdk[K + k]);
         printf("]}\n");
     }
-    free(per);
+    free(per), free(fdk);
     rc = 0;
     goto done;
 fail:

@@ -150,7 +150,8 @@ vlm_status vlm_gen_load_state(const char *path, vlm_gen *g, vlm_train_state *s, 
 }
 
 void vlm_gen_sample_opts_default(vlm_gen_sample_opts *o) {
-    *o = (vlm_gen_sample_opts){.steps = 50, .ddpm = 0, .guidance = 3.0f, .clip_x0 = 1, .seed = 0, .first_index = 0,
+    *o = (vlm_gen_sample_opts){.steps = 50, .ddpm = 0, .guidance = 3.0f, .guidance_lo = 0.0f,
+                               .guidance_hi = INFINITY, .clip_x0 = 1, .seed = 0, .first_index = 0,
                                .batch = 64};
 }
 
@@ -162,6 +163,9 @@ vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen
     if (o->steps < 1 || o->steps > T)
         return vlm_errorf(err, VLM_ERR_ARG, "sample: steps %d outside [1, %d]", o->steps, T);
     if (o->batch < 1) return vlm_errorf(err, VLM_ERR_ARG, "sample: batch %d < 1", o->batch);
+    if (!(o->guidance_lo >= 0) || !(o->guidance_hi > o->guidance_lo))
+        return vlm_errorf(err, VLM_ERR_ARG, "sample: guidance interval (%g, %g] is empty or negative",
+                          (double)o->guidance_lo, (double)o->guidance_hi);
     const int both = o->guidance != 1.0f && o->guidance != 0.0f, uncond_only = o->guidance == 0.0f;
     const int rows = both ? 2 : 1;
     vlm_diff_schedule sch;
@@ -199,11 +203,14 @@ vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen
         }
         for (int k = 0; k < o->steps && !st; k++) {
             int t = ts[k], tp = k + 1 < o->steps ? ts[k + 1] : -1;
-            if (both) memcpy(x + (int64_t)B * D, x, sizeof(float) * (size_t)B * D);
-            for (int r = 0; r < R; r++) tt[r] = t;
+            // outside the guidance interval: the conditional rows only (R = B)
+            double ab = sch.alphas_cumprod[t], sigma = sqrt((1.0 - ab) / ab);
+            int guide = both && sigma > o->guidance_lo && sigma <= o->guidance_hi, Rk = guide ? R : B;
+            if (guide) memcpy(x + (int64_t)B * D, x, sizeof(float) * (size_t)B * D);
+            for (int r = 0; r < Rk; r++) tt[r] = t;
             vlm_ctx_reset(&c);
-            vlm_tensor *xin = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){R, C, S, S}, x, NULL);
-            vlm_tensor *ein = vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){R, E}, eb, NULL);
+            vlm_tensor *xin = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){Rk, C, S, S}, x, NULL);
+            vlm_tensor *ein = vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){Rk, E}, eb, NULL);
             vlm_tensor *y = vlm_dit_forward(&c, &g->dit, xin, tt, ein, drop);
             if (!y) {
                 st = c.status;
@@ -213,7 +220,7 @@ vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen
             const float *yo = vlm_f32(y);
             // guidance: eps = eps_u + s (eps_c - eps_u)
             for (int64_t j = 0; j < (int64_t)B * D; j++)
-                eps[j] = both ? yo[(int64_t)B * D + j] + o->guidance * (yo[j] - yo[(int64_t)B * D + j]) : yo[j];
+                eps[j] = guide ? yo[(int64_t)B * D + j] + o->guidance * (yo[j] - yo[(int64_t)B * D + j]) : yo[j];
             for (int b = 0; b < B; b++) {
                 float *xb = x + b * D, *eb_ = eps + b * D;
                 if (o->clip_x0) vlm_diff_clip_eps(&sch, t, xb, eb_, D);

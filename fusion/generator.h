@@ -51,6 +51,10 @@ typedef struct {
     int steps;       // reverse steps (DDIM: any in [1, T]; DDPM: respaced when < T)
     int ddpm;        // 0 = DDIM (eta 0), 1 = DDPM ancestral
     float guidance;  // s in eps_u + s (eps_c - eps_u); 1 = conditional only, 0 = unconditional only
+    // Guidance interval (Kynkaenniemi et al. 2024): guidance only at steps whose noise level
+    // sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) lies in (guidance_lo, guidance_hi]; the other
+    // steps are conditional only (one forward pass, not two). Default (0, inf]: every step.
+    float guidance_lo, guidance_hi;
     int clip_x0;     // clip the predicted x0 to [-1, 1] at every step (1 by default)
     uint64_t seed;   // sample i's noise: stream VLM_RNG_SAMPLE, sub = first_index + i
     int64_t first_index;

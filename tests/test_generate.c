@@ -250,6 +250,24 @@ static void test_cli(void) {
              "--guidance 2 --seed 6 --scale 1 --no-labels --out " LOGS "/g4.png",
              vlm, model) == 0 && !files_equal(LOGS "/g1.png", LOGS "/g4.png"),
           "another seed gives the same samples");
+    // guidance interval: (0, inf] guides every step (= g1); an interval above every step's sigma guides none
+    // (= --guidance 1, conditional only); a middle interval is neither
+    const char *two = "--prompt 'a white square' --prompt 'a black square' --n 4 --steps 25 --seed 5 --scale 1 --no-labels";
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance 2 --guidance-interval 0,inf --out " LOGS "/gi1.png", vlm,
+             model, two) == 0 && files_equal(LOGS "/g1.png", LOGS "/gi1.png"),
+          "--guidance-interval 0,inf differs from plain guidance");
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance 2 --guidance-interval 1e6,inf --out " LOGS "/gi2.png", vlm,
+             model, two) == 0 &&
+              sh("%s generate sample --checkpoint %s %s --guidance 1 --out " LOGS "/gi3.png", vlm, model, two) == 0 &&
+              files_equal(LOGS "/gi2.png", LOGS "/gi3.png") && !files_equal(LOGS "/g1.png", LOGS "/gi3.png"),
+          "a guidance interval no step falls in differs from conditional-only sampling");
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance 2 --guidance-interval 0.3,3 --out " LOGS "/gi4.png", vlm,
+             model, two) == 0 &&
+              !files_equal(LOGS "/gi4.png", LOGS "/g1.png") && !files_equal(LOGS "/gi4.png", LOGS "/gi3.png"),
+          "a middle guidance interval equals full or no guidance");
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance-interval 3,1 --out " LOGS "/gi5.png", vlm, model, two) != 0 &&
+              sh("%s generate sample --checkpoint %s %s --guidance-interval 1 --out " LOGS "/gi5.png", vlm, model, two) != 0,
+          "a bad --guidance-interval was accepted");
     CHECK(sh("%s generate sample --checkpoint %s --prompt 'a white square' --n 2 --steps 10 --sampler ddpm --out " LOGS
              "/g5.png",
              vlm, model) == 0,
@@ -263,6 +281,11 @@ static void test_cli(void) {
     last_json(js, sizeof js);
     double acc = jnum(js, "cond_accuracy"), fd = jnum(js, "fd"), rr = jnum(js, "fd_real_real");
     CHECK(acc >= 0 && acc <= 1 && fd >= 0 && rr >= 0 && jnum(js, "n") == 16, "eval JSON: %s", js);
+    // the mean term is a part of fd (the covariance term is a squared Bures distance, >= 0); per-class distances
+    double fm = jnum(js, "fd_mean");
+    const char *fc = strstr(js, "\"fd_class\": ["), *fcr = strstr(js, "\"fd_class_real_real\": [");
+    CHECK(fm >= 0 && fm <= fd + 1e-9 && fc && fcr && atof(fc + 13) > 0 && atof(fcr + 23) > 0,
+          "eval JSON: fd_mean / fd_class: %s", js);
     // (3) resume: 20 steps straight vs 10 + resume to 20 -> identical model files
     CHECK(sh("%s --max-steps 20 --grid-n 0 --name straight", base) == 0, "straight run failed");
     CHECK(sh("%s --max-steps 10 --grid-n 0 --name resumed", base) == 0 &&
