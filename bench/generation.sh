@@ -5,10 +5,12 @@
 # (the finetune issue's model: `vlm finetune` from scratch, bench/fashion-mnist.sh,
 # 30 min if missing; trained after the generator), `vlm generate train` (DiT on
 # the native 28x28 images, 7x7 patches of 4, prompts "a photo of a {class}";
-# Min-SNR-5 loss weights; no flip augmentation: every sneaker and ankle boot in
+# the cosine noise schedule; the CLIP embedding also as 4 extra tokens; Min-SNR-5
+# loss weights; no flip augmentation: every sneaker and ankle boot in
 # Fashion-MNIST points the same way, a mirrored one is off the data distribution)
-# for a time budget, and `vlm generate eval`. Ends with the eval JSON line plus
-# "minutes" (generator training time).
+# for a time budget, and `vlm generate eval` (guidance 3 at noise levels sigma in
+# (0.28, 2.5] only, DDIM 100 steps). Ends with the eval JSON line plus "minutes"
+# (generator training time).
 #
 # usage: bench/generation.sh [--minutes M] [--clip CKPT] [--classifier CKPT] [--n-per-class N]
 #                            [--guidance S] [--guidance-interval LO,HI] [--sampler ddim|ddpm] [--steps N]
@@ -18,12 +20,13 @@
 #   --classifier CKPT  default runs/fmnist-classifier-30m/checkpoints/epoch_latest.safetensors (trained if missing)
 #   --n-per-class N    images generated per class for the evaluation (default 100; the real-vs-real
 #                      baseline uses 2N test images per class)
-#   --guidance S, --guidance-interval LO,HI, --sampler, --steps: the evaluation's sampling (vlm generate eval)
+#   --guidance S (3), --guidance-interval LO,HI (0.28,2.5; 0,inf = every step), --sampler (ddim),
+#   --steps (100): the evaluation's sampling (vlm generate eval)
 # Environment: VLM (binary, default build/vlm; built if missing).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-minutes=88 clip="" clf="" npc=100 guidance=3 ginterval=0,inf sampler=ddim steps=50 logs=runs name=gen-fmnist seed=0
+minutes=88 clip="" clf="" npc=100 guidance=3 ginterval=0.28,2.5 sampler=ddim steps=100 logs=runs name=gen-fmnist seed=0
 extra=()
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -39,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --name) name=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "generation: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -67,6 +70,7 @@ mkdir -p "$logs"
 "$vlm" generate train --clip "$clip" --train-data "$fm/train-images-idx3-ubyte.gz" --classnames "$fm/prompt_names.txt" \
   --template "a photo of a {}" --channels 1 --image-size 28 --width 192 --heads 3 --layers 6 --patch-size 4 \
   --batch-size 64 --lr 5e-4 --warmup 500 --lr-schedule cosine --ema-decay 0.999 --min-snr 5 \
+  --schedule cosine --cond-tokens 4 \
   --max-minutes "$minutes" --time-schedule --seed "$seed" --logs "$logs" --name "$name" --save-every-steps 500 \
   "${extra[@]}" > "$logs/$name.train.json"
 train=$(tail -n 1 "$logs/$name.train.json")
