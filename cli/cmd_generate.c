@@ -701,7 +701,7 @@ done:
 // --sampler. Returns 1 if (a, v) was one of them, 0 if not, -1 on a bad value.
 typedef struct {
     long long steps, seed;
-    double guidance, glo, ghi; // ghi <= 0: no upper bound
+    double guidance, glo, ghi; // guidance interval (glo, ghi], ghi may be inf
     const char *sampler;
 } sample_flags;
 
@@ -712,14 +712,13 @@ static int parse_sample_flag(const char *a, const char *v, sample_flags *f, vlm_
     if (!strcmp(a, "--guidance-interval")) {
         // LO,HI in noise level sigma = sqrt((1 - alpha_bar) / alpha_bar); HI may be "inf"
         char *end = NULL;
-        double lo = strtod(v, &end), hi = 0;
-        int ok = end != v && *end == ',';
-        if (ok) {
+        double lo = strtod(v, &end), hi = NAN;
+        if (end != v && *end == ',') {
             const char *h = end + 1;
-            if (!strcmp(h, "inf")) hi = 0, ok = 1;
-            else hi = strtod(h, &end), ok = end != h && !*end && hi > lo;
+            hi = strtod(h, &end); // strtod reads "inf"
+            if (end == h || *end) hi = NAN;
         }
-        if (!ok || !(lo >= 0) || !isfinite(lo)) {
+        if (!(lo >= 0) || !isfinite(lo) || !(hi > lo)) {
             vlm_errorf(err, VLM_ERR_ARG, "--guidance-interval: expected LO,HI with 0 <= LO < HI (noise levels sigma; HI may be inf), got '%s'", v);
             return -1;
         }
@@ -739,7 +738,7 @@ static void sample_opts_from(const sample_flags *f, vlm_gen_sample_opts *so) {
     vlm_gen_sample_opts_default(so);
     so->steps = (int)f->steps, so->ddpm = !strcmp(f->sampler, "ddpm"), so->guidance = (float)f->guidance;
     so->seed = (uint64_t)f->seed;
-    so->guidance_lo = (float)f->glo, so->guidance_hi = f->ghi > 0 ? (float)f->ghi : INFINITY;
+    so->guidance_lo = (float)f->glo, so->guidance_hi = (float)f->ghi;
 }
 
 // ---------------------------------------------------------------- sample
@@ -762,7 +761,7 @@ static int cmd_generate_sample(int argc, char **argv) {
     const char *cmd = "generate sample", *ckpt = NULL, *prompts_file = NULL, *classnames = NULL, *tmpl = NULL,
                *out = "grid.png";
     long long n = 8, scale = 2, batch = 64;
-    sample_flags sf = {50, 0, 3.0, 0, 0, "ddim"};
+    sample_flags sf = {50, 0, 3.0, 0, INFINITY, "ddim"};
     int no_clip = 0, no_labels = 0;
     strlist prompts = {0}, images = {0};
     vlm_error err = {0};
@@ -926,7 +925,7 @@ static int cmd_generate_eval(int argc, char **argv) {
     const char *cmd = "generate eval", *ckpt = NULL, *clf_path = NULL, *classnames = NULL, *real = NULL, *tmpl = NULL,
                *grid = NULL;
     long long npc = 100;
-    sample_flags sf = {50, 0, 3.0, 0, 0, "ddim"};
+    sample_flags sf = {50, 0, 3.0, 0, INFINITY, "ddim"};
     int json = 0;
     vlm_error err = {0};
     for (int i = 1; i < argc; i++) {
@@ -1137,8 +1136,8 @@ static int cmd_generate_eval(int argc, char **argv) {
                sf.sampler);
         for (int k = 0; k < K; k++) printf("%s%.4f", k ? ", " : "", (double)per[k] / (double)npc);
         printf("], \"guidance_interval\": [%g, ", sf.glo);
-        if (sf.ghi > 0) printf("%g]", sf.ghi);
-        else printf("null]");
+        if (isfinite(sf.ghi)) printf("%g]", sf.ghi);
+        else printf("null]"); // JSON has no inf
         printf(", \"fd_mean\": %.6f, \"fd_class\": [", fd_mean);
         for (int k = 0; k < K; k++) printf("%s%.6f", k ? ", " : "", fdk[k]);
         printf("], \"fd_class_real_real\": [");
