@@ -408,33 +408,24 @@ int cmd_detect_train(int argc, char **argv) {
     for (int i = 0; i < m.det.ps.n; i++) groups[i] = strncmp(m.det.ps.p[i].name, "visual.", 7) ? 1 : 0;
     float gscale[2] = {(float)o.tower_scale, 1.0f};
     // run folder
-    char run_dir[1024], ck_dir[1100], model_path[1300], state_path[1300], metrics[1200], name[256];
+    char name[256];
     if (o.name) snprintf(name, sizeof name, "%s", o.name);
     else snprintf(name, sizeof name, "detect-s%d-p%d-b%d-seed%lld", S, m.det.cfg.vit.patch_size, B, o.seed);
-    snprintf(run_dir, sizeof run_dir, "%s/%s", o.logs, name);
-    snprintf(ck_dir, sizeof ck_dir, "%s/checkpoints", run_dir);
-    snprintf(model_path, sizeof model_path, "%s/epoch_latest.safetensors", ck_dir);
-    snprintf(state_path, sizeof state_path, "%s/epoch_latest.state.safetensors", ck_dir);
-    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", run_dir);
     vlm_dist *Dd = cli_dist_setup(&o.dist);
     const int R = Dd->rank, W = Dd->world, io = R == 0; // only rank 0 writes files, logs and evaluates
     const int GB = B * W;                                 // global batch
-    if (io && cli_mkdirs(ck_dir, &err)) goto fail;
+    cli_run run;
+    if (cli_run_init(&run, o.logs, name, o.resume, io, &err)) goto fail;
     vlm_train_state ts;
     memset(&ts, 0, sizeof ts);
-    if (o.resume) {
-        const char *sp = strcmp(o.resume, "latest") ? o.resume : state_path;
-        if (vlm_owl_load_state(sp, &m, &ts, &err)) goto fail;
+    if (run.resume[0]) {
+        if (vlm_owl_load_state(run.resume, &m, &ts, &err)) goto fail;
         opt.step = ts.adam_step;
-        if (cli_dist_check_resume(Dd, ts.global_batch, 0, B, sp, &err)) goto fail;
-        if (io) fprintf(stderr, "detect train: resumed %s at step %" PRId64 "\n", sp, ts.step);
+        if (cli_dist_check_resume(Dd, ts.global_batch, 0, B, run.resume, &err)) goto fail;
+        if (io) fprintf(stderr, "detect train: resumed %s at step %" PRId64 "\n", run.resume, ts.step);
     }
     if (cli_dist_sync_params(Dd, &m.det.ps, &err)) goto fail;
-    if (io) mf = fopen(metrics, o.resume ? "a" : "w");
-    if (io && !mf) {
-        vlm_errorf(&err, VLM_ERR_IO, "%s: cannot open for writing", metrics);
-        goto fail;
-    }
+    if (io && cli_run_open_metrics(&run, &mf, &err)) goto fail;
     {
         size_t an = 1024;
         args_json = malloc(an);
@@ -480,7 +471,7 @@ int cmd_detect_train(int argc, char **argv) {
             "detect train: %d train images (%d categories, %lld boxes), input %d px (%d tokens), %lld params, batch %d, "
             "%lld steps/epoch%s; setup %.1f s; run dir %s\n",
             (int)tr.n, Q, (long long)tr.ds.n_boxes, S, N, (long long)m.det.ps.total, B, (long long)steps_per_epoch,
-            budget > 0 ? ", time budget" : "", cli_now() - t_setup, run_dir);
+            budget > 0 ? ", time budget" : "", cli_now() - t_setup, run.dir);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     double t_start = cli_now() - ts.elapsed_s, t_log = cli_now();
@@ -577,8 +568,8 @@ int cmd_detect_train(int argc, char **argv) {
             ts.epoch = ts.step / steps_per_epoch;
             ts.loader_epoch = ts.epoch;
             ts.loader_index = (ts.step % steps_per_epoch) * GB;
-            if (vlm_owl_save_state(state_path, &m, classnames, &ts, args_json, &err) ||
-                vlm_owl_save(model_path, &m, classnames, &err))
+            if (vlm_owl_save_state(run.state, &m, classnames, &ts, args_json, &err) ||
+                vlm_owl_save(run.model, &m, classnames, &err))
                 goto fail;
         }
         if (stop_sig) {
@@ -593,10 +584,10 @@ int cmd_detect_train(int argc, char **argv) {
     fprintf(stderr, "detect train: %s after %" PRId64 " steps, %.1f min\n", stop_reason, ts.step, ts.elapsed_s / 60);
     {
         char json[4096] = "";
-        if (eval_splits(&m, &va, &ho, (const char *const *)tmpl, nt, &o, run_dir, json, sizeof json, &err)) goto fail;
+        if (eval_splits(&m, &va, &ho, (const char *const *)tmpl, nt, &o, run.dir, json, sizeof json, &err)) goto fail;
         fprintf(mf, "{\"step\": %" PRId64 ", %s}\n", ts.step, json);
         printf("{\"steps\": %" PRId64 ", \"minutes\": %.2f, \"loss\": %.5f%s%s, \"checkpoint\": \"%s\"}\n", ts.step,
-               ts.elapsed_s / 60, ts.last_loss, json[0] ? ", " : "", json, model_path);
+               ts.elapsed_s / 60, ts.last_loss, json[0] ? ", " : "", json, run.model);
     }
     rc = 0;
     goto done;

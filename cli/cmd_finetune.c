@@ -357,8 +357,6 @@ static char *join_lines(char **v, int n) {
     return s;
 }
 
-static void path_join(char *out, size_t n, const char *a, const char *b) { snprintf(out, n, "%s/%s", a, b); }
-
 int cmd_finetune(int argc, char **argv) {
     opts o;
     vlm_error err = {0};
@@ -535,16 +533,15 @@ int cmd_finetune(int argc, char **argv) {
     }
 
     // ---- run folder ----
-    char name[512], rundir[1024], ckdir[1100], path[1300], path2[1300];
+    char name[512];
     if (o.name) snprintf(name, sizeof name, "%s", o.name);
     else {
         const char *src = o.checkpoint ? o.checkpoint : o.model;
         const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
         snprintf(name, sizeof name, "ft-%s-b%lld-s%lld", base, o.batch, o.seed);
     }
-    snprintf(rundir, sizeof rundir, "%s/%s", o.logs, name);
-    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", rundir);
-    if (io && cli_mkdirs(ckdir, &err)) goto fail;
+    cli_run run;
+    if (cli_run_init(&run, o.logs, name, o.resume, io, &err)) goto fail;
 
     // ---- optimiser, locking, layer decay, state ----
     vlm_adamw opt;
@@ -561,24 +558,16 @@ int cmd_finetune(int argc, char **argv) {
     }
     vlm_train_state ts;
     memset(&ts, 0, sizeof ts);
-    char state_path[1300];
-    state_path[0] = 0;
-    if (o.resume) {
-        if (!strcmp(o.resume, "latest")) path_join(state_path, sizeof state_path, ckdir, "epoch_latest.state.safetensors");
-        else snprintf(state_path, sizeof state_path, "%s", o.resume);
-        if (!cli_file_exists(state_path)) {
-            vlm_errorf(&err, VLM_ERR_IO, "--resume: no training state at %s", state_path);
-            goto fail;
-        }
-        if (vlm_classifier_load_state(state_path, &m, &ts, &err)) goto fail;
+    if (run.resume[0]) {
+        if (vlm_classifier_load_state(run.resume, &m, &ts, &err)) goto fail;
         opt.step = ts.adam_step;
         memcpy(c.dropout_rng.key, ts.rng_key, sizeof ts.rng_key);
         c.dropout_rng.counter = ts.rng_counter;
         memcpy(c.dropout_rng.buf, ts.rng_buf, sizeof ts.rng_buf);
         c.dropout_rng.buf_pos = ts.rng_pos;
-        if (cli_dist_check_resume(D, ts.global_batch, ts.loader_index, B, state_path, &err)) goto fail;
+        if (cli_dist_check_resume(D, ts.global_batch, ts.loader_index, B, run.resume, &err)) goto fail;
         if (io)
-            fprintf(stderr, "finetune: resumed from %s at step %" PRId64 " (epoch %" PRId64 ", sample %" PRId64 ")\n", state_path,
+            fprintf(stderr, "finetune: resumed from %s at step %" PRId64 " (epoch %" PRId64 ", sample %" PRId64 ")\n", run.resume,
                 ts.step, ts.loader_epoch, ts.loader_index);
     }
 
@@ -620,12 +609,7 @@ int cmd_finetune(int argc, char **argv) {
     imgbuf = malloc(sizeof(float) * (size_t)B * 3 * S * S);
     labbuf = malloc(sizeof(int32_t) * (size_t)B);
     if (!imgbuf || !labbuf) { vlm_errorf(&err, VLM_ERR_OOM, "out of memory for batch buffers"); goto fail; }
-    path_join(path, sizeof path, rundir, "metrics.jsonl");
-    if (io) metrics = fopen(path, state_path[0] ? "a" : "w");
-    if (io && !metrics) {
-        vlm_errorf(&err, VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        goto fail;
-    }
+    if (io && cli_run_open_metrics(&run, &metrics, &err)) goto fail;
     {
         char *cfgj = vlm_classifier_cfg_to_json(&m.cfg);
         size_t n = strlen(cfgj) + 2048;
@@ -648,7 +632,7 @@ int cmd_finetune(int argc, char **argv) {
         fprintf(stderr, "finetune: %lld params (%" PRId64 " trained%s), %d classes, %" PRId64 " samples/epoch, %" PRId64
                     " steps of %d, image %d, run dir %s\n",
             (long long)m.ps.total, n_train_params, o.lock_image ? ", image tower locked" : "", K, epoch_size, total_steps, B,
-            S, rundir);
+            S, run.dir);
 
     // ---- training loop ----
     double t_start = cli_now() - ts.elapsed_s, t_last = cli_now();
@@ -711,7 +695,7 @@ int cmd_finetune(int argc, char **argv) {
         if (!isfinite(loss_v) || !vlm_grads_finite(&m.ps)) {
             if (io)
                 fprintf(stderr, "\nfinetune: %s at step %" PRId64 "; stopping. The last good checkpoint is %s/epoch_latest.state.safetensors\n",
-                    isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, ckdir);
+                    isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, run.ckdir);
             rc = 3;
             goto cleanup;
         }
@@ -762,10 +746,8 @@ int cmd_finetune(int argc, char **argv) {
         int last = ts.step == total_steps || out_of_time || stop_sig || stop_here;
         if (epoch_done) cur_epoch = batch_epoch + 1;
         if (io && (ts.step % o.save_every == 0 || last || epoch_done)) {
-            path_join(path, sizeof path, ckdir, "epoch_latest.state.safetensors");
-            path_join(path2, sizeof path2, ckdir, "epoch_latest.safetensors");
-            if (vlm_classifier_save_state(path, &m, classnames_joined, &ts, args_json, &err) ||
-                vlm_classifier_save(path2, &m, classnames_joined, ts.step, &err))
+            if (vlm_classifier_save_state(run.state, &m, classnames_joined, &ts, args_json, &err) ||
+                vlm_classifier_save(run.model, &m, classnames_joined, ts.step, &err))
                 goto fail;
         }
         int val_now = io && have_val && (last || (epoch_done && o.val_freq > 0 && cur_epoch % o.val_freq == 0));
@@ -807,7 +789,7 @@ int cmd_finetune(int argc, char **argv) {
         have_r = 1;
     }
     fprintf(stderr, "finetune: %s after %" PRId64 " steps (%.1f min of training); model %s/epoch_latest.safetensors\n",
-            stop_reason, ts.step, ts.elapsed_s / 60.0, ckdir);
+            stop_reason, ts.step, ts.elapsed_s / 60.0, run.ckdir);
     // ---- WiSE-FT ----
     eval_result wr[16];
     if (o.n_wise) {
@@ -815,9 +797,8 @@ int cmd_finetune(int argc, char **argv) {
         for (int a = 0; a < o.n_wise; a++) {
             float al = (float)o.wise_a[a];
             for (int64_t i = 0; i < m.ps.total; i++) m.ps.data[i] = (1.0f - al) * theta0[i] + al * theta_ft[i];
-            char fn[64];
-            snprintf(fn, sizeof fn, "wise_%.2f.safetensors", o.wise_a[a]);
-            path_join(path, sizeof path, ckdir, fn);
+            char path[1300];
+            snprintf(path, sizeof path, "%s/wise_%.2f.safetensors", run.ckdir, o.wise_a[a]);
             if (vlm_classifier_save(path, &m, classnames_joined, ts.step, &err)) goto fail;
             memset(&wr[a], 0, sizeof wr[a]);
             if (have_val) {
@@ -844,7 +825,7 @@ int cmd_finetune(int argc, char **argv) {
                    (double)wr[a].top1 / fmax(1, wr[a].n), (double)wr[a].top5 / fmax(1, wr[a].n));
         printf("]");
     }
-    printf(", \"checkpoint\": \"%s/epoch_latest.safetensors\"}\n", ckdir);
+    printf(", \"checkpoint\": \"%s\"}\n", run.model);
     rc = 0;
     goto cleanup;
 ctx_fail:

@@ -485,33 +485,25 @@ static int cmd_generate_train(int argc, char **argv) {
     vlm_adamw opt;
     if (vlm_adamw_init(&opt, &g.dit.ps, (vlm_adamw_cfg){(float)o.lr, 0.9f, 0.999f, 1e-8f, (float)o.wd}, &err)) goto fail_sch;
     if (vlm_gen_ema_init(&g, &err)) goto fail_sch;
-    char run_dir[1024], ck_dir[1100], model_path[1300], state_path[1300], metrics[1200], grid_path[1200], name[256];
+    char grid_path[1200], name[256];
     if (o.name) snprintf(name, sizeof name, "%s", o.name);
     else snprintf(name, sizeof name, "gen-s%d-p%d-w%d-l%d-b%d-seed%lld", S, cfg.patch_size, cfg.width, cfg.layers, B, o.seed);
-    snprintf(run_dir, sizeof run_dir, "%s/%s", o.logs, name);
-    snprintf(ck_dir, sizeof ck_dir, "%s/checkpoints", run_dir);
-    snprintf(model_path, sizeof model_path, "%s/epoch_latest.safetensors", ck_dir);
-    snprintf(state_path, sizeof state_path, "%s/epoch_latest.state.safetensors", ck_dir);
-    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", run_dir);
-    snprintf(grid_path, sizeof grid_path, "%s/samples.png", run_dir);
     vlm_dist *Dd = cli_dist_setup(&o.dist);
     const int R = Dd->rank, W = Dd->world, io = R == 0; // only rank 0 writes files and logs
     const int GB = B * W;                                 // global batch
-    if (io && cli_mkdirs(ck_dir, &err)) goto fail_sch;
+    cli_run run;
+    if (cli_run_init(&run, o.logs, name, o.resume, io, &err)) goto fail_sch;
+    snprintf(grid_path, sizeof grid_path, "%s/samples.png", run.dir);
     vlm_train_state ts;
     memset(&ts, 0, sizeof ts);
-    if (o.resume) {
-        const char *sp = strcmp(o.resume, "latest") ? o.resume : state_path;
-        if (vlm_gen_load_state(sp, &g, &ts, &err)) goto fail_sch;
+    if (run.resume[0]) {
+        if (vlm_gen_load_state(run.resume, &g, &ts, &err)) goto fail_sch;
         opt.step = ts.adam_step;
-        if (cli_dist_check_resume(Dd, ts.global_batch, 0, B, sp, &err)) goto fail_sch;
-        if (io) fprintf(stderr, "generate train: resumed %s at step %" PRId64 "\n", sp, ts.step);
+        if (cli_dist_check_resume(Dd, ts.global_batch, 0, B, run.resume, &err)) goto fail_sch;
+        if (io) fprintf(stderr, "generate train: resumed %s at step %" PRId64 "\n", run.resume, ts.step);
     }
     if (cli_dist_sync_params(Dd, &g.dit.ps, &err)) goto fail_sch;
-    if (io && !(mf = fopen(metrics, o.resume ? "a" : "w"))) {
-        vlm_errorf(&err, VLM_ERR_IO, "%s: cannot open for writing", metrics);
-        goto fail_sch;
-    }
+    if (io && cli_run_open_metrics(&run, &mf, &err)) goto fail_sch;
     snprintf(args_json, sizeof args_json,
              "{\"train_data\": \"%s\", \"cond\": \"%s\", \"template\": \"%s\", \"batch_size\": %d, \"lr\": %g, \"wd\": %g, "
              "\"warmup\": %lld, \"lr_schedule\": \"%s\", \"p_uncond\": %g, \"ema_decay\": %g, \"hflip\": %g, \"seed\": %lld, "
@@ -546,7 +538,7 @@ static int cmd_generate_train(int argc, char **argv) {
             "(patch %d, %d tokens%s), %lld params, batch %d, %" PRId64 " steps/epoch; setup %.1f s; run dir %s\n",
             d.n, C, S, S, d.n_emb, o.cond, cfg.layers, cfg.width, cfg.patch_size, (S / cfg.patch_size) * (S / cfg.patch_size),
             cfg.cond_tokens ? " + cond tokens" : "", (long long)g.dit.ps.total, B, steps_per_epoch, cli_now() - t_setup,
-            run_dir);
+            run.dir);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     double t_start = cli_now() - ts.elapsed_s, t_log = cli_now(), acc = 0;
@@ -657,8 +649,8 @@ static int cmd_generate_train(int argc, char **argv) {
             ts.epoch = ts.step / steps_per_epoch;
             ts.loader_epoch = ts.epoch;
             ts.loader_index = (ts.step % steps_per_epoch) * GB;
-            if (vlm_gen_save_state(state_path, &g, &ts, args_json, &err) ||
-                vlm_gen_save(model_path, &g, g.ema, ts.step, &err))
+            if (vlm_gen_save_state(run.state, &g, &ts, args_json, &err) ||
+                vlm_gen_save(run.model, &g, g.ema, ts.step, &err))
                 goto fail_sch;
         }
         if (stop_sig) {
@@ -672,14 +664,14 @@ static int cmd_generate_train(int argc, char **argv) {
         goto done;
     }
     fprintf(stderr, "generate train: %s after %" PRId64 " steps, %.1f min; model (EMA weights) %s\n", stop_reason, ts.step,
-            ts.elapsed_s / 60, model_path);
+            ts.elapsed_s / 60, run.model);
     if (ts.step > 0 && o.grid_n > 0 && g.cond == VLM_GEN_TEXT) {
         memcpy(g.dit.ps.data, g.ema, sizeof(float) * (size_t)g.dit.ps.total); // sample with the EMA weights
         if (end_grid(&g, &d, (int)o.grid_n, grid_path, &err)) goto fail_sch;
         fprintf(stderr, "generate train: samples of the first prompts in %s\n", grid_path);
     }
     printf("{\"steps\": %" PRId64 ", \"minutes\": %.2f, \"loss\": %.5f, \"checkpoint\": \"%s\"}\n", ts.step,
-           ts.elapsed_s / 60, ts.last_loss, model_path);
+           ts.elapsed_s / 60, ts.last_loss, run.model);
     rc = 0;
     vlm_diff_schedule_free(&sch);
     goto done;

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <dirent.h>
 #include "cli/cli.h"
 #include "cli/plot.h"
 #include "cli/train_common.h"
@@ -200,20 +199,6 @@ static vlm_tensor *loss_dist(vlm_ctx *c, vlm_clip *m, vlm_tensor *fi, vlm_tensor
 
 static void path_join(char *out, size_t n, const char *a, const char *b) { snprintf(out, n, "%s/%s", a, b); }
 
-// A run killed while writing leaves NAME.tmp.<pid>; the finished files are
-// never touched by that, so the temp files are simply removed.
-static void remove_stale_tmp(const char *dir) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[4096];
-    while (d && (e = readdir(d)))
-        if (strstr(e->d_name, ".tmp.")) {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-    if (d) closedir(d);
-}
-
 static vlm_status evaluate(vlm_clip *m, const vlm_dataset *val, vlm_tokenizer *tok, int batch, int workers,
                            const vlm_decode_opts *dec, vlm_retrieval *r, vlm_error *err) {
     float *img = NULL, *txt = NULL;
@@ -279,18 +264,14 @@ int cmd_pretrain(int argc, char **argv) {
     }
 
     // ---- run folder ----
-    char name[512], rundir[1024], ckdir[1100], path[1300], path2[1300];
+    char name[512], path[1300];
     if (o.name) snprintf(name, sizeof name, "%s", o.name);
     else {
         const char *base = strrchr(o.model, '/') ? strrchr(o.model, '/') + 1 : o.model;
         snprintf(name, sizeof name, "%s-b%lld-s%lld", base, o.batch, o.seed);
     }
-    snprintf(rundir, sizeof rundir, "%s/%s", o.logs, name);
-    snprintf(ckdir, sizeof ckdir, "%s/checkpoints", rundir);
-    if (io) {
-        if (cli_mkdirs(ckdir, &err)) goto fail;
-        remove_stale_tmp(ckdir);
-    }
+    cli_run run;
+    if (cli_run_init(&run, o.logs, name, o.resume, io, &err)) goto fail;
 
     // ---- datasets ----
     // Training and validation sets: image-caption pairs with the --csv-* columns.
@@ -321,19 +302,11 @@ int cmd_pretrain(int argc, char **argv) {
     }
 
     // ---- model + tokenizer (fresh or from the training state) ----
-    char state_path[1300];
-    state_path[0] = 0;
-    if (o.resume) {
-        if (!strcmp(o.resume, "latest")) path_join(state_path, sizeof state_path, ckdir, "epoch_latest.state.safetensors");
-        else snprintf(state_path, sizeof state_path, "%s", o.resume);
-        if (!cli_file_exists(state_path)) {
-            vlm_errorf(&err, VLM_ERR_IO, "--resume: no training state at %s", state_path);
-            goto fail;
-        }
-        if (vlm_ckpt_load_model(state_path, &m, &merges, &err)) goto fail;
+    if (run.resume[0]) {
+        if (vlm_ckpt_load_model(run.resume, &m, &merges, &err)) goto fail;
         have_model = 1;
         if (!merges) {
-            vlm_errorf(&err, VLM_ERR_FORMAT, "%s: checkpoint carries no tokenizer", state_path);
+            vlm_errorf(&err, VLM_ERR_FORMAT, "%s: checkpoint carries no tokenizer", run.resume);
             goto fail;
         }
     } else {
@@ -379,7 +352,7 @@ int cmd_pretrain(int argc, char **argv) {
                    vlm_tokenizer_vocab_size(&tok), m.cfg.text.vocab_size);
         goto fail;
     }
-    path_join(path, sizeof path, rundir, "vocab.txt");
+    path_join(path, sizeof path, run.dir, "vocab.txt");
     if (io) {
         FILE *vf = fopen(path, "w");
         if (vf) {
@@ -401,17 +374,17 @@ int cmd_pretrain(int argc, char **argv) {
     vlm_train_state ts;
     memset(&ts, 0, sizeof ts);
     if (vlm_ctx_init(&c, 64u << 20, (uint64_t)o.seed, &err)) goto fail;
-    if (state_path[0]) {
-        if (vlm_ckpt_load_state(state_path, &m, &ts, &err)) goto fail;
+    if (run.resume[0]) {
+        if (vlm_ckpt_load_state(run.resume, &m, &ts, &err)) goto fail;
         opt.step = ts.adam_step;
         memcpy(c.dropout_rng.key, ts.rng_key, sizeof ts.rng_key);
         c.dropout_rng.counter = ts.rng_counter;
         memcpy(c.dropout_rng.buf, ts.rng_buf, sizeof ts.rng_buf);
         c.dropout_rng.buf_pos = ts.rng_pos;
-        if (cli_dist_check_resume(D, ts.global_batch, ts.loader_index, o.batch * o.accum, state_path, &err)) goto fail;
+        if (cli_dist_check_resume(D, ts.global_batch, ts.loader_index, o.batch * o.accum, run.resume, &err)) goto fail;
         if (io)
             fprintf(stderr, "pretrain: resumed from %s at step %" PRId64 " (epoch %" PRId64 ", sample %" PRId64 ")\n",
-                    state_path, ts.step, ts.loader_epoch, ts.loader_index);
+                    run.resume, ts.step, ts.loader_epoch, ts.loader_index);
     }
 
     // ---- loader ----
@@ -464,15 +437,10 @@ int cmd_pretrain(int argc, char **argv) {
         vlm_errorf(&err, VLM_ERR_OOM, "pretrain: out of memory for batch buffers");
         goto fail;
     }
-    path_join(path, sizeof path, rundir, "metrics.jsonl");
-    if (io) metrics = fopen(path, state_path[0] ? "a" : "w");
-    if (io && !metrics) {
-        vlm_errorf(&err, VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        goto fail;
-    }
+    if (io && cli_run_open_metrics(&run, &metrics, &err)) goto fail;
     // Reload the loss curve of a resumed run from its metrics log.
-    if (io && state_path[0]) {
-        FILE *mf = fopen(path, "r");
+    if (io && run.resume[0]) {
+        FILE *mf = fopen(run.metrics, "r");
         char line[4096];
         while (mf && fgets(line, sizeof line, mf) && curve_n < curve_cap) {
             long long stp;
@@ -500,10 +468,10 @@ int cmd_pretrain(int argc, char **argv) {
         fprintf(stderr, "pretrain: data-parallel over %d ranks: %d pairs per rank, global batch %d\n", W, B * K, B * K * W);
     if (io && o.time_schedule && !o.max_steps)
         fprintf(stderr, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, steps of %d x %d pairs for %.1f minutes, run dir %s\n",
-                o.model, (long long)m.ps.total, epoch_size * W, B, K, o.max_minutes, rundir);
+                o.model, (long long)m.ps.total, epoch_size * W, B, K, o.max_minutes, run.dir);
     else if (io)
         fprintf(stderr, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, %" PRId64 " steps of %d x %d pairs, run dir %s\n",
-                o.model, (long long)m.ps.total, epoch_size * W, total_steps, B, K, rundir);
+                o.model, (long long)m.ps.total, epoch_size * W, total_steps, B, K, run.dir);
 
     // ---- training loop ----
     double t_start = cli_now() - ts.elapsed_s, t_last = cli_now(), last_val_t = 0;
@@ -627,7 +595,7 @@ int cmd_pretrain(int argc, char **argv) {
         if (!isfinite(loss_v) || !vlm_grads_finite(&m.ps)) {
             if (io)
                 fprintf(stderr, "\npretrain: %s at step %" PRId64 " (lr %.3g); stopping. The last good checkpoint is %s/epoch_latest.state.safetensors\n",
-                    isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, vlm_sched_lr(&sched, ts.step), ckdir);
+                    isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, vlm_sched_lr(&sched, ts.step), run.ckdir);
             rc = 3;
             goto cleanup;
         }
@@ -694,12 +662,10 @@ int cmd_pretrain(int argc, char **argv) {
         int last = ts.step == total_steps || out_of_time || stop_sig || stop_here;
         if (epoch_done) cur_epoch = batch_epoch + 1;
         if (io && (ts.step % o.save_every == 0 || last || epoch_done)) {
-            path_join(path, sizeof path, ckdir, "epoch_latest.state.safetensors");
-            path_join(path2, sizeof path2, ckdir, "epoch_latest.safetensors");
-            if (vlm_ckpt_save_state(path, &m, merges, &ts, args_json, &err) ||
-                vlm_ckpt_save_model(path2, &m, merges, ts.step, ts.epoch, &err))
+            if (vlm_ckpt_save_state(run.state, &m, merges, &ts, args_json, &err) ||
+                vlm_ckpt_save_model(run.model, &m, merges, ts.step, ts.epoch, &err))
                 goto fail;
-            path_join(path, sizeof path, rundir, "loss.png");
+            path_join(path, sizeof path, run.dir, "loss.png");
             vlm_error perr;
             if (curve_n > 1 && vlm_plot_png(path, curve_x, curve_y, NULL, (int)curve_n, 640, 360, &perr))
                 fprintf(stderr, "\npretrain: warning: %s\n", perr.msg);
@@ -707,12 +673,12 @@ int cmd_pretrain(int argc, char **argv) {
         if (io && epoch_done && (batch_epoch + 1) % o.save_freq == 0) {
             char fn[64];
             snprintf(fn, sizeof fn, "epoch_%" PRId64 ".safetensors", batch_epoch + 1);
-            path_join(path, sizeof path, ckdir, fn);
+            path_join(path, sizeof path, run.ckdir, fn);
             if (vlm_ckpt_save_model(path, &m, merges, ts.step, batch_epoch + 1, &err)) goto fail;
             int64_t old = batch_epoch + 1 - o.keep * o.save_freq;
             if (old >= 1) {
                 snprintf(fn, sizeof fn, "epoch_%" PRId64 ".safetensors", old);
-                path_join(path, sizeof path, ckdir, fn);
+                path_join(path, sizeof path, run.ckdir, fn);
                 unlink(path);
             }
         }
@@ -748,14 +714,14 @@ int cmd_pretrain(int argc, char **argv) {
                         "text-tower gradients reduced during the image backward in %" PRId64 " steps\n", W,
                 D->comm_s, 100.0 * D->comm_s / fmax(ts.elapsed_s, 1e-9), ts.elapsed_s, (double)D->comm_bytes / 1e6, overlapped);
     fprintf(stderr, "pretrain: %s after %" PRId64 " steps (%.1f min); checkpoint %s/epoch_latest.safetensors\n", stop_reason,
-            ts.step, ts.elapsed_s / 60.0, ckdir);
+            ts.step, ts.elapsed_s / 60.0, run.ckdir);
     printf("{\"steps\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.5f, \"minutes\": %.2f, \"pairs_seen\": %" PRId64,
            ts.step, ts.epoch, loss_v, ts.elapsed_s / 60.0, ts.step * (int64_t)K * B * W);
     if (have_r) {
         printf(", ");
         json_retrieval(stdout, &last_r);
     }
-    printf(", \"checkpoint\": \"%s/epoch_latest.safetensors\"}\n", ckdir);
+    printf(", \"checkpoint\": \"%s\"}\n", run.model);
     rc = 0;
     goto cleanup;
 ctx_fail:

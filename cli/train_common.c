@@ -1,5 +1,6 @@
 // Shared CLI helpers for training and evaluation (see train_common.h).
 #include "cli/train_common.h"
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -320,4 +321,44 @@ void cli_dist_fault(const cli_dist_opts *o, const vlm_dist *d, long long step) {
     if (!o->fault_kind || d->rank != o->fault_rank || step != o->fault_step) return;
     if (o->fault_kind == 2) _exit(9);
     for (;;) sleep(1); // a hung rank: never reaches the next collective
+}
+
+// A run killed while writing leaves NAME.tmp.<pid>; the finished files are
+// never touched by that, so the temp files are simply removed.
+static void remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[4096];
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, ".tmp.")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    if (d) closedir(d);
+}
+
+vlm_status cli_run_init(cli_run *r, const char *logs, const char *name, const char *resume, int io, vlm_error *err) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "%s/%s", logs, name);
+    snprintf(r->ckdir, sizeof r->ckdir, "%s/checkpoints", r->dir);
+    snprintf(r->model, sizeof r->model, "%s/epoch_latest.safetensors", r->ckdir);
+    snprintf(r->state, sizeof r->state, "%s/epoch_latest.state.safetensors", r->ckdir);
+    snprintf(r->metrics, sizeof r->metrics, "%s/metrics.jsonl", r->dir);
+    if (io) {
+        vlm_status st = cli_mkdirs(r->ckdir, err);
+        if (st) return st;
+        remove_stale_tmp(r->ckdir);
+    }
+    if (resume) {
+        snprintf(r->resume, sizeof r->resume, "%s", strcmp(resume, "latest") ? resume : r->state);
+        if (!cli_file_exists(r->resume))
+            return vlm_errorf(err, VLM_ERR_IO, "--resume: no training state at %s", r->resume);
+    }
+    return VLM_OK;
+}
+
+vlm_status cli_run_open_metrics(const cli_run *r, FILE **f, vlm_error *err) {
+    *f = fopen(r->metrics, r->resume[0] ? "a" : "w");
+    if (!*f) return vlm_errorf(err, VLM_ERR_IO, "%s: cannot open for writing: %s", r->metrics, strerror(errno));
+    return VLM_OK;
 }

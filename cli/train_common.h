@@ -4,6 +4,7 @@
 #define VLM_CLI_TRAIN_COMMON_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include "core/dist.h"
 #include "core/error.h"
 #include "data/dataset.h"
@@ -34,6 +35,18 @@ vlm_status cli_encode_dataset(vlm_clip *m, const vlm_dataset *ds, vlm_tokenizer 
 int cli_parse_composite(const char *s, vlm_decode_opts *o, vlm_error *err);
 // Encodes texts into normalised embeddings [n, E].
 vlm_status cli_encode_texts(vlm_clip *m, vlm_tokenizer *tok, const char *const *texts, int n, float *out, vlm_error *err);
+// A training run's folder LOGS/NAME: checkpoints/ (the latest model and
+// training state, written atomically), metrics.jsonl, and the state --resume
+// names ("" for a fresh run).
+typedef struct {
+    char dir[1024], ckdir[1100], model[1300], state[1300], metrics[1200], resume[1300];
+} cli_run;
+// Fills the paths; on the writing rank (io) creates checkpoints/ and removes
+// the temp files a killed run left there; resolves --resume (NULL: a fresh
+// run, "latest": this run's state, else a state file), which must exist.
+vlm_status cli_run_init(cli_run *r, const char *logs, const char *name, const char *resume, int io, vlm_error *err);
+// Opens metrics.jsonl: appended to when resuming, truncated otherwise.
+vlm_status cli_run_open_metrics(const cli_run *r, FILE **f, vlm_error *err);
 // "1h02m" / "3m05s" / "12s"
 void cli_fmt_duration(double s, char *buf, int n);
 
