@@ -694,8 +694,8 @@ int cmd_finetune(int argc, char **argv) {
         loss_v = (float)loss_d;
         if (!isfinite(loss_v) || !vlm_grads_finite(&m.ps)) {
             if (io)
-                fprintf(stderr, "\nfinetune: %s at step %" PRId64 "; stopping. The last good checkpoint is %s/epoch_latest.state.safetensors\n",
-                    isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, run.ckdir);
+                fprintf(stderr, "\nfinetune: %s at step %" PRId64 "; stopping. The last good checkpoint is %s\n",
+                    isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, run.state);
             rc = 3;
             goto cleanup;
         }

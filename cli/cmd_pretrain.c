@@ -594,8 +594,8 @@ int cmd_pretrain(int argc, char **argv) {
         loss_v = (float)step_loss;
         if (!isfinite(loss_v) || !vlm_grads_finite(&m.ps)) {
             if (io)
-                fprintf(stderr, "\npretrain: %s at step %" PRId64 " (lr %.3g); stopping. The last good checkpoint is %s/epoch_latest.state.safetensors\n",
-                    isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, vlm_sched_lr(&sched, ts.step), run.ckdir);
+                fprintf(stderr, "\npretrain: %s at step %" PRId64 " (lr %.3g); stopping. The last good checkpoint is %s\n",
+                    isfinite(loss_v) ? "non-finite gradients" : "loss is NaN/Inf", ts.step, vlm_sched_lr(&sched, ts.step), run.state);
             rc = 3;
             goto cleanup;
         }
