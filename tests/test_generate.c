@@ -296,6 +296,14 @@ static void test_cli(void) {
     CHECK(same_state(LOGS "/straight/checkpoints/epoch_latest.state.safetensors",
                      LOGS "/resumed/checkpoints/epoch_latest.state.safetensors"),
           "resumed run's state (params, moments, EMA, step) differs from the uninterrupted run's");
+    // --resume latest with no saved state: refused, naming the missing file (not a fresh run)
+    CHECK(sh("%s --max-steps 2 --grid-n 0 --name nostate --resume latest", base) != 0, "--resume without a state was accepted");
+    {
+        char *log = tu_read_file(LOGS "/stderr.txt", NULL);
+        CHECK(log && strstr(log, "--resume: no training state at " LOGS "/nostate/checkpoints/epoch_latest.state.safetensors"),
+              "--resume without a state: no clear error");
+        free(log);
+    }
     // captions without labels: the caption is the condition
     CHECK(sh("%s generate train --clip " LOGS "/clip.safetensors --train-data " DIRN "/captions.tsv --image-size 8 "
              "--patch-size 2 --width 32 --heads 2 --layers 1 --batch-size 8 --max-steps 3 --grid-n 0 --cond-tokens 2 "
