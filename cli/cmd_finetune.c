@@ -788,8 +788,8 @@ int cmd_finetune(int argc, char **argv) {
         if (evaluate(&m, &val, B, (int)o.workers, &c, &last_r, &err)) goto fail;
         have_r = 1;
     }
-    fprintf(stderr, "finetune: %s after %" PRId64 " steps (%.1f min of training); model %s/epoch_latest.safetensors\n",
-            stop_reason, ts.step, ts.elapsed_s / 60.0, run.ckdir);
+    fprintf(stderr, "finetune: %s after %" PRId64 " steps (%.1f min of training); model %s\n",
+            stop_reason, ts.step, ts.elapsed_s / 60.0, run.model);
     // ---- WiSE-FT ----
     eval_result wr[16];
     if (o.n_wise) {

@@ -713,8 +713,8 @@ int cmd_pretrain(int argc, char **argv) {
         fprintf(stderr, "pretrain: %d ranks; rank 0 waited %.1f s in collectives (%.1f%% of %.1f s), %.1f MB sent; "
                         "text-tower gradients reduced during the image backward in %" PRId64 " steps\n", W,
                 D->comm_s, 100.0 * D->comm_s / fmax(ts.elapsed_s, 1e-9), ts.elapsed_s, (double)D->comm_bytes / 1e6, overlapped);
-    fprintf(stderr, "pretrain: %s after %" PRId64 " steps (%.1f min); checkpoint %s/epoch_latest.safetensors\n", stop_reason,
-            ts.step, ts.elapsed_s / 60.0, run.ckdir);
+    fprintf(stderr, "pretrain: %s after %" PRId64 " steps (%.1f min); checkpoint %s\n", stop_reason,
+            ts.step, ts.elapsed_s / 60.0, run.model);
     printf("{\"steps\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.5f, \"minutes\": %.2f, \"pairs_seen\": %" PRId64,
            ts.step, ts.epoch, loss_v, ts.elapsed_s / 60.0, ts.step * (int64_t)K * B * W);
     if (have_r) {
