@@ -152,7 +152,7 @@ vlm_status vlm_gen_load_state(const char *path, vlm_gen *g, vlm_train_state *s, 
 void vlm_gen_sample_opts_default(vlm_gen_sample_opts *o) {
     *o = (vlm_gen_sample_opts){.steps = 50, .ddpm = 0, .guidance = 3.0f, .guidance_lo = 0.0f,
                                .guidance_hi = INFINITY, .clip_x0 = 1, .seed = 0, .first_index = 0,
-                               .batch = 64};
+                               .batch = 64, .guide = NULL, .autoguidance = 1.0f};
 }
 
 vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen_sample_opts *o, float *out,
@@ -166,6 +166,19 @@ vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen
     if (!(o->guidance_lo >= 0) || !(o->guidance_hi > o->guidance_lo))
         return vlm_errorf(err, VLM_ERR_ARG, "sample: guidance interval (%g, %g] is empty or negative",
                           (double)o->guidance_lo, (double)o->guidance_hi);
+    const vlm_dit_cfg *gc = o->guide ? &o->guide->cfg : NULL;
+    if (gc && (gc->image_size != S || gc->in_channels != C || gc->cond_dim != E || gc->timesteps != T ||
+               gc->schedule != cf->schedule))
+        return vlm_errorf(err, VLM_ERR_ARG,
+                          "sample: the autoguidance guide (image %d, channels %d, cond %d, T %d, %s schedule) does not "
+                          "match the generator (image %d, channels %d, cond %d, T %d, %s schedule)",
+                          gc->image_size, gc->in_channels, gc->cond_dim, gc->timesteps,
+                          gc->schedule == VLM_DIFF_COSINE ? "cosine" : "linear", S, C, E, T,
+                          cf->schedule == VLM_DIFF_COSINE ? "cosine" : "linear");
+    if (!(o->autoguidance >= 0) || !isfinite(o->autoguidance))
+        return vlm_errorf(err, VLM_ERR_ARG, "sample: autoguidance %g is not a finite value >= 0", (double)o->autoguidance);
+    const int autog = gc && o->autoguidance != 1.0f;
+    const float ag = o->autoguidance - 1.0f;
     const int both = o->guidance != 1.0f && o->guidance != 0.0f, uncond_only = o->guidance == 0.0f;
     const int rows = both ? 2 : 1;
     vlm_diff_schedule sch;
@@ -221,6 +234,21 @@ vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen
             // guidance: eps = eps_u + s (eps_c - eps_u)
             for (int64_t j = 0; j < (int64_t)B * D; j++)
                 eps[j] = guide ? yo[(int64_t)B * D + j] + o->guidance * (yo[j] - yo[(int64_t)B * D + j]) : yo[j];
+            if (autog) {
+                // the guide on the conditional rows [0, B) (same x_t, t, condition); yo stays
+                // valid: the arena is not reset between the two passes
+                vlm_tensor *xg = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, C, S, S}, x, NULL);
+                vlm_tensor *eg = vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){B, E}, eb, NULL);
+                vlm_tensor *yg = vlm_dit_forward(&c, (vlm_dit *)o->guide, xg, tt, eg, drop);
+                if (!yg) {
+                    st = c.status;
+                    *err = c.err;
+                    vlm_error_prefix(err, "autoguidance guide");
+                    break;
+                }
+                const float *go = vlm_f32(yg);
+                for (int64_t j = 0; j < (int64_t)B * D; j++) eps[j] += ag * (yo[j] - go[j]);
+            }
             for (int b = 0; b < B; b++) {
                 float *xb = x + b * D, *eb_ = eps + b * D;
                 if (o->clip_x0) vlm_diff_clip_eps(&sch, t, xb, eb_, D);

@@ -59,12 +59,22 @@ typedef struct {
     uint64_t seed;   // sample i's noise: stream VLM_RNG_SAMPLE, sub = first_index + i
     int64_t first_index;
     int batch;       // images per forward pass (x2 with guidance)
+    // Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"):
+    // a weaker denoiser `guide` (smaller and/or shorter-trained, same image size, channels, noise
+    // schedule and condition) adds (autoguidance - 1) (eps_c - eps_guide_c) at every step. It
+    // sharpens images towards what the main model knows better than the guide without the loss of
+    // variety of classifier-free guidance. NULL or autoguidance 1 = off.
+    const vlm_dit *guide;
+    float autoguidance;
 } vlm_gen_sample_opts;
 
 void vlm_gen_sample_opts_default(vlm_gen_sample_opts *o); // DDIM 50 steps, guidance 3, clip, seed 0, batch 64
 // emb: [n, E] conditioning embeddings (L2-normalised CLIP embeddings) ->
 // out: [n, C, S, S] in [-1, 1]. Sample i depends only on (seed, first_index
 // + i, emb[i]), not on n or the batch size. The DiT's current weights are used.
+// With a guide and guidance s, autoguidance a, inside the guidance interval:
+// eps = eps_u + s (eps_c - eps_u) + (a - 1) (eps_c - eps_g); outside it the
+// s term is dropped (eps = eps_c + (a - 1) (eps_c - eps_g)).
 vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen_sample_opts *o, float *out,
                           vlm_error *err);
 

@@ -296,6 +296,31 @@ static void test_cli(void) {
     CHECK(same_state(LOGS "/straight/checkpoints/epoch_latest.state.safetensors",
                      LOGS "/resumed/checkpoints/epoch_latest.state.safetensors"),
           "resumed run's state (params, moments, EMA, step) differs from the uninterrupted run's");
+    // autoguidance: the model as its own guide adds (a - 1) * 0 (= conditional-only gi3); a weaker guide
+    // (the 20-step model) at a = 1 changes nothing, at a = 2 changes the samples; --autoguidance needs
+    // --guide; a guide of another image size is refused
+    const char *weak = LOGS "/straight/checkpoints/epoch_latest.safetensors";
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance 1 --guide %s --autoguidance 2 --out " LOGS "/ag1.png",
+             vlm, model, two, model) == 0 && files_equal(LOGS "/ag1.png", LOGS "/gi3.png"),
+          "autoguidance by the model itself changed the samples");
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance 1 --guide %s --autoguidance 1 --out " LOGS "/ag2.png",
+             vlm, model, two, weak) == 0 && files_equal(LOGS "/ag2.png", LOGS "/gi3.png"),
+          "autoguidance 1 changed the samples");
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance 1 --guide %s --autoguidance 2 --out " LOGS "/ag3.png",
+             vlm, model, two, weak) == 0 && !files_equal(LOGS "/ag3.png", LOGS "/gi3.png"),
+          "autoguidance 2 by a weaker guide left the samples unchanged");
+    CHECK(sh("%s generate sample --checkpoint %s %s --autoguidance 2 --out " LOGS "/ag4.png", vlm, model, two) != 0,
+          "--autoguidance without --guide was accepted");
+    CHECK(sh("%s --max-steps 1 --grid-n 0 --image-size 16 --name big", base) == 0 &&
+              sh("%s generate sample --checkpoint %s %s --guide " LOGS "/big/checkpoints/epoch_latest.safetensors "
+                 "--autoguidance 2 --out " LOGS "/ag5.png", vlm, model, two) != 0,
+          "a guide of another image size was accepted");
+    CHECK(sh("%s generate eval --checkpoint %s --classifier " LOGS "/clf.safetensors --classnames " DIRN
+             "/classnames.txt --n-per-class 8 --steps 10 --guide %s --autoguidance 2 --json",
+             vlm, model, weak) == 0,
+          "generate eval with autoguidance failed");
+    last_json(js, sizeof js);
+    CHECK(jnum(js, "autoguidance") == 2 && jnum(js, "n") == 16, "eval JSON with autoguidance: %s", js);
     // --resume latest with no saved state: refused, naming the missing file (not a fresh run)
     CHECK(sh("%s --max-steps 2 --grid-n 0 --name nostate --resume latest", base) != 0, "--resume without a state was accepted");
     {
