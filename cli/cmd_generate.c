@@ -319,6 +319,8 @@ static const char *train_usage =
     "model (DiT):\n"
     "  --image-size S (32)  --patch-size P (4)  --channels 1|3 (3)  --width W (256)  --layers L (6)\n"
     "  --heads H (4)  --cond-tokens K (0: the embedding also as K extra tokens, unCLIP style)\n"
+    "  --long-skip              U-ViT long skips: the last L/2 blocks each take Linear([x, output of the\n"
+    "                           mirrored first-half block]) as input (Bao et al. 2023)\n"
     "  --schedule linear|cosine (linear)  --timesteps T (1000)\n"
     "optimisation:\n"
     "  --batch-size B (64)  --lr LR (3e-4)  --wd WD (0)  --warmup STEPS (500)  --lr-schedule const|cosine\n"
@@ -338,7 +340,7 @@ typedef struct {
     long long limit, image_size, patch, channels, width, layers, heads, cond_tokens, timesteps, batch, warmup, seed,
         max_steps, save_every, log_every, grid_n;
     double hflip, lr, wd, clip_norm, p_uncond, ema, max_minutes, min_snr;
-    int time_sched;
+    int time_sched, long_skip;
     cli_dist_opts dist;
 } train_opts;
 
@@ -376,7 +378,7 @@ static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
         OPT_FLT("--hflip", hflip, 0, 1) OPT_FLT("--lr", lr, 0, 10) OPT_FLT("--wd", wd, 0, 10)
         OPT_FLT("--grad-clip-norm", clip_norm, 0, 1e9) OPT_FLT("--p-uncond", p_uncond, 0, 1)
         OPT_FLT("--ema-decay", ema, 0, 1) OPT_FLT("--min-snr", min_snr, 0, 1e9) OPT_FLT("--max-minutes", max_minutes, 0, 1e7)
-        OPT_FLAG("--time-schedule", time_sched)
+        OPT_FLAG("--time-schedule", time_sched) OPT_FLAG("--long-skip", long_skip)
         int dr = cli_dist_parse_opt(a, v, &o->dist, err); // --dist-timeout, --debug-fault
         if (dr < 0) return -1;
         if (dr) { i++; continue; }
@@ -471,6 +473,7 @@ static int cmd_generate_train(int argc, char **argv) {
     vlm_dit_cfg_default(&cfg);
     cfg.image_size = (int)o.image_size, cfg.patch_size = (int)o.patch, cfg.in_channels = (int)o.channels;
     cfg.width = (int)o.width, cfg.layers = (int)o.layers, cfg.heads = (int)o.heads, cfg.cond_tokens = (int)o.cond_tokens;
+    cfg.long_skip = o.long_skip;
     cfg.schedule = (vlm_diff_kind)vlm_diff_kind_parse(o.schedule), cfg.timesteps = (int)o.timesteps;
     if (vlm_gen_from_clip(&g, o.clip, cfg, (uint64_t)o.seed, &err)) goto fail;
     g.cond = strcmp(o.cond, "image") ? VLM_GEN_TEXT : VLM_GEN_IMAGE;
@@ -697,12 +700,14 @@ typedef struct {
     const char *sampler;
     const char *guide; // autoguidance: the weaker generator's model file (NULL = none)
     double autog;      // its weight a (1 = off)
+    double rescale;    // guidance rescale phi (0 = off)
 } sample_flags;
 
 static int parse_sample_flag(const char *a, const char *v, sample_flags *f, vlm_error *err) {
     if (!strcmp(a, "--steps")) return cli_parse_int(a, v, 1, 100000, &f->steps, err) ? -1 : 1;
     if (!strcmp(a, "--seed")) return cli_parse_int(a, v, 0, INT64_MAX, &f->seed, err) ? -1 : 1;
     if (!strcmp(a, "--guidance")) return cli_parse_float(a, v, 0, 100, &f->guidance, err) ? -1 : 1;
+    if (!strcmp(a, "--guidance-rescale")) return cli_parse_float(a, v, 0, 1, &f->rescale, err) ? -1 : 1;
     if (!strcmp(a, "--autoguidance")) return cli_parse_float(a, v, 0, 100, &f->autog, err) ? -1 : 1;
     if (!strcmp(a, "--guide")) {
         f->guide = v;
@@ -739,6 +744,7 @@ static void sample_opts_from(const sample_flags *f, vlm_gen_sample_opts *so) {
     so->seed = (uint64_t)f->seed;
     so->guidance_lo = (float)f->glo, so->guidance_hi = (float)f->ghi;
     so->autoguidance = (float)f->autog;
+    so->guidance_rescale = (float)f->rescale;
 }
 
 // Loads the autoguidance guide named by --guide into *guide (have = 1) and
@@ -771,6 +777,8 @@ static const char *sample_usage =
     "  --guidance S (3)         classifier-free guidance eps_u + S (eps_c - eps_u); 1 = no guidance\n"
     "  --guidance-interval LO,HI  guide only the steps whose noise level sigma = sqrt((1 - alpha_bar) /\n"
     "                           alpha_bar) is in (LO, HI] (HI may be inf); the others are conditional only\n"
+    "  --guidance-rescale PHI   pull each guided x0 prediction's std back towards the conditional one's:\n"
+    "                           x0 *= PHI std(x0_c) / std(x0_guided) + 1 - PHI (Lin et al. 2024; 0 = off)\n"
     "  --guide D --autoguidance A  autoguidance (Karras et al. 2024): a weaker generator D (smaller or\n"
     "                           shorter-trained; same size, schedule and CLIP) adds (A - 1) (eps_c - eps_D) at\n"
     "                           every step: sharper images without classifier-free guidance's loss of variety\n"
@@ -781,7 +789,7 @@ static int cmd_generate_sample(int argc, char **argv) {
     const char *cmd = "generate sample", *ckpt = NULL, *prompts_file = NULL, *classnames = NULL, *tmpl = NULL,
                *out = "grid.png";
     long long n = 8, scale = 2, batch = 64;
-    sample_flags sf = {50, 0, 3.0, 0, INFINITY, "ddim", NULL, 1.0};
+    sample_flags sf = {50, 0, 3.0, 0, INFINITY, "ddim", NULL, 1.0, 0.0};
     int no_clip = 0, no_labels = 0;
     strlist prompts = {0}, images = {0};
     vlm_error err = {0};
@@ -917,7 +925,7 @@ static const char *eval_usage =
     "                           default: the generator's training data (recorded in its file)\n"
     "  --n-per-class N (100)  --steps N (50)  --sampler ddim|ddpm  --guidance S (3)  --seed S (0)\n"
     "  --guidance-interval LO,HI  guide only at noise levels sigma in (LO, HI] (see generate sample)\n"
-    "  --guide D --autoguidance A  autoguidance with the weaker generator D (see generate sample)\n"
+    "  --guidance-rescale PHI  --guide D --autoguidance A  (see generate sample)\n"
     "  --grid FILE              also write the first 10 images of each class as a grid\n"
     "  --json                   end with one JSON line: cond_accuracy, fd, fd_real_real, n, real_accuracy,\n"
     "                           per_class (accuracy), fd_mean (the |mu_g - mu_r|^2 part of fd), fd_class and\n"
@@ -948,7 +956,7 @@ static int cmd_generate_eval(int argc, char **argv) {
     const char *cmd = "generate eval", *ckpt = NULL, *clf_path = NULL, *classnames = NULL, *real = NULL, *tmpl = NULL,
                *grid = NULL;
     long long npc = 100;
-    sample_flags sf = {50, 0, 3.0, 0, INFINITY, "ddim", NULL, 1.0};
+    sample_flags sf = {50, 0, 3.0, 0, INFINITY, "ddim", NULL, 1.0, 0.0};
     int json = 0;
     vlm_error err = {0};
     for (int i = 1; i < argc; i++) {
@@ -1163,6 +1171,7 @@ static int cmd_generate_eval(int argc, char **argv) {
         if (isfinite(sf.ghi)) printf("%g]", sf.ghi);
         else printf("null]"); // JSON has no inf
         if (have_guide) printf(", \"autoguidance\": %g", sf.autog);
+        if (sf.rescale > 0) printf(", \"guidance_rescale\": %g", sf.rescale);
         printf(", \"fd_mean\": %.6f, \"fd_class\": [", fd_mean);
         for (int k = 0; k < K; k++) printf("%s%.6f", k ? ", " : "", fdk[k]);
         printf("], \"fd_class_real_real\": [");

@@ -11,7 +11,7 @@
 void vlm_dit_cfg_default(vlm_dit_cfg *cfg) {
     *cfg = (vlm_dit_cfg){.image_size = 32, .patch_size = 4, .in_channels = 3, .width = 256, .layers = 6,
                          .heads = 4, .mlp_ratio = 4, .cond_dim = 512, .cond_tokens = 0, .freq_dim = 256,
-                         .ln_eps = 1e-6f, .schedule = VLM_DIFF_LINEAR, .timesteps = 1000};
+                         .ln_eps = 1e-6f, .schedule = VLM_DIFF_LINEAR, .timesteps = 1000, .long_skip = 0};
 }
 
 vlm_status vlm_dit_cfg_check(const vlm_dit_cfg *c, vlm_error *err) {
@@ -28,6 +28,8 @@ vlm_status vlm_dit_cfg_check(const vlm_dit_cfg *c, vlm_error *err) {
     if (c->cond_dim < 1 || c->cond_tokens < 0 || c->cond_tokens > 64 || c->freq_dim < 2 || c->freq_dim % 2)
         return vlm_errorf(err, VLM_ERR_ARG, "dit: bad cond_dim %d / cond_tokens %d / freq_dim %d", c->cond_dim,
                           c->cond_tokens, c->freq_dim);
+    if (c->long_skip && c->layers < 2)
+        return vlm_errorf(err, VLM_ERR_ARG, "dit: long skips need at least 2 layers, got %d", c->layers);
     if (c->timesteps < 2 || c->timesteps > 100000)
         return vlm_errorf(err, VLM_ERR_ARG, "dit: timesteps %d out of [2, 100000]", c->timesteps);
     return VLM_OK;
@@ -39,6 +41,8 @@ char *vlm_dit_cfg_to_json(const vlm_dit_cfg *c) {
                           "layers", c->layers, "heads", c->heads, "mlp_ratio", c->mlp_ratio, "cond_dim", c->cond_dim,
                           "cond_tokens", c->cond_tokens, "freq_dim", c->freq_dim, "ln_eps", (double)c->ln_eps,
                           "schedule", c->schedule == VLM_DIFF_COSINE ? "cosine" : "linear", "timesteps", c->timesteps);
+    // written only when on, so files of models without skips stay byte-identical
+    if (o && c->long_skip) json_object_set_new(o, "long_skip", json_true());
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     return s;
@@ -67,7 +71,11 @@ vlm_status vlm_dit_cfg_from_json(const char *text, vlm_dit_cfg *c, vlm_error *er
     const char *sch = json_string_value(json_object_get(o, "schedule"));
     if (!st && (!json_is_number(eps) || !sch || vlm_diff_kind_parse(sch) < 0))
         st = vlm_errorf(err, VLM_ERR_FORMAT, "dit config: 'ln_eps' must be a number and 'schedule' linear or cosine");
+    json_t *ls = json_object_get(o, "long_skip"); // optional (older files: off)
+    if (!st && ls && !json_is_boolean(ls))
+        st = vlm_errorf(err, VLM_ERR_FORMAT, "dit config: 'long_skip' must be true or false");
     if (!st) {
+        c->long_skip = ls ? json_is_true(ls) : 0;
         c->ln_eps = (float)json_number_value(eps);
         c->schedule = (vlm_diff_kind)vlm_diff_kind_parse(sch);
         st = vlm_dit_cfg_check(c, err);
@@ -132,6 +140,15 @@ vlm_status vlm_dit_init(vlm_dit *d, const vlm_dit_cfg *cfg, vlm_error *err) {
         b->ada_w = ADD2(6 * W, W, "blocks.%d.adaLN_modulation.1.weight", l);
         b->ada_b = ADD1(6 * W, "blocks.%d.adaLN_modulation.1.bias", l);
     }
+    if (cfg->long_skip) {
+        int ns = cfg->layers / 2;
+        d->skip_w = malloc(sizeof(int) * (size_t)ns), d->skip_b = malloc(sizeof(int) * (size_t)ns);
+        if (!d->skip_w || !d->skip_b) return vlm_errorf(err, VLM_ERR_OOM, "dit: out of memory");
+        for (int i = 0; i < ns; i++) {
+            d->skip_w[i] = ADD2(W, 2 * W, "skips.%d.linear.weight", i);
+            d->skip_b[i] = ADD1(W, "skips.%d.linear.bias", i);
+        }
+    }
     d->fa_w = ADD2(2 * W, W, "final_layer.adaLN_modulation.1.weight");
     d->fa_b = ADD1(2 * W, "final_layer.adaLN_modulation.1.bias");
     d->fl_w = ADD2(p * p * Ci, W, "final_layer.linear.weight");
@@ -149,6 +166,7 @@ vlm_status vlm_dit_init(vlm_dit *d, const vlm_dit_cfg *cfg, vlm_error *err) {
 void vlm_dit_free(vlm_dit *d) {
     vlm_params_free(&d->ps);
     free(d->blocks);
+    free(d->skip_w), free(d->skip_b);
     memset(d, 0, sizeof *d);
 }
 
@@ -225,6 +243,7 @@ void vlm_dit_init_weights(vlm_dit *d, uint64_t seed) {
         xavier(P(b->fc1_w), M, W, &rng);
         xavier(P(b->fc2_w), W, M, &rng);
     }
+    for (int i = 0; c->long_skip && i < c->layers / 2; i++) xavier(P(d->skip_w[i]), W, 2 * W, &rng);
 #undef P
 }
 
@@ -285,8 +304,19 @@ vlm_tensor *vlm_dit_forward(vlm_ctx *c, vlm_dit *d, vlm_tensor *xt, const int32_
     }
     if (!x) return NULL;
     int64_t T = K + N;
-    for (int l = 0; l < cf->layers; l++) {
+    // U-ViT long skips: blocks [0, L/2) push their outputs, blocks [L - L/2, L) take them back last-in
+    // first-out through Linear([x, skip]) (a middle block of odd L has none).
+    const int L = cf->layers, ns = cf->long_skip ? L / 2 : 0;
+    vlm_tensor *skips[128];
+    if (ns > 128) return vlm_ctx_fail(c, VLM_ERR_ARG, "dit: %d long skips, at most 128", ns);
+    for (int l = 0; l < L; l++) {
         const vlm_dit_block *bk = &d->blocks[l];
+        if (ns && l >= L - ns) {
+            int i = l - (L - ns); // skip linear i takes the output of block ns - 1 - i
+            vlm_tensor *parts[2] = {x, skips[ns - 1 - i]};
+            x = vlm_op_linear(c, vlm_op_concat(c, parts, 2, 2), P(d->skip_w[i]), P(d->skip_b[i])); // [B, T, W]
+            if (!x) return NULL;
+        }
         vlm_tensor *mod = vlm_op_linear(c, sc, P(bk->ada_w), P(bk->ada_b)); // [B, 6W]
         if (!mod) return NULL;
         // DiT's chunk order: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp
@@ -307,6 +337,7 @@ vlm_tensor *vlm_dit_forward(vlm_ctx *c, vlm_dit *d, vlm_tensor *xt, const int32_
         h = vlm_op_act(c, vlm_op_linear(c, h, P(bk->fc1_w), P(bk->fc1_b)), VLM_ACT_GELU_TANH);
         x = vlm_op_gate_add(c, x, ch[5], vlm_op_linear(c, h, P(bk->fc2_w), P(bk->fc2_b)));
         if (!x) return NULL;
+        if (l < ns) skips[l] = x;
     }
     if (K) x = vlm_view_slice(c, x, 1, K, N);
     vlm_tensor *fm = vlm_op_linear(c, sc, P(d->fa_w), P(d->fa_b)); // [B, 2W]: shift, scale

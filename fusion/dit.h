@@ -33,6 +33,8 @@ typedef struct {
     float ln_eps;    // 1e-6 (DiT)
     vlm_diff_kind schedule;
     int timesteps;   // T (1000)
+    int long_skip;   // U-ViT long skips (Bao et al. 2023): the i-th last block's input is
+                     // Linear([x, output of block i]) for the first floor(L/2) blocks (0 = off)
 } vlm_dit_cfg;
 
 typedef struct {
@@ -44,6 +46,7 @@ typedef struct {
     vlm_params ps;
     int pos, xe_w, xe_b, t0_w, t0_b, t2_w, t2_b, y_w, y_b, y_null, y_mean, y_iscale, tok_w, tok_b, fa_w, fa_b, fl_w, fl_b;
     vlm_dit_block *blocks;
+    int *skip_w, *skip_b; // [layers / 2] with long_skip: skips.i.linear, [W, 2W] / [W]
 } vlm_dit;
 
 // 32x32 RGB, patch 4, width 256, 6 layers, 4 heads, E = 512, no extra tokens, linear schedule, T = 1000.

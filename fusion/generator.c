@@ -152,7 +152,7 @@ vlm_status vlm_gen_load_state(const char *path, vlm_gen *g, vlm_train_state *s, 
 void vlm_gen_sample_opts_default(vlm_gen_sample_opts *o) {
     *o = (vlm_gen_sample_opts){.steps = 50, .ddpm = 0, .guidance = 3.0f, .guidance_lo = 0.0f,
                                .guidance_hi = INFINITY, .clip_x0 = 1, .seed = 0, .first_index = 0,
-                               .batch = 64, .guide = NULL, .autoguidance = 1.0f};
+                               .batch = 64, .guide = NULL, .autoguidance = 1.0f, .guidance_rescale = 0.0f};
 }
 
 vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen_sample_opts *o, float *out,
@@ -177,6 +177,8 @@ vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen
                           cf->schedule == VLM_DIFF_COSINE ? "cosine" : "linear");
     if (!(o->autoguidance >= 0) || !isfinite(o->autoguidance))
         return vlm_errorf(err, VLM_ERR_ARG, "sample: autoguidance %g is not a finite value >= 0", (double)o->autoguidance);
+    if (!(o->guidance_rescale >= 0 && o->guidance_rescale <= 1))
+        return vlm_errorf(err, VLM_ERR_ARG, "sample: guidance rescale %g outside [0, 1]", (double)o->guidance_rescale);
     const int autog = gc && o->autoguidance != 1.0f;
     const float ag = o->autoguidance - 1.0f;
     const int both = o->guidance != 1.0f && o->guidance != 0.0f, uncond_only = o->guidance == 0.0f;
@@ -234,6 +236,28 @@ vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen
             // guidance: eps = eps_u + s (eps_c - eps_u)
             for (int64_t j = 0; j < (int64_t)B * D; j++)
                 eps[j] = guide ? yo[(int64_t)B * D + j] + o->guidance * (yo[j] - yo[(int64_t)B * D + j]) : yo[j];
+            if (guide && o->guidance_rescale > 0) {
+                // x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab): x0_g *= phi std(x0_c) / std(x0_g) + (1 - phi), then
+                // back to eps. x (rows [0, B)) is x_t here.
+                const double sa = sqrt(ab), s1 = sqrt(1.0 - ab), phi = o->guidance_rescale;
+                for (int b = 0; b < B; b++) {
+                    const float *xb = x + b * D, *ec = yo + b * D;
+                    float *eg = eps + b * D;
+                    double mc = 0, qc = 0, mg = 0, qg = 0;
+                    for (int64_t j = 0; j < D; j++) {
+                        double a0 = (xb[j] - s1 * ec[j]) / sa, g0 = (xb[j] - s1 * eg[j]) / sa;
+                        mc += a0, qc += a0 * a0, mg += g0, qg += g0 * g0;
+                    }
+                    mc /= (double)D, mg /= (double)D;
+                    double vc = qc / (double)D - mc * mc, vg = qg / (double)D - mg * mg;
+                    if (!(vg > 1e-12) || !(vc >= 0)) continue;
+                    double f = phi * sqrt(vc / vg) + (1.0 - phi);
+                    for (int64_t j = 0; j < D; j++) {
+                        double g0 = (xb[j] - s1 * eg[j]) / sa * f;
+                        eg[j] = (float)((xb[j] - sa * g0) / s1);
+                    }
+                }
+            }
             if (autog) {
                 // the guide on the conditional rows [0, B) (same x_t, t, condition); yo stays
                 // valid: the arena is not reset between the two passes

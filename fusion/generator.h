@@ -55,6 +55,11 @@ typedef struct {
     // sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) lies in (guidance_lo, guidance_hi]; the other
     // steps are conditional only (one forward pass, not two). Default (0, inf]: every step.
     float guidance_lo, guidance_hi;
+    // Guidance rescale (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
+    // flawed", sec. 3.4): the guided x0 prediction's standard deviation (per image) is pulled back
+    // towards the conditional one's, x0 *= phi std(x0_c) / std(x0_g) + (1 - phi); guidance
+    // otherwise over-exposes (large s inflates the contrast). 0 = off.
+    float guidance_rescale;
     int clip_x0;     // clip the predicted x0 to [-1, 1] at every step (1 by default)
     uint64_t seed;   // sample i's noise: stream VLM_RNG_SAMPLE, sub = first_index + i
     int64_t first_index;

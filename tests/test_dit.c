@@ -31,15 +31,18 @@ static float *get(const vlm_st_file *f, const char *name, int64_t n) {
     return p;
 }
 
-static void test_reference(void) {
+// fixture: dit.safetensors (2 blocks) or, with long_skip, dit_skip.safetensors
+// (5 blocks: 2 U-ViT long skips around a middle block).
+static void test_reference(const char *fixture, int long_skip) {
     vlm_st_file f;
     vlm_error err;
-    if (vlm_st_read(&f, tu_src("tests/fixtures/dit.safetensors"), &err) != VLM_OK) {
+    if (vlm_st_read(&f, tu_src(fixture), &err) != VLM_OK) {
         CHECK(0, "%s", err.msg);
         return;
     }
     vlm_dit d;
     vlm_dit_cfg cfg = tiny_cfg();
+    if (long_skip) cfg.long_skip = 1, cfg.layers = 5;
     CHECK(vlm_dit_init(&d, &cfg, &err) == VLM_OK, "%s", err.msg);
     vlm_dit_init_weights(&d, 1);
     // The C sin-cos table and timestep embedding against DiT's numpy/torch code.
@@ -89,7 +92,7 @@ static void test_reference(void) {
             CHECK(er < 1e-3, "%s: rel err %.3g", gn, er);
             free(g);
         }
-        printf("  dit vs torch: out rel %.2e, loss %.7g, worst grad rel %.2e (%s)\n", e_out, vlm_f32(loss)[0], worst, wn);
+        printf("  dit%s vs torch: out rel %.2e, loss %.7g, worst grad rel %.2e (%s)\n", long_skip ? " (long skips)" : "", e_out, vlm_f32(loss)[0], worst, wn);
     }
     // The embedding statistics: mean m and inv_scale s give the outputs of
     // feeding (emb - m) * s with the identity statistics.
@@ -171,6 +174,13 @@ static void test_zero_init(void) {
     CHECK(js && vlm_dit_cfg_from_json(js, &back, &err) == VLM_OK && memcmp(&back, &cfg, sizeof cfg) == 0,
           "config JSON round trip: %s", js ? js : "(null)");
     free(js);
+    cfg.long_skip = 1; // written only when on; read back
+    js = vlm_dit_cfg_to_json(&cfg);
+    CHECK(js && strstr(js, "\"long_skip\":true") && vlm_dit_cfg_from_json(js, &back, &err) == VLM_OK &&
+              memcmp(&back, &cfg, sizeof cfg) == 0,
+          "long-skip config JSON round trip: %s", js ? js : "(null)");
+    free(js);
+    cfg.long_skip = 0;
     CHECK(vlm_dit_cfg_from_json("{\"width\": 16}", &back, &err) != VLM_OK && strstr(err.msg, "dit config"),
           "incomplete config accepted");
     vlm_ctx_free(&c);
@@ -178,7 +188,8 @@ static void test_zero_init(void) {
 }
 
 int main(void) {
-    test_reference();
+    test_reference("tests/fixtures/dit.safetensors", 0);
+    test_reference("tests/fixtures/dit_skip.safetensors", 1);
     test_zero_init();
     return tu_done("test_dit");
 }

@@ -296,6 +296,15 @@ static void test_cli(void) {
     CHECK(same_state(LOGS "/straight/checkpoints/epoch_latest.state.safetensors",
                      LOGS "/resumed/checkpoints/epoch_latest.state.safetensors"),
           "resumed run's state (params, moments, EMA, step) differs from the uninterrupted run's");
+    // guidance rescale: 0 = plain guidance (g1); 0.7 changes the guided samples; outside [0, 1] refused
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance 2 --guidance-rescale 0 --out " LOGS "/gr1.png", vlm,
+             model, two) == 0 && files_equal(LOGS "/gr1.png", LOGS "/g1.png"),
+          "--guidance-rescale 0 changed the samples");
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance 2 --guidance-rescale 0.7 --out " LOGS "/gr2.png", vlm,
+             model, two) == 0 && !files_equal(LOGS "/gr2.png", LOGS "/g1.png"),
+          "--guidance-rescale 0.7 left the samples unchanged");
+    CHECK(sh("%s generate sample --checkpoint %s %s --guidance-rescale 1.5 --out " LOGS "/gr3.png", vlm, model, two) != 0,
+          "--guidance-rescale 1.5 was accepted");
     // autoguidance: the model as its own guide adds (a - 1) * 0 (= conditional-only gi3); a weaker guide
     // (the 20-step model) at a = 1 changes nothing, at a = 2 changes the samples; --autoguidance needs
     // --guide; a guide of another image size is refused
@@ -321,6 +330,11 @@ static void test_cli(void) {
           "generate eval with autoguidance failed");
     last_json(js, sizeof js);
     CHECK(jnum(js, "autoguidance") == 2 && jnum(js, "n") == 16, "eval JSON with autoguidance: %s", js);
+    // --long-skip: the model file records it and sampling rebuilds the same DiT (its skips.* tensors load)
+    CHECK(sh("%s --max-steps 2 --grid-n 0 --long-skip --name skip", base) == 0 &&
+              sh("%s generate sample --checkpoint " LOGS "/skip/checkpoints/epoch_latest.safetensors %s --out " LOGS
+                 "/skip.png", vlm, two) == 0,
+          "a --long-skip generator failed to train or sample");
     // --resume latest with no saved state: refused, naming the missing file (not a fresh run)
     CHECK(sh("%s --max-steps 2 --grid-n 0 --name nostate --resume latest", base) != 0, "--resume without a state was accepted");
     {

@@ -2,6 +2,7 @@
 """PyTorch reference for vlm's DiT denoiser with adaLN-Zero (tests/test_dit.c).
 
     /usr/bin/python3 tests/reference/make_dit_fixtures.py   # -> tests/fixtures/dit.safetensors
+    /usr/bin/python3 tests/reference/make_dit_fixtures.py --long-skip   # -> tests/fixtures/dit_skip.safetensors
 
 Written from DiT's paper and its public model code (facebookresearch/DiT, models.py),
 in torch float64, independently of the C code:
@@ -12,6 +13,8 @@ in torch float64, independently of the C code:
          x = x + gate1 * attn(LN(x) * (1 + scale1) + shift1)
          x = x + gate2 * mlp(LN(x) * (1 + scale2) + shift2)      (LN without affine, eps 1e-6;
                                                                   mlp = fc2(gelu_tanh(fc1)))
+  --long-skip (U-ViT, Bao et al. 2023; here L = 5): blocks 0 .. L//2 - 1 keep their outputs; before
+         block L - L//2 + i, x = skips.i.linear(cat([x, output of block L//2 - 1 - i], -1))
   final: shift, scale = Linear(SiLU(c)).chunk(2); linear(LN(x) * (1 + scale) + shift); unpatchify
   loss = mean((eps_pred - eps)^2)
 The adaLN and final weights are random here (not zero as at initialisation) so
@@ -34,7 +37,9 @@ import st  # noqa: E402
 
 torch.manual_seed(0)
 torch.set_default_dtype(torch.float64)
-B, S, p, Ci, W, H, L, E, K, FD = 3, 8, 2, 3, 16, 2, 2, 8, 2, 16
+LONG_SKIP = "--long-skip" in sys.argv[1:]
+B, S, p, Ci, W, H, L, E, K, FD = 3, 8, 2, 3, 16, 2, 5 if LONG_SKIP else 2, 8, 2, 16
+NS = L // 2 if LONG_SKIP else 0
 G, N, M = S // p, (S // p) ** 2, 4 * W
 
 
@@ -79,6 +84,9 @@ for l in range(L):
                    ("adaLN_modulation.1", (6 * W, W))]:
         param(f"blocks.{l}.{nm}.weight", *sh)
         param(f"blocks.{l}.{nm}.bias", sh[0])
+for i in range(NS):
+    param(f"skips.{i}.linear.weight", W, 2 * W)
+    param(f"skips.{i}.linear.bias", W)
 param("final_layer.adaLN_modulation.1.weight", 2 * W, W)
 param("final_layer.adaLN_modulation.1.bias", 2 * W)
 param("final_layer.linear.weight", p * p * Ci, W)
@@ -115,11 +123,17 @@ def forward():
     sc = F.silu(c)
     x = F.conv2d(xt, P["x_embedder.proj.weight"], P["x_embedder.proj.bias"], stride=p).flatten(2).transpose(1, 2) + pos
     x = torch.cat([lin(e, "y_embedder.tokens").reshape(B, K, W), x], dim=1)
+    skips = []
     for l in range(L):
+        if l >= L - NS:
+            i = l - (L - NS)
+            x = lin(torch.cat([x, skips[NS - 1 - i]], dim=-1), f"skips.{i}.linear")
         s1, c1, g1, s2, c2, g2 = lin(sc, f"blocks.{l}.adaLN_modulation.1").chunk(6, dim=1)
         x = x + g1[:, None] * attention(modulate(x, s1, c1), l)
         h = F.gelu(lin(modulate(x, s2, c2), f"blocks.{l}.mlp.fc1"), approximate="tanh")
         x = x + g2[:, None] * lin(h, f"blocks.{l}.mlp.fc2")
+        if l < NS:
+            skips.append(x)
     x = x[:, K:]
     shift, scale = lin(sc, "final_layer.adaLN_modulation.1").chunk(2, dim=1)
     x = lin(modulate(x, shift, scale), "final_layer.linear")
@@ -136,7 +150,7 @@ T.update({f"grad.{k}": v.grad for k, v in P.items()})
 T.update({"xt": xt, "t": t.double(), "emb": emb, "drop": drop, "eps": eps, "out": out.detach(),
           "loss": loss.detach().reshape(1), "pos_ref": torch.tensor(pos_table(W, G)),
           "temb_ref": timestep_embedding(t, FD)})
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "dit.safetensors")
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "dit_skip.safetensors" if LONG_SKIP else "dit.safetensors")
 st.save(path, {k: np.asarray(v.numpy(), dtype=np.float32) for k, v in T.items()},
-        {"config": f"B={B} S={S} p={p} C={Ci} W={W} H={H} L={L} E={E} K={K} freq={FD}", "torch": torch.__version__})
+        {"config": f"B={B} S={S} p={p} C={Ci} W={W} H={H} L={L} E={E} K={K} freq={FD}" + (" long_skip=1" if LONG_SKIP else ""), "torch": torch.__version__})
 print("wrote", os.path.normpath(path), len(T), "tensors")
