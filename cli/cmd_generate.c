@@ -703,6 +703,9 @@ typedef struct {
     double rescale;    // guidance rescale phi (0 = off)
 } sample_flags;
 
+// 50 DDIM steps, seed 0, guidance 3 at every step, no autoguidance, no rescale
+static const sample_flags sample_flags_default = {50, 0, 3.0, 0, INFINITY, "ddim", NULL, 1.0, 0.0};
+
 static int parse_sample_flag(const char *a, const char *v, sample_flags *f, vlm_error *err) {
     if (!strcmp(a, "--steps")) return cli_parse_int(a, v, 1, 100000, &f->steps, err) ? -1 : 1;
     if (!strcmp(a, "--seed")) return cli_parse_int(a, v, 0, INT64_MAX, &f->seed, err) ? -1 : 1;
@@ -781,7 +784,7 @@ static const char *sample_usage =
     "                           x0 *= PHI std(x0_c) / std(x0_guided) + 1 - PHI (Lin et al. 2024; 0 = off)\n"
     "  --guide D --autoguidance A  autoguidance (Karras et al. 2024): a weaker generator D (smaller or\n"
     "                           shorter-trained; same size, schedule and CLIP) adds (A - 1) (eps_c - eps_D) at\n"
-    "                           every step: sharper images without classifier-free guidance's loss of variety\n"
+    "                           every step (on top of --guidance; A = 1: off)\n"
     "  --seed S (0)             --scale K (2): grid pixels per image pixel  --no-clip-x0  --batch-size B (64)\n"
     "  --out FILE (grid.png)    --no-labels: no prompt text on the left\n";
 
@@ -789,7 +792,7 @@ static int cmd_generate_sample(int argc, char **argv) {
     const char *cmd = "generate sample", *ckpt = NULL, *prompts_file = NULL, *classnames = NULL, *tmpl = NULL,
                *out = "grid.png";
     long long n = 8, scale = 2, batch = 64;
-    sample_flags sf = {50, 0, 3.0, 0, INFINITY, "ddim", NULL, 1.0, 0.0};
+    sample_flags sf = sample_flags_default;
     int no_clip = 0, no_labels = 0;
     strlist prompts = {0}, images = {0};
     vlm_error err = {0};
@@ -956,7 +959,7 @@ static int cmd_generate_eval(int argc, char **argv) {
     const char *cmd = "generate eval", *ckpt = NULL, *clf_path = NULL, *classnames = NULL, *real = NULL, *tmpl = NULL,
                *grid = NULL;
     long long npc = 100;
-    sample_flags sf = {50, 0, 3.0, 0, INFINITY, "ddim", NULL, 1.0, 0.0};
+    sample_flags sf = sample_flags_default;
     int json = 0;
     vlm_error err = {0};
     for (int i = 1; i < argc; i++) {

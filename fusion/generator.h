@@ -66,9 +66,9 @@ typedef struct {
     int batch;       // images per forward pass (x2 with guidance)
     // Autoguidance (Karras et al. 2024, "Guiding a diffusion model with a bad version of itself"):
     // a weaker denoiser `guide` (smaller and/or shorter-trained, same image size, channels, noise
-    // schedule and condition) adds (autoguidance - 1) (eps_c - eps_guide_c) at every step. It
-    // sharpens images towards what the main model knows better than the guide without the loss of
-    // variety of classifier-free guidance. NULL or autoguidance 1 = off.
+    // schedule and condition) adds (autoguidance - 1) (eps_c - eps_guide_c) at every step: the paper's
+    // aim is to push images towards what the main model knows better than the guide without the
+    // loss of variety of classifier-free guidance. NULL or autoguidance 1 = off.
     const vlm_dit *guide;
     float autoguidance;
 } vlm_gen_sample_opts;
