@@ -28,8 +28,8 @@ vlm_status vlm_dit_cfg_check(const vlm_dit_cfg *c, vlm_error *err) {
     if (c->cond_dim < 1 || c->cond_tokens < 0 || c->cond_tokens > 64 || c->freq_dim < 2 || c->freq_dim % 2)
         return vlm_errorf(err, VLM_ERR_ARG, "dit: bad cond_dim %d / cond_tokens %d / freq_dim %d", c->cond_dim,
                           c->cond_tokens, c->freq_dim);
-    if (c->long_skip && c->layers < 2)
-        return vlm_errorf(err, VLM_ERR_ARG, "dit: long skips need at least 2 layers, got %d", c->layers);
+    if (c->long_skip && (c->layers < 2 || c->layers > 256))
+        return vlm_errorf(err, VLM_ERR_ARG, "dit: long skips need 2 to 256 layers, got %d", c->layers);
     if (c->timesteps < 2 || c->timesteps > 100000)
         return vlm_errorf(err, VLM_ERR_ARG, "dit: timesteps %d out of [2, 100000]", c->timesteps);
     return VLM_OK;
@@ -40,7 +40,7 @@ char *vlm_dit_cfg_to_json(const vlm_dit_cfg *c) {
                           c->image_size, "patch_size", c->patch_size, "in_channels", c->in_channels, "width", c->width,
                           "layers", c->layers, "heads", c->heads, "mlp_ratio", c->mlp_ratio, "cond_dim", c->cond_dim,
                           "cond_tokens", c->cond_tokens, "freq_dim", c->freq_dim, "ln_eps", (double)c->ln_eps,
-                          "schedule", c->schedule == VLM_DIFF_COSINE ? "cosine" : "linear", "timesteps", c->timesteps);
+                          "schedule", vlm_diff_kind_name(c->schedule), "timesteps", c->timesteps);
     // written only when on, so files of models without skips stay byte-identical
     if (o && c->long_skip) json_object_set_new(o, "long_skip", json_true());
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -307,8 +307,7 @@ vlm_tensor *vlm_dit_forward(vlm_ctx *c, vlm_dit *d, vlm_tensor *xt, const int32_
     // U-ViT long skips: blocks [0, L/2) push their outputs, blocks [L - L/2, L) take them back last-in
     // first-out through Linear([x, skip]) (a middle block of odd L has none).
     const int L = cf->layers, ns = cf->long_skip ? L / 2 : 0;
-    vlm_tensor *skips[128];
-    if (ns > 128) return vlm_ctx_fail(c, VLM_ERR_ARG, "dit: %d long skips, at most 128", ns);
+    vlm_tensor *skips[128]; // ns <= 128: vlm_dit_cfg_check caps long-skip models at 256 layers
     for (int l = 0; l < L; l++) {
         const vlm_dit_block *bk = &d->blocks[l];
         if (ns && l >= L - ns) {

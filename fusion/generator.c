@@ -173,8 +173,8 @@ vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen
                           "sample: the autoguidance guide (image %d, channels %d, cond %d, T %d, %s schedule) does not "
                           "match the generator (image %d, channels %d, cond %d, T %d, %s schedule)",
                           gc->image_size, gc->in_channels, gc->cond_dim, gc->timesteps,
-                          gc->schedule == VLM_DIFF_COSINE ? "cosine" : "linear", S, C, E, T,
-                          cf->schedule == VLM_DIFF_COSINE ? "cosine" : "linear");
+                          vlm_diff_kind_name(gc->schedule), S, C, E, T,
+                          vlm_diff_kind_name(cf->schedule));
     if (!(o->autoguidance >= 0) || !isfinite(o->autoguidance))
         return vlm_errorf(err, VLM_ERR_ARG, "sample: autoguidance %g is not a finite value >= 0", (double)o->autoguidance);
     if (!(o->guidance_rescale >= 0 && o->guidance_rescale <= 1))

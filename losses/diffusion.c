@@ -11,6 +11,8 @@ int vlm_diff_kind_parse(const char *name) {
     return -1;
 }
 
+const char *vlm_diff_kind_name(vlm_diff_kind kind) { return kind == VLM_DIFF_COSINE ? "cosine" : "linear"; }
+
 static double cos_alpha_bar(double t, int T) {
     const double s = 0.008, pi = 3.14159265358979323846;
     double c = cos((t / T + s) / (1 + s) * pi / 2);

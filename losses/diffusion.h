@@ -25,6 +25,8 @@ vlm_status vlm_diff_schedule_init(vlm_diff_schedule *s, vlm_diff_kind kind, int 
 void vlm_diff_schedule_free(vlm_diff_schedule *s);
 // "linear" | "cosine" -> kind; -1 if unknown.
 int vlm_diff_kind_parse(const char *name);
+// kind -> "linear" | "cosine" (the inverse of vlm_diff_kind_parse)
+const char *vlm_diff_kind_name(vlm_diff_kind kind);
 
 // x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, n elements, t in [0, T).
 void vlm_diff_q_sample(const vlm_diff_schedule *s, int t, const float *x0, const float *eps, float *xt, int64_t n);

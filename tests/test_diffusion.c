@@ -44,7 +44,8 @@ static void test_reference(void) {
     const int cases[4][2] = {{999, 979}, {500, 480}, {10, 0}, {0, -1}};
     for (int k = 0; k < 2; k++) {
         vlm_diff_schedule s;
-        CHECK(vlm_diff_kind_parse(names[k]) == k, "parse %s", names[k]);
+        CHECK(vlm_diff_kind_parse(names[k]) == k && !strcmp(vlm_diff_kind_name((vlm_diff_kind)k), names[k]),
+              "parse / name %s", names[k]);
         if (vlm_diff_schedule_init(&s, (vlm_diff_kind)k, T, &err)) {
             CHECK(0, "%s", err.msg);
             continue;

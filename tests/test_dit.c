@@ -180,7 +180,11 @@ static void test_zero_init(void) {
               memcmp(&back, &cfg, sizeof cfg) == 0,
           "long-skip config JSON round trip: %s", js ? js : "(null)");
     free(js);
-    cfg.long_skip = 0;
+    cfg.layers = 1;
+    CHECK(vlm_dit_cfg_check(&cfg, &err) != VLM_OK && strstr(err.msg, "long skips"), "long skips with 1 layer accepted");
+    cfg.layers = 300;
+    CHECK(vlm_dit_cfg_check(&cfg, &err) != VLM_OK && strstr(err.msg, "long skips"), "long skips with 300 layers accepted");
+    cfg = tiny_cfg();
     CHECK(vlm_dit_cfg_from_json("{\"width\": 16}", &back, &err) != VLM_OK && strstr(err.msg, "dit config"),
           "incomplete config accepted");
     vlm_ctx_free(&c);
