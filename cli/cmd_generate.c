@@ -327,6 +327,10 @@ static const char *train_usage =
     "  --grad-clip-norm N (1)  --p-uncond P (0.1)  --ema-decay D (0.9995)  --seed S (0)\n"
     "  --min-snr G (0)  weight each sample's eps-MSE by min(SNR_t, G) / SNR_t (Min-SNR-gamma; 5 is the\n"
     "                   paper's value; 0 = plain eps-MSE); the logged loss is then the weighted one\n"
+    "  --t-sampling uniform|stratified|importance (uniform)  how a batch draws its timesteps: independently\n"
+    "                   and uniformly; one per stratum of [0, T) (lower variance, same distribution); or\n"
+    "                   stratified with density proportional to the --min-snr weight and every sample weighted\n"
+    "                   by the mean weight instead (the same expected loss, no draws spent on ~zero weights)\n"
     "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)\n"
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (1000)  --log-every N (50)  --resume latest|FILE\n"
@@ -336,7 +340,8 @@ static const char *train_usage =
     "Ends with one JSON line: steps, minutes, loss, checkpoint (the EMA model file).\n";
 
 typedef struct {
-    const char *clip, *train, *classnames, *tmpl, *cond, *composite, *logs, *name, *resume, *schedule, *lr_sched;
+    const char *clip, *train, *classnames, *tmpl, *cond, *composite, *logs, *name, *resume, *schedule, *lr_sched,
+        *t_sampling;
     long long limit, image_size, patch, channels, width, layers, heads, cond_tokens, timesteps, batch, warmup, seed,
         max_steps, save_every, log_every, grid_n;
     double hflip, lr, wd, clip_norm, p_uncond, ema, max_minutes, min_snr;
@@ -358,6 +363,7 @@ static void on_signal(int sig) {
 static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
     memset(o, 0, sizeof *o);
     o->tmpl = "a photo of a {}", o->cond = "text", o->logs = "./logs", o->schedule = "linear", o->lr_sched = "const";
+    o->t_sampling = "uniform";
     o->image_size = 32, o->patch = 4, o->channels = 3, o->width = 256, o->layers = 6, o->heads = 4, o->timesteps = 1000;
     o->batch = 64, o->warmup = 500, o->save_every = 1000, o->log_every = 50, o->grid_n = 8;
     o->lr = 3e-4, o->clip_norm = 1, o->p_uncond = 0.1, o->ema = 0.9995;
@@ -367,7 +373,7 @@ static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
         OPT_STR("--clip", clip) OPT_STR("--train-data", train) OPT_STR("--classnames", classnames)
         OPT_STR("--template", tmpl) OPT_STR("--cond", cond) OPT_STR("--composite", composite) OPT_STR("--logs", logs)
         OPT_STR("--name", name) OPT_STR("--resume", resume) OPT_STR("--schedule", schedule)
-        OPT_STR("--lr-schedule", lr_sched)
+        OPT_STR("--lr-schedule", lr_sched) OPT_STR("--t-sampling", t_sampling)
         OPT_INT("--train-limit", limit, 1, INT64_MAX) OPT_INT("--image-size", image_size, 4, 1024)
         OPT_INT("--patch-size", patch, 1, 64) OPT_INT("--channels", channels, 1, 3) OPT_INT("--width", width, 4, 8192)
         OPT_INT("--layers", layers, 1, 256) OPT_INT("--heads", heads, 1, 256) OPT_INT("--cond-tokens", cond_tokens, 0, 64)
@@ -403,6 +409,10 @@ static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
     }
     if (vlm_diff_kind_parse(o->schedule) < 0) {
         vlm_errorf(err, VLM_ERR_ARG, "--schedule: expected linear or cosine, got '%s'", o->schedule);
+        return -1;
+    }
+    if (strcmp(o->t_sampling, "uniform") && strcmp(o->t_sampling, "stratified") && strcmp(o->t_sampling, "importance")) {
+        vlm_errorf(err, VLM_ERR_ARG, "--t-sampling: expected uniform, stratified or importance, got '%s'", o->t_sampling);
         return -1;
     }
     vlm_sched_kind k;
@@ -461,6 +471,7 @@ static int cmd_generate_train(int argc, char **argv) {
     vlm_ctx c;
     FILE *mf = NULL;
     float *x0 = NULL, *xt = NULL, *eps = NULL, *emb = NULL, *sw = NULL;
+    double *t_cdf = NULL; // [T] cumulative timestep density (--t-sampling stratified|importance)
     int32_t *tt = NULL;
     uint8_t *drop = NULL;
     uint32_t *order = NULL;
@@ -510,9 +521,9 @@ static int cmd_generate_train(int argc, char **argv) {
     snprintf(args_json, sizeof args_json,
              "{\"train_data\": \"%s\", \"cond\": \"%s\", \"template\": \"%s\", \"batch_size\": %d, \"lr\": %g, \"wd\": %g, "
              "\"warmup\": %lld, \"lr_schedule\": \"%s\", \"p_uncond\": %g, \"ema_decay\": %g, \"hflip\": %g, \"seed\": %lld, "
-             "\"max_minutes\": %g, \"min_snr\": %g}",
+             "\"max_minutes\": %g, \"min_snr\": %g, \"t_sampling\": \"%s\"}",
              o.train, o.cond, o.tmpl, B, o.lr, o.wd, o.warmup, o.lr_sched, o.p_uncond, o.ema, o.hflip, o.seed,
-             o.max_minutes, o.min_snr);
+             o.max_minutes, o.min_snr, o.t_sampling);
     x0 = malloc(sizeof(float) * (size_t)B * D);
     xt = malloc(sizeof(float) * (size_t)B * D);
     eps = malloc(sizeof(float) * (size_t)B * D);
@@ -521,10 +532,15 @@ static int cmd_generate_train(int argc, char **argv) {
     sw = malloc(sizeof(float) * (size_t)B);
     drop = malloc((size_t)B);
     order = malloc(sizeof(uint32_t) * (size_t)d.n);
-    if (!x0 || !xt || !eps || !emb || !tt || !sw || !drop || !order) {
+    t_cdf = malloc(sizeof(double) * (size_t)T);
+    if (!x0 || !xt || !eps || !emb || !tt || !sw || !drop || !order || !t_cdf) {
         vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
         goto fail_sch;
     }
+    // importance: t ~ w_t / sum(w), each sample weighted by mean(w) (vlm_diff_weight_cdf);
+    // stratified: the uniform density (gamma 0), weights as --min-snr gives them
+    const int t_mode = !strcmp(o.t_sampling, "importance") ? 2 : !strcmp(o.t_sampling, "stratified");
+    const double t_mean_w = vlm_diff_weight_cdf(&sch, t_mode == 2 ? o.min_snr : 0, t_cdf);
     if (vlm_ctx_init(&c, 256u << 20, (uint64_t)o.seed, &err)) goto fail_sch;
     have_ctx = 1;
     const int64_t steps_per_epoch = (d.n + GB - 1) / GB;
@@ -572,7 +588,10 @@ static int cmd_generate_train(int argc, char **argv) {
             vlm_rng r;
             vlm_rng_init(&r, (uint64_t)o.seed, VLM_RNG_SAMPLE, (uint64_t)(ts.step * GB + (int64_t)R * B + b));
             int flip = vlm_rng_uniform(&r) < o.hflip;
-            tt[b] = (int32_t)vlm_rng_below(&r, (uint64_t)T);
+            if (t_mode) // sample j of the global batch draws from its stratum [j, j+1) / GB
+                tt[b] = (int32_t)vlm_diff_t_from_u(t_cdf, T, ((double)R * B + b + vlm_rng_uniform_d(&r)) / GB);
+            else
+                tt[b] = (int32_t)vlm_rng_below(&r, (uint64_t)T);
             drop[b] = vlm_rng_uniform(&r) < o.p_uncond;
             float *xb = x0 + b * D;
             vlm_gen_from_rgb(d.rgb + i * S * S * 3, C, S, xb);
@@ -587,7 +606,7 @@ static int cmd_generate_train(int argc, char **argv) {
             for (int64_t j = 0; j < D; j++) eps[b * D + j] = vlm_rng_normal(&r);
             vlm_diff_q_sample(&sch, tt[b], xb, eps + b * D, xt + b * D, D);
             // Min-SNR: mean(w (pred - eps)^2) as the MSE of sqrt(w) pred and sqrt(w) eps
-            sw[b] = (float)sqrt(vlm_diff_min_snr_weight(&sch, tt[b], o.min_snr));
+            sw[b] = (float)sqrt(t_mode == 2 ? t_mean_w : vlm_diff_min_snr_weight(&sch, tt[b], o.min_snr));
             if (o.min_snr > 0)
                 for (int64_t j = 0; j < D; j++) eps[b * D + j] *= sw[b];
             memcpy(emb + (int64_t)b * E, d.emb + (int64_t)d.row[i] * E, sizeof(float) * (size_t)E);
@@ -688,7 +707,7 @@ done:
     if (have_ctx) vlm_ctx_free(&c);
     vlm_gen_free(&g);
     gen_data_free(&d);
-    free(x0), free(xt), free(eps), free(emb), free(tt), free(sw), free(drop), free(order);
+    free(x0), free(xt), free(eps), free(emb), free(tt), free(sw), free(drop), free(order), free(t_cdf);
     return rc;
 }
 

@@ -104,6 +104,24 @@ double vlm_diff_min_snr_weight(const vlm_diff_schedule *s, int t, double gamma) 
     return snr > gamma ? gamma / snr : 1.0;
 }
 
+double vlm_diff_weight_cdf(const vlm_diff_schedule *s, double gamma, double *cdf) {
+    double sum = 0;
+    for (int t = 0; t < s->T; t++) cdf[t] = sum += vlm_diff_min_snr_weight(s, t, gamma);
+    for (int t = 0; t < s->T; t++) cdf[t] /= sum;
+    cdf[s->T - 1] = 1.0; // exact, whatever the rounding of the division
+    return sum / s->T;
+}
+
+int vlm_diff_t_from_u(const double *cdf, int T, double u) {
+    int lo = 0, hi = T - 1; // the first t with cdf[t] > u
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (cdf[mid] > u) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
 int vlm_diff_timesteps(int T, int steps, int *t) {
     if (steps < 1 || steps > T) return -1;
     for (int i = 0; i < steps; i++) t[i] = (int)llround(T - (double)i * T / steps) - 1;

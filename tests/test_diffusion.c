@@ -142,8 +142,46 @@ static void test_properties(void) {
     CHECK(vlm_diff_kind_parse("quadratic") == -1 && vlm_diff_kind_parse(NULL) == -1, "parse unknown");
 }
 
+// Importance-sampled timesteps: the density is the Min-SNR weight, and the
+// mean weight times the average over stratified draws estimates the
+// uniform-t weighted average of any per-t loss.
+static void test_importance(void) {
+    vlm_diff_schedule s;
+    vlm_error err;
+    static double cdf[T];
+    CHECK(vlm_diff_schedule_init(&s, VLM_DIFF_COSINE, T, &err) == VLM_OK, "init");
+    double mw = vlm_diff_weight_cdf(&s, 5.0, cdf), want = 0, wl = 0;
+    int mono = 1;
+    for (int t = 0; t < T; t++) {
+        double w = vlm_diff_min_snr_weight(&s, t, 5.0);
+        want += w / T, wl += w * (2 + sin(t / 37.0)) / T; // a per-t "loss" 2 + sin(t/37)
+        mono &= t == 0 || cdf[t] >= cdf[t - 1];
+    }
+    CHECK(mono && cdf[T - 1] == 1.0 && cdf[0] > 0, "cdf monotone, ends at 1");
+    // cosine, gamma 5: 0.824 (the same sum in Python); guard that it is not uniform
+    CHECK(fabs(mw - want) < 1e-12 && fabs(mw - 0.8240) < 1e-3, "mean weight %.6f (want %.6f)", mw, want);
+    enum { N = 20000 };
+    double est = 0, lo = 0;
+    for (int j = 0; j < N; j++) {
+        int t = vlm_diff_t_from_u(cdf, T, (j + 0.5) / N);
+        est += mw * (2 + sin(t / 37.0)) / N, lo += t < 100;
+    }
+    CHECK(fabs(est - wl) < 2e-3 * wl, "importance estimate %.5f vs weighted mean %.5f", est, wl);
+    // the nearly-clean steps (t < 100, weights < 0.3) get fewer draws than their uniform 10%
+    CHECK(lo / N < 0.05 && lo > 0, "draws at t < 100: %.3f", lo / N);
+    CHECK(vlm_diff_t_from_u(cdf, T, 0.0) == 0 && vlm_diff_t_from_u(cdf, T, 0.999999) == T - 1 &&
+              vlm_diff_t_from_u(cdf, T, 1.0) == T - 1, "u at the ends");
+    // gamma 0: uniform, t = floor(u T)
+    CHECK(vlm_diff_weight_cdf(&s, 0, cdf) == 1.0, "gamma 0 mean weight 1");
+    int uni = 1;
+    for (int k = 0; k < T; k += 7) uni &= vlm_diff_t_from_u(cdf, T, (k + 0.5) / T) == k;
+    CHECK(uni, "gamma 0: t = floor(u T)");
+    vlm_diff_schedule_free(&s);
+}
+
 int main(void) {
     test_reference();
     test_properties();
+    test_importance();
     return tu_done("test_diffusion");
 }

@@ -371,6 +371,30 @@ static void test_cli(void) {
     }
     printf("  generate: step-1 loss plain %.5f, min-SNR-5 weighted %.5f\n", plain, weighted);
     CHECK(weighted > 0.05 * plain && weighted < 0.999 * plain, "min-SNR loss %.5f vs plain %.5f", weighted, plain);
+    // --t-sampling importance: the zero-initialised output layer predicts eps = 0, so step 1's loss is
+    // mean(w) mean(eps^2) = 0.824 x the plain loss (cosine, gamma 5) whatever t each sample drew
+    for (int k = 0; k < 2; k++) {
+        CHECK(sh("%s generate train --clip " LOGS "/clip.safetensors --train-data " DIRN "/train.tsv --image-size 8 "
+                 "--patch-size 2 --width 32 --heads 2 --layers 1 --batch-size 32 --max-steps 1 --grid-n 0 --min-snr 5 "
+                 "--schedule cosine --t-sampling %s --logs " LOGS " --name tsamp%d",
+                 vlm, k ? "importance" : "stratified", k) == 0,
+              "--t-sampling %s run failed", k ? "importance" : "stratified");
+        last_json(js, sizeof js);
+        double l = jnum(js, "loss");
+        printf("  generate: step-1 loss --t-sampling %s %.5f\n", k ? "importance" : "stratified", l);
+        if (k) CHECK(fabs(l / plain - 0.824) < 0.08, "importance-sampled loss %.5f vs plain %.5f (want ~0.824x)", l, plain);
+        else CHECK(l > 0.05 * plain && l < 0.999 * plain, "stratified min-SNR loss %.5f vs plain %.5f", l, plain);
+    }
+    {
+        size_t n = 0; // the safetensors header (after its 8-byte length) holds the run's args as an escaped JSON string
+        const char *pat = "t_sampling\\\": \\\"importance";
+        char *state = tu_read_file(LOGS "/tsamp1/checkpoints/epoch_latest.state.safetensors", &n);
+        CHECK(state && n > 8 && memmem(state + 8, n - 8, pat, strlen(pat)),
+              "the run's args do not record --t-sampling");
+        free(state);
+    }
+    CHECK(sh("%s generate train --clip " LOGS "/clip.safetensors --train-data " DIRN "/train.tsv --t-sampling lognormal",
+             vlm) != 0, "--t-sampling lognormal accepted");
     // bad input: clear errors, non-zero exit
     CHECK(sh("%s generate train --clip " LOGS "/clip.safetensors --train-data " DIRN "/train.tsv --patch-size 3", vlm) != 0,
           "image size 32 / patch 3 accepted");
@@ -396,7 +420,8 @@ static void test_cli(void) {
     }
     char *log = tu_read_file(LOGS "/stderr.txt", NULL);
     CHECK(log && strstr(log, "not a vlm diffusion model file") && strstr(log, "fewer than 2 x 20") &&
-              strstr(log, "not a multiple of patch size 3") && strstr(log, "steps 5000"),
+              strstr(log, "not a multiple of patch size 3") && strstr(log, "steps 5000") &&
+              strstr(log, "--t-sampling: expected uniform, stratified or importance, got 'lognormal'"),
           "error messages missing from " LOGS "/stderr.txt");
     free(log);
     vlm_image_free(&img);
