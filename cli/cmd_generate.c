@@ -346,6 +346,7 @@ typedef struct {
         max_steps, save_every, log_every, grid_n;
     double hflip, lr, wd, clip_norm, p_uncond, ema, max_minutes, min_snr;
     int time_sched, long_skip;
+    int t_mode; // --t-sampling: 0 uniform, 1 stratified, 2 importance
     cli_dist_opts dist;
 } train_opts;
 
@@ -411,7 +412,11 @@ static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
         vlm_errorf(err, VLM_ERR_ARG, "--schedule: expected linear or cosine, got '%s'", o->schedule);
         return -1;
     }
-    if (strcmp(o->t_sampling, "uniform") && strcmp(o->t_sampling, "stratified") && strcmp(o->t_sampling, "importance")) {
+    static const char *const t_modes[] = {"uniform", "stratified", "importance"};
+    o->t_mode = -1;
+    for (int m = 0; m < 3; m++)
+        if (!strcmp(o->t_sampling, t_modes[m])) o->t_mode = m;
+    if (o->t_mode < 0) {
         vlm_errorf(err, VLM_ERR_ARG, "--t-sampling: expected uniform, stratified or importance, got '%s'", o->t_sampling);
         return -1;
     }
@@ -539,7 +544,7 @@ static int cmd_generate_train(int argc, char **argv) {
     }
     // importance: t ~ w_t / sum(w), each sample weighted by mean(w) (vlm_diff_weight_cdf);
     // stratified: the uniform density (gamma 0), weights as --min-snr gives them
-    const int t_mode = !strcmp(o.t_sampling, "importance") ? 2 : !strcmp(o.t_sampling, "stratified");
+    const int t_mode = o.t_mode;
     const double t_mean_w = vlm_diff_weight_cdf(&sch, t_mode == 2 ? o.min_snr : 0, t_cdf);
     if (vlm_ctx_init(&c, 256u << 20, (uint64_t)o.seed, &err)) goto fail_sch;
     have_ctx = 1;
