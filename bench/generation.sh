@@ -6,7 +6,8 @@
 # 30 min if missing; trained after the generator), `vlm generate train` (DiT on
 # the native 28x28 images, 7x7 patches of 4, prompts "a photo of a {class}";
 # the cosine noise schedule; the CLIP embedding also as 4 extra tokens; Min-SNR-5
-# weights as the timestep density (--t-sampling importance); no flip augmentation: every sneaker and ankle boot in
+# weights as the timestep density (--t-sampling importance); peak lr 1.5e-3, cosine over the
+# time budget; no flip augmentation: every sneaker and ankle boot in
 # Fashion-MNIST points the same way, a mirrored one is off the data distribution)
 # for a time budget, and `vlm generate eval` (guidance 3 at noise levels sigma in
 # (0.28, 2.5] only, DDIM 100 steps). Ends with the eval JSON line plus "minutes"
@@ -42,7 +43,7 @@ while [[ $# -gt 0 ]]; do
     --name) name=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "generation: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -69,7 +70,7 @@ fi
 mkdir -p "$logs"
 "$vlm" generate train --clip "$clip" --train-data "$fm/train-images-idx3-ubyte.gz" --classnames "$fm/prompt_names.txt" \
   --template "a photo of a {}" --channels 1 --image-size 28 --width 192 --heads 3 --layers 6 --patch-size 4 \
-  --batch-size 64 --lr 5e-4 --warmup 500 --lr-schedule cosine --ema-decay 0.999 --min-snr 5 \
+  --batch-size 64 --lr 1.5e-3 --warmup 500 --lr-schedule cosine --ema-decay 0.999 --min-snr 5 \
   --schedule cosine --cond-tokens 4 --t-sampling importance \
   --max-minutes "$minutes" --time-schedule --seed "$seed" --logs "$logs" --name "$name" --save-every-steps 500 \
   "${extra[@]}" > "$logs/$name.train.json"
