@@ -10,7 +10,7 @@
 #include "core/optim.h"
 #include "core/safetensors.h"
 #include "fusion/clip.h"
-#include "fusion/clip_step.h"
+#include "train/clip_step.h"
 
 static const char *usage =
     "usage: vlm clip-step --config CONFIG.json --weights W.safetensors --inputs IO.safetensors\n"

@@ -6,7 +6,7 @@
 #include <string.h>
 #include "cli/cli.h"
 #include "data/coco.h"
-#include "data/coco_eval.h"
+#include "eval/coco_eval.h"
 
 static void eval_usage(FILE *f) {
     fprintf(f,

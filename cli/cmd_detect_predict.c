@@ -7,13 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "cli/font.h"
+#include "data/font.h"
 #include "cli/train_common.h"
 #include "data/coco.h"
 #include "data/image.h"
 #include "data/transform.h"
 #include "fusion/detection.h"
-#include "fusion/zeroshot.h"
+#include "eval/templates.h"
+#include "fusion/classes.h"
 
 static const char *usage =
     "usage: vlm detect predict --checkpoint DET --image IMG [--query TEXT ...] [options]\n"

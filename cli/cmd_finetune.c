@@ -16,7 +16,8 @@
 #include "core/optim.h"
 #include "data/loader.h"
 #include "fusion/checkpoint.h"
-#include "fusion/zeroshot.h"
+#include "eval/templates.h"
+#include "fusion/classes.h"
 #include "vision/classifier.h"
 
 static const char *usage =

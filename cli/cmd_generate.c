@@ -10,13 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "cli/font.h"
+#include "data/font.h"
 #include "cli/train_common.h"
 #include "core/optim.h"
 #include "data/image.h"
 #include "data/transform.h"
 #include "fusion/generator.h"
-#include "fusion/zeroshot.h"
+#include "eval/frechet.h"
+#include "eval/templates.h"
+#include "fusion/classes.h"
 #include "vision/classifier.h"
 
 // ---------------------------------------------------------------- shared helpers
@@ -25,7 +27,7 @@ static vlm_status embed_texts(vlm_gen *g, const char *const *texts, int n, float
     vlm_tokenizer tok;
     vlm_status st = cli_tokenizer_from_text(&tok, g->tokenizer_text, err);
     if (st) return st;
-    st = cli_encode_texts(&g->clip, &tok, texts, n, out, err);
+    st = vlm_clip_encode_texts(&g->clip, &tok, texts, n, out, err);
     vlm_tokenizer_free(&tok);
     return st;
 }

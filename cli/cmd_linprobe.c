@@ -11,7 +11,7 @@
 #include "cli/train_common.h"
 #include "data/loader.h"
 #include "fusion/checkpoint.h"
-#include "fusion/linprobe.h"
+#include "eval/linprobe.h"
 #include "vision/classifier.h"
 
 static const char *usage =

@@ -10,12 +10,13 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli/cli.h"
-#include "cli/plot.h"
+#include "train/plot.h"
 #include "cli/train_common.h"
+#include "eval/embed.h"
 #include "core/optim.h"
 #include "data/loader.h"
 #include "fusion/checkpoint.h"
-#include "fusion/retrieval.h"
+#include "eval/retrieval.h"
 #include "losses/contrastive.h"
 
 static const char *usage =
@@ -203,7 +204,7 @@ static vlm_status evaluate(vlm_clip *m, const vlm_dataset *val, vlm_tokenizer *t
                            const vlm_decode_opts *dec, vlm_retrieval *r, vlm_error *err) {
     float *img = NULL, *txt = NULL;
     int64_t *idx = NULL, n = 0;
-    vlm_status st = cli_encode_dataset(m, val, tok, batch, workers, dec, &img, &txt, &idx, &n, err);
+    vlm_status st = vlm_clip_encode_dataset(m, val, tok, batch, workers, dec, &img, &txt, &idx, &n, err);
     if (st) return st;
     const char **caps = malloc(sizeof(char *) * (size_t)(n ? n : 1));
     int32_t *groups = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
@@ -526,7 +527,7 @@ int cmd_pretrain(int argc, char **argv) {
                 next_pos = b.next;
             }
         }
-        if (cli_tokenize_batch(&tok, capptr, K * B, T, idbuf, &err)) goto fail;
+        if (vlm_tokenizer_encode_batch(&tok, capptr, K * B, T, idbuf, &err)) goto fail;
         if (W > 1) { // group ids over the global batch, in rank order (the gathered features' order)
             if (vlm_dist_allgather(D, capbuf[0], (int64_t)B * sizeof capbuf[0], capbuf[B], "caption all-gather", &err))
                 goto fail;

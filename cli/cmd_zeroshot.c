@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "cli/plot.h"
+#include "train/plot.h"
 #include "cli/train_common.h"
-#include "core/ops_internal.h"
+#include "eval/embed.h"
+#include "core/op_ext.h"
 #include "core/safetensors.h"
 #include "fusion/checkpoint.h"
-#include "fusion/zeroshot.h"
+#include "eval/templates.h"
+#include "fusion/classes.h"
 
 static const char *usage =
     "usage: vlm zeroshot --checkpoint CKPT --data DATA --classnames FILE [options]\n"
@@ -99,7 +101,7 @@ int cmd_zeroshot(int argc, char **argv) {
     dso.require_label = 1;
     if (vlm_dataset_open(&ds, data, &dso, &err)) goto fail;
     have_ds = 1;
-    if (cli_encode_dataset(&m, &ds, NULL, (int)batch, (int)workers, &dec, &img, NULL, &idx, &n, &err)) goto fail;
+    if (vlm_clip_encode_dataset(&m, &ds, NULL, (int)batch, (int)workers, &dec, &img, NULL, &idx, &n, &err)) goto fail;
     // logits = 100 * img @ W^T; rank of the true class
     float *logits = malloc(sizeof(float) * (size_t)n * C);
     conf = calloc((size_t)C * C, sizeof(int64_t));

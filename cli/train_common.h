@@ -22,19 +22,8 @@ int cli_file_exists(const char *path);
 vlm_status cli_read_merges(const char *path, char **text, vlm_error *err);
 // Builds the tokenizer from merges text.
 vlm_status cli_tokenizer_from_text(vlm_tokenizer *tok, const char *text, vlm_error *err);
-// Tokenizes n captions into ids [n, ctx] (SOT..EOT, zero padded, truncated keeping EOT).
-vlm_status cli_tokenize_batch(vlm_tokenizer *tok, const char *const *caps, int n, int ctx, int32_t *ids, vlm_error *err);
-// Encodes every image (eval transform) and, when caps != NULL, the given
-// texts of a dataset into normalised embeddings img [n, E], txt [n, E]
-// (txt may be NULL), with the dataset index of each row in *idx (bad samples
-// are skipped, so n <= ds->n).
-vlm_status cli_encode_dataset(vlm_clip *m, const vlm_dataset *ds, vlm_tokenizer *tok, int batch, int workers,
-                              const vlm_decode_opts *dec, float **img, float **txt, int64_t **idx, int64_t *n,
-                              vlm_error *err);
 // "R,G,B" -> composite transparent pixels over that colour (default: drop alpha, as PIL).
 int cli_parse_composite(const char *s, vlm_decode_opts *o, vlm_error *err);
-// Encodes texts into normalised embeddings [n, E].
-vlm_status cli_encode_texts(vlm_clip *m, vlm_tokenizer *tok, const char *const *texts, int n, float *out, vlm_error *err);
 // A training run's folder LOGS/NAME: checkpoints/ (the latest model and
 // training state, written atomically), metrics.jsonl, and the state --resume
 // names ("" for a fresh run).

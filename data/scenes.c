@@ -3,6 +3,7 @@
 // (seed, split, index) through its own Philox stream, so images are built in
 // parallel and the output does not depend on the thread count.
 #include "data/scenes.h"
+#include "core/box.h"
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -758,11 +759,8 @@ static vlm_status load_cut(const sc_ctx *c, scene_ws *w, const sc_class *k, int 
 }
 
 static double box_iou(int ax, int ay, int aw, int ah, int bx, int by, int bw, int bh) {
-    int ix = (ax + aw < bx + bw ? ax + aw : bx + bw) - (ax > bx ? ax : bx);
-    int iy = (ay + ah < by + bh ? ay + ah : by + bh) - (ay > by ? ay : by);
-    if (ix <= 0 || iy <= 0) return 0.0;
-    double inter = (double)ix * iy;
-    return inter / ((double)aw * ah + (double)bw * bh - inter);
+    const double a[4] = {ax, ay, aw, ah}, b[4] = {bx, by, bw, bh};
+    return vlm_box_iou_xywh(a, b, 0);
 }
 
 // Builds image `index` of `split`: canvas side *S, objects in objs (*n_obj),

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/safetensors.h"
-#include "fusion/zeroshot.h"
+#include "fusion/classes.h"
 
 static const char *act_name(vlm_act a) {
     switch (a) {

@@ -88,10 +88,4 @@ void vlm_gen_to_rgb(const float *x, int64_t n, int C, int S, uint8_t *rgb);
 // 8-bit RGB [S, S, 3] -> [C, S, S] in [-1, 1] (C = 1: the mean of R, G, B).
 void vlm_gen_from_rgb(const uint8_t *rgb, int C, int S, float *x);
 
-// Fréchet distance between Gaussians fitted to two sets of row vectors
-// a: [na, d], b: [nb, d]: |mu_a - mu_b|^2 + tr(Sa + Sb - 2 (Sa Sb)^1/2),
-// in double, with tr((Sa Sb)^1/2) = sum sqrt(eig(Sa^1/2 Sb Sa^1/2)) from a
-// Jacobi eigensolver. na, nb >= 2.
-vlm_status vlm_frechet_distance(const float *a, int64_t na, const float *b, int64_t nb, int d, double *fd, vlm_error *err);
-
 #endif

@@ -4,7 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "core/ops_internal.h"
+#include "core/op_ext.h"
+
+#define OMP_MIN 16384 // below this many elements a loop runs single-threaded
 
 int64_t vlm_det_num_targets(const vlm_det_target *targets, int64_t B, int64_t N, const vlm_det_cfg *cfg) {
     int64_t K = 0;
@@ -117,82 +119,6 @@ vlm_status vlm_det_hungarian(const double *cost, int64_t n_rows, int64_t n_cols,
     return VLM_OK;
 }
 
-// ---- boxes -------------------------------------------------------------------
-void vlm_det_box_xyxy(const float b[4], double o[4]) {
-    double cx = b[0], cy = b[1], w = b[2], h = b[3];
-    o[0] = cx - 0.5 * w;
-    o[1] = cy - 0.5 * h;
-    o[2] = cx + 0.5 * w;
-    o[3] = cy + 0.5 * h;
-}
-
-// GIoU (and IoU) of xyxy boxes a, b; with ga non-NULL, adds d GIoU / d a
-// (a's four xyxy coordinates) times `scale` into ga. At ties between edges the
-// subgradient goes to a. Zero union: IoU 0; zero enclosing box: GIoU = IoU.
-static double giou_core(const double *a, const double *b, double *iou_out, double *ga, double scale) {
-    double iw_raw = fmin(a[2], b[2]) - fmax(a[0], b[0]), ih_raw = fmin(a[3], b[3]) - fmax(a[1], b[1]);
-    double iw = iw_raw > 0 ? iw_raw : 0, ih = ih_raw > 0 ? ih_raw : 0;
-    double aw = a[2] - a[0], ah = a[3] - a[1], bw = b[2] - b[0], bh = b[3] - b[1];
-    double I = iw * ih, U = aw * ah + bw * bh - I;
-    double cw = fmax(a[2], b[2]) - fmin(a[0], b[0]), ch = fmax(a[3], b[3]) - fmin(a[1], b[1]);
-    double C = cw * ch;
-    double iou = U > 0 ? I / U : 0;
-    double giou = C > 0 ? iou - (C - U) / C : iou;
-    if (iou_out) *iou_out = iou;
-    if (!ga) return giou;
-    double dI = 0, dU = 0, dC = 0;
-    if (U > 0) {
-        dI += 1.0 / U;
-        dU -= I / (U * U);
-    }
-    if (C > 0) {
-        dU += 1.0 / C;
-        dC -= U / (C * C);
-    }
-    dI -= dU; // U = area_a + area_b - I
-    double dA = dU, g[4] = {0, 0, 0, 0};
-    // area_a = (x1 - x0) (y1 - y0)
-    g[2] += dA * ah, g[0] -= dA * ah;
-    g[3] += dA * aw, g[1] -= dA * aw;
-    // I = iw ih, iw = max(0, min(x1) - max(x0))
-    if (iw_raw > 0) {
-        double d = dI * ih;
-        if (a[2] <= b[2]) g[2] += d;
-        if (a[0] >= b[0]) g[0] -= d;
-    }
-    if (ih_raw > 0) {
-        double d = dI * iw;
-        if (a[3] <= b[3]) g[3] += d;
-        if (a[1] >= b[1]) g[1] -= d;
-    }
-    // C = cw ch, cw = max(x1) - min(x0)
-    double dcw = dC * ch, dch = dC * cw;
-    if (a[2] >= b[2]) g[2] += dcw;
-    if (a[0] <= b[0]) g[0] -= dcw;
-    if (a[3] >= b[3]) g[3] += dch;
-    if (a[1] <= b[1]) g[1] -= dch;
-    for (int k = 0; k < 4; k++) ga[k] += scale * g[k];
-    return giou;
-}
-
-double vlm_det_iou_xyxy(const double a[4], const double b[4]) {
-    double iou;
-    giou_core(a, b, &iou, NULL, 0);
-    return iou;
-}
-double vlm_det_giou_xyxy(const double a[4], const double b[4]) { return giou_core(a, b, NULL, NULL, 0); }
-double vlm_det_iou(const float a[4], const float b[4]) {
-    double x[4], y[4];
-    vlm_det_box_xyxy(a, x);
-    vlm_det_box_xyxy(b, y);
-    return vlm_det_iou_xyxy(x, y);
-}
-double vlm_det_giou(const float a[4], const float b[4]) {
-    double x[4], y[4];
-    vlm_det_box_xyxy(a, x);
-    vlm_det_box_xyxy(b, y);
-    return vlm_det_giou_xyxy(x, y);
-}
 
 static int box_ok(const float *b) {
     for (int k = 0; k < 4; k++)
@@ -234,7 +160,7 @@ vlm_status vlm_det_cost(const float *logits, const float *boxes, int64_t N, int6
                               "detection cost: predicted box %lld (%g, %g, %g, %g) is non-finite or has negative size",
                               (long long)n, pb[0], pb[1], pb[2], pb[3]);
         double pxy[4];
-        vlm_det_box_xyxy(pb, pxy);
+        vlm_box_cxcywh_to_xyxy(pb, pxy);
         for (int64_t j = 0; j < M; j++) {
             const float *gb = t->boxes + 4 * j;
             double x = logits[n * Q + t->query[j]];
@@ -247,8 +173,8 @@ vlm_status vlm_det_cost(const float *logits, const float *boxes, int64_t N, int6
             double l1 = 0;
             for (int k = 0; k < 4; k++) l1 += fabs((double)pb[k] - (double)gb[k]);
             double gxy[4];
-            vlm_det_box_xyxy(gb, gxy);
-            double giou = giou_core(pxy, gxy, NULL, NULL, 0);
+            vlm_box_cxcywh_to_xyxy(gb, gxy);
+            double giou = vlm_box_giou_xyxy_grad(pxy, gxy, NULL, NULL, 0);
             cost[n * M + j] = cfg->cost_class * (pos - neg) + cfg->cost_bbox * l1 - cfg->cost_giou * giou;
         }
     }
@@ -433,9 +359,9 @@ static void giou_backward(vlm_ctx *c, vlm_node *n) {
     (void)c;
     for (int64_t j = 0; j < s->k; j++) {
         double a[4], t[4], ga[4] = {0, 0, 0, 0};
-        vlm_det_box_xyxy(bd + 4 * s->idx[j], a);
-        vlm_det_box_xyxy(s->gt + 4 * j, t);
-        giou_core(a, t, NULL, ga, g);
+        vlm_box_cxcywh_to_xyxy(bd + 4 * s->idx[j], a);
+        vlm_box_cxcywh_to_xyxy(s->gt + 4 * j, t);
+        vlm_box_giou_xyxy_grad(a, t, NULL, ga, g);
         // x0 = cx - w/2, x1 = cx + w/2
         float *gr = b->grad + 4 * s->idx[j];
         gr[0] += (float)(ga[0] + ga[2]);
@@ -459,7 +385,7 @@ vlm_tensor *vlm_op_box_giou_loss(vlm_ctx *c, vlm_tensor *boxes, const int64_t *i
     vlm_tensor *y = vlm_out(c, 1, &one, g);
     if (!y) return NULL;
     double total = 0;
-    for (int64_t j = 0; j < k; j++) total += 1.0 - vlm_det_giou(bd + 4 * idx[j], gt + 4 * j);
+    for (int64_t j = 0; j < k; j++) total += 1.0 - vlm_box_giou_cxcywh(bd + 4 * idx[j], gt + 4 * j);
     vlm_f32(y)[0] = (float)(total / norm);
     if (g) {
         vlm_node *nd = vlm_record(c, "box_giou_loss", y, giou_backward, boxes, NULL, NULL, NULL);

@@ -4,6 +4,7 @@
 #ifndef VLM_LOSSES_DETECTION_H
 #define VLM_LOSSES_DETECTION_H
 
+#include "core/box.h"
 #include "core/ops.h"
 
 // ---- configuration -----------------------------------------------------------
@@ -61,17 +62,6 @@ typedef struct {
 // empty assignment; n_cols > n_rows and non-finite costs are errors.
 vlm_status vlm_det_hungarian(const double *cost, int64_t n_rows, int64_t n_cols, int32_t *col_to_row, double *total,
                              vlm_error *err);
-
-// ---- boxes -----------------------------------------------------------------
-// (cx, cy, w, h) -> (x0, y0, x1, y1).
-void vlm_det_box_xyxy(const float cxcywh[4], double xyxy[4]);
-// IoU and generalized IoU of two (x0, y0, x1, y1) boxes (x1 >= x0, y1 >= y0).
-// A zero union gives IoU 0; a zero enclosing box gives GIoU = IoU.
-double vlm_det_iou_xyxy(const double a[4], const double b[4]);
-double vlm_det_giou_xyxy(const double a[4], const double b[4]);
-// The same for (cx, cy, w, h) boxes.
-double vlm_det_iou(const float a[4], const float b[4]);
-double vlm_det_giou(const float a[4], const float b[4]);
 
 // ---- matching (no gradient) ---------------------------------------------------
 // One image: logits [N, Q], boxes [N, 4] (cx, cy, w, h), t->n GT boxes ->

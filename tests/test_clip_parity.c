@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "core/safetensors.h"
-#include "fusion/clip_step.h"
+#include "train/clip_step.h"
 #include "tests/testutil.h"
 
 static const float *get(const vlm_st_file *f, const char *name) {

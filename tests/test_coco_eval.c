@@ -2,7 +2,7 @@
 // pycocotools reference (set1), one hand-made case per matching rule, and
 // malformed files that must fail with a message instead of crashing.
 #include "data/coco.h"
-#include "data/coco_eval.h"
+#include "eval/coco_eval.h"
 #include "tests/testutil.h"
 
 #include <jansson.h>

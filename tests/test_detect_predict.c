@@ -1,4 +1,4 @@
-// `vlm detect predict` and its drawing helpers (cli/font.c): text widths,
+// `vlm detect predict` and its drawing helpers (data/font.c): text widths,
 // glyph identity, exact rectangle and text pixels, clipping at the borders
 // (guard bytes; ASan in the sanitizer build), then end to end through the
 // built binary: a detector made from the shared tiny CLIP, a non-square PNG,
@@ -10,11 +10,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "data/coco.h"
+#include "data/font.h"
 #include "data/image.h"
 #include "fusion/detection.h"
 #include "tests/testutil.h"
-// The font lives with the CLI, which tests do not link; compile it in here.
-#include "cli/font.c"
 
 static const uint8_t RED[3] = {255, 0, 0};
 

@@ -158,33 +158,33 @@ static void test_hungarian(void) {
 static void test_boxes(void) {
     const float a[4] = {0.5f, 0.5f, 1.0f, 1.0f}; // xyxy (0, 0, 1, 1)
     double xy[4];
-    vlm_det_box_xyxy(a, xy);
+    vlm_box_cxcywh_to_xyxy(a, xy);
     CHECK(xy[0] == 0 && xy[1] == 0 && xy[2] == 1 && xy[3] == 1, "cxcywh -> xyxy: %g %g %g %g", xy[0], xy[1], xy[2], xy[3]);
-    CHECK(fabs(vlm_det_iou(a, a) - 1) < 1e-12 && fabs(vlm_det_giou(a, a) - 1) < 1e-12, "identical boxes");
+    CHECK(fabs(vlm_box_iou_cxcywh(a, a) - 1) < 1e-12 && fabs(vlm_box_giou_cxcywh(a, a) - 1) < 1e-12, "identical boxes");
     // Disjoint: (0,0,1,1) and (2,0,3,1): IoU 0, union 2, hull 3 -> GIoU -1/3.
     const double d0[4] = {0, 0, 1, 1}, d1[4] = {2, 0, 3, 1};
-    CHECK(vlm_det_iou_xyxy(d0, d1) == 0 && fabs(vlm_det_giou_xyxy(d0, d1) + 1.0 / 3) < 1e-12, "disjoint: giou %g",
-          vlm_det_giou_xyxy(d0, d1));
+    CHECK(vlm_box_iou_xyxy(d0, d1) == 0 && fabs(vlm_box_giou_xyxy(d0, d1) + 1.0 / 3) < 1e-12, "disjoint: giou %g",
+          vlm_box_giou_xyxy(d0, d1));
     // Far apart: GIoU -> -1.
     const double f0[4] = {0, 0, 0.1, 0.1}, f1[4] = {0.9, 0.9, 1, 1};
-    CHECK(fabs(vlm_det_giou_xyxy(f0, f1) - (0.02 / 1.0 - 1)) < 1e-12, "far apart: giou %g", vlm_det_giou_xyxy(f0, f1));
+    CHECK(fabs(vlm_box_giou_xyxy(f0, f1) - (0.02 / 1.0 - 1)) < 1e-12, "far apart: giou %g", vlm_box_giou_xyxy(f0, f1));
     // Nested: (0,0,2,2) contains (0.5,0.5,1.5,1.5): IoU 1/4 = GIoU.
     const double n0[4] = {0, 0, 2, 2}, n1[4] = {0.5, 0.5, 1.5, 1.5};
-    CHECK(fabs(vlm_det_iou_xyxy(n0, n1) - 0.25) < 1e-12 && fabs(vlm_det_giou_xyxy(n1, n0) - 0.25) < 1e-12, "nested");
+    CHECK(fabs(vlm_box_iou_xyxy(n0, n1) - 0.25) < 1e-12 && fabs(vlm_box_giou_xyxy(n1, n0) - 0.25) < 1e-12, "nested");
     // Partial: (0,0,2,2) and (1,1,3,3): I 1, U 7, hull 9 -> GIoU 1/7 - 2/9.
     const double p0[4] = {0, 0, 2, 2}, p1[4] = {1, 1, 3, 3};
-    CHECK(fabs(vlm_det_iou_xyxy(p0, p1) - 1.0 / 7) < 1e-12 && fabs(vlm_det_giou_xyxy(p0, p1) - (1.0 / 7 - 2.0 / 9)) < 1e-12,
+    CHECK(fabs(vlm_box_iou_xyxy(p0, p1) - 1.0 / 7) < 1e-12 && fabs(vlm_box_giou_xyxy(p0, p1) - (1.0 / 7 - 2.0 / 9)) < 1e-12,
           "partial overlap");
     // Touching edges: I 0, GIoU 0 (hull = union).
     const double t1[4] = {1, 0, 2, 1};
-    CHECK(vlm_det_giou_xyxy(d0, t1) == 0, "touching: %g", vlm_det_giou_xyxy(d0, t1));
+    CHECK(vlm_box_giou_xyxy(d0, t1) == 0, "touching: %g", vlm_box_giou_xyxy(d0, t1));
     // Same in cxcywh, symmetric.
     const float q0[4] = {1, 1, 2, 2}, q1[4] = {2, 2, 2, 2};
-    CHECK(fabs(vlm_det_giou(q0, q1) - (1.0 / 7 - 2.0 / 9)) < 1e-12 && vlm_det_giou(q0, q1) == vlm_det_giou(q1, q0),
+    CHECK(fabs(vlm_box_giou_cxcywh(q0, q1) - (1.0 / 7 - 2.0 / 9)) < 1e-12 && vlm_box_giou_cxcywh(q0, q1) == vlm_box_giou_cxcywh(q1, q0),
           "cxcywh partial");
     // Degenerate: zero-area boxes give finite values.
     const float z[4] = {0.5f, 0.5f, 0, 0};
-    CHECK(vlm_det_iou(z, z) == 0 && vlm_det_giou(z, z) == 0, "zero-size boxes");
+    CHECK(vlm_box_iou_cxcywh(z, z) == 0 && vlm_box_giou_cxcywh(z, z) == 0, "zero-size boxes");
 }
 
 // ---- (c, d) finite differences -----------------------------------------------------------
@@ -284,8 +284,8 @@ static void near_box(vlm_rng *r, const float *p, float *g, float lo, float hi, f
         int ok = g[2] > 0.02f && g[3] > 0.02f;
         for (int q = 0; q < 4; q++) ok = ok && fabsf(g[q] - p[q]) > gap;
         double a[4], b[4];
-        vlm_det_box_xyxy(p, a);
-        vlm_det_box_xyxy(g, b);
+        vlm_box_cxcywh_to_xyxy(p, a);
+        vlm_box_cxcywh_to_xyxy(g, b);
         for (int q = 0; q < 4; q++) ok = ok && fabs(a[q] - b[q]) > gap;
         if (ok) return;
     }
@@ -374,9 +374,9 @@ static void test_gradients(void) {
     v = eval(&s, M_GIOU, NULL, gb, NULL);
     {
         double ref = 0;
-        for (int j = 0; j < 3; j++) ref += 1 - vlm_det_giou(boxes + 4 * idx[j], gt_ops + 4 * j);
+        for (int j = 0; j < 3; j++) ref += 1 - vlm_box_giou_cxcywh(boxes + 4 * idx[j], gt_ops + 4 * j);
         CHECK(fabs(v - ref / 2.5) < 1e-6, "giou loss value %g vs %g", v, ref / 2.5);
-        CHECK(vlm_det_iou(boxes + 4 * idx[0], gt_ops) == 0, "giou scene: pair 0 must be disjoint");
+        CHECK(vlm_box_iou_cxcywh(boxes + 4 * idx[0], gt_ops) == 0, "giou scene: pair 0 must be disjoint");
     }
     fd_check("box_giou_loss boxes", &s, M_GIOU, boxes, B * N * 4, gb, 1e-3f, 2e-3);
 

@@ -18,6 +18,7 @@
 #include "data/image.h"
 #include "fusion/checkpoint.h"
 #include "fusion/generator.h"
+#include "eval/frechet.h"
 #include "tests/testutil.h"
 #include "vision/classifier.h"
 

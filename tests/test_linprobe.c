@@ -9,7 +9,7 @@
 #include <omp.h>
 #endif
 #include "core/rng.h"
-#include "fusion/linprobe.h"
+#include "eval/linprobe.h"
 #include "tests/testutil.h"
 
 // Blobs: class k centred at mu_k (random, scale sep) + N(0, 1) noise, with

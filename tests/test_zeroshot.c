@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/safetensors.h"
-#include "fusion/zeroshot.h"
+#include "eval/templates.h"
+#include "fusion/classes.h"
 #include "tests/testutil.h"
 
 int main(void) {

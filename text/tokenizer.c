@@ -757,3 +757,14 @@ vlm_status vlm_tokenizer_clean(vlm_tokenizer *tok, const char *text, size_t len,
     copy_out(t->word, m, out, cap, out_len);
     return VLM_OK;
 }
+
+vlm_status vlm_tokenizer_encode_batch(vlm_tokenizer *tok, const char *const *texts, int n, int ctx, int32_t *ids,
+                                      vlm_error *err) {
+    for (int i = 0; i < n; i++) {
+        const char *s = texts[i] ? texts[i] : "";
+        int nt;
+        vlm_status st = vlm_tokenizer_encode_ctx(tok, s, strlen(s), ids + (int64_t)i * ctx, ctx, 1, &nt, err);
+        if (st) return st;
+    }
+    return VLM_OK;
+}

@@ -93,4 +93,9 @@ vlm_status vlm_bpe_train_mem(const char *const *texts, const size_t *lens, int n
 vlm_status vlm_bpe_train(const char *const *texts, const size_t *lens, int n, int vocab_size, const char *out_path,
                          vlm_bpe_train_info *info, vlm_error *err);
 
+// Tokenizes n texts into ids [n, ctx] (SOT..EOT, zero padded, truncated
+// keeping EOT); a NULL text counts as "".
+vlm_status vlm_tokenizer_encode_batch(vlm_tokenizer *tok, const char *const *texts, int n, int ctx, int32_t *ids,
+                                      vlm_error *err);
+
 #endif

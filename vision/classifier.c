@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "core/ops_internal.h"
+#include "core/op_ext.h"
 #include "core/safetensors.h"
 
 void vlm_classifier_cfg_from_vit(vlm_classifier_cfg *cfg, const vlm_vit_cfg *vit, int n_classes) {

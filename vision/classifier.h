@@ -16,7 +16,8 @@
 #ifndef VLM_VISION_CLASSIFIER_H
 #define VLM_VISION_CLASSIFIER_H
 
-#include "fusion/checkpoint.h"
+#include "core/optim.h"
+#include "core/state.h"
 #include "vision/head.h"
 #include "vision/vit.h"
 

@@ -264,7 +264,7 @@ int vlm_detector_decode(const float *logits, const float *boxes, int N, int Q, c
         for (int i = 0; i < n && kept < max_det; i++) {
             int t = cs[i].idx / Q, q = cs[i].idx % Q, ok = 1;
             for (int k = 0; k < kept && ok; k++)
-                if (cs[k].idx % Q == q && vlm_det_iou(boxes + 4 * (int64_t)t, boxes + 4 * (int64_t)(cs[k].idx / Q)) > nms_iou)
+                if (cs[k].idx % Q == q && vlm_box_iou_cxcywh(boxes + 4 * (int64_t)t, boxes + 4 * (int64_t)(cs[k].idx / Q)) > nms_iou)
                     ok = 0;
             if (ok) cs[kept++] = cs[i];
         }

@@ -1,5 +1,5 @@
 // Logistic-regression linear probe (see linprobe.h).
-#include "fusion/linprobe.h"
+#include "eval/linprobe.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 // Reference CLIP step (see clip_step.h).
-#include "fusion/clip_step.h"
+#include "train/clip_step.h"
 #include <stdlib.h>
 #include <string.h>
 #include "losses/contrastive.h"

@@ -1,8 +1,8 @@
 // COCO bbox evaluation, reproducing pycocotools' COCOeval(gt, dt, "bbox")
 // evaluate + accumulate + summarize number for number (double precision,
 // the same thresholds, sort orders, matching loop and -1 conventions).
-#ifndef VLM_DATA_COCO_EVAL_H
-#define VLM_DATA_COCO_EVAL_H
+#ifndef VLM_EVAL_COCO_EVAL_H
+#define VLM_EVAL_COCO_EVAL_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,7 +1,8 @@
 // COCO bbox evaluation reproducing pycocotools' COCOeval (evaluate,
 // accumulate, summarize); facts taken from cocoapi's cocoeval.py, coco.py and
 // maskApi.c (bbIou), re-derived here in C with the same double arithmetic.
-#include "data/coco_eval.h"
+#include "eval/coco_eval.h"
+#include "core/box.h"
 
 #include <float.h>
 #include <inttypes.h>
@@ -127,17 +128,6 @@ static int grow(void **p, long *cap, long need, size_t elem) {
     return 1;
 }
 
-// maskApi.c bbIou for one pair: intersection over union, or over the
-// detection's area when the ground truth is a crowd region.
-static double box_iou(const double *D, const double *G, int crowd) {
-    double ga = G[2] * G[3], da = D[2] * D[3];
-    double w = fmin(D[2] + D[0], G[2] + G[0]) - fmax(D[0], G[0]);
-    if (w <= 0) return 0;
-    double h = fmin(D[3] + D[1], G[3] + G[1]) - fmax(D[1], G[1]);
-    if (h <= 0) return 0;
-    double i = w * h, u = crowd ? da : da + ga - i;
-    return i / u;
-}
 
 // Working memory of one evaluation, reused across cells and categories.
 typedef struct {
@@ -196,7 +186,7 @@ static int eval_cell(vlm_coco_eval *ev, work *w, long n_cells, const vlm_coco_an
 
     if (!grow((void **)&w->iou, &w->cap_iou, D * G, sizeof *w->iou)) return 0;
     for (long j = 0; j < D; j++)
-        for (long q = 0; q < G; q++) w->iou[j * G + q] = box_iou(d[w->dts[j].pos]->bbox, g[q]->bbox, g[q]->iscrowd);
+        for (long q = 0; q < G; q++) w->iou[j * G + q] = vlm_box_iou_xywh(d[w->dts[j].pos]->bbox, g[q]->bbox, g[q]->iscrowd);
 
     if (!grow((void **)&w->cell_d, &w->cap_cells, n_cells + 1, sizeof *w->cell_d) ||
         !grow((void **)&w->cell_score, &w->cap_cs, n_cells + 1, sizeof *w->cell_score))

@@ -1,7 +1,7 @@
 // One reference step of CLIP (forward, loss, backward, optional AdamW steps)
 // on a fixed batch: what `vlm clip-step` and the parity tests run.
-#ifndef VLM_FUSION_CLIP_STEP_H
-#define VLM_FUSION_CLIP_STEP_H
+#ifndef VLM_TRAIN_CLIP_STEP_H
+#define VLM_TRAIN_CLIP_STEP_H
 
 #include "core/optim.h"
 #include "fusion/clip.h"

@@ -1,7 +1,8 @@
-// Drawing on 8-bit RGB buffers for visualisations: a built-in 5x7 bitmap font
-// (printable ASCII), rectangle outlines and filled rectangles, all clipped.
-#ifndef VLM_CLI_FONT_H
-#define VLM_CLI_FONT_H
+// Drawing on 8-bit RGB buffers for visualisations (detection boxes, sample
+// grids, chart labels): a built-in 5x7 bitmap font (printable ASCII),
+// rectangle outlines and filled rectangles, all clipped.
+#ifndef VLM_DATA_FONT_H
+#define VLM_DATA_FONT_H
 
 #include <stdint.h>
 

@@ -1,6 +1,6 @@
 // A 5x7 bitmap font (plus a descender row) for printable ASCII and clipped rectangle/text drawing on
-// RGB buffers (labels of `vlm detect predict` visualisations).
-#include "cli/font.h"
+// RGB buffers (labels of detection visualisations, sample grids and chart axes).
+#include "data/font.h"
 #include <stddef.h>
 
 // Column-major glyphs, 5 bytes per character 32..126: byte c is column c from

@@ -1,8 +1,8 @@
 // Retrieval metrics (see retrieval.h).
-#include "fusion/retrieval.h"
+#include "eval/retrieval.h"
 #include <stdlib.h>
 #include <string.h>
-#include "core/ops_internal.h"
+#include "core/op_ext.h"
 
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;

@@ -5,8 +5,8 @@
 // test accuracy). Everything is deterministic: the loss and gradient are
 // summed over a fixed partition of the rows in a fixed order, whatever the
 // thread count.
-#ifndef VLM_FUSION_LINPROBE_H
-#define VLM_FUSION_LINPROBE_H
+#ifndef VLM_EVAL_LINPROBE_H
+#define VLM_EVAL_LINPROBE_H
 
 #include <stdint.h>
 #include "core/error.h"

@@ -1,7 +1,8 @@
 // Built-in zero-shot prompt template sets: OpenAI's 80 ImageNet templates and
 // its 7-template subset, its 18 CIFAR-10 templates, its MNIST template, and
 // plain ones for caption-style vocabularies (emoji names).
-#include "fusion/zeroshot.h"
+#include "eval/templates.h"
+#include <stdio.h>
 #include <string.h>
 
 static const char *const imagenet80[] = {
@@ -56,3 +57,36 @@ const vlm_template_set *vlm_templates_builtin(const char *name) {
 }
 
 const char *vlm_templates_builtin_names(void) { return "imagenet (80), imagenet7, cifar10 (18), mnist, photo, name"; }
+
+vlm_status vlm_templates_resolve(const char *name_or_file, char ***templates, int *n, int *owned, vlm_error *err) {
+    *templates = NULL;
+    *n = 0;
+    *owned = 0;
+    const vlm_template_set *ts = vlm_templates_builtin(name_or_file);
+    if (ts) {
+        *templates = (char **)ts->t;
+        *n = ts->n;
+        return VLM_OK;
+    }
+    FILE *f = fopen(name_or_file, "r");
+    if (!f)
+        return vlm_errorf(err, VLM_ERR_ARG, "--templates: '%s' is neither a built-in set (%s) nor a readable file",
+                          name_or_file, vlm_templates_builtin_names());
+    fclose(f);
+    vlm_status st = vlm_templates_load(name_or_file, templates, n, err);
+    if (!st) *owned = 1;
+    return st;
+}
+
+vlm_status vlm_templates_load(const char *path, char ***templates, int *n, vlm_error *err) {
+    vlm_status st = vlm_lines_load_nonblank(path, templates, n, err);
+    if (st) return st;
+    for (int i = 0; i < *n; i++)
+        if (!strstr((*templates)[i], "{}")) {
+            st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: template %d \"%s\" has no {} placeholder", path, i + 1, (*templates)[i]);
+            vlm_strlist_free(*templates, *n);
+            return st;
+        }
+    return VLM_OK;
+}
+

@@ -1,6 +1,6 @@
 // Image<->text retrieval metrics over paired, L2-normalised embeddings.
-#ifndef VLM_FUSION_RETRIEVAL_H
-#define VLM_FUSION_RETRIEVAL_H
+#ifndef VLM_EVAL_RETRIEVAL_H
+#define VLM_EVAL_RETRIEVAL_H
 
 #include <stdint.h>
 #include "core/error.h"
