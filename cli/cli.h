@@ -8,6 +8,8 @@ typedef int (*vlm_cmd_fn)(int argc, char **argv);
 
 // Prints "vlm <cmd>: error: <msg>" to stderr and returns 1.
 int cli_fail(const char *cmd, const vlm_error *err);
+// Prints the usage error and returns 2 (the exit status of a usage error).
+int cli_usage_fail(const char *cmd, const vlm_error *err);
 int cli_failf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int cmd_bench(int argc, char **argv);

@@ -11,7 +11,10 @@
 #include <string.h>
 #include "cli/cli.h"
 #include "data/font.h"
+#include "cli/opts.h"
 #include "cli/train_common.h"
+#include "train/gen_data.h"
+#include "train/generate.h"
 #include "core/optim.h"
 #include "data/image.h"
 #include "data/transform.h"
@@ -21,288 +24,7 @@
 #include "fusion/classes.h"
 #include "vision/classifier.h"
 
-// ---------------------------------------------------------------- shared helpers
-// Tokenizer of the generator's CLIP + text embeddings [n, E] (L2-normalised).
-static vlm_status embed_texts(vlm_gen *g, const char *const *texts, int n, float *out, vlm_error *err) {
-    vlm_tokenizer tok;
-    vlm_status st = cli_tokenizer_from_text(&tok, g->tokenizer_text, err);
-    if (st) return st;
-    st = vlm_clip_encode_texts(&g->clip, &tok, texts, n, out, err);
-    vlm_tokenizer_free(&tok);
-    return st;
-}
 
-// Runs f (a model on [b, 3, S, S] eval-transformed images -> [b, dout]) over
-// 8-bit RGB images [n, s, s, 3] in batches of 64; rows into out [n, dout].
-typedef vlm_tensor *(*image_fn)(vlm_ctx *c, void *model, vlm_tensor *images);
-static vlm_status images_forward(const uint8_t *rgb, int64_t n, int s, int S, image_fn f, void *model, int dout,
-                                 float *out, vlm_error *err) {
-    const int B = 64;
-    vlm_transform tf;
-    vlm_transform_init(&tf, S);
-    vlm_transform_scratch sc;
-    vlm_transform_scratch_init(&sc);
-    vlm_image img;
-    vlm_image_init(&img);
-    float *x = malloc(sizeof(float) * (size_t)B * 3 * S * S);
-    vlm_ctx c;
-    vlm_status st = !x ? vlm_errorf(err, VLM_ERR_OOM, "out of memory") : vlm_ctx_init(&c, 64u << 20, 0, err);
-    if (st) {
-        free(x);
-        return st;
-    }
-    c.grad_enabled = 0;
-    c.training = 0;
-    if ((st = vlm_image_alloc(&img, s, s, err))) goto done;
-    for (int64_t i0 = 0; i0 < n && !st; i0 += B) {
-        int b = n - i0 < B ? (int)(n - i0) : B;
-        for (int k = 0; k < b && !st; k++) {
-            memcpy(img.px, rgb + (i0 + k) * s * s * 3, (size_t)s * s * 3);
-            st = vlm_transform_eval(&tf, &img, x + (int64_t)k * 3 * S * S, &sc, err);
-        }
-        if (st) break;
-        vlm_ctx_reset(&c);
-        vlm_tensor *y = f(&c, model, vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){b, 3, S, S}, x, NULL));
-        if (!y) {
-            st = c.status;
-            *err = c.err;
-            break;
-        }
-        memcpy(out + i0 * dout, vlm_f32(y), sizeof(float) * (size_t)b * dout);
-    }
-done:
-    vlm_ctx_free(&c);
-    vlm_image_free(&img);
-    vlm_transform_scratch_free(&sc);
-    free(x);
-    return st;
-}
-
-static vlm_tensor *clip_embed_fn(vlm_ctx *c, void *m, vlm_tensor *images) {
-    return vlm_op_l2norm(c, vlm_clip_encode_image(c, m, images, NULL));
-}
-
-// CLIP image embeddings [n, E] (L2-normalised) of 8-bit RGB images [n, s, s, 3]
-// through the CLIP's eval transform (resize to its input size).
-static vlm_status embed_images(vlm_clip *m, const uint8_t *rgb, int64_t n, int s, float *out, vlm_error *err) {
-    return images_forward(rgb, n, s, m->cfg.vision.image_size, clip_embed_fn, m, m->cfg.embed_dim, out, err);
-}
-
-// Grid PNG: one row per prompt (label on the left), n images per row, each
-// scaled up `scale` x (nearest).
-static vlm_status write_grid(const char *path, const uint8_t *rgb, int rows, int n, int s, int scale,
-                             const char *const *labels, vlm_error *err) {
-    int cell = s * scale, pad = 2, lw = 0;
-    const int fs = 1;
-    if (labels)
-        for (int r = 0; r < rows; r++) {
-            int w = vlm_text_width(labels[r], fs);
-            if (w > lw) lw = w;
-        }
-    if (lw > 240) lw = 240;
-    int lx = labels ? lw + 6 : 0;
-    int W = lx + n * (cell + pad) + pad, H = rows * (cell + pad) + pad;
-    uint8_t *img = malloc((size_t)W * H * 3);
-    if (!img) return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
-    memset(img, 255, (size_t)W * H * 3);
-    const uint8_t black[3] = {0, 0, 0};
-    for (int r = 0; r < rows; r++) {
-        int y0 = pad + r * (cell + pad);
-        if (labels) {
-            char buf[256];
-            int keep = vlm_text_chars(labels[r]);
-            if (keep > 40) keep = 40; // the label column is at most 240 px (40 glyphs)
-            snprintf(buf, sizeof buf, "%.*s", vlm_text_prefix_bytes(labels[r], keep), labels[r]);
-            vlm_draw_text(img, W, H, 3, y0 + cell / 2 - VLM_FONT_H * fs / 2, buf, black, fs);
-        }
-        for (int k = 0; k < n; k++) {
-            const uint8_t *src = rgb + ((int64_t)r * n + k) * s * s * 3;
-            int x0 = lx + pad + k * (cell + pad);
-            for (int y = 0; y < cell; y++)
-                for (int x = 0; x < cell; x++)
-                    memcpy(img + ((int64_t)(y0 + y) * W + x0 + x) * 3, src + ((y / scale) * s + x / scale) * 3, 3);
-        }
-    }
-    vlm_status st = vlm_image_write_png(path, img, W, H, err);
-    free(img);
-    return st;
-}
-
-// Prompts from --prompt (repeatable), --prompts FILE or --classnames FILE (+ template).
-typedef struct {
-    char **p;
-    int n;
-} strlist;
-
-static void strlist_free(strlist *l) {
-    vlm_strlist_free(l->p, l->n);
-    l->p = NULL;
-    l->n = 0;
-}
-
-static vlm_status strlist_add(strlist *l, const char *s, vlm_error *err) {
-    char **q = realloc(l->p, sizeof(char *) * (size_t)(l->n + 1));
-    if (!q) return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-    l->p = q;
-    if (!(l->p[l->n] = strdup(s))) return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-    l->n++;
-    return VLM_OK;
-}
-
-// Class names -> prompts through the template.
-static vlm_status fill_prompts(const char *tmpl, char **names, int n, strlist *out, vlm_error *err) {
-    char buf[1024];
-    for (int i = 0; i < n; i++) {
-        vlm_status st = vlm_template_fill(tmpl, names[i], buf, sizeof buf, err);
-        if (st || (st = strlist_add(out, buf, err))) return st;
-    }
-    return VLM_OK;
-}
-
-// ---------------------------------------------------------------- training data
-// Every usable sample of a dataset in memory at the model's resolution (the eval
-// transform: shortest side to S, centre crop), with its conditioning row.
-typedef struct {
-    int64_t n, skipped;
-    int S;
-    uint8_t *rgb;    // [n, S, S, 3]
-    int32_t *row;    // [n] row of emb
-    float *emb;      // [n_emb, E]
-    int64_t n_emb;
-    strlist texts;   // text conditioning: the distinct prompts (n_emb)
-} gen_data;
-
-static void gen_data_free(gen_data *d) {
-    free(d->rgb);
-    free(d->row);
-    free(d->emb);
-    strlist_free(&d->texts);
-    memset(d, 0, sizeof *d);
-}
-
-typedef struct {
-    const char *s;
-    int64_t i;
-} keyed;
-static int keyed_cmp(const void *a, const void *b) {
-    int c = strcmp(((const keyed *)a)->s, ((const keyed *)b)->s);
-    if (c) return c;
-    return (((const keyed *)a)->i > ((const keyed *)b)->i) - (((const keyed *)a)->i < ((const keyed *)b)->i);
-}
-
-static vlm_status load_data(vlm_gen *g, const char *spec, const char *classnames, const vlm_decode_opts *dec,
-                            int64_t limit, gen_data *d, vlm_error *err) {
-    memset(d, 0, sizeof *d);
-    const int S = g->dit.cfg.image_size, E = g->dit.cfg.cond_dim;
-    d->S = S;
-    vlm_dataset_opts dopt;
-    vlm_dataset_opts_default(&dopt);
-    dopt.classnames = classnames;
-    vlm_dataset ds;
-    vlm_status st = vlm_dataset_open(&ds, spec, &dopt, err);
-    if (st) return st;
-    int64_t N = limit > 0 && limit < ds.n ? limit : ds.n;
-    char **caps = calloc((size_t)(N > 0 ? N : 1), sizeof(char *));
-    d->rgb = malloc((size_t)(N > 0 ? N : 1) * S * S * 3);
-    d->row = malloc(sizeof(int32_t) * (size_t)(N > 0 ? N : 1));
-    uint8_t *ok = calloc((size_t)(N > 0 ? N : 1), 1);
-    if (!caps || !d->rgb || !d->row || !ok) {
-        st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory for %" PRId64 " images", spec, N);
-        goto done;
-    }
-    int64_t n_nocap = 0;
-    vlm_status first_bad = VLM_OK;
-    char first_msg[512] = "";
-#pragma omp parallel
-    {
-        vlm_sample smp;
-        vlm_sample_init(&smp);
-        vlm_image img;
-        vlm_image_init(&img);
-        vlm_transform tf;
-        vlm_transform_init(&tf, S);
-        vlm_transform_scratch sc;
-        vlm_transform_scratch_init(&sc);
-        char buf[1024];
-#pragma omp for schedule(dynamic, 64) reduction(+ : n_nocap)
-        for (int64_t i = 0; i < N; i++) {
-            vlm_error e = {0};
-            // labelled data with class names: the template filled with the name; else the caption as is
-            const char *cap = vlm_dataset_caption(&ds, i);
-            int32_t lab = vlm_dataset_label(&ds, i);
-            if (lab >= 0 && ds.classnames && lab < ds.n_classes &&
-                vlm_template_fill(g->template_, ds.classnames[lab], buf, sizeof buf, &e) == VLM_OK)
-                cap = buf;
-            if (g->cond == VLM_GEN_TEXT && !cap) {
-                n_nocap++;
-                continue;
-            }
-            if (vlm_dataset_load_image(&ds, i, &smp, &img, dec, &e) ||
-                vlm_transform_eval_u8(&tf, &img, d->rgb + i * S * S * 3, &sc, &e)) {
-#pragma omp critical
-                if (!first_bad) first_bad = e.status ? e.status : VLM_ERR_FORMAT, snprintf(first_msg, sizeof first_msg, "%s", e.msg);
-                continue;
-            }
-            if (g->cond == VLM_GEN_TEXT) caps[i] = strdup(cap);
-            ok[i] = 1;
-        }
-        vlm_sample_free(&smp);
-        vlm_image_free(&img);
-        vlm_transform_scratch_free(&sc);
-    }
-    // compact the kept samples
-    int64_t n = 0;
-    for (int64_t i = 0; i < N; i++) {
-        if (!ok[i]) continue;
-        if (n != i) {
-            memmove(d->rgb + n * S * S * 3, d->rgb + i * S * S * 3, (size_t)S * S * 3);
-            caps[n] = caps[i];
-            caps[i] = NULL;
-        }
-        n++;
-    }
-    d->n = n;
-    d->skipped = N - n;
-    if (d->skipped)
-        fprintf(stderr, "generate: skipped %" PRId64 " of %" PRId64 " samples (%" PRId64 " without a caption or class name%s%s)\n",
-                d->skipped, N, n_nocap, first_msg[0] ? "; first bad image: " : "", first_msg);
-    if (n == 0) {
-        st = vlm_errorf(err, VLM_ERR_ARG, "%s: no usable samples%s", spec,
-                        g->cond == VLM_GEN_TEXT ? " (text conditioning needs captions, or labels with --classnames)" : "");
-        goto done;
-    }
-    if (g->cond == VLM_GEN_TEXT) {
-        // distinct prompts, embedded once
-        keyed *k = malloc(sizeof(keyed) * (size_t)n);
-        if (!k) {
-            st = vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-            goto done;
-        }
-        for (int64_t i = 0; i < n; i++) k[i] = (keyed){caps[i], i};
-        qsort(k, (size_t)n, sizeof *k, keyed_cmp);
-        for (int64_t i = 0; i < n && !st; i++) {
-            if (i == 0 || strcmp(k[i].s, k[i - 1].s)) st = strlist_add(&d->texts, k[i].s, err);
-            d->row[k[i].i] = d->texts.n - 1;
-        }
-        free(k);
-        d->n_emb = d->texts.n;
-        if (!st && !(d->emb = malloc(sizeof(float) * (size_t)d->n_emb * E)))
-            st = vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-        if (!st) st = embed_texts(g, (const char *const *)d->texts.p, (int)d->n_emb, d->emb, err);
-    } else {
-        d->n_emb = n;
-        for (int64_t i = 0; i < n; i++) d->row[i] = (int32_t)i;
-        if (!(d->emb = malloc(sizeof(float) * (size_t)n * E))) st = vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-        if (!st) st = embed_images(&g->clip, d->rgb, n, S, d->emb, err);
-    }
-done:
-    if (caps)
-        for (int64_t i = 0; i < N; i++) free(caps[i]);
-    free(caps);
-    free(ok);
-    vlm_dataset_free(&ds);
-    return st;
-}
 
 // ---------------------------------------------------------------- train
 static const char *train_usage =
@@ -325,7 +47,7 @@ static const char *train_usage =
     "                           mirrored first-half block]) as input (Bao et al. 2023)\n"
     "  --schedule linear|cosine (linear)  --timesteps T (1000)\n"
     "optimisation:\n"
-    "  --batch-size B (64)  --lr LR (3e-4)  --wd WD (0)  --warmup STEPS (500)  --lr-schedule const|cosine\n"
+    "  --batch-size B (64)  --lr LR (3e-4)  --wd WD (0)  --warmup STEPS (500)  --lr-scheduler const|cosine\n"
     "  --grad-clip-norm N (1)  --p-uncond P (0.1)  --ema-decay D (0.9995)  --seed S (0)\n"
     "  --min-snr G (0)  weight each sample's eps-MSE by min(SNR_t, G) / SNR_t (Min-SNR-gamma; 5 is the\n"
     "                   paper's value; 0 = plain eps-MSE); the logged loss is then the weighted one\n"
@@ -333,7 +55,7 @@ static const char *train_usage =
     "                   and uniformly; one per stratum of [0, T) (lower variance, same distribution); or\n"
     "                   stratified with density proportional to the --min-snr weight and every sample weighted\n"
     "                   by the mean weight instead (the same expected loss, no draws spent on ~zero weights)\n"
-    "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)\n"
+    "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)  --precision fp32\n"
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (1000)  --log-every N (50)  --resume latest|FILE\n"
     "  --grid-n N (8): at the end, sample N images per prompt (first 10 prompts) into <run>/samples.png\n"
@@ -341,382 +63,72 @@ static const char *train_usage =
     "  --dist-timeout S (300) stops the job when a rank waits longer than S seconds for the others\n"
     "Ends with one JSON line: steps, minutes, loss, checkpoint (the EMA model file).\n";
 
-typedef struct {
-    const char *clip, *train, *classnames, *tmpl, *cond, *composite, *logs, *name, *resume, *schedule, *lr_sched,
-        *t_sampling;
-    long long limit, image_size, patch, channels, width, layers, heads, cond_tokens, timesteps, batch, warmup, seed,
-        max_steps, save_every, log_every, grid_n;
-    double hflip, lr, wd, clip_norm, p_uncond, ema, max_minutes, min_snr;
-    int time_sched, long_skip;
-    int t_mode; // --t-sampling: 0 uniform, 1 stratified, 2 importance
-    cli_dist_opts dist;
-} train_opts;
+// 0: parsed, 1: --help, -1: usage error.
+static int train_parse(int argc, char **argv, vlm_generate_opts *o, cli_dist_opts *d, int *json, vlm_error *err) {
+    vlm_generate_opts_default(o);
+    cli_dist_opts_default(d);
+    const cli_opt own[] = {
+        {"clip", CLI_STR, &o->clip, 0, 0, NULL, NULL},
+        {"train-data", CLI_STR, &o->train, 0, 0, NULL, NULL},
+        {"classnames", CLI_STR, &o->classnames, 0, 0, NULL, NULL},
+        {"template", CLI_STR, &o->tmpl, 0, 0, NULL, NULL},
+        {"cond", CLI_STR, &o->cond, 0, 0, NULL, NULL},
+        {"composite", CLI_FN, &o->dec, 0, 0, cli_fn_composite, NULL},
+        {"schedule", CLI_STR, &o->schedule, 0, 0, NULL, NULL},
+        {"t-sampling", CLI_STR, &o->t_sampling, 0, 0, NULL, NULL},
+        {"train-limit", CLI_INT, &o->limit, 1, 9.3e18, NULL, NULL},
+        {"image-size", CLI_INT, &o->image_size, 4, 1024, NULL, NULL},
+        {"patch-size", CLI_INT, &o->patch, 1, 64, NULL, NULL},
+        {"channels", CLI_INT, &o->channels, 1, 3, NULL, NULL},
+        {"width", CLI_INT, &o->width, 4, 8192, NULL, NULL},
+        {"layers", CLI_INT, &o->layers, 1, 256, NULL, NULL},
+        {"heads", CLI_INT, &o->heads, 1, 256, NULL, NULL},
+        {"cond-tokens", CLI_INT, &o->cond_tokens, 0, 64, NULL, NULL},
+        {"timesteps", CLI_INT, &o->timesteps, 2, 100000, NULL, NULL},
+        {"grid-n", CLI_INT, &o->grid_n, 0, 64, NULL, NULL},
+        {"hflip", CLI_FLT, &o->hflip, 0, 1, NULL, NULL},
+        {"p-uncond", CLI_FLT, &o->p_uncond, 0, 1, NULL, NULL},
+        {"ema-decay", CLI_FLT, &o->ema, 0, 1, NULL, NULL},
+        {"min-snr", CLI_FLT, &o->min_snr, 0, 1e9, NULL, NULL},
+        {"long-skip", CLI_FLAG, &o->long_skip, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    cli_opt common[CLI_TRAIN_OPTS];
+    cli_train_table(common, &o->c, d, json);
+    const cli_opt *tabs[] = {own, common};
+    int pos, r = cli_parse("generate train", argc, argv, tabs, 2, &pos, err);
+    if (r) return r;
+    if (pos < argc) {
+        vlm_errorf(err, VLM_ERR_ARG, "unexpected argument '%s' (see vlm generate train --help)", argv[pos]);
+        return -1;
+    }
+    return vlm_generate_opts_check(o, err) ? -1 : 0;
+}
 
-static volatile sig_atomic_t g_stop = 0;
-static void on_signal(int sig) {
-    (void)sig;
-    g_stop = 1;
+static int cmd_generate_train(int argc, char **argv) {
+    vlm_generate_opts o;
+    cli_dist_opts d;
+    vlm_error err = {0};
+    int json = 0, pr = train_parse(argc, argv, &o, &d, &json, &err);
+    if (pr == 1) {
+        fputs(train_usage, stdout);
+        return 0;
+    }
+    if (pr) return cli_usage_fail("generate train", &err);
+    cli_trainer_setup(&o.c, &d);
+    vlm_generate_result r;
+    if (vlm_generate_train(&o, &r, &err)) return cli_train_fail("generate train", &err);
+    cli_progress_end();
+    if (o.c.dist->rank) return 0; // rank 0 reports
+    printf("{\"steps\": %" PRId64 ", \"minutes\": %.2f, \"loss\": %.5f, \"checkpoint\": \"%s\"}\n", r.steps, r.minutes,
+           r.loss, r.checkpoint);
+    return 0;
 }
 
 #define OPT_STR(flag, f) if (!strcmp(a, flag)) { if (!v) goto need; o->f = v; i++; continue; }
 #define OPT_INT(flag, f, lo, hi) if (!strcmp(a, flag)) { if (!v) goto need; if (cli_parse_int(flag, v, lo, hi, &o->f, err)) return -1; i++; continue; }
 #define OPT_FLT(flag, f, lo, hi) if (!strcmp(a, flag)) { if (!v) goto need; if (cli_parse_float(flag, v, lo, hi, &o->f, err)) return -1; i++; continue; }
 #define OPT_FLAG(flag, f) if (!strcmp(a, flag)) { o->f = 1; continue; }
-
-static int train_parse(int argc, char **argv, train_opts *o, vlm_error *err) {
-    memset(o, 0, sizeof *o);
-    o->tmpl = "a photo of a {}", o->cond = "text", o->logs = "./logs", o->schedule = "linear", o->lr_sched = "const";
-    o->t_sampling = "uniform";
-    o->image_size = 32, o->patch = 4, o->channels = 3, o->width = 256, o->layers = 6, o->heads = 4, o->timesteps = 1000;
-    o->batch = 64, o->warmup = 500, o->save_every = 1000, o->log_every = 50, o->grid_n = 8;
-    o->lr = 3e-4, o->clip_norm = 1, o->p_uncond = 0.1, o->ema = 0.9995;
-    cli_dist_opts_default(&o->dist);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        OPT_STR("--clip", clip) OPT_STR("--train-data", train) OPT_STR("--classnames", classnames)
-        OPT_STR("--template", tmpl) OPT_STR("--cond", cond) OPT_STR("--composite", composite) OPT_STR("--logs", logs)
-        OPT_STR("--name", name) OPT_STR("--resume", resume) OPT_STR("--schedule", schedule)
-        OPT_STR("--lr-schedule", lr_sched) OPT_STR("--t-sampling", t_sampling)
-        OPT_INT("--train-limit", limit, 1, INT64_MAX) OPT_INT("--image-size", image_size, 4, 1024)
-        OPT_INT("--patch-size", patch, 1, 64) OPT_INT("--channels", channels, 1, 3) OPT_INT("--width", width, 4, 8192)
-        OPT_INT("--layers", layers, 1, 256) OPT_INT("--heads", heads, 1, 256) OPT_INT("--cond-tokens", cond_tokens, 0, 64)
-        OPT_INT("--timesteps", timesteps, 2, 100000) OPT_INT("--batch-size", batch, 1, 1 << 16)
-        OPT_INT("--warmup", warmup, 0, 1LL << 40) OPT_INT("--seed", seed, 0, INT64_MAX)
-        OPT_INT("--max-steps", max_steps, 1, 1LL << 40) OPT_INT("--save-every-steps", save_every, 1, 1LL << 40)
-        OPT_INT("--log-every", log_every, 1, 1 << 30) OPT_INT("--grid-n", grid_n, 0, 64)
-        OPT_FLT("--hflip", hflip, 0, 1) OPT_FLT("--lr", lr, 0, 10) OPT_FLT("--wd", wd, 0, 10)
-        OPT_FLT("--grad-clip-norm", clip_norm, 0, 1e9) OPT_FLT("--p-uncond", p_uncond, 0, 1)
-        OPT_FLT("--ema-decay", ema, 0, 1) OPT_FLT("--min-snr", min_snr, 0, 1e9) OPT_FLT("--max-minutes", max_minutes, 0, 1e7)
-        OPT_FLAG("--time-schedule", time_sched) OPT_FLAG("--long-skip", long_skip)
-        int dr = cli_dist_parse_opt(a, v, &o->dist, err); // --dist-timeout, --debug-fault
-        if (dr < 0) return -1;
-        if (dr) { i++; continue; }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
-        vlm_errorf(err, VLM_ERR_ARG, "unknown option '%s' (see vlm generate train --help)", a);
-        return -1;
-    need:
-        vlm_errorf(err, VLM_ERR_ARG, "%s needs a value", a);
-        return -1;
-    }
-    if (!o->clip || !o->train) {
-        vlm_errorf(err, VLM_ERR_ARG, "--clip CKPT and --train-data DATA are required (see --help)");
-        return -1;
-    }
-    if (strcmp(o->cond, "text") && strcmp(o->cond, "image")) {
-        vlm_errorf(err, VLM_ERR_ARG, "--cond: expected text or image, got '%s'", o->cond);
-        return -1;
-    }
-    if (o->channels == 2) {
-        vlm_errorf(err, VLM_ERR_ARG, "--channels: 1 or 3");
-        return -1;
-    }
-    if (vlm_diff_kind_parse(o->schedule) < 0) {
-        vlm_errorf(err, VLM_ERR_ARG, "--schedule: expected linear or cosine, got '%s'", o->schedule);
-        return -1;
-    }
-    static const char *const t_modes[] = {"uniform", "stratified", "importance"};
-    o->t_mode = -1;
-    for (int m = 0; m < 3; m++)
-        if (!strcmp(o->t_sampling, t_modes[m])) o->t_mode = m;
-    if (o->t_mode < 0) {
-        vlm_errorf(err, VLM_ERR_ARG, "--t-sampling: expected uniform, stratified or importance, got '%s'", o->t_sampling);
-        return -1;
-    }
-    vlm_sched_kind k;
-    if (vlm_sched_parse(o->lr_sched, &k) || k == VLM_SCHED_CONST_COOLDOWN) {
-        vlm_errorf(err, VLM_ERR_ARG, "--lr-schedule: expected const or cosine, got '%s'", o->lr_sched);
-        return -1;
-    }
-    if (!strstr(o->tmpl, "{}")) {
-        vlm_errorf(err, VLM_ERR_ARG, "--template must contain {} (got '%s')", o->tmpl);
-        return -1;
-    }
-    if (o->time_sched && o->max_minutes <= 0) {
-        vlm_errorf(err, VLM_ERR_ARG, "--time-schedule needs --max-minutes");
-        return -1;
-    }
-    return 0;
-}
-
-// Samples `per` images for each of the first `rows` prompts of d into a grid.
-static vlm_status end_grid(vlm_gen *g, const gen_data *d, int per, const char *path, vlm_error *err) {
-    if (d->texts.n == 0 || per <= 0) return VLM_OK;
-    int rows = d->texts.n < 10 ? d->texts.n : 10, E = g->dit.cfg.cond_dim, S = g->dit.cfg.image_size,
-        C = g->dit.cfg.in_channels;
-    int64_t n = (int64_t)rows * per;
-    float *emb = malloc(sizeof(float) * (size_t)n * E), *x = malloc(sizeof(float) * (size_t)n * C * S * S);
-    uint8_t *rgb = malloc((size_t)n * S * S * 3);
-    vlm_status st = !emb || !x || !rgb ? vlm_errorf(err, VLM_ERR_OOM, "out of memory") : VLM_OK;
-    if (!st) {
-        for (int64_t i = 0; i < n; i++) memcpy(emb + i * E, d->emb + (i / per) * E, sizeof(float) * (size_t)E);
-        vlm_gen_sample_opts so;
-        vlm_gen_sample_opts_default(&so);
-        if (!(st = vlm_gen_sample(g, emb, n, &so, x, err))) {
-            vlm_gen_to_rgb(x, n, C, S, rgb);
-            st = write_grid(path, rgb, rows, per, S, 2, (const char *const *)d->texts.p, err);
-        }
-    }
-    free(emb), free(x), free(rgb);
-    return st;
-}
-
-static int cmd_generate_train(int argc, char **argv) {
-    const char *cmd = "generate train";
-    vlm_error err = {0};
-    train_opts o;
-    int pr = train_parse(argc, argv, &o, &err);
-    if (pr == 1) {
-        fputs(train_usage, stdout);
-        return 0;
-    }
-    if (pr) return cli_fail(cmd, &err);
-    int rc = 1, have_ctx = 0;
-    vlm_gen g;
-    memset(&g, 0, sizeof g);
-    gen_data d;
-    memset(&d, 0, sizeof d);
-    vlm_ctx c;
-    FILE *mf = NULL;
-    float *x0 = NULL, *xt = NULL, *eps = NULL, *emb = NULL, *sw = NULL;
-    double *t_cdf = NULL; // [T] cumulative timestep density (--t-sampling stratified|importance)
-    int32_t *tt = NULL;
-    uint8_t *drop = NULL;
-    uint32_t *order = NULL;
-    char args_json[2048];
-    vlm_decode_opts dec;
-    vlm_decode_opts_default(&dec);
-    if (o.composite && cli_parse_composite(o.composite, &dec, &err)) goto fail;
-    double t_setup = cli_now();
-    vlm_dit_cfg cfg;
-    vlm_dit_cfg_default(&cfg);
-    cfg.image_size = (int)o.image_size, cfg.patch_size = (int)o.patch, cfg.in_channels = (int)o.channels;
-    cfg.width = (int)o.width, cfg.layers = (int)o.layers, cfg.heads = (int)o.heads, cfg.cond_tokens = (int)o.cond_tokens;
-    cfg.long_skip = o.long_skip;
-    cfg.schedule = (vlm_diff_kind)vlm_diff_kind_parse(o.schedule), cfg.timesteps = (int)o.timesteps;
-    if (vlm_gen_from_clip(&g, o.clip, cfg, (uint64_t)o.seed, &err)) goto fail;
-    g.cond = strcmp(o.cond, "image") ? VLM_GEN_TEXT : VLM_GEN_IMAGE;
-    snprintf(g.template_, sizeof g.template_, "%s", o.tmpl);
-    snprintf(g.train_data, sizeof g.train_data, "%s", o.train);
-    if (load_data(&g, o.train, o.classnames, &dec, o.limit, &d, &err)) goto fail;
-    vlm_dit_set_cond_stats(&g.dit, d.emb, d.n_emb); // (restored as saved when resuming)
-    const int S = cfg.image_size, C = cfg.in_channels, E = g.dit.cfg.cond_dim, B = (int)o.batch, T = cfg.timesteps;
-    const int64_t D = (int64_t)C * S * S;
-    vlm_diff_schedule sch;
-    if (vlm_diff_schedule_init(&sch, cfg.schedule, T, &err)) goto fail;
-    vlm_adamw opt;
-    if (vlm_adamw_init(&opt, &g.dit.ps, (vlm_adamw_cfg){(float)o.lr, 0.9f, 0.999f, 1e-8f, (float)o.wd}, &err)) goto fail_sch;
-    if (vlm_gen_ema_init(&g, &err)) goto fail_sch;
-    char grid_path[1200], name[256];
-    if (o.name) snprintf(name, sizeof name, "%s", o.name);
-    else snprintf(name, sizeof name, "gen-s%d-p%d-w%d-l%d-b%d-seed%lld", S, cfg.patch_size, cfg.width, cfg.layers, B, o.seed);
-    vlm_dist *Dd = cli_dist_setup(&o.dist);
-    const int R = Dd->rank, W = Dd->world, io = R == 0; // only rank 0 writes files and logs
-    const int GB = B * W;                                 // global batch
-    cli_run run;
-    if (cli_run_init(&run, o.logs, name, o.resume, io, &err)) goto fail_sch;
-    snprintf(grid_path, sizeof grid_path, "%s/samples.png", run.dir);
-    vlm_train_state ts;
-    memset(&ts, 0, sizeof ts);
-    if (run.resume[0]) {
-        if (vlm_gen_load_state(run.resume, &g, &ts, &err)) goto fail_sch;
-        opt.step = ts.adam_step;
-        if (cli_dist_check_resume(Dd, ts.global_batch, 0, B, run.resume, &err)) goto fail_sch;
-        if (io) fprintf(stderr, "generate train: resumed %s at step %" PRId64 "\n", run.resume, ts.step);
-    }
-    if (cli_dist_sync_params(Dd, &g.dit.ps, &err)) goto fail_sch;
-    if (io && cli_run_open_metrics(&run, &mf, &err)) goto fail_sch;
-    snprintf(args_json, sizeof args_json,
-             "{\"train_data\": \"%s\", \"cond\": \"%s\", \"template\": \"%s\", \"batch_size\": %d, \"lr\": %g, \"wd\": %g, "
-             "\"warmup\": %lld, \"lr_schedule\": \"%s\", \"p_uncond\": %g, \"ema_decay\": %g, \"hflip\": %g, \"seed\": %lld, "
-             "\"max_minutes\": %g, \"min_snr\": %g, \"t_sampling\": \"%s\"}",
-             o.train, o.cond, o.tmpl, B, o.lr, o.wd, o.warmup, o.lr_sched, o.p_uncond, o.ema, o.hflip, o.seed,
-             o.max_minutes, o.min_snr, o.t_sampling);
-    x0 = malloc(sizeof(float) * (size_t)B * D);
-    xt = malloc(sizeof(float) * (size_t)B * D);
-    eps = malloc(sizeof(float) * (size_t)B * D);
-    emb = malloc(sizeof(float) * (size_t)B * E);
-    tt = malloc(sizeof(int32_t) * (size_t)B);
-    sw = malloc(sizeof(float) * (size_t)B);
-    drop = malloc((size_t)B);
-    order = malloc(sizeof(uint32_t) * (size_t)d.n);
-    t_cdf = malloc(sizeof(double) * (size_t)T);
-    if (!x0 || !xt || !eps || !emb || !tt || !sw || !drop || !order || !t_cdf) {
-        vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-        goto fail_sch;
-    }
-    // importance: t ~ w_t / sum(w), each sample weighted by mean(w) (vlm_diff_weight_cdf);
-    // stratified: the uniform density (gamma 0), weights as --min-snr gives them
-    const int t_mode = o.t_mode;
-    const double t_mean_w = vlm_diff_weight_cdf(&sch, t_mode == 2 ? o.min_snr : 0, t_cdf);
-    if (vlm_ctx_init(&c, 256u << 20, (uint64_t)o.seed, &err)) goto fail_sch;
-    have_ctx = 1;
-    const int64_t steps_per_epoch = (d.n + GB - 1) / GB;
-    int64_t total = o.max_steps ? o.max_steps : (o.max_minutes > 0 ? INT64_MAX / 4 : steps_per_epoch * 100);
-    vlm_sched_kind sk;
-    vlm_sched_parse(o.lr_sched, &sk);
-    vlm_sched sched = {sk, (float)o.lr, o.warmup, total, 0, 1, 0};
-    const double budget = o.max_minutes > 0 ? o.max_minutes * 60.0 : 0;
-    if (io && W > 1)
-        fprintf(stderr, "generate train: data-parallel over %d ranks: %d images per rank, global batch %d\n", W, B, GB);
-    if (io)
-        fprintf(stderr,
-            "generate train: %" PRId64 " images at %dx%dx%d, %" PRId64 " distinct conditions (%s), DiT %d layers x %d wide "
-            "(patch %d, %d tokens%s), %lld params, batch %d, %" PRId64 " steps/epoch; setup %.1f s; run dir %s\n",
-            d.n, C, S, S, d.n_emb, o.cond, cfg.layers, cfg.width, cfg.patch_size, (S / cfg.patch_size) * (S / cfg.patch_size),
-            cfg.cond_tokens ? " + cond tokens" : "", (long long)g.dit.ps.total, B, steps_per_epoch, cli_now() - t_setup,
-            run.dir);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    double t_start = cli_now() - ts.elapsed_s, t_log = cli_now(), acc = 0;
-    int64_t epoch_shuffled = -1, seen = 0, acc_n = 0;
-    const char *stop_reason = "done";
-    while (ts.step < total) {
-        double now = cli_now();
-        if (budget > 0 && (W > 1 ? ts.elapsed_s : now - t_start) >= budget) { // W > 1: rank 0's clock, agreed last step
-            stop_reason = "time budget";
-            break;
-        }
-        cli_dist_fault(&o.dist, Dd, ts.step);
-        // This rank's B samples of the global batch: positions R*B.. of it, so a
-        // global batch holds the same samples and draws at every world size.
-        int64_t epoch = ts.step / steps_per_epoch, pos = (ts.step % steps_per_epoch) * GB + (int64_t)R * B;
-        if (epoch != epoch_shuffled) {
-            vlm_rng r;
-            vlm_rng_init(&r, (uint64_t)o.seed, VLM_RNG_DATA, (uint64_t)epoch);
-            for (int64_t i = 0; i < d.n; i++) order[i] = (uint32_t)i;
-            vlm_rng_shuffle_u32(&r, order, (uint64_t)d.n);
-            epoch_shuffled = epoch;
-        }
-        // Per sample: its own stream (seed, global sample index) draws the flip,
-        // t, the drop and eps, so a resumed run repeats them exactly.
-#pragma omp parallel for schedule(static)
-        for (int b = 0; b < B; b++) {
-            int64_t i = order[(pos + b) % d.n];
-            vlm_rng r;
-            vlm_rng_init(&r, (uint64_t)o.seed, VLM_RNG_SAMPLE, (uint64_t)(ts.step * GB + (int64_t)R * B + b));
-            int flip = vlm_rng_uniform(&r) < o.hflip;
-            if (t_mode) // sample j of the global batch draws from its stratum [j, j+1) / GB
-                tt[b] = (int32_t)vlm_diff_t_from_u(t_cdf, T, ((double)R * B + b + vlm_rng_uniform_d(&r)) / GB);
-            else
-                tt[b] = (int32_t)vlm_rng_below(&r, (uint64_t)T);
-            drop[b] = vlm_rng_uniform(&r) < o.p_uncond;
-            float *xb = x0 + b * D;
-            vlm_gen_from_rgb(d.rgb + i * S * S * 3, C, S, xb);
-            if (flip)
-                for (int ch = 0; ch < C; ch++)
-                    for (int y = 0; y < S; y++)
-                        for (int xx = 0; xx < S / 2; xx++) {
-                            float *row = xb + ((int64_t)ch * S + y) * S, tmp = row[xx];
-                            row[xx] = row[S - 1 - xx];
-                            row[S - 1 - xx] = tmp;
-                        }
-            for (int64_t j = 0; j < D; j++) eps[b * D + j] = vlm_rng_normal(&r);
-            vlm_diff_q_sample(&sch, tt[b], xb, eps + b * D, xt + b * D, D);
-            // Min-SNR: mean(w (pred - eps)^2) as the MSE of sqrt(w) pred and sqrt(w) eps
-            sw[b] = (float)sqrt(t_mode == 2 ? t_mean_w : vlm_diff_min_snr_weight(&sch, tt[b], o.min_snr));
-            if (o.min_snr > 0)
-                for (int64_t j = 0; j < D; j++) eps[b * D + j] *= sw[b];
-            memcpy(emb + (int64_t)b * E, d.emb + (int64_t)d.row[i] * E, sizeof(float) * (size_t)E);
-        }
-        vlm_ctx_reset(&c);
-        c.grad_enabled = 1;
-        c.training = 1;
-        vlm_params_zero_grad(&g.dit.ps);
-        vlm_tensor *xin = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, C, S, S}, xt, NULL);
-        vlm_tensor *ein = vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){B, E}, emb, NULL);
-        vlm_tensor *target = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, C, S, S}, eps, NULL);
-        vlm_tensor *pred = vlm_dit_forward(&c, &g.dit, xin, tt, ein, drop); // [B, C, S, S]
-        if (pred && o.min_snr > 0)
-            pred = vlm_op_mul(&c, pred, vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, 1, 1, 1}, sw, NULL));
-        vlm_tensor *loss = vlm_op_mse(&c, pred, target);
-        if (!loss || vlm_backward(&c, loss)) {
-            err = c.err;
-            goto fail_sch;
-        }
-        // Data-parallel: the global batch's gradient and loss, rank 0's clock, any rank's stop.
-        double clock_s, lvd = vlm_f32(loss)[0];
-        int stop_sig = g_stop != 0;
-        if (cli_dist_step_end(Dd, &g.dit.ps, 0, t_start, &lvd, &stop_sig, &clock_s, &err)) goto fail_sch;
-        float lv = (float)lvd;
-        if (!isfinite(lv) || !vlm_grads_finite(&g.dit.ps)) {
-            if (io)
-                fprintf(stderr, "generate train: non-finite loss/gradient at step %" PRId64 "; stopping (last checkpoint kept)\n",
-                    ts.step);
-            rc = 3;
-            goto fail_sch;
-        }
-        if (o.clip_norm > 0) vlm_clip_grad_norm(&g.dit.ps, (float)o.clip_norm);
-        now = W > 1 ? t_start + clock_s : cli_now();
-        float lr = vlm_sched_lr_at(&sched, ts.step, o.time_sched, budget > 0 ? (now - t_start) / budget : 0);
-        vlm_adamw_step(&opt, &g.dit.ps, lr);
-        vlm_gen_ema_update(&g, (float)o.ema, ts.step);
-        ts.step++;
-        ts.adam_step = opt.step;
-        ts.last_loss = lv;
-        acc += lv, acc_n++, seen += GB;
-        now = cli_now();
-        ts.elapsed_s = W > 1 ? clock_s : now - t_start;
-        ts.global_batch = GB;
-        if (ts.step % o.log_every == 0 || ts.step == total) {
-            double ips = seen / (now - t_log);
-            char eta[32];
-            double left = budget > 0 ? budget - ts.elapsed_s : (double)(total - ts.step) * GB / (ips > 0 ? ips : 1);
-            cli_fmt_duration(left > 0 ? left : 0, eta, sizeof eta);
-            if (io)
-                fprintf(stderr, "step %" PRId64 " | epoch %" PRId64 " | loss %.4f | lr %.3g | %.0f img/s | ETA %s\n", ts.step,
-                    epoch, acc / acc_n, lr, ips, eta);
-            if (mf) {
-                fprintf(mf, "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f, \"lr\": %g, \"img_per_s\": %.1f, "
-                            "\"elapsed_s\": %.1f}\n",
-                        ts.step, epoch, acc / acc_n, lr, ips, ts.elapsed_s);
-                fflush(mf);
-            }
-            acc = 0, acc_n = 0, seen = 0, t_log = now;
-        }
-        int stop_here = stop_sig || (budget > 0 && ts.elapsed_s >= budget) || ts.step == total;
-        if (io && (ts.step % o.save_every == 0 || stop_here)) {
-            ts.epoch = ts.step / steps_per_epoch;
-            ts.loader_epoch = ts.epoch;
-            ts.loader_index = (ts.step % steps_per_epoch) * GB;
-            if (vlm_gen_save_state(run.state, &g, &ts, args_json, &err) ||
-                vlm_gen_save(run.model, &g, g.ema, ts.step, &err))
-                goto fail_sch;
-        }
-        if (stop_sig) {
-            stop_reason = "interrupted";
-            break;
-        }
-    }
-    if (!io) { // every rank holds the same weights; rank 0 samples and writes
-        rc = 0;
-        vlm_diff_schedule_free(&sch);
-        goto done;
-    }
-    fprintf(stderr, "generate train: %s after %" PRId64 " steps, %.1f min; model (EMA weights) %s\n", stop_reason, ts.step,
-            ts.elapsed_s / 60, run.model);
-    if (ts.step > 0 && o.grid_n > 0 && g.cond == VLM_GEN_TEXT) {
-        memcpy(g.dit.ps.data, g.ema, sizeof(float) * (size_t)g.dit.ps.total); // sample with the EMA weights
-        if (end_grid(&g, &d, (int)o.grid_n, grid_path, &err)) goto fail_sch;
-        fprintf(stderr, "generate train: samples of the first prompts in %s\n", grid_path);
-    }
-    printf("{\"steps\": %" PRId64 ", \"minutes\": %.2f, \"loss\": %.5f, \"checkpoint\": \"%s\"}\n", ts.step,
-           ts.elapsed_s / 60, ts.last_loss, run.model);
-    rc = 0;
-    vlm_diff_schedule_free(&sch);
-    goto done;
-fail_sch:
-    vlm_diff_schedule_free(&sch);
-fail:
-    cli_fail(cmd, &err);
-    rc = rc == 3 ? 3 : 1;
-done:
-    if (mf) fclose(mf);
-    if (have_ctx) vlm_ctx_free(&c);
-    vlm_gen_free(&g);
-    gen_data_free(&d);
-    free(x0), free(xt), free(eps), free(emb), free(tt), free(sw), free(drop), free(order), free(t_cdf);
-    return rc;
-}
 
 // The sampling flags `sample` and `eval` share: --steps, --guidance, --seed,
 // --sampler. Returns 1 if (a, v) was one of them, 0 if not, -1 on a bad value.
@@ -820,7 +232,7 @@ static int cmd_generate_sample(int argc, char **argv) {
     long long n = 8, scale = 2, batch = 64;
     sample_flags sf = sample_flags_default;
     int no_clip = 0, no_labels = 0;
-    strlist prompts = {0}, images = {0};
+    vlm_strvec prompts = {0}, images = {0};
     vlm_error err = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -836,8 +248,8 @@ static int cmd_generate_sample(int argc, char **argv) {
         if (pf < 0) return cli_fail(cmd, &err);
         if (pf) continue;
         if (!strcmp(a, "--checkpoint")) ckpt = v;
-        else if (!strcmp(a, "--prompt")) { if (strlist_add(&prompts, v, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--image")) { if (strlist_add(&images, v, &err)) return cli_fail(cmd, &err); }
+        else if (!strcmp(a, "--prompt")) { if (vlm_strvec_add(&prompts, v, &err)) return cli_fail(cmd, &err); }
+        else if (!strcmp(a, "--image")) { if (vlm_strvec_add(&images, v, &err)) return cli_fail(cmd, &err); }
         else if (!strcmp(a, "--prompts")) prompts_file = v;
         else if (!strcmp(a, "--classnames")) classnames = v;
         else if (!strcmp(a, "--template")) tmpl = v;
@@ -860,8 +272,8 @@ static int cmd_generate_sample(int argc, char **argv) {
         if (vlm_lines_load(prompts_file ? prompts_file : classnames, &lines, &nl, &err)) goto fail;
         if (prompts_file) {
             for (int i = 0; i < nl; i++)
-                if (strlist_add(&prompts, lines[i], &err)) goto fail;
-        } else if (fill_prompts(tmpl ? tmpl : g.template_, lines, nl, &prompts, &err))
+                if (vlm_strvec_add(&prompts, lines[i], &err)) goto fail;
+        } else if (vlm_gen_fill_prompts(tmpl ? tmpl : g.template_, lines, nl, &prompts, &err))
             goto fail;
     }
     int rows = images.n ? images.n : prompts.n;
@@ -901,12 +313,12 @@ static int cmd_generate_sample(int argc, char **argv) {
             if (!(st = vlm_image_load(&img, images.p[r], &dec, &err)) &&
                 (st = vlm_transform_eval_u8(&tf, &img, small + (size_t)r * S * S * 3, &sc, &err)))
                 vlm_error_prefix(&err, "%s", images.p[r]);
-        if (!st) st = embed_images(&g.clip, small, rows, S, row_emb, &err);
+        if (!st) st = vlm_gen_embed_images(&g.clip, small, rows, S, row_emb, &err);
         free(small);
         vlm_image_free(&img);
         vlm_transform_scratch_free(&sc);
     } else {
-        st = embed_texts(&g, (const char *const *)prompts.p, rows, row_emb, &err);
+        st = vlm_gen_embed_texts(&g, (const char *const *)prompts.p, rows, row_emb, &err);
     }
     if (st) {
         free(row_emb);
@@ -921,7 +333,7 @@ static int cmd_generate_sample(int argc, char **argv) {
     double t0 = cli_now();
     if (vlm_gen_sample(&g, emb, N, &so, x, &err)) goto fail;
     vlm_gen_to_rgb(x, N, C, S, rgb);
-    if (write_grid(out, rgb, rows, (int)n, S, (int)scale,
+    if (vlm_grid_png(out, rgb, rows, (int)n, S, (int)scale,
                    no_labels ? NULL : (const char *const *)(images.n ? images.p : prompts.p), &err))
         goto fail;
     fprintf(stderr, "generate sample: %" PRId64 " images (%d x %lld, %s %lld steps, guidance %g, seed %lld) in %.1f s -> %s\n",
@@ -933,8 +345,8 @@ fail:
 done:
     vlm_gen_free(&g);
     if (have_guide) vlm_gen_free(&guide);
-    strlist_free(&prompts);
-    strlist_free(&images);
+    vlm_strvec_free(&prompts);
+    vlm_strvec_free(&images);
     if (lines) vlm_strlist_free(lines, nl);
     free(emb), free(x), free(rgb);
     return rc;
@@ -969,7 +381,7 @@ static vlm_status classify(vlm_classifier *m, const uint8_t *rgb, int64_t n, int
     const int K = m->cfg.head.n_classes;
     float *logits = malloc(sizeof(float) * (size_t)n * K);
     if (!logits) return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-    vlm_status st = images_forward(rgb, n, s, m->cfg.vit.image_size, classifier_fn, m, K, logits, err);
+    vlm_status st = vlm_images_forward(rgb, n, s, m->cfg.vit.image_size, classifier_fn, m, K, logits, err);
     for (int64_t i = 0; i < n && !st; i++) {
         const float *l = logits + i * K;
         int best = 0;
@@ -1017,7 +429,7 @@ static int cmd_generate_eval(int argc, char **argv) {
     vlm_classifier clf;
     char **names = NULL;
     int K = 0;
-    strlist prompts = {0};
+    vlm_strvec prompts = {0};
     float *emb = NULL, *x = NULL, *fg = NULL, *fa = NULL, *fb = NULL;
     uint8_t *rgb = NULL, *ra = NULL, *rb = NULL;
     int32_t *pred = NULL;
@@ -1045,7 +457,7 @@ static int cmd_generate_eval(int argc, char **argv) {
                    clf.cfg.head.n_classes);
         goto fail;
     }
-    if (fill_prompts(tmpl ? tmpl : g.template_, names, K, &prompts, &err)) goto fail;
+    if (vlm_gen_fill_prompts(tmpl ? tmpl : g.template_, names, K, &prompts, &err)) goto fail;
     const int E = g.dit.cfg.cond_dim, S = g.dit.cfg.image_size, C = g.dit.cfg.in_channels;
     const int64_t N = (int64_t)K * npc, P = (int64_t)S * S * 3;
     // real images: the first 2N per class, in file order -> A (first N) and B (next N)
@@ -1109,7 +521,7 @@ static int cmd_generate_eval(int argc, char **argv) {
         vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
         goto fail;
     }
-    if (embed_texts(&g, (const char *const *)prompts.p, K, pe, &err)) {
+    if (vlm_gen_embed_texts(&g, (const char *const *)prompts.p, K, pe, &err)) {
         free(pe);
         goto fail;
     }
@@ -1139,8 +551,8 @@ static int cmd_generate_eval(int argc, char **argv) {
     for (int64_t i = 0; i < N; i++) hit_real += pred[i] == i / npc;
     // Fréchet distances in the CLIP image-embedding space
     double fd = 0, fd_rr = 0;
-    if (embed_images(&g.clip, rgb, N, S, fg, &err) || embed_images(&g.clip, ra, N, S, fa, &err) ||
-        embed_images(&g.clip, rb, N, S, fb, &err) || vlm_frechet_distance(fg, N, fa, N, E, &fd, &err) ||
+    if (vlm_gen_embed_images(&g.clip, rgb, N, S, fg, &err) || vlm_gen_embed_images(&g.clip, ra, N, S, fa, &err) ||
+        vlm_gen_embed_images(&g.clip, rb, N, S, fb, &err) || vlm_frechet_distance(fg, N, fa, N, E, &fd, &err) ||
         vlm_frechet_distance(fb, N, fa, N, E, &fd_rr, &err)) {
         free(per);
         goto fail;
@@ -1175,7 +587,7 @@ static int cmd_generate_eval(int argc, char **argv) {
         }
         for (int k = 0; k < K; k++)
             memcpy(sel + (int64_t)k * per_row * P, rgb + (int64_t)k * npc * P, (size_t)(per_row * P));
-        vlm_status st = write_grid(grid, sel, K, per_row, S, 2, (const char *const *)prompts.p, &err);
+        vlm_status st = vlm_grid_png(grid, sel, K, per_row, S, 2, (const char *const *)prompts.p, &err);
         free(sel);
         if (st) {
             free(per), free(fdk);
@@ -1218,7 +630,7 @@ done:
     if (have_clf) vlm_classifier_free(&clf);
     if (have_ds) vlm_dataset_free(&ds);
     if (names) vlm_strlist_free(names, K);
-    strlist_free(&prompts);
+    vlm_strvec_free(&prompts);
     free(emb), free(x), free(fg), free(fa), free(fb), free(rgb), free(ra), free(rb), free(pred);
     return rc;
 }

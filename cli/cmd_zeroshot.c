@@ -53,7 +53,7 @@ int cmd_zeroshot(int argc, char **argv) {
         else if (!strcmp(a, "--confusion")) confusion = v;
         else if (!strcmp(a, "--csv-img-key")) img_key = v;
         else if (!strcmp(a, "--csv-label-key")) label_key = v;
-        else if (!strcmp(a, "--composite")) { if (cli_parse_composite(v, &dec, &err)) return cli_fail("zeroshot", &err); }
+        else if (!strcmp(a, "--composite")) { if (cli_fn_composite(v, &dec, &err)) return cli_fail("zeroshot", &err); }
         else if (!strcmp(a, "--csv-separator")) sep = !strcmp(v, "\\t") ? '\t' : v[0];
         else if (!strcmp(a, "--batch-size")) { if (cli_parse_int(a, v, 1, 1 << 16, &batch, &err)) return cli_fail("zeroshot", &err); }
         else if (!strcmp(a, "--workers")) { if (cli_parse_int(a, v, 1, 256, &workers, &err)) return cli_fail("zeroshot", &err); }
@@ -81,7 +81,7 @@ int cmd_zeroshot(int argc, char **argv) {
         if (st) { vlm_error_prefix(&err, "%s", load_cls); goto fail; }
     } else {
         if (!merges) { vlm_errorf(&err, VLM_ERR_FORMAT, "%s: checkpoint carries no tokenizer", ckpt); goto fail; }
-        if (cli_tokenizer_from_text(&tok, merges, &err)) goto fail;
+        if (vlm_tokenizer_init_from_memory(&tok, merges, strlen(merges), &err)) goto fail;
         have_tok = 1;
         if (vlm_templates_resolve(templates, &tmpl, &T, &own_t, &err)) goto fail;
         W = malloc(sizeof(float) * (size_t)C * E);

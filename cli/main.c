@@ -29,6 +29,11 @@ int cli_fail(const char *cmd, const vlm_error *err) {
     return 1;
 }
 
+int cli_usage_fail(const char *cmd, const vlm_error *err) {
+    cli_fail(cmd, err);
+    return 2;
+}
+
 int cli_failf(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "vlm %s: error: ", cmd);
     va_list ap;

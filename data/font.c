@@ -1,6 +1,10 @@
 // A 5x7 bitmap font (plus a descender row) for printable ASCII and clipped rectangle/text drawing on
 // RGB buffers (labels of detection visualisations, sample grids and chart axes).
 #include "data/font.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "data/image.h"
 #include <stddef.h>
 
 // Column-major glyphs, 5 bytes per character 32..126: byte c is column c from
@@ -205,4 +209,44 @@ void vlm_draw_text(uint8_t *rgb, int w, int h, int x, int y, const char *s, cons
                     vlm_fill_rect(rgb, w, h, px, py, px + scale - 1, py + scale - 1, color);
                 }
     }
+}
+
+// Grid PNG: one row per prompt (label on the left), n images per row, each
+// scaled up `scale` x (nearest).
+vlm_status vlm_grid_png(const char *path, const uint8_t *rgb, int rows, int n, int s, int scale,
+                             const char *const *labels, vlm_error *err) {
+    int cell = s * scale, pad = 2, lw = 0;
+    const int fs = 1;
+    if (labels)
+        for (int r = 0; r < rows; r++) {
+            int w = vlm_text_width(labels[r], fs);
+            if (w > lw) lw = w;
+        }
+    if (lw > 240) lw = 240;
+    int lx = labels ? lw + 6 : 0;
+    int W = lx + n * (cell + pad) + pad, H = rows * (cell + pad) + pad;
+    uint8_t *img = malloc((size_t)W * H * 3);
+    if (!img) return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
+    memset(img, 255, (size_t)W * H * 3);
+    const uint8_t black[3] = {0, 0, 0};
+    for (int r = 0; r < rows; r++) {
+        int y0 = pad + r * (cell + pad);
+        if (labels) {
+            char buf[256];
+            int keep = vlm_text_chars(labels[r]);
+            if (keep > 40) keep = 40; // the label column is at most 240 px (40 glyphs)
+            snprintf(buf, sizeof buf, "%.*s", vlm_text_prefix_bytes(labels[r], keep), labels[r]);
+            vlm_draw_text(img, W, H, 3, y0 + cell / 2 - VLM_FONT_H * fs / 2, buf, black, fs);
+        }
+        for (int k = 0; k < n; k++) {
+            const uint8_t *src = rgb + ((int64_t)r * n + k) * s * s * 3;
+            int x0 = lx + pad + k * (cell + pad);
+            for (int y = 0; y < cell; y++)
+                for (int x = 0; x < cell; x++)
+                    memcpy(img + ((int64_t)(y0 + y) * W + x0 + x) * 3, src + ((y / scale) * s + x / scale) * 3, 3);
+        }
+    }
+    vlm_status st = vlm_image_write_png(path, img, W, H, err);
+    free(img);
+    return st;
 }

@@ -5,6 +5,7 @@
 #define VLM_DATA_FONT_H
 
 #include <stdint.h>
+#include "core/error.h"
 
 // Glyph cell at scale 1: 5 x 8 pixels (5x7 glyphs and a descender row),
 // advancing 6 (one column of spacing).
@@ -36,5 +37,11 @@ void vlm_draw_rect(uint8_t *rgb, int w, int h, int x0, int y0, int x1, int y1, c
                    int thickness);
 // Filled rectangle with inclusive corners (x0, y0) and (x1, y1).
 void vlm_fill_rect(uint8_t *rgb, int w, int h, int x0, int y0, int x1, int y1, const uint8_t color[3]);
+
+// A PNG grid of 8-bit RGB images rgb [rows * n, s, s, 3]: one row per label
+// (drawn on the left, cut to 40 characters; labels may be NULL), n images per
+// row, each scaled up `scale` x (nearest).
+vlm_status vlm_grid_png(const char *path, const uint8_t *rgb, int rows, int n, int s, int scale, const char *const *labels,
+                        vlm_error *err);
 
 #endif

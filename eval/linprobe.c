@@ -1,5 +1,6 @@
 // Logistic-regression linear probe (see linprobe.h).
 #include "eval/linprobe.h"
+#include "eval/classify.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,19 +290,6 @@ void vlm_logreg_predict(const vlm_logreg *m, const float *X, int64_t n, float *l
     }
 }
 
-void vlm_topk_count(const float *logits, const int32_t *y, int64_t n, int K, int64_t *top1, int64_t *top5) {
-    int64_t t1 = 0, t5 = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const float *l = logits + i * K;
-        int yi = y[i], better = 0;
-        if (yi < 0 || yi >= K) continue;
-        for (int k = 0; k < K; k++) better += l[k] > l[yi] || (l[k] == l[yi] && k < yi);
-        t1 += better == 0;
-        t5 += better < 5;
-    }
-    if (top1) *top1 = t1;
-    if (top5) *top5 = t5;
-}
 
 void vlm_linprobe_opts_default(vlm_linprobe_opts *o) {
     o->val_fraction = 0.2;

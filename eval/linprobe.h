@@ -42,9 +42,6 @@ vlm_status vlm_logreg_fit(vlm_logreg *m, const float *X, const int32_t *y, int64
 void vlm_logreg_predict(const vlm_logreg *m, const float *X, int64_t n, float *logits);
 void vlm_logreg_free(vlm_logreg *m);
 
-// Counts rows whose label is the top-1 / within the top-5 logits (ties count
-// against the label: a class with an equal logit and a lower index ranks first).
-void vlm_topk_count(const float *logits, const int32_t *y, int64_t n, int K, int64_t *top1, int64_t *top5);
 
 #define VLM_LINPROBE_MAX_SWEEP 64
 

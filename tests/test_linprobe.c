@@ -9,6 +9,7 @@
 #include <omp.h>
 #endif
 #include "core/rng.h"
+#include "eval/classify.h"
 #include "eval/linprobe.h"
 #include "tests/testutil.h"
 

@@ -768,3 +768,39 @@ vlm_status vlm_tokenizer_encode_batch(vlm_tokenizer *tok, const char *const *tex
     }
     return VLM_OK;
 }
+
+vlm_status vlm_tokenizer_read_merges(const char *path, char **text, vlm_error *err) {
+    gzFile g = gzopen(path, "rb"); // reads plain files too
+    if (!g) return vlm_errorf(err, VLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 65536 + 1 > cap) {
+            if (cap > (256u << 20)) {
+                free(buf);
+                gzclose(g);
+                return vlm_errorf(err, VLM_ERR_FORMAT, "%s: vocabulary larger than 256 MB", path);
+            }
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                gzclose(g);
+                return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        int r = gzread(g, buf + len, 65536);
+        if (r < 0) {
+            free(buf);
+            gzclose(g);
+            return vlm_errorf(err, VLM_ERR_FORMAT, "%s: corrupt gzip data", path);
+        }
+        if (r == 0) break;
+        len += (size_t)r;
+    }
+    gzclose(g);
+    buf[len] = 0;
+    *text = buf;
+    return VLM_OK;
+}

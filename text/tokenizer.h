@@ -98,4 +98,8 @@ vlm_status vlm_bpe_train(const char *const *texts, const size_t *lens, int n, in
 vlm_status vlm_tokenizer_encode_batch(vlm_tokenizer *tok, const char *const *texts, int n, int ctx, int32_t *ids,
                                       vlm_error *err);
 
+// Reads a merges file (plain or .gz, at most 256 MB) into a malloc'd
+// NUL-terminated string.
+vlm_status vlm_tokenizer_read_merges(const char *path, char **text, vlm_error *err);
+
 #endif

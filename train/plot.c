@@ -52,6 +52,7 @@ int vlm_plot_nice_ticks(double lo, double hi, int max_ticks, double *out, int ca
         if (step < raw * (1 - TICK_EPS)) continue;
         double i0 = floor(lo / step + TICK_EPS), i1 = ceil(hi / step - TICK_EPS);
         if (i1 - i0 + 1 > max_ticks) continue;
+        if (!isfinite(tick_value(i0, m, ek)) || !isfinite(tick_value(i1, m, ek))) return 0; // next to DBL_MAX
         int n = 0;
         for (double i = i0; i <= i1 && n < cap; i++) out[n++] = tick_value(i, m, ek);
         return n;
@@ -75,7 +76,7 @@ static void fmt_fixed(double x, int maxd, char *buf, size_t cap) {
 // x (> 0) as mantissa e exponent, shortest mantissa, no '+' or leading
 // exponent zeros: 2e-4, 1.5e12.
 static void fmt_exp(double x, char *buf, size_t cap) {
-    char t[48];
+    char t[24]; // the longest form, "d.ddde-308", fits twice over
     int p = 0;
     for (; p <= 3; p++) {
         snprintf(t, sizeof t, "%.*e", p, x);
@@ -85,7 +86,7 @@ static void fmt_exp(double x, char *buf, size_t cap) {
     char *ep = strchr(t, 'e');
     int ex = atoi(ep + 1);
     *ep = 0;
-    snprintf(buf, cap, "%se%d", t, ex);
+    snprintf(buf, cap, "%.8se%d", t, ex); // the mantissa is at most "d.ddd"
 }
 
 void vlm_plot_format_number(double v, char *buf, size_t cap) {
@@ -96,13 +97,13 @@ void vlm_plot_format_number(double v, char *buf, size_t cap) {
     }
     double a = fabs(v);
     const char *sign = v < 0 ? "-" : "";
-    char t[48];
+    char t[24]; // the longest form, "d.ddde-308", fits twice over
     if (isinf(v)) {
         snprintf(buf, cap, "%sinf", sign);
         return;
     }
     if (a < 1e-300) {
-        snprintf(buf, cap, "0"); // also -0
+        snprintf(buf, cap, "0"); // also -0 and denormals, never "-0"
         return;
     }
     if (a < 1e-3 || a >= 1e12) {
@@ -171,26 +172,32 @@ static void label_ticks(axis_ticks *a, int log) {
 }
 
 // Linear ticks over [lo, hi]. tight: the axis keeps the data range and shows
-// the ticks inside it (unless fewer than 2 are), else it widens to the ticks.
+// the at most max_ticks ticks inside it (unless fewer than 2 are), else it
+// widens to the ticks. The enclosing ticks of a tight range may number two
+// more than those inside, so a finer step is tried first.
 static void linear_ticks(axis_ticks *a, double lo, double hi, int max_ticks, int tight) {
     double t[MAX_TICKS];
-    int n = vlm_plot_nice_ticks(lo, hi, max_ticks, t, MAX_TICKS);
-    a->n = 0;
-    if (n < 2) { // only for ranges too small to tick: label the ends
-        a->lo = a->v[0] = lo, a->hi = a->v[1] = hi, a->n = 2;
-        label_ticks(a, 0);
-        return;
+    int n = 0;
+    for (int mt = tight ? max_ticks + 2 : max_ticks; mt >= max_ticks; mt--) {
+        n = vlm_plot_nice_ticks(lo, hi, mt, t, MAX_TICKS);
+        a->n = 0;
+        if (n < 2) { // only for ranges too small to tick: label the ends
+            a->lo = a->v[0] = lo, a->hi = a->v[1] = hi, a->n = 2;
+            label_ticks(a, 0);
+            return;
+        }
+        double slack = (t[1] - t[0]) * 1e-6;
+        if (tight)
+            for (int i = 0; i < n; i++)
+                if (t[i] >= lo - slack && t[i] <= hi + slack) a->v[a->n++] = t[i];
+        if (a->n >= 2 && a->n <= max_ticks) {
+            a->lo = lo, a->hi = hi;
+            label_ticks(a, 0);
+            return;
+        }
     }
-    double slack = (t[1] - t[0]) * 1e-6;
-    if (tight)
-        for (int i = 0; i < n; i++)
-            if (t[i] >= lo - slack && t[i] <= hi + slack) a->v[a->n++] = t[i];
-    if (a->n >= 2) {
-        a->lo = lo, a->hi = hi;
-    } else {
-        memcpy(a->v, t, sizeof(double) * n);
-        a->n = n, a->lo = t[0], a->hi = t[n - 1];
-    }
+    memcpy(a->v, t, sizeof(double) * n);
+    a->n = n, a->lo = t[0], a->hi = t[n - 1];
     label_ticks(a, 0);
 }
 
@@ -260,12 +267,14 @@ static long series_pixels(const canvas *c, int x0, int y0, int x1, int y1) {
 vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_series, const vlm_plot_opts *o,
                               vlm_error *err) {
     if (!path || !*path) return vlm_errorf(err, VLM_ERR_ARG, "plot: no output path");
-    if (!s || n_series < 1 || n_series > VLM_PLOT_MAX_SERIES)
-        return vlm_errorf(err, VLM_ERR_ARG, "plot: %d series (want 1..%d)", s ? n_series : 0, VLM_PLOT_MAX_SERIES);
-    for (int k = 0; k < n_series; k++)
-        if (s[k].n < 0 || (s[k].n > 0 && (!s[k].x || !s[k].y)))
-            return vlm_errorf(err, VLM_ERR_ARG, "plot: series %d has n = %d and %s", k, s[k].n,
-                              s[k].n < 0 ? "a negative length" : "no x or y array");
+    if (!s) return vlm_errorf(err, VLM_ERR_ARG, "plot: no series array");
+    if (n_series < 1 || n_series > VLM_PLOT_MAX_SERIES)
+        return vlm_errorf(err, VLM_ERR_ARG, "plot: %d series (want 1..%d)", n_series, VLM_PLOT_MAX_SERIES);
+    for (int k = 0; k < n_series; k++) {
+        if (s[k].n < 0) return vlm_errorf(err, VLM_ERR_ARG, "plot: series %d has length %d", k, s[k].n);
+        if (s[k].n > 0 && (!s[k].x || !s[k].y))
+            return vlm_errorf(err, VLM_ERR_ARG, "plot: series %d has %d points but no x or y array", k, s[k].n);
+    }
     vlm_plot_opts def = {0};
     if (!o) o = &def;
     int w = o->w ? o->w : 640, h = o->h ? o->h : 360, log_y = o->log_y != 0;
@@ -282,10 +291,13 @@ vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_
             xlo = fmin(xlo, x), xhi = fmax(xhi, x), ylo = fmin(ylo, y), yhi = fmax(yhi, y);
         }
     if (xlo > xhi) xlo = 0, xhi = 1, ylo = 0, yhi = 1; // nothing drawable: bare axes
-    if (!isfinite(xhi - xlo) || !isfinite(yhi - ylo))
+    pad_range(&xlo, &xhi);
+    if (!log_y) pad_range(&ylo, &yhi);
+    // Checked after padding, which can itself overflow next to DBL_MAX.
+    if (!isfinite(xlo) || !isfinite(xhi) || !isfinite(xhi - xlo) || !isfinite(ylo) || !isfinite(yhi) ||
+        !isfinite(yhi - ylo))
         return vlm_errorf(err, VLM_ERR_NUMERIC, "plot: data range overflows (x %g..%g, y %g..%g)", xlo, xhi, ylo,
                           yhi);
-    pad_range(&xlo, &xhi);
 
     // Text and strokes grow with the image so a 1280x720 chart reads like a
     // 640x360 one; everything below is in pixels of the final image.
@@ -314,11 +326,9 @@ vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_
         if (ehi <= elo) ehi = elo + 1;
         log_ticks(&yt, elo, ehi, max_y);
     } else {
-        pad_range(&ylo, &yhi);
         linear_ticks(&yt, ylo, yhi, max_y, 0);
     }
     int L = pad + widest(&yt, scale) + gap + tick;
-    if (o->ylabel && *o->ylabel && L < pad + 2 * scale) L = pad + 2 * scale;
 
     // Horizontal: fewer x ticks until neighbouring numbers keep two character
     // widths apart, and a right margin wide enough for the last number.

@@ -46,9 +46,10 @@ vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_
 // 'Nice' ticks covering [lo, hi]: the multiples of the smallest step
 // m * 10^k (m = 1, 2 or 5) from the last one <= lo to the first one >= hi
 // that number at most max_ticks (>= 2). Writes up to cap of them, ascending,
-// to out and returns how many it wrote; 0 for non-finite input or
-// max_ticks < 2, 1 (lo) when lo == hi. E.g. 0..1 with 6 gives 0, 0.2, .., 1
-// and 0..2350 with 6 gives 0, 500, .., 2500.
+// to out and returns how many it wrote; 1 (lo) when lo == hi; 0 for
+// non-finite input, max_ticks < 2, ticks that would overflow, or when no
+// step fits (a range across 0 needs at least -s, 0, s). E.g. 0..1 with 6
+// gives 0, 0.2, .., 1 and 0..2350 with 6 gives 0, 500, .., 2500.
 int vlm_plot_nice_ticks(double lo, double hi, int max_ticks, double *out, int cap);
 
 // Short text for a tick value: "0", "500", "0.25", "1k", "1.5k", "2M", "3G",

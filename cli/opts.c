@@ -1,0 +1,183 @@
+// The CLI's option parser over getopt_long (see opts.h).
+#include "cli/opts.h"
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_OPTS 256
+
+static int parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out, vlm_error *err) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        vlm_errorf(err, VLM_ERR_ARG, "--%s: '%s' is not an integer in [%lld, %lld]", flag, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *flag, const char *s, double lo, double hi, double *out, vlm_error *err) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        vlm_errorf(err, VLM_ERR_ARG, "--%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+// One parsed option into its destination.
+static int apply(const cli_opt *o, const char *v, vlm_error *err) {
+    switch (o->kind) {
+    case CLI_STR: *(const char **)o->dst = v; return 0;
+    case CLI_INT: return parse_int(o->name, v, (long long)o->lo, o->hi >= 9.2e18 ? INT64_MAX : (long long)o->hi, o->dst, err);
+    case CLI_FLT: return parse_float(o->name, v, o->lo, o->hi, o->dst, err);
+    case CLI_FLAG: *(int *)o->dst = 1; return 0;
+    case CLI_FN:
+    case CLI_FN0:
+        if (o->fn(v, o->dst, err)) {
+            if (!strstr(err->msg, o->name)) vlm_error_prefix(err, "--%s", o->name);
+            return -1;
+        }
+        return 0;
+    }
+    return -1;
+}
+
+int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *const *tables, int n_tables, int *first_pos,
+              vlm_error *err) {
+    struct option lo[MAX_OPTS + 2];
+    const cli_opt *ref[MAX_OPTS];
+    int n = 0;
+    for (int t = 0; t < n_tables; t++)
+        for (const cli_opt *o = tables[t]; o->name && n < MAX_OPTS; o++, n++) {
+            int has = o->kind == CLI_FLAG || o->kind == CLI_FN0 ? no_argument : required_argument;
+            lo[n] = (struct option){o->name, has, NULL, 1000 + n};
+            ref[n] = o;
+        }
+    lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n] = (struct option){NULL, 0, NULL, 0};
+    optind = 0; // a fresh scan (GNU: also resets the parser's internal state)
+    opterr = 0;
+    int c, noted[MAX_OPTS] = {0};
+    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+        const char *bad = argv[optind - 1];
+        if (c == 'h') return 1;
+        if (c == ':') {
+            vlm_errorf(err, VLM_ERR_ARG, "option %s needs a value (see vlm %s --help)", bad, cmd);
+            return -1;
+        }
+        if (c == '?') {
+            vlm_errorf(err, VLM_ERR_ARG, "unknown option '%s' (see vlm %s --help)", bad, cmd);
+            return -1;
+        }
+        const cli_opt *o = ref[c - 1000];
+        if (o->renamed_to && !noted[c - 1000]++)
+            fprintf(stderr, "vlm %s: note: --%s is now --%s (the old name still works)\n", cmd, o->name, o->renamed_to);
+        if (apply(o, optarg, err)) return -1;
+    }
+    *first_pos = optind;
+    return 0;
+}
+
+int cli_fn_sep(const char *v, void *dst, vlm_error *err) {
+    char *sep = dst;
+    if (!strcmp(v, "\\t") || !strcmp(v, "tab") || !strcmp(v, "\t")) *sep = '\t';
+    else if (!strcmp(v, "comma")) *sep = ',';
+    else if (strlen(v) == 1) *sep = v[0];
+    else {
+        vlm_errorf(err, VLM_ERR_ARG, "--csv-separator: one character, 'tab' or 'comma' expected, got '%s'", v);
+        return -1;
+    }
+    return 0;
+}
+
+int cli_fn_composite(const char *v, void *dst, vlm_error *err) {
+    vlm_decode_opts *o = dst;
+    int r, g, b;
+    char tail;
+    if (sscanf(v, "%d,%d,%d%c", &r, &g, &b, &tail) != 3 || r < 0 || g < 0 || b < 0 || r > 255 || g > 255 || b > 255) {
+        vlm_errorf(err, VLM_ERR_ARG, "--composite wants R,G,B in 0..255, got '%s'", v);
+        return -1;
+    }
+    o->alpha = VLM_ALPHA_COMPOSITE;
+    o->background[0] = (uint8_t)r;
+    o->background[1] = (uint8_t)g;
+    o->background[2] = (uint8_t)b;
+    return 0;
+}
+
+int cli_fn_precision(const char *v, void *dst, vlm_error *err) {
+    (void)dst;
+    if (!strcmp(v, "fp32") || !strcmp(v, "float32")) return 0;
+    vlm_errorf(err, VLM_ERR_ARG, "--precision: vlm trains in fp32 only for now; '%s' is not available (use fp32)", v);
+    return -1;
+}
+
+static int fn_fault(const char *v, void *dst, vlm_error *err) {
+    cli_dist_opts *o = dst;
+    char k[16];
+    int r;
+    long long st;
+    if (sscanf(v, "%15[a-z]:%d:%lld", k, &r, &st) != 3 || (strcmp(k, "hang") && strcmp(k, "exit")) || r < 0 || st < 0) {
+        vlm_errorf(err, VLM_ERR_ARG, "--debug-fault: expected hang:RANK:STEP or exit:RANK:STEP, got '%s'", v);
+        return -1;
+    }
+    o->fault_kind = strcmp(k, "hang") ? 2 : 1;
+    o->fault_rank = r;
+    o->fault_step = st;
+    return 0;
+}
+
+static int fn_sched(const char *v, void *dst, vlm_error *err) {
+    vlm_sched_kind k;
+    if (vlm_sched_parse(v, &k)) {
+        vlm_errorf(err, VLM_ERR_ARG, "--lr-scheduler must be cosine, const or const-cooldown, not '%s'", v);
+        return -1;
+    }
+    *(const char **)dst = v;
+    return 0;
+}
+
+void cli_train_table(cli_opt *tab, vlm_train_common *c, cli_dist_opts *d, int *json) {
+    const double BIG = 1099511627776.0; // 2^40
+    const cli_opt t[] = {
+        {"logs", CLI_STR, &c->logs, 0, 0, NULL, NULL},
+        {"name", CLI_STR, &c->name, 0, 0, NULL, NULL},
+        {"resume", CLI_STR, &c->resume, 0, 0, NULL, NULL},
+        {"seed", CLI_INT, &c->seed, 0, 9.3e18, NULL, NULL},
+        {"batch-size", CLI_INT, &c->batch, 1, 1 << 20, NULL, NULL},
+        {"epochs", CLI_INT, &c->epochs, 1, 1 << 20, NULL, NULL},
+        {"max-steps", CLI_INT, &c->max_steps, 1, BIG, NULL, NULL},
+        {"warmup", CLI_INT, &c->warmup, 0, BIG, NULL, NULL},
+        {"save-every-steps", CLI_INT, &c->save_every, 1, BIG, NULL, NULL},
+        {"log-every", CLI_INT, &c->log_every, 1, 1 << 30, NULL, NULL},
+        {"stop-at-step", CLI_INT, &c->stop_at, 1, BIG, NULL, NULL},
+        {"workers", CLI_INT, &c->workers, 1, 256, NULL, NULL},
+        {"lr", CLI_FLT, &c->lr, 0, 10, NULL, NULL},
+        {"wd", CLI_FLT, &c->wd, 0, 10, NULL, NULL},
+        {"beta1", CLI_FLT, &c->beta1, 0, 0.999999, NULL, NULL},
+        {"beta2", CLI_FLT, &c->beta2, 0, 0.9999999, NULL, NULL},
+        {"eps", CLI_FLT, &c->eps, 1e-30, 1, NULL, NULL},
+        {"grad-clip-norm", CLI_FLT, &c->clip_norm, 0, 1e9, NULL, NULL},
+        {"max-minutes", CLI_FLT, &c->max_minutes, 0, 1e9, NULL, NULL},
+        {"lr-scheduler", CLI_FN, &c->lr_scheduler, 0, 0, fn_sched, NULL},
+        {"lr-schedule", CLI_FN, &c->lr_scheduler, 0, 0, fn_sched, "lr-scheduler"},
+        {"time-schedule", CLI_FLAG, &c->time_schedule, 0, 0, NULL, NULL},
+        {"precision", CLI_FN, NULL, 0, 0, cli_fn_precision, NULL},
+        {"dist-timeout", CLI_FLT, &d->timeout_s, 0.1, 1e7, NULL, NULL},
+        {"debug-fault", CLI_FN, d, 0, 0, fn_fault, NULL},
+        {"json", CLI_FLAG, json, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    _Static_assert(sizeof t / sizeof t[0] <= CLI_TRAIN_OPTS, "CLI_TRAIN_OPTS too small");
+    memcpy(tab, t, sizeof t);
+}

@@ -1,0 +1,61 @@
+// The CLI's one option parser: getopt_long over tables of flags (both
+// `--flag value` and `--flag=value`), shared tables for what every trainer
+// takes, one name for one thing across subcommands, old spellings kept as
+// aliases that print a one-line deprecation note.
+#ifndef VLM_CLI_OPTS_H
+#define VLM_CLI_OPTS_H
+
+#include "core/error.h"
+#include "data/image.h"
+#include "train/trainer.h"
+
+typedef enum {
+    CLI_STR,   // const char **dst
+    CLI_INT,   // long long *dst in [lo, hi]
+    CLI_FLT,   // double *dst in [lo, hi]
+    CLI_FLAG,  // int *dst = 1 (no value)
+    CLI_FN,    // fn(value, dst, err) parses the value
+    CLI_FN0,   // fn(NULL, dst, err) with no value (a flag with an action)
+} cli_kind;
+
+typedef struct {
+    const char *name; // without the leading "--"
+    cli_kind kind;
+    void *dst;
+    double lo, hi;
+    int (*fn)(const char *v, void *dst, vlm_error *err); // CLI_FN / CLI_FN0: 0 ok, -1 error (err set)
+    const char *renamed_to; // an old spelling: sets the same dst, notes the new name once
+} cli_opt;
+
+// A table ends with an entry whose name is NULL.
+#define CLI_END {NULL, CLI_STR, NULL, 0, 0, NULL, NULL}
+
+// Parses argv[1..argc) (argv[0] is the subcommand) against the tables.
+// Returns 0 and *first_pos = index of the first positional argument (argv is
+// permuted so positionals come last), 1 for --help / -h, -1 on a usage error
+// (err names the flag: unknown, missing value, bad value).
+int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *const *tables, int n_tables, int *first_pos,
+              vlm_error *err);
+
+// Value parsers for CLI_FN entries.
+int cli_fn_sep(const char *v, void *dst, vlm_error *err);       // char: "tab", "\t", or one character
+int cli_fn_composite(const char *v, void *dst, vlm_error *err); // vlm_decode_opts: "R,G,B"
+int cli_fn_precision(const char *v, void *dst, vlm_error *err); // open_clip's --precision: fp32 only
+
+// The flags every trainer takes, filling a vlm_train_common: --logs --name
+// --resume --seed --batch-size --epochs --max-steps --warmup
+// --save-every-steps --log-every --stop-at-step --workers --lr --wd --beta1
+// --beta2 --eps --grad-clip-norm --max-minutes --lr-scheduler
+// (--lr-schedule) --time-schedule --precision --dist-timeout --debug-fault,
+// and --json (the int given).
+typedef struct {
+    double timeout_s;
+    int fault_kind; // 0 none, 1 hang, 2 exit
+    int fault_rank;
+    long long fault_step;
+} cli_dist_opts;
+// Fills tab (room for CLI_TRAIN_OPTS entries) with the shared trainer flags.
+#define CLI_TRAIN_OPTS 32
+void cli_train_table(cli_opt *tab, vlm_train_common *c, cli_dist_opts *d, int *json);
+
+#endif
