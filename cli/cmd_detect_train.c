@@ -95,12 +95,8 @@ static int parse(int argc, char **argv, vlm_detect_opts *o, cli_dist_opts *d, in
     cli_opt common[CLI_TRAIN_OPTS];
     cli_train_table(common, &o->c, d, json);
     const cli_opt *tabs[] = {own, common};
-    int pos, r = cli_parse("detect train", argc, argv, tabs, 2, &pos, err);
+    int r = cli_parse_flags("detect train", argc, argv, tabs, 2, err);
     if (r) return r;
-    if (pos < argc) {
-        vlm_errorf(err, VLM_ERR_ARG, "unexpected argument '%s' (see vlm detect train --help)", argv[pos]);
-        return -1;
-    }
     return vlm_detect_opts_check(o, err) ? -1 : 0;
 }
 

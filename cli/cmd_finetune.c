@@ -156,12 +156,8 @@ static int parse(int argc, char **argv, vlm_finetune_opts *o, cli_dist_opts *d, 
     cli_opt common[CLI_TRAIN_OPTS];
     cli_train_table(common, &o->c, d, json);
     const cli_opt *tabs[] = {own, common};
-    int pos, r = cli_parse("finetune", argc, argv, tabs, 2, &pos, err);
+    int r = cli_parse_flags("finetune", argc, argv, tabs, 2, err);
     if (r) return r;
-    if (pos < argc) {
-        vlm_errorf(err, VLM_ERR_ARG, "unexpected argument '%s' (see vlm finetune --help)", argv[pos]);
-        return -1;
-    }
     if (clip && o->checkpoint) {
         vlm_errorf(err, VLM_ERR_ARG, "--clip and --checkpoint exclude each other");
         return -1;

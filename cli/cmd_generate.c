@@ -96,12 +96,8 @@ static int train_parse(int argc, char **argv, vlm_generate_opts *o, cli_dist_opt
     cli_opt common[CLI_TRAIN_OPTS];
     cli_train_table(common, &o->c, d, json);
     const cli_opt *tabs[] = {own, common};
-    int pos, r = cli_parse("generate train", argc, argv, tabs, 2, &pos, err);
+    int r = cli_parse_flags("generate train", argc, argv, tabs, 2, err);
     if (r) return r;
-    if (pos < argc) {
-        vlm_errorf(err, VLM_ERR_ARG, "unexpected argument '%s' (see vlm generate train --help)", argv[pos]);
-        return -1;
-    }
     return vlm_generate_opts_check(o, err) ? -1 : 0;
 }
 

@@ -96,12 +96,8 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
     cli_opt common[CLI_TRAIN_OPTS];
     cli_train_table(common, &o->c, d, json);
     const cli_opt *tabs[] = {own, common};
-    int pos, r = cli_parse("pretrain", argc, argv, tabs, 2, &pos, err);
+    int r = cli_parse_flags("pretrain", argc, argv, tabs, 2, err);
     if (r) return r;
-    if (pos < argc) {
-        vlm_errorf(err, VLM_ERR_ARG, "unexpected argument '%s' (see vlm pretrain --help)", argv[pos]);
-        return -1;
-    }
     if (!o->train) {
         vlm_errorf(err, VLM_ERR_ARG, "--train-data is required (see vlm pretrain --help)");
         return -1;

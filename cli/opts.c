@@ -88,6 +88,13 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *const *tabl
     return 0;
 }
 
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *const *tables, int n_tables, vlm_error *err) {
+    int pos, r = cli_parse(cmd, argc, argv, tables, n_tables, &pos, err);
+    if (r || pos >= argc) return r;
+    vlm_errorf(err, VLM_ERR_ARG, "unexpected argument '%s' (see vlm %s --help)", argv[pos], cmd);
+    return -1;
+}
+
 int cli_fn_sep(const char *v, void *dst, vlm_error *err) {
     char *sep = dst;
     if (!strcmp(v, "\\t") || !strcmp(v, "tab") || !strcmp(v, "\t")) *sep = '\t';
@@ -180,4 +187,38 @@ void cli_train_table(cli_opt *tab, vlm_train_common *c, cli_dist_opts *d, int *j
     };
     _Static_assert(sizeof t / sizeof t[0] <= CLI_TRAIN_OPTS, "CLI_TRAIN_OPTS too small");
     memcpy(tab, t, sizeof t);
+}
+
+void cli_data_opts_default(cli_data_opts *o, long long batch) {
+    memset(o, 0, sizeof *o);
+    o->img_key = "filepath", o->label_key = "label", o->cap_key = "title", o->sep = '\t';
+    vlm_decode_opts_default(&o->dec);
+    o->batch = batch, o->workers = 2;
+}
+
+void cli_data_table(cli_opt *tab, cli_data_opts *o) {
+    const cli_opt t[] = {
+        {"csv-img-key", CLI_STR, &o->img_key, 0, 0, NULL, NULL},
+        {"csv-label-key", CLI_STR, &o->label_key, 0, 0, NULL, NULL},
+        {"csv-caption-key", CLI_STR, &o->cap_key, 0, 0, NULL, NULL},
+        {"csv-separator", CLI_FN, &o->sep, 0, 0, cli_fn_sep, NULL},
+        {"img-key", CLI_STR, &o->img_key, 0, 0, NULL, "csv-img-key"},
+        {"label-key", CLI_STR, &o->label_key, 0, 0, NULL, "csv-label-key"},
+        {"caption-key", CLI_STR, &o->cap_key, 0, 0, NULL, "csv-caption-key"},
+        {"sep", CLI_FN, &o->sep, 0, 0, cli_fn_sep, "csv-separator"},
+        {"composite", CLI_FN, &o->dec, 0, 0, cli_fn_composite, NULL},
+        {"batch-size", CLI_INT, &o->batch, 1, 1 << 16, NULL, NULL},
+        {"workers", CLI_INT, &o->workers, 1, 256, NULL, NULL},
+        CLI_END,
+    };
+    _Static_assert(sizeof t / sizeof t[0] <= CLI_DATA_OPTS, "CLI_DATA_OPTS too small");
+    memcpy(tab, t, sizeof t);
+}
+
+void cli_data_dataset_opts(const cli_data_opts *o, vlm_dataset_opts *dso) {
+    vlm_dataset_opts_default(dso);
+    dso->img_key = o->img_key;
+    dso->label_key = o->label_key;
+    dso->caption_key = o->cap_key;
+    dso->sep = o->sep;
 }

@@ -6,6 +6,7 @@
 #define VLM_CLI_OPTS_H
 
 #include "core/error.h"
+#include "data/dataset.h"
 #include "data/image.h"
 #include "train/trainer.h"
 
@@ -37,6 +38,14 @@ typedef struct {
 int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *const *tables, int n_tables, int *first_pos,
               vlm_error *err);
 
+// The same for commands without positional arguments: one is a usage error.
+int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *const *tables, int n_tables, vlm_error *err);
+
+// Where a command's human-readable report goes: stdout, or stderr with
+// --json (stdout then carries exactly one line, the JSON object).
+#include <stdio.h>
+static inline FILE *cli_report(int json) { return json ? stderr : stdout; }
+
 // Value parsers for CLI_FN entries.
 int cli_fn_sep(const char *v, void *dst, vlm_error *err);       // char: "tab", "\t", or one character
 int cli_fn_composite(const char *v, void *dst, vlm_error *err); // vlm_decode_opts: "R,G,B"
@@ -57,5 +66,21 @@ typedef struct {
 // Fills tab (room for CLI_TRAIN_OPTS entries) with the shared trainer flags.
 #define CLI_TRAIN_OPTS 32
 void cli_train_table(cli_opt *tab, vlm_train_common *c, cli_dist_opts *d, int *json);
+
+// The dataset flags of the evaluation and data commands: --csv-img-key
+// --csv-label-key --csv-caption-key --csv-separator (old spellings --img-key,
+// --label-key, --caption-key, --sep kept), --composite, --batch-size, --workers.
+typedef struct {
+    const char *img_key, *label_key, *cap_key;
+    char sep;
+    vlm_decode_opts dec;
+    long long batch, workers;
+} cli_data_opts;
+// Defaults: filepath / label / title columns, tab, drop alpha, the batch given, 2 workers.
+void cli_data_opts_default(cli_data_opts *o, long long batch);
+#define CLI_DATA_OPTS 16
+void cli_data_table(cli_opt *tab, cli_data_opts *o);
+// The dataset options these flags give (columns and separator).
+void cli_data_dataset_opts(const cli_data_opts *o, vlm_dataset_opts *dso);
 
 #endif

@@ -31,132 +31,151 @@ static int cmp_begin(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
+// Checks the 8-byte little-endian header length against the limit and the
+// file size; sets f->data_start = 8 + *hlen.
+static vlm_status header_len(vlm_st_file *f, const unsigned char *buf, size_t size, const char *what, uint64_t *hlen,
+                             vlm_error *err) {
+    if (size < 8)
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: not a safetensors file (%zu bytes, need at least 8)", what, size);
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--) h = (h << 8) | buf[i];
+    if (h > VLM_ST_MAX_HEADER)
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: header length %llu exceeds the %u-byte limit", what,
+                          (unsigned long long)h, VLM_ST_MAX_HEADER);
+    if (h > size - 8)
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)",
+                          what, (unsigned long long)h, size);
+    f->data_start = 8 + h;
+    *hlen = h;
+    return VLM_OK;
+}
+
+// The "__metadata__" object: string values only, copied to f->meta_keys/vals.
+static vlm_status parse_metadata(vlm_st_file *f, json_t *val, const char *what, vlm_error *err) {
+    if (!json_is_object(val)) return vlm_errorf(err, VLM_ERR_FORMAT, "%s: __metadata__ is not an object", what);
+    size_t nm = json_object_size(val);
+    f->meta_keys = calloc(nm ? nm : 1, sizeof(char *));
+    f->meta_vals = calloc(nm ? nm : 1, sizeof(char *));
+    const char *mk;
+    json_t *mv;
+    json_object_foreach(val, mk, mv) {
+        if (!json_is_string(mv))
+            return vlm_errorf(err, VLM_ERR_FORMAT, "%s: __metadata__ value for '%s' is not a string", what, mk);
+        f->meta_keys[f->n_meta] = strdup(mk);
+        f->meta_vals[f->n_meta] = strdup(json_string_value(mv));
+        f->n_meta++;
+    }
+    return VLM_OK;
+}
+
+// Shape of tensor `key` into e->ndim, e->shape; *numel = product, checked so
+// numel * 16 (the widest dtype) cannot overflow.
+static vlm_status parse_shape(vlm_st_entry *e, json_t *js, const char *key, const char *what, uint64_t *numel,
+                              vlm_error *err) {
+    if (json_array_size(js) > VLM_ST_MAX_DIMS)
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: tensor '%s' has %zu dims (max %d)", what, key,
+                          json_array_size(js), VLM_ST_MAX_DIMS);
+    e->ndim = (int)json_array_size(js);
+    uint64_t ne = 1;
+    for (int d = 0; d < e->ndim; d++) {
+        json_t *x = json_array_get(js, d);
+        if (!json_is_integer(x) || json_integer_value(x) < 0)
+            return vlm_errorf(err, VLM_ERR_FORMAT, "%s: tensor '%s' has a bad shape entry at dim %d", what, key, d);
+        e->shape[d] = json_integer_value(x);
+        if (e->shape[d] && ne > UINT64_MAX / 16 / (uint64_t)e->shape[d])
+            return vlm_errorf(err, VLM_ERR_FORMAT, "%s: tensor '%s' shape overflows", what, key);
+        ne *= (uint64_t)e->shape[d];
+    }
+    *numel = ne;
+    return VLM_OK;
+}
+
+// One tensor entry {dtype, shape, data_offsets [begin, end]}: its offsets must
+// lie in the data section (data_size bytes) and match shape x dtype size.
+static vlm_status parse_entry(vlm_st_entry *e, const char *key, json_t *val, uint64_t data_size, const char *what,
+                              vlm_error *err) {
+    json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"),
+           *jo = json_object_get(val, "data_offsets");
+    if (!json_is_object(val) || !json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) ||
+        json_array_size(jo) != 2)
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: tensor '%s' needs dtype, shape and data_offsets [begin, end]",
+                          what, key);
+    if (vlm_dtype_from_name(json_string_value(jd), &e->dtype))
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: tensor '%s' has unsupported dtype '%s'", what, key,
+                          json_string_value(jd));
+    uint64_t numel = 1;
+    vlm_status st = parse_shape(e, js, key, what, &numel, err);
+    if (st) return st;
+    e->numel = (int64_t)numel;
+    json_t *b = json_array_get(jo, 0), *en = json_array_get(jo, 1);
+    if (!json_is_integer(b) || !json_is_integer(en) || json_integer_value(b) < 0 ||
+        json_integer_value(en) < json_integer_value(b))
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: tensor '%s' has invalid data_offsets", what, key);
+    e->begin = (uint64_t)json_integer_value(b);
+    e->end = (uint64_t)json_integer_value(en);
+    if (e->end > data_size)
+        return vlm_errorf(err, VLM_ERR_FORMAT,
+                          "%s: tensor '%s' data_offsets [%llu, %llu] out of range (data section is %llu bytes)", what,
+                          key, (unsigned long long)e->begin, (unsigned long long)e->end,
+                          (unsigned long long)data_size);
+    if (e->end - e->begin != numel * vlm_dtype_size(e->dtype))
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: tensor '%s' holds %llu bytes but shape x %s needs %llu", what,
+                          key, (unsigned long long)(e->end - e->begin), vlm_dtype_name(e->dtype),
+                          (unsigned long long)(numel * vlm_dtype_size(e->dtype)));
+    return VLM_OK;
+}
+
+// Overlap check: sort by begin, each must start at or after the previous end.
+static vlm_status check_overlap(const vlm_st_file *f, const char *what, vlm_error *err) {
+    if (f->n <= 1) return VLM_OK;
+    const vlm_st_entry **order = malloc(sizeof(*order) * f->n);
+    if (!order) return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", what);
+    for (int i = 0; i < f->n; i++) order[i] = &f->entries[i];
+    qsort(order, f->n, sizeof *order, cmp_begin);
+    vlm_status st = VLM_OK;
+    for (int i = 1; i < f->n && !st; i++)
+        if (order[i]->begin < order[i - 1]->end && order[i]->end > order[i]->begin)
+            st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", what, order[i - 1]->name,
+                            order[i]->name);
+    free(order);
+    return st;
+}
+
 // Takes ownership of buf (freed on error too).
 static vlm_status parse_owned(vlm_st_file *f, unsigned char *buf, size_t size, const char *what, vlm_error *err) {
     memset(f, 0, sizeof *f);
     f->buf = buf;
     f->size = size;
-    vlm_status st = VLM_ERR_FORMAT;
     json_t *root = NULL;
-    if (size < 8) {
-        vlm_errorf(err, st, "%s: not a safetensors file (%zu bytes, need at least 8)", what, size);
-        goto fail;
-    }
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
-    if (hlen > VLM_ST_MAX_HEADER) {
-        vlm_errorf(err, st, "%s: header length %llu exceeds the %u-byte limit", what, (unsigned long long)hlen,
-                   VLM_ST_MAX_HEADER);
-        goto fail;
-    }
-    if (hlen > size - 8) {
-        vlm_errorf(err, st, "%s: header length %llu runs past the end of the file (%zu bytes)", what,
-                   (unsigned long long)hlen, size);
-        goto fail;
-    }
-    f->data_start = 8 + hlen;
+    vlm_status st = header_len(f, buf, size, what, &hlen, err);
+    if (st) goto fail;
     json_error_t jerr;
     root = json_loadb((const char *)buf + 8, hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!root || !json_is_object(root)) {
-        vlm_errorf(err, st, "%s: malformed JSON header: %s", what, root ? "not an object" : jerr.text);
+        st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: malformed JSON header: %s", what, root ? "not an object" : jerr.text);
         goto fail;
     }
     size_t nkeys = json_object_size(root);
     f->entries = calloc(nkeys ? nkeys : 1, sizeof *f->entries);
-    if (!f->entries) { st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", what); goto fail; }
+    if (!f->entries) {
+        st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", what);
+        goto fail;
+    }
     uint64_t data_size = size - f->data_start;
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val) {
         if (!strcmp(key, "__metadata__")) {
-            if (!json_is_object(val)) { vlm_errorf(err, st, "%s: __metadata__ is not an object", what); goto fail; }
-            size_t nm = json_object_size(val);
-            f->meta_keys = calloc(nm ? nm : 1, sizeof(char *));
-            f->meta_vals = calloc(nm ? nm : 1, sizeof(char *));
-            const char *mk;
-            json_t *mv;
-            json_object_foreach(val, mk, mv) {
-                if (!json_is_string(mv)) {
-                    vlm_errorf(err, st, "%s: __metadata__ value for '%s' is not a string", what, mk);
-                    goto fail;
-                }
-                f->meta_keys[f->n_meta] = strdup(mk);
-                f->meta_vals[f->n_meta] = strdup(json_string_value(mv));
-                f->n_meta++;
-            }
+            if ((st = parse_metadata(f, val, what, err))) goto fail;
             continue;
         }
         vlm_st_entry *e = &f->entries[f->n];
         e->name = strdup(key);
         f->n++;
-        json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"),
-               *jo = json_object_get(val, "data_offsets");
-        if (!json_is_object(val) || !json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) ||
-            json_array_size(jo) != 2) {
-            vlm_errorf(err, st, "%s: tensor '%s' needs dtype, shape and data_offsets [begin, end]", what, key);
-            goto fail;
-        }
-        if (vlm_dtype_from_name(json_string_value(jd), &e->dtype)) {
-            vlm_errorf(err, st, "%s: tensor '%s' has unsupported dtype '%s'", what, key, json_string_value(jd));
-            goto fail;
-        }
-        if (json_array_size(js) > VLM_ST_MAX_DIMS) {
-            vlm_errorf(err, st, "%s: tensor '%s' has %zu dims (max %d)", what, key, json_array_size(js),
-                       VLM_ST_MAX_DIMS);
-            goto fail;
-        }
-        e->ndim = (int)json_array_size(js);
-        uint64_t numel = 1;
-        for (int d = 0; d < e->ndim; d++) {
-            json_t *x = json_array_get(js, d);
-            if (!json_is_integer(x) || json_integer_value(x) < 0) {
-                vlm_errorf(err, st, "%s: tensor '%s' has a bad shape entry at dim %d", what, key, d);
-                goto fail;
-            }
-            e->shape[d] = json_integer_value(x);
-            if (e->shape[d] && numel > UINT64_MAX / 16 / (uint64_t)e->shape[d]) {
-                vlm_errorf(err, st, "%s: tensor '%s' shape overflows", what, key);
-                goto fail;
-            }
-            numel *= (uint64_t)e->shape[d];
-        }
-        e->numel = (int64_t)numel;
-        json_t *b = json_array_get(jo, 0), *en = json_array_get(jo, 1);
-        if (!json_is_integer(b) || !json_is_integer(en) || json_integer_value(b) < 0 ||
-            json_integer_value(en) < json_integer_value(b)) {
-            vlm_errorf(err, st, "%s: tensor '%s' has invalid data_offsets", what, key);
-            goto fail;
-        }
-        e->begin = (uint64_t)json_integer_value(b);
-        e->end = (uint64_t)json_integer_value(en);
-        if (e->end > data_size) {
-            vlm_errorf(err, st, "%s: tensor '%s' data_offsets [%llu, %llu] out of range (data section is %llu bytes)",
-                       what, key, (unsigned long long)e->begin, (unsigned long long)e->end,
-                       (unsigned long long)data_size);
-            goto fail;
-        }
-        if (e->end - e->begin != numel * vlm_dtype_size(e->dtype)) {
-            vlm_errorf(err, st, "%s: tensor '%s' holds %llu bytes but shape x %s needs %llu", what, key,
-                       (unsigned long long)(e->end - e->begin), vlm_dtype_name(e->dtype),
-                       (unsigned long long)(numel * vlm_dtype_size(e->dtype)));
-            goto fail;
-        }
+        if ((st = parse_entry(e, key, val, data_size, what, err))) goto fail;
     }
-    // Overlap check: sort by begin, each must start at or after the previous end.
-    if (f->n > 1) {
-        const vlm_st_entry **order = malloc(sizeof(*order) * f->n);
-        if (!order) { st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", what); goto fail; }
-        for (int i = 0; i < f->n; i++) order[i] = &f->entries[i];
-        qsort(order, f->n, sizeof *order, cmp_begin);
-        for (int i = 1; i < f->n; i++) {
-            if (order[i]->begin < order[i - 1]->end && order[i]->end > order[i]->begin) {
-                vlm_errorf(err, st, "%s: tensors '%s' and '%s' overlap", what, order[i - 1]->name, order[i]->name);
-                free(order);
-                goto fail;
-            }
-        }
-        free(order);
-    }
+    if ((st = check_overlap(f, what, err))) goto fail;
     json_decref(root);
     return VLM_OK;
 fail:

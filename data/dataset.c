@@ -239,25 +239,13 @@ static int csv_record(char **pp, char *end, char sep, char **fields, int max_fie
     return nf;
 }
 
-static vlm_status open_manifest(vlm_dataset *ds, const char *path, const vlm_dataset_opts *o, vlm_error *err) {
-    uint8_t *raw = NULL;
-    size_t cap = 0, n = 0;
-    vlm_status st = vlm_file_read(path, &raw, &cap, &n, MAX_MANIFEST_BYTES, err);
-    if (st) return st;
-    char *p = (char *)raw, *end = p + n;
-    // vlm_file_read NUL-terminates, so the in-place parser may write at *end.
-    if (n >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3;
-    enum { MAXF = 256 };
-    char *f[MAXF];
-    int line = 1, nf;
-    do {
-        nf = csv_record(&p, end, o->sep, f, MAXF, &line);
-    } while (nf == 0 && p < end);
-    if (nf == 0) {
-        free(raw);
-        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: empty manifest (no header row)", path);
-    }
-    int ci = -1, ki = -1, li = -1, hf = nf < MAXF ? nf : MAXF;
+enum { MANIFEST_MAXF = 256 }; // fields kept per manifest row (more are counted, not stored)
+
+// Column indices in the header row f [nf] into col: image (required), caption
+// and label (-1 when absent; an error when o requires them).
+static vlm_status manifest_columns(char **f, int nf, const char *path, const vlm_dataset_opts *o, int col[3],
+                                   vlm_error *err) {
+    int ci = -1, ki = -1, li = -1, hf = nf < MANIFEST_MAXF ? nf : MANIFEST_MAXF;
     char cols[512] = "";
     for (int i = 0; i < hf; i++) {
         if (!strcmp(f[i], o->img_key)) ci = i;
@@ -270,23 +258,71 @@ static vlm_status open_manifest(vlm_dataset *ds, const char *path, const vlm_dat
         char hint[160] = "";
         if (o->sep == '\t' && nf == 1 && strchr(f[0], ','))
             snprintf(hint, sizeof hint, " (the header has commas: comma-separated? set the separator to ',')");
-        vlm_status r = vlm_errorf(err, VLM_ERR_FORMAT, "%s: no image column '%s' in the header (columns: %s)%s", path,
-                                  o->img_key, cols, hint);
-        free(raw);
-        return r;
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: no image column '%s' in the header (columns: %s)%s", path,
+                          o->img_key, cols, hint);
     }
-    if (o->require_caption && ki < 0) {
-        vlm_status r = vlm_errorf(err, VLM_ERR_FORMAT, "%s: no caption column '%s' in the header (columns: %s)", path,
-                                  o->caption_key ? o->caption_key : "", cols);
-        free(raw);
-        return r;
+    if (o->require_caption && ki < 0)
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: no caption column '%s' in the header (columns: %s)", path,
+                          o->caption_key ? o->caption_key : "", cols);
+    if (o->require_label && li < 0)
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: no label column '%s' in the header (columns: %s)", path,
+                          o->label_key ? o->label_key : "", cols);
+    col[0] = ci, col[1] = ki, col[2] = li;
+    return VLM_OK;
+}
+
+// A row's label field as a class index >= 0 into *label; 0 (and a bad entry) if it is not one.
+static int manifest_label(vlm_dataset *ds, const char *path, int row_line, const char *s, int32_t *label) {
+    char *e;
+    errno = 0;
+    long v = strtol(s, &e, 10);
+    while (*e == ' ') e++;
+    if (!s[0] || *e || errno || v < 0 || v > INT32_MAX) {
+        bad_add(ds, "%s:%d: bad label '%.40s' (want a class index >= 0)", path, row_line, s);
+        return 0;
     }
-    if (o->require_label && li < 0) {
-        vlm_status r = vlm_errorf(err, VLM_ERR_FORMAT, "%s: no label column '%s' in the header (columns: %s)", path,
-                                  o->label_key ? o->label_key : "", cols);
-        free(raw);
-        return r;
+    *label = (int32_t)v;
+    return 1;
+}
+
+// dir (dlen bytes, '/' included) + ip (*il bytes) in *pb (grown to *pbcap);
+// *il becomes the joined length. NULL when out of memory.
+static const char *join_dir(const char *dir, size_t dlen, const char *ip, size_t *il, char **pb, size_t *pbcap) {
+    if (dlen + *il + 1 > *pbcap) {
+        *pbcap = dlen + *il + 1;
+        char *t = realloc(*pb, *pbcap);
+        if (!t) return NULL;
+        *pb = t;
     }
+    memcpy(*pb, dir, dlen);
+    memcpy(*pb + dlen, ip, *il + 1);
+    *il += dlen;
+    return *pb;
+}
+
+static vlm_status open_manifest(vlm_dataset *ds, const char *path, const vlm_dataset_opts *o, vlm_error *err) {
+    uint8_t *raw = NULL;
+    size_t cap = 0, n = 0;
+    vlm_status st = vlm_file_read(path, &raw, &cap, &n, MAX_MANIFEST_BYTES, err);
+    if (st) return st;
+    char *p = (char *)raw, *end = p + n;
+    // vlm_file_read NUL-terminates, so the in-place parser may write at *end.
+    if (n >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) p += 3;
+    char *f[MANIFEST_MAXF];
+    int line = 1, nf;
+    do {
+        nf = csv_record(&p, end, o->sep, f, MANIFEST_MAXF, &line);
+    } while (nf == 0 && p < end);
+    if (nf == 0) {
+        free(raw);
+        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: empty manifest (no header row)", path);
+    }
+    int col[3] = {-1, -1, -1};
+    if ((st = manifest_columns(f, nf, path, o, col, err))) {
+        free(raw);
+        return st;
+    }
+    const int ci = col[0], ki = col[1], li = col[2];
     ds->has_captions = ki >= 0;
     ds->has_labels = li >= 0;
     int need = ci;
@@ -300,7 +336,7 @@ static vlm_status open_manifest(vlm_dataset *ds, const char *path, const vlm_dat
     int32_t maxlab = -1;
     while (p < end) {
         int row_line = line;
-        nf = csv_record(&p, end, o->sep, f, MAXF, &line);
+        nf = csv_record(&p, end, o->sep, f, MANIFEST_MAXF, &line);
         if (nf == 0) continue;
         if (nf <= need) {
             bad_add(ds, "%s:%d: %d field%s, but column '%s' is field %d", path, row_line, nf, nf == 1 ? "" : "s",
@@ -313,31 +349,13 @@ static vlm_status open_manifest(vlm_dataset *ds, const char *path, const vlm_dat
         }
         vlm_dataset_item it = {.cap = -1, .shard = -1, .label = -1};
         if (li >= 0) {
-            char *e;
-            errno = 0;
-            long v = strtol(f[li], &e, 10);
-            while (*e == ' ') e++;
-            if (!f[li][0] || *e || errno || v < 0 || v > INT32_MAX) {
-                bad_add(ds, "%s:%d: bad label '%.40s' (want a class index >= 0)", path, row_line, f[li]);
-                continue;
-            }
-            it.label = (int32_t)v;
+            if (!manifest_label(ds, path, row_line, f[li], &it.label)) continue;
             if (it.label > maxlab) maxlab = it.label;
         }
         const char *ip = f[ci];
         size_t il = strlen(ip);
-        if (ip[0] != '/' && dlen) { // relative to the manifest's folder
-            if (dlen + il + 1 > pbcap) {
-                pbcap = dlen + il + 1;
-                char *t = realloc(pathbuf, pbcap);
-                if (!t) break;
-                pathbuf = t;
-            }
-            memcpy(pathbuf, dir, dlen);
-            memcpy(pathbuf + dlen, ip, il + 1);
-            ip = pathbuf;
-            il += dlen;
-        }
+        // relative to the manifest's folder (out of memory: stop indexing here)
+        if (ip[0] != '/' && dlen && !(ip = join_dir(dir, dlen, ip, &il, &pathbuf, &pbcap))) break;
         it.src = str_add(ds, ip, il);
         if (ki >= 0) it.cap = str_add(ds, f[ki], strlen(f[ki]));
         if (it.src < 0 || (ki >= 0 && it.cap < 0)) {
@@ -543,9 +561,32 @@ static int trim_len(const uint8_t *s, size_t n) {
     return (int)n;
 }
 
-static vlm_status index_shard(vlm_dataset *ds, int si, size_t *icap, uint8_t **buf, size_t *bcap, uint8_t *win,
-                              size_t win_cap, vlm_error *err) {
-    const char *path = ds->shards[si];
+// One shard being indexed: its tar reader, and scratch buffers shared by all shards.
+typedef struct {
+    vlm_dataset *ds;
+    const char *path;
+    int si;            // shard index (items with data in place point at it)
+    int fd;            // the raw file, for locate_data's pread
+    int64_t file_size;
+    struct archive *a;
+    int compressed;    // -1 until the first header is read
+    uint8_t **buf;     // the current member's bytes (grown)
+    size_t *bcap;
+    uint8_t *win;      // [win_cap] locate_data's search window
+    size_t win_cap;
+} shard_rd;
+
+// Counts member `name` as cut short by a damaged tar (libarchive's reason, if any).
+static void bad_damaged(shard_rd *r, const char *name) {
+    bad_add(r->ds, "%s: damaged tar in member %s: %s", r->path, name,
+            archive_error_string(r->a) ? archive_error_string(r->a) : "short read");
+}
+
+// Opens r->path as a tar (any compression). An unreadable tar is a bad entry,
+// not an error: VLM_OK with r->a NULL. On success r->fd and r->a are open.
+static vlm_status open_shard(shard_rd *r, vlm_error *err) {
+    const char *path = r->path;
+    r->a = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return vlm_errorf(err, VLM_ERR_IO, "%s: cannot open shard: %s", path, strerror(errno));
     struct stat sb;
@@ -561,29 +602,123 @@ static vlm_status index_shard(vlm_dataset *ds, int si, size_t *icap, uint8_t **b
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
     if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-        bad_add(ds, "%s: not a readable tar: %s", path, archive_error_string(a));
+        bad_add(r->ds, "%s: not a readable tar: %s", path, archive_error_string(a));
         archive_read_free(a);
         close(fd);
         return VLM_OK;
     }
+    r->fd = fd;
+    r->file_size = sb.st_size;
+    r->a = a;
+    return VLM_OK;
+}
+
+// The group's image member (size bytes): located in place in an uncompressed
+// shard, else copied into ds->mem. Returns 1 if the tar is damaged here.
+static int read_image(shard_rd *r, wds_group *g, const char *name, int64_t size) {
+    if (g->has_img) return 0; // first image of a group wins
+    if (size < 0 || (uint64_t)size > MAX_MEMBER_BYTES) {
+        bad_add(r->ds, "%s: member %s is %lld bytes, over the limit", r->path, name, (long long)size);
+        g->has_img = -1;
+        return 0;
+    }
+    int64_t hp = archive_read_header_position(r->a);
+    size_t nfirst = size < 512 ? (size_t)size : 512;
+    ssize_t got = member_read(r->a, r->buf, r->bcap, nfirst);
+    if (got != (ssize_t)nfirst) {
+        bad_damaged(r, name);
+        return 1;
+    }
+    int64_t off = -1;
+    if (!r->compressed && hp >= 0)
+        off = locate_data(r->fd, r->file_size, hp, *r->buf, nfirst, (uint64_t)size, r->win, r->win_cap);
+    if (off < 0) { // compressed shard (or unusual layout): keep the bytes in memory
+        int64_t moff = mem_add(r->ds, *r->buf, nfirst);
+        ssize_t rest = (size_t)size > nfirst ? member_read(r->a, r->buf, r->bcap, (size_t)size - nfirst) : 0;
+        if (moff < 0 || rest < 0 || (size_t)rest + nfirst != (size_t)size ||
+            mem_add(r->ds, *r->buf, (size_t)rest) < 0) {
+            bad_damaged(r, name);
+            return 1;
+        }
+        g->it.shard = -1;
+        g->it.off = moff;
+    } else {
+        g->it.shard = r->si;
+        g->it.off = off;
+    }
+    g->it.size = (uint32_t)size;
+    g->it.src = str_add(r->ds, name, strlen(name));
+    g->has_img = 1;
+    return 0;
+}
+
+// A .json member (got bytes in buf): "caption" (or "text") and "label", when present and valid.
+static void parse_json_member(vlm_dataset *ds, wds_group *g, const uint8_t *buf, size_t got) {
+    json_error_t je;
+    json_t *j = json_loadb((const char *)buf, got, 0, &je);
+    if (j && json_is_object(j)) {
+        json_t *c = json_object_get(j, "caption");
+        if (!json_is_string(c)) c = json_object_get(j, "text");
+        if (json_is_string(c)) g->json_cap = str_add(ds, json_string_value(c), json_string_length(c));
+        json_t *l = json_object_get(j, "label");
+        if (json_is_integer(l) && json_integer_value(l) >= 0 && json_integer_value(l) <= INT32_MAX)
+            g->json_label = (int32_t)json_integer_value(l);
+    }
+    json_decref(j);
+}
+
+// A .txt / .cls / .json member (read up to MAX_TEXT_BYTES): caption, label or
+// both for the group. Returns 1 if the tar is damaged here.
+static int read_text(shard_rd *r, wds_group *g, const char *name, const char *ext, int64_t size) {
+    size_t want = size < 0 ? 0 : (size_t)size > MAX_TEXT_BYTES ? MAX_TEXT_BYTES : (size_t)size;
+    ssize_t got = member_read(r->a, r->buf, r->bcap, want);
+    if (got < 0 || (size_t)got != want) {
+        bad_damaged(r, name);
+        return 1;
+    }
+    const uint8_t *b = *r->buf;
+    if (!strcasecmp(ext, "txt")) {
+        g->txt = str_add(r->ds, (const char *)b, (size_t)trim_len(b, (size_t)got));
+    } else if (!strcasecmp(ext, "cls")) {
+        char *end;
+        errno = 0;
+        long v = strtol((const char *)b, &end, 10);
+        while (*end && isspace((unsigned char)*end)) end++;
+        if (!got || *end || errno || v < 0 || v > INT32_MAX) g->bad_label = 1;
+        else g->it.label = (int32_t)v;
+    } else {
+        parse_json_member(r->ds, g, b, (size_t)got);
+    }
+    return 0;
+}
+
+// Indexes shard si: one item per group of members sharing a key (the name up
+// to the first '.' of its last path part); damage and bad groups are counted.
+static vlm_status index_shard(vlm_dataset *ds, int si, size_t *icap, uint8_t **buf, size_t *bcap, uint8_t *win,
+                              size_t win_cap, vlm_error *err) {
+    shard_rd r = {.ds = ds, .path = ds->shards[si], .si = si, .fd = -1, .compressed = -1, .buf = buf, .bcap = bcap,
+                  .win = win, .win_cap = win_cap};
+    const char *path = r.path;
+    vlm_status st = open_shard(&r, err);
+    if (st || !r.a) return st;
     wds_group g = {0};
-    vlm_status st = VLM_OK;
-    int members = 0, compressed = -1, damaged = 0;
-    for (;;) {
+    int members = 0, damaged = 0;
+    while (!damaged) {
         struct archive_entry *e;
-        int r = archive_read_next_header(a, &e);
-        if (r == ARCHIVE_EOF) break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) { // RETRY = bad header checksum, FATAL = truncated etc.
+        int rc = archive_read_next_header(r.a, &e);
+        if (rc == ARCHIVE_EOF) break;
+        if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) { // RETRY = bad header checksum, FATAL = truncated etc.
             bad_add(ds, "%s: damaged tar after %d member%s: %s", path, members, members == 1 ? "" : "s",
-                    archive_error_string(a) ? archive_error_string(a) : "unknown error");
+                    archive_error_string(r.a) ? archive_error_string(r.a) : "unknown error");
             damaged = 1;
             break;
         }
-        if (compressed < 0) compressed = archive_filter_code(a, 0) != ARCHIVE_FILTER_NONE;
+        if (r.compressed < 0) r.compressed = archive_filter_code(r.a, 0) != ARCHIVE_FILTER_NONE;
         members++;
         if (archive_entry_filetype(e) != AE_IFREG) continue;
         const char *name = archive_entry_pathname(e);
         if (!name) continue;
+        // group key: the name up to the first '.' of its last path part
         const char *base = strrchr(name, '/');
         base = base ? base + 1 : name;
         const char *dot = strchr(base, '.');
@@ -601,81 +736,17 @@ static vlm_status index_shard(vlm_dataset *ds, int si, size_t *icap, uint8_t **b
         // webdataset field names may have dots ("seg.png"): the type is the last part
         const char *last = strrchr(ext, '.');
         last = last ? last + 1 : ext;
-        if (is_image_ext(last)) {
-            if (g.has_img) continue; // first image of a group wins
-            if (size < 0 || (uint64_t)size > MAX_MEMBER_BYTES) {
-                bad_add(ds, "%s: member %s is %lld bytes, over the limit", path, name, (long long)size);
-                g.has_img = -1;
-                continue;
-            }
-            int64_t hp = archive_read_header_position(a);
-            size_t nfirst = size < 512 ? (size_t)size : 512;
-            ssize_t got = member_read(a, buf, bcap, nfirst);
-            if (got != (ssize_t)nfirst) {
-                bad_add(ds, "%s: damaged tar in member %s: %s", path, name,
-                        archive_error_string(a) ? archive_error_string(a) : "short read");
-                damaged = 1;
-                break;
-            }
-            int64_t off = -1;
-            if (!compressed && hp >= 0) off = locate_data(fd, sb.st_size, hp, *buf, nfirst, (uint64_t)size, win, win_cap);
-            if (off < 0) { // compressed shard (or unusual layout): keep the bytes in memory
-                int64_t moff = mem_add(ds, *buf, nfirst);
-                ssize_t rest = (size_t)size > nfirst ? member_read(a, buf, bcap, (size_t)size - nfirst) : 0;
-                if (moff < 0 || rest < 0 || (size_t)rest + nfirst != (size_t)size || mem_add(ds, *buf, (size_t)rest) < 0) {
-                    bad_add(ds, "%s: damaged tar in member %s: %s", path, name,
-                            archive_error_string(a) ? archive_error_string(a) : "short read");
-                    damaged = 1;
-                    break;
-                }
-                g.it.shard = -1;
-                g.it.off = moff;
-            } else {
-                g.it.shard = si;
-                g.it.off = off;
-            }
-            g.it.size = (uint32_t)size;
-            g.it.src = str_add(ds, name, strlen(name));
-            g.has_img = 1;
-        } else if (!strcasecmp(ext, "txt") || !strcasecmp(ext, "cls") || !strcasecmp(ext, "json")) {
-            size_t want = size < 0 ? 0 : (size_t)size > MAX_TEXT_BYTES ? MAX_TEXT_BYTES : (size_t)size;
-            ssize_t got = member_read(a, buf, bcap, want);
-            if (got < 0 || (size_t)got != want) {
-                bad_add(ds, "%s: damaged tar in member %s: %s", path, name,
-                        archive_error_string(a) ? archive_error_string(a) : "short read");
-                damaged = 1;
-                break;
-            }
-            if (!strcasecmp(ext, "txt")) {
-                g.txt = str_add(ds, (const char *)*buf, (size_t)trim_len(*buf, (size_t)got));
-            } else if (!strcasecmp(ext, "cls")) {
-                char *end;
-                errno = 0;
-                long v = strtol((const char *)*buf, &end, 10);
-                while (*end && isspace((unsigned char)*end)) end++;
-                if (!got || *end || errno || v < 0 || v > INT32_MAX) g.bad_label = 1;
-                else g.it.label = (int32_t)v;
-            } else {
-                json_error_t je;
-                json_t *j = json_loadb((const char *)*buf, (size_t)got, 0, &je);
-                if (j && json_is_object(j)) {
-                    json_t *c = json_object_get(j, "caption");
-                    if (!json_is_string(c)) c = json_object_get(j, "text");
-                    if (json_is_string(c)) g.json_cap = str_add(ds, json_string_value(c), json_string_length(c));
-                    json_t *l = json_object_get(j, "label");
-                    if (json_is_integer(l) && json_integer_value(l) >= 0 && json_integer_value(l) <= INT32_MAX)
-                        g.json_label = (int32_t)json_integer_value(l);
-                }
-                json_decref(j);
-            }
-        }
+        if (is_image_ext(last))
+            damaged = read_image(&r, &g, name, size);
+        else if (!strcasecmp(ext, "txt") || !strcasecmp(ext, "cls") || !strcasecmp(ext, "json"))
+            damaged = read_text(&r, &g, name, ext, size);
     }
     // The group cut by damage may be incomplete (caption or label lost): drop
     // it with the damage already counted; an oversized image was counted too.
     if (!st && !damaged) st = flush_group(ds, &g, path, icap, err);
     else free(g.key);
-    archive_read_free(a);
-    close(fd);
+    archive_read_free(r.a);
+    close(r.fd);
     return st;
 }
 
@@ -1132,6 +1203,27 @@ static vlm_status close_shard(struct archive *a, const char *tmp, const char *fi
     return st;
 }
 
+// Sample i's members under key %09lld: the image (data, size bytes, .ext), then
+// the caption (.txt) and label (.cls) when it has them. Nonzero on a write error.
+static int put_sample(struct archive *a, int64_t i, const char *ext, const void *data, size_t size,
+                      const vlm_sample *s) {
+    char key[32], name[64];
+    snprintf(key, sizeof key, "%09lld", (long long)i);
+    snprintf(name, sizeof name, "%s.%s", key, ext);
+    int bad = put_member(a, name, data, size);
+    if (!bad && s->caption) {
+        snprintf(name, sizeof name, "%s.txt", key);
+        bad = put_member(a, name, s->caption, strlen(s->caption));
+    }
+    if (!bad && s->label >= 0) {
+        char lab[16];
+        int n = snprintf(lab, sizeof lab, "%d", s->label);
+        snprintf(name, sizeof name, "%s.cls", key);
+        bad = put_member(a, name, lab, (size_t)n);
+    }
+    return bad;
+}
+
 vlm_status vlm_dataset_write_shards(const vlm_dataset *ds, const char *dir, int64_t shard_size,
                                     vlm_convert_report *rep, vlm_error *err) {
     memset(rep, 0, sizeof *rep);
@@ -1141,7 +1233,7 @@ vlm_status vlm_dataset_write_shards(const vlm_dataset *ds, const char *dir, int6
     vlm_sample s;
     vlm_sample_init(&s);
     struct archive *a = NULL;
-    char final[4096], tmp[4096 + 8], name[64];
+    char final[4096], tmp[4096 + 8];
     vlm_status st = VLM_OK;
     int64_t in_shard = 0;
     for (int64_t i = 0; i < ds->n && !st; i++) {
@@ -1193,20 +1285,7 @@ vlm_status vlm_dataset_write_shards(const vlm_dataset *ds, const char *dir, int6
             rep->shards++;
             in_shard = 0;
         }
-        char key[32];
-        snprintf(key, sizeof key, "%09lld", (long long)i);
-        snprintf(name, sizeof name, "%s.%s", key, ext);
-        int bad = put_member(a, name, data, size);
-        if (!bad && s.caption) {
-            snprintf(name, sizeof name, "%s.txt", key);
-            bad = put_member(a, name, s.caption, strlen(s.caption));
-        }
-        if (!bad && s.label >= 0) {
-            char lab[16];
-            int n = snprintf(lab, sizeof lab, "%d", s.label);
-            snprintf(name, sizeof name, "%s.cls", key);
-            bad = put_member(a, name, lab, (size_t)n);
-        }
+        int bad = put_sample(a, i, ext, data, size, &s);
         free(png);
         if (bad) {
             st = vlm_errorf(err, VLM_ERR_IO, "%s: writing tar failed: %s", tmp,

@@ -357,9 +357,9 @@ static vlm_status load_emoji(const vlm_dataset *ds, int64_t row, const char *pre
     return VLM_OK;
 }
 
-// Opens the emoji manifests, filters the pool of titles and picks the classes
-// (forced names first, then by seed). Fills c->cls[first..] and c->em.
-static vlm_status open_emoji(sc_ctx *c, char **forced, int n_forced, vlm_error *err) {
+// Opens train.tsv and val_twitter.tsv (the latter optional for the shared
+// split) of the emoji folder; em_prefix[s] = the folder prefix of their paths.
+static vlm_status open_manifests(sc_ctx *c, vlm_error *err) {
     const vlm_scenes_opts *o = c->o;
     const char *dir = o->emoji_dir;
     if (!is_dir(dir))
@@ -386,54 +386,64 @@ static vlm_status open_emoji(sc_ctx *c, char **forced, int n_forced, vlm_error *
         char *slash = strrchr(c->em_prefix[s], '/');
         slash[1] = 0;
     }
-    // Top-level categories (optional file; needed only when filtering).
-    int filter = o->emoji_categories && strcasecmp(o->emoji_categories, "all") != 0;
-    vlm_dataset cat_ds;
-    int cat_open = 0;
-    path_cat *pc = NULL;
-    int64_t n_pc = 0;
-    em_row *rows = NULL;
-    em_group *groups = NULL;
-    vlm_status st = VLM_OK;
-    if (filter) {
-        char path[4096], names[4096];
-        snprintf(path, sizeof path, "%s/categories.tsv", dir);
-        snprintf(names, sizeof names, "%s/category_classnames.txt", dir);
-        if (!is_file(path) || !is_file(names)) {
-            if (o->emoji_categories != DEFAULT_CATEGORIES)
-                return vlm_errorf(err, VLM_ERR_IO,
-                                  "emoji source '%s': filtering by category needs categories.tsv and "
-                                  "category_classnames.txt",
-                                  dir);
-            filter = 0; // default filter, no category files (e.g. a hand-made folder): keep all
-        } else {
-            vlm_dataset_opts dopts;
-            vlm_dataset_opts_default(&dopts);
-            dopts.classnames = names;
-            dopts.require_label = 1;
-            if ((st = vlm_dataset_open(&cat_ds, path, &dopts, err))) return vlm_error_prefix(err, "emoji source");
-            cat_open = 1;
-            pc = malloc(sizeof *pc * (size_t)(cat_ds.n ? cat_ds.n : 1));
-            if (!pc) {
-                st = vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
-                goto done;
-            }
-            char buf[64];
-            for (int64_t i = 0; i < cat_ds.n; i++) {
-                pc[n_pc].path = vlm_dataset_source(&cat_ds, i, buf, sizeof buf);
-                pc[n_pc].cat = vlm_dataset_label(&cat_ds, i);
-                n_pc++;
-            }
-            qsort(pc, (size_t)n_pc, sizeof *pc, cmp_path_cat);
-        }
+    return VLM_OK;
+}
+
+// The emoji folder's top-level categories (categories.tsv, labels named by
+// category_classnames.txt), needed only to filter by category.
+typedef struct {
+    int filter;     // 1: keep only titles with an image in o->emoji_categories
+    vlm_dataset ds; // categories.tsv
+    int open;
+    path_cat *pc;   // [n_pc] (emoji path, category), sorted by path
+    int64_t n_pc;
+} em_cats;
+
+// Loads the categories when filtering (o->emoji_categories not "all"); the
+// default filter without the category files (e.g. a hand-made folder) keeps all.
+static vlm_status load_categories(const sc_ctx *c, em_cats *cat, vlm_error *err) {
+    const vlm_scenes_opts *o = c->o;
+    const char *dir = o->emoji_dir;
+    cat->filter = o->emoji_categories && strcasecmp(o->emoji_categories, "all") != 0;
+    if (!cat->filter) return VLM_OK;
+    char path[4096], names[4096];
+    snprintf(path, sizeof path, "%s/categories.tsv", dir);
+    snprintf(names, sizeof names, "%s/category_classnames.txt", dir);
+    if (!is_file(path) || !is_file(names)) {
+        if (o->emoji_categories != DEFAULT_CATEGORIES)
+            return vlm_errorf(err, VLM_ERR_IO,
+                              "emoji source '%s': filtering by category needs categories.tsv and "
+                              "category_classnames.txt",
+                              dir);
+        cat->filter = 0; // default filter, no category files (e.g. a hand-made folder): keep all
+        return VLM_OK;
     }
+    vlm_dataset_opts dopts;
+    vlm_dataset_opts_default(&dopts);
+    dopts.classnames = names;
+    dopts.require_label = 1;
+    if (vlm_dataset_open(&cat->ds, path, &dopts, err)) return vlm_error_prefix(err, "emoji source");
+    cat->open = 1;
+    cat->pc = malloc(sizeof *cat->pc * (size_t)(cat->ds.n ? cat->ds.n : 1));
+    if (!cat->pc) return vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
+    char buf[64];
+    for (int64_t i = 0; i < cat->ds.n; i++) {
+        cat->pc[cat->n_pc].path = vlm_dataset_source(&cat->ds, i, buf, sizeof buf);
+        cat->pc[cat->n_pc].cat = vlm_dataset_label(&cat->ds, i);
+        cat->n_pc++;
+    }
+    qsort(cat->pc, (size_t)cat->n_pc, sizeof *cat->pc, cmp_path_cat);
+    return VLM_OK;
+}
+
+// The titled rows of both manifests sorted by title (*rows), grouped into one
+// group per title (*groups [*n_groups]) in order of first appearance.
+static vlm_status group_titles(const sc_ctx *c, em_row **rows_out, em_group **groups_out, int64_t *n_groups_out,
+                               vlm_error *err) {
     int64_t n_rows = 0, cap_rows = 0;
     for (int s = 0; s < 2; s++) cap_rows += c->em_open[s] ? c->em_ds[s].n : 0;
-    rows = malloc(sizeof *rows * (size_t)(cap_rows ? cap_rows : 1));
-    if (!rows) {
-        st = vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
-        goto done;
-    }
+    em_row *rows = *rows_out = malloc(sizeof *rows * (size_t)(cap_rows ? cap_rows : 1));
+    if (!rows) return vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
     for (int s = 0; s < 2; s++)
         for (int64_t i = 0; c->em_open[s] && i < c->em_ds[s].n; i++) {
             const char *t = vlm_dataset_caption(&c->em_ds[s], i);
@@ -442,11 +452,8 @@ static vlm_status open_emoji(sc_ctx *c, char **forced, int n_forced, vlm_error *
             n_rows++;
         }
     qsort(rows, (size_t)n_rows, sizeof *rows, cmp_row);
-    groups = malloc(sizeof *groups * (size_t)(n_rows ? n_rows : 1));
-    if (!groups) {
-        st = vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
-        goto done;
-    }
+    em_group *groups = *groups_out = malloc(sizeof *groups * (size_t)(n_rows ? n_rows : 1));
+    if (!groups) return vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
     int64_t n_groups = 0;
     for (int64_t i = 0; i < n_rows;) {
         int64_t j = i;
@@ -460,29 +467,47 @@ static vlm_status open_emoji(sc_ctx *c, char **forced, int n_forced, vlm_error *
         i = j;
     }
     qsort(groups, (size_t)n_groups, sizeof *groups, cmp_group_order);
-    // The pool: titles with images for every split, in an allowed category,
-    // short (<= 3 words, no ',' or ':'), not naming clothing next to Fashion-MNIST.
+    *n_groups_out = n_groups;
+    return VLM_OK;
+}
+
+// 1 if one of group G's images lies in one of the allowed categories.
+static int in_category(const sc_ctx *c, const em_cats *cat, const em_row *rows, const em_group *G) {
+    for (int64_t r = G->first; r < G->first + G->count; r++) {
+        char buf[64];
+        path_cat key = {vlm_dataset_source(&c->em_ds[rows[r].em_ds], rows[r].row, buf, sizeof buf), 0};
+        path_cat *hit = bsearch(&key, cat->pc, (size_t)cat->n_pc, sizeof *cat->pc, cmp_path_cat);
+        if (hit && hit->cat >= 0 && hit->cat < cat->ds.n_classes && cat->ds.classnames &&
+            in_list(c->o->emoji_categories, cat->ds.classnames[hit->cat]))
+            return 1;
+    }
+    return 0;
+}
+
+// The pool: titles with images for every split, in an allowed category,
+// short (<= 3 words, no ',' or ':'), not naming clothing next to Fashion-MNIST.
+// Moves the pool's groups to the front of groups (order kept); returns their count.
+static int64_t filter_pool(const sc_ctx *c, const em_cats *cat, const em_row *rows, em_group *groups,
+                           int64_t n_groups) {
+    const vlm_scenes_opts *o = c->o;
     int64_t n_pool = 0;
     for (int64_t g = 0; g < n_groups; g++) {
         em_group *G = &groups[g];
         const char *t = rows[G->first].title;
         int ok = o->emoji_split == VLM_SCENES_EMOJI_VENDOR ? G->n_style[0] > 0 && G->n_style[1] > 0 : G->count > 0;
         ok = ok && word_count(t) <= 3 && !strpbrk(t, ",:") && !(c->use_fm && has_clothing_word(t));
-        if (ok && filter) {
-            ok = 0;
-            for (int64_t r = G->first; r < G->first + G->count && !ok; r++) {
-                char buf[64];
-                path_cat key = {vlm_dataset_source(&c->em_ds[rows[r].em_ds], rows[r].row, buf, sizeof buf), 0};
-                path_cat *hit = bsearch(&key, pc, (size_t)n_pc, sizeof *pc, cmp_path_cat);
-                if (hit && hit->cat >= 0 && hit->cat < cat_ds.n_classes && cat_ds.classnames &&
-                    in_list(o->emoji_categories, cat_ds.classnames[hit->cat]))
-                    ok = 1;
-            }
-        }
+        if (ok && cat->filter) ok = in_category(c, cat, rows, G);
         if (ok) groups[n_pool++] = *G;
     }
-    c->em_pool = n_pool;
-    // Pick: forced names (from --heldout) first, then the seed's shuffle of the pool.
+    return n_pool;
+}
+
+// Picks the emoji classes among the pool [n_pool]: forced names (from
+// --heldout) first, then the seed's shuffle of the pool, up to
+// o->emoji_classes in all. *picked_out: [n_pool] 1 = picked (malloc'd).
+static vlm_status pick_titles(const sc_ctx *c, const em_row *rows, const em_group *pool, int64_t n_pool,
+                              char **forced, int n_forced, int filter, char **picked_out, vlm_error *err) {
+    const vlm_scenes_opts *o = c->o;
     int want = o->emoji_classes > n_forced ? o->emoji_classes : n_forced;
     if (want > n_pool) want = (int)n_pool;
     uint32_t *perm = malloc(sizeof *perm * (size_t)(n_pool ? n_pool : 1));
@@ -490,22 +515,20 @@ static vlm_status open_emoji(sc_ctx *c, char **forced, int n_forced, vlm_error *
     if (!perm || !picked) {
         free(perm);
         free(picked);
-        st = vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
-        goto done;
+        return vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
     }
     int n_picked = 0;
     for (int f = 0; f < n_forced; f++) {
         int64_t hit = -1;
         for (int64_t g = 0; g < n_pool && hit < 0; g++)
-            if (!strcasecmp(rows[groups[g].first].title, forced[f])) hit = g;
+            if (!strcasecmp(rows[pool[g].first].title, forced[f])) hit = g;
         if (hit < 0) {
             free(perm);
             free(picked);
-            st = vlm_errorf(err, VLM_ERR_ARG,
-                            "held-out class '%s' is neither a Fashion-MNIST class nor an emoji of the pool (%lld "
-                            "titles in %s with images for every split, at most 3 words, in the categories '%s')",
-                            forced[f], (long long)n_pool, dir, filter ? o->emoji_categories : "all");
-            goto done;
+            return vlm_errorf(err, VLM_ERR_ARG,
+                              "held-out class '%s' is neither a Fashion-MNIST class nor an emoji of the pool (%lld "
+                              "titles in %s with images for every split, at most 3 words, in the categories '%s')",
+                              forced[f], (long long)n_pool, o->emoji_dir, filter ? o->emoji_categories : "all");
         }
         if (!picked[hit]) picked[hit] = 1, n_picked++;
     }
@@ -516,55 +539,74 @@ static vlm_status open_emoji(sc_ctx *c, char **forced, int n_forced, vlm_error *
     for (int64_t k = 0; k < n_pool && n_picked < want; k++)
         if (!picked[perm[k]]) picked[perm[k]] = 1, n_picked++;
     free(perm);
-    // Classes in pool order; decode and cut their images.
+    *picked_out = picked;
+    return VLM_OK;
+}
+
+// Appends the class of title group G to c->cls, its images decoded and cut
+// into c->em (instances per style: shared split both, vendor split by manifest).
+static vlm_status add_emoji_class(sc_ctx *c, const em_row *rows, const em_group *G, vlm_sample *smp,
+                                  vlm_error *err) {
+    const vlm_scenes_opts *o = c->o;
+    sc_class *k = &c->cls[c->n_cls];
+    memset(k, 0, sizeof *k);
+    c->n_cls++;
+    k->name = xstrdup(rows[G->first].title);
+    k->source = 1;
+    for (int s = 0; s < 2; s++) {
+        k->inst[s] = malloc(sizeof(int64_t) * (size_t)G->count);
+        if (!k->inst[s] || !k->name) return vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
+    }
+    em_inst *grown = realloc(c->em, sizeof *c->em * (size_t)(c->n_em + G->count));
+    if (!grown) return vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
+    c->em = grown;
+    for (int64_t r2 = G->first; r2 < G->first + G->count; r2++) {
+        int s = rows[r2].em_ds;
+        em_inst *e = &c->em[c->n_em];
+        vlm_status st = load_emoji(&c->em_ds[s], rows[r2].row, c->em_prefix[s], smp, e, err);
+        if (st) return st;
+        if (!e->rgba) continue;
+        int64_t id = c->n_em++;
+        if (o->emoji_split == VLM_SCENES_EMOJI_SHARED) {
+            k->inst[0][k->n_inst[0]++] = id;
+            k->inst[1][k->n_inst[1]++] = id;
+        } else {
+            k->inst[s][k->n_inst[s]++] = id;
+        }
+    }
+    if (!k->n_inst[0] || !k->n_inst[1])
+        return vlm_errorf(err, VLM_ERR_FORMAT, "emoji source '%s': class '%s' has no visible image for %s",
+                          o->emoji_dir, k->name, !k->n_inst[0] ? "train" : "val");
+    return VLM_OK;
+}
+
+// Opens the emoji manifests, filters the pool of titles and picks the classes
+// (forced names first, then by seed). Fills c->cls[first..] and c->em.
+static vlm_status open_emoji(sc_ctx *c, char **forced, int n_forced, vlm_error *err) {
+    vlm_status st = open_manifests(c, err);
+    if (st) return st;
+    em_cats cat;
+    memset(&cat, 0, sizeof cat);
+    em_row *rows = NULL;
+    em_group *groups = NULL;
+    char *picked = NULL;
+    int64_t n_groups = 0, n_pool = 0;
     vlm_sample smp;
     vlm_sample_init(&smp);
-    for (int64_t g = 0; g < n_pool && !st; g++) {
-        if (!picked[g]) continue;
-        em_group *G = &groups[g];
-        sc_class *k = &c->cls[c->n_cls];
-        memset(k, 0, sizeof *k);
-        c->n_cls++;
-        k->name = xstrdup(rows[G->first].title);
-        k->source = 1;
-        for (int s = 0; s < 2; s++) {
-            k->inst[s] = malloc(sizeof(int64_t) * (size_t)G->count);
-            if (!k->inst[s] || !k->name) {
-                st = vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
-                break;
-            }
-        }
-        if (st) break;
-        em_inst *grown = realloc(c->em, sizeof *c->em * (size_t)(c->n_em + G->count));
-        if (!grown) {
-            st = vlm_errorf(err, VLM_ERR_OOM, "emoji source: out of memory");
-            break;
-        }
-        c->em = grown;
-        for (int64_t r2 = G->first; r2 < G->first + G->count; r2++) {
-            int s = rows[r2].em_ds;
-            em_inst *e = &c->em[c->n_em];
-            if ((st = load_emoji(&c->em_ds[s], rows[r2].row, c->em_prefix[s], &smp, e, err))) break;
-            if (!e->rgba) continue;
-            int64_t id = c->n_em++;
-            if (o->emoji_split == VLM_SCENES_EMOJI_SHARED) {
-                k->inst[0][k->n_inst[0]++] = id;
-                k->inst[1][k->n_inst[1]++] = id;
-            } else {
-                k->inst[s][k->n_inst[s]++] = id;
-            }
-        }
-        if (!st && (!k->n_inst[0] || !k->n_inst[1]))
-            st = vlm_errorf(err, VLM_ERR_FORMAT, "emoji source '%s': class '%s' has no visible image for %s", dir,
-                            k->name, !k->n_inst[0] ? "train" : "val");
-    }
+    if ((st = load_categories(c, &cat, err))) goto done;
+    if ((st = group_titles(c, &rows, &groups, &n_groups, err))) goto done;
+    n_pool = c->em_pool = filter_pool(c, &cat, rows, groups, n_groups);
+    if ((st = pick_titles(c, rows, groups, n_pool, forced, n_forced, cat.filter, &picked, err))) goto done;
+    // Classes in pool order; decode and cut their images.
+    for (int64_t g = 0; g < n_pool && !st; g++)
+        if (picked[g]) st = add_emoji_class(c, rows, &groups[g], &smp, err);
+done:
     vlm_sample_free(&smp);
     free(picked);
-done:
     free(groups);
     free(rows);
-    free(pc);
-    if (cat_open) vlm_dataset_free(&cat_ds);
+    free(cat.pc);
+    if (cat.open) vlm_dataset_free(&cat.ds);
     return st;
 }
 
@@ -763,85 +805,46 @@ static double box_iou(int ax, int ay, int aw, int ah, int bx, int by, int bw, in
     return vlm_box_iou_xywh(a, b, 0);
 }
 
-// Builds image `index` of `split`: canvas side *S, objects in objs (*n_obj),
-// pixels in w->rgb [S, S, 3].
-static vlm_status build_image(const sc_ctx *c, int split, int64_t index, scene_ws *w, int *S_out, sc_obj *objs,
-                              int *n_obj, vlm_error *err) {
-    const vlm_scenes_opts *o = c->o;
-    vlm_rng r;
-    vlm_rng_init(&r, o->seed, STREAM_IMAGE + (uint32_t)split, (uint64_t)index);
-    const int S = o->sizes[vlm_rng_below(&r, (uint64_t)o->n_sizes)];
-    *S_out = S;
-    const size_t np = (size_t)S * S;
-    if (grow((void **)&w->canvas, &w->cap_canvas, sizeof(float) * np * 3) ||
-        grow((void **)&w->owner, &w->cap_owner, np) || grow((void **)&w->rgb, &w->cap_rgb, np * 3))
-        return vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
-    draw_background(o, &r, w->canvas, S);
-    memset(w->owner, 0, np);
-    const int style = split == VLM_SCENES_TRAIN ? 0 : 1;
-    const int want = 1 + (int)vlm_rng_below(&r, (uint64_t)o->max_objects);
-    int64_t pasted[MAX_OBJECTS], visible[MAX_OBJECTS];
-    int pbox[MAX_OBJECTS][4];
-    int n = 0;
-    const double lmin = log(o->min_scale), lmax = log(o->max_scale);
-    for (int slot = 0; slot < want; slot++) {
-        const int ci = c->split_cls[split][vlm_rng_below(&r, (uint64_t)c->split_n[split])];
-        const sc_class *k = &c->cls[ci];
-        const int64_t inst = k->inst[style][vlm_rng_below(&r, (uint64_t)k->n_inst[style])];
-        int cw = 1, ch = 1;
-        vlm_status st = load_cut(c, w, k, style, inst, &cw, &ch, err);
-        if (st) return st;
-        for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-            double L = S * exp(lmin + (lmax - lmin) * vlm_rng_uniform_d(&r));
-            double f = L / (cw > ch ? cw : ch);
-            int ow = (int)lround(cw * f), oh = (int)lround(ch * f);
-            ow = ow < 1 ? 1 : ow > S ? S : ow;
-            oh = oh < 1 ? 1 : oh > S ? S : oh;
-            const int x0 = (int)vlm_rng_below(&r, (uint64_t)(S - ow + 1));
-            const int y0 = (int)vlm_rng_below(&r, (uint64_t)(S - oh + 1));
-            if (grow((void **)&w->obj, &w->cap_obj, sizeof(float) * (size_t)ow * oh * 4) ||
-                resample(w, w->cut, cw, ch, w->obj, ow, oh))
-                return vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
-            // mask = alpha >= ALPHA_MIN: its extent, pixel count and what it would cover
-            int mx0 = ow, my0 = oh, mx1 = -1, my1 = -1;
-            int64_t cnt = 0, covered[MAX_OBJECTS] = {0};
-            const float amin = ALPHA_MIN / 255.0f;
-            for (int y = 0; y < oh; y++)
-                for (int x = 0; x < ow; x++) {
-                    if (w->obj[((size_t)y * ow + x) * 4 + 3] < amin) continue;
-                    cnt++;
-                    if (x < mx0) mx0 = x;
-                    if (x > mx1) mx1 = x;
-                    if (y < my0) my0 = y;
-                    if (y > my1) my1 = y;
-                    int ow_ = w->owner[(size_t)(y0 + y) * S + x0 + x];
-                    if (ow_) covered[ow_ - 1]++;
-                }
-            if (!cnt) continue;
-            int bx = x0 + mx0, by = y0 + my0, bw = mx1 - mx0 + 1, bh = my1 - my0 + 1, ok = 1;
-            for (int j = 0; j < n && ok; j++) {
-                if (box_iou(bx, by, bw, bh, pbox[j][0], pbox[j][1], pbox[j][2], pbox[j][3]) > o->max_iou) ok = 0;
-                if ((double)(visible[j] - covered[j]) < o->min_visible * (double)pasted[j]) ok = 0;
-            }
-            if (!ok) continue;
-            for (int y = 0; y < oh; y++)
-                for (int x = 0; x < ow; x++) {
-                    const float *p = w->obj + ((size_t)y * ow + x) * 4;
-                    if (p[3] < amin) continue;
-                    size_t q = (size_t)(y0 + y) * S + x0 + x;
-                    float a = p[3] > 1.0f ? 1.0f : p[3];
-                    for (int cc = 0; cc < 3; cc++) w->canvas[3 * q + cc] = p[cc] * 255.0f + (1.0f - a) * w->canvas[3 * q + cc];
-                    w->owner[q] = (uint8_t)(n + 1);
-                }
-            for (int j = 0; j < n; j++) visible[j] -= covered[j];
-            pasted[n] = visible[n] = cnt;
-            pbox[n][0] = bx, pbox[n][1] = by, pbox[n][2] = bw, pbox[n][3] = bh;
-            objs[n] = (sc_obj){ci, style, inst, 0, 0, 0, 0, 0};
-            n++;
-            break;
+// The resampled object w->obj [oh, ow, 4] placed at (x0, y0) on the S x S
+// canvas: its mask (alpha >= ALPHA_MIN) pixel count (returned), the mask's
+// extent m = {x0, y0, x1, y1} within the object, and per earlier object j the
+// visible pixels it would cover (covered[j] += ..).
+static int64_t mask_scan(const scene_ws *w, int S, int ow, int oh, int x0, int y0, int m[4], int64_t *covered) {
+    int mx0 = ow, my0 = oh, mx1 = -1, my1 = -1;
+    int64_t cnt = 0;
+    const float amin = ALPHA_MIN / 255.0f;
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++) {
+            if (w->obj[((size_t)y * ow + x) * 4 + 3] < amin) continue;
+            cnt++;
+            if (x < mx0) mx0 = x;
+            if (x > mx1) mx1 = x;
+            if (y < my0) my0 = y;
+            if (y > my1) my1 = y;
+            int ow_ = w->owner[(size_t)(y0 + y) * S + x0 + x];
+            if (ow_) covered[ow_ - 1]++;
         }
-    }
-    // Boxes and areas from the pixels each object still owns.
+    m[0] = mx0, m[1] = my0, m[2] = mx1, m[3] = my1;
+    return cnt;
+}
+
+// Composites the object's mask pixels over the canvas (premultiplied "over")
+// and hands them to owner id (object index + 1).
+static void paste_obj(scene_ws *w, int S, int ow, int oh, int x0, int y0, int id) {
+    const float amin = ALPHA_MIN / 255.0f;
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++) {
+            const float *p = w->obj + ((size_t)y * ow + x) * 4;
+            if (p[3] < amin) continue;
+            size_t q = (size_t)(y0 + y) * S + x0 + x;
+            float a = p[3] > 1.0f ? 1.0f : p[3];
+            for (int cc = 0; cc < 3; cc++) w->canvas[3 * q + cc] = p[cc] * 255.0f + (1.0f - a) * w->canvas[3 * q + cc];
+            w->owner[q] = (uint8_t)id;
+        }
+}
+
+// Boxes and areas of objs [n] from the pixels each object still owns in w->owner [S, S].
+static void owned_boxes(const scene_ws *w, int S, sc_obj *objs, int n) {
     int ext[MAX_OBJECTS][4];
     for (int j = 0; j < n; j++) ext[j][0] = S, ext[j][1] = S, ext[j][2] = -1, ext[j][3] = -1, objs[j].area = 0;
     for (int y = 0; y < S; y++)
@@ -861,6 +864,69 @@ static vlm_status build_image(const sc_ctx *c, int split, int64_t index, scene_w
         objs[j].w = ext[j][2] - ext[j][0] + 1;
         objs[j].h = ext[j][3] - ext[j][1] + 1;
     }
+}
+
+// Builds image `index` of `split`: canvas side *S, objects in objs (*n_obj),
+// pixels in w->rgb [S, S, 3].
+static vlm_status build_image(const sc_ctx *c, int split, int64_t index, scene_ws *w, int *S_out, sc_obj *objs,
+                              int *n_obj, vlm_error *err) {
+    const vlm_scenes_opts *o = c->o;
+    vlm_rng r;
+    vlm_rng_init(&r, o->seed, STREAM_IMAGE + (uint32_t)split, (uint64_t)index);
+    const int S = o->sizes[vlm_rng_below(&r, (uint64_t)o->n_sizes)];
+    *S_out = S;
+    const size_t np = (size_t)S * S;
+    if (grow((void **)&w->canvas, &w->cap_canvas, sizeof(float) * np * 3) ||
+        grow((void **)&w->owner, &w->cap_owner, np) || grow((void **)&w->rgb, &w->cap_rgb, np * 3))
+        return vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
+    draw_background(o, &r, w->canvas, S);
+    memset(w->owner, 0, np);
+    const int style = split == VLM_SCENES_TRAIN ? 0 : 1;
+    const int want = 1 + (int)vlm_rng_below(&r, (uint64_t)o->max_objects);
+    int64_t pasted[MAX_OBJECTS], visible[MAX_OBJECTS]; // per placed object: mask pixels, still visible
+    int pbox[MAX_OBJECTS][4];                           // its box when placed
+    int n = 0;
+    const double lmin = log(o->min_scale), lmax = log(o->max_scale);
+    for (int slot = 0; slot < want; slot++) {
+        const int ci = c->split_cls[split][vlm_rng_below(&r, (uint64_t)c->split_n[split])];
+        const sc_class *k = &c->cls[ci];
+        const int64_t inst = k->inst[style][vlm_rng_below(&r, (uint64_t)k->n_inst[style])];
+        int cw = 1, ch = 1;
+        vlm_status st = load_cut(c, w, k, style, inst, &cw, &ch, err);
+        if (st) return st;
+        // Random log-uniform size and position until the box overlaps little
+        // and every earlier object stays visible enough.
+        for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+            double L = S * exp(lmin + (lmax - lmin) * vlm_rng_uniform_d(&r));
+            double f = L / (cw > ch ? cw : ch);
+            int ow = (int)lround(cw * f), oh = (int)lround(ch * f);
+            ow = ow < 1 ? 1 : ow > S ? S : ow;
+            oh = oh < 1 ? 1 : oh > S ? S : oh;
+            const int x0 = (int)vlm_rng_below(&r, (uint64_t)(S - ow + 1));
+            const int y0 = (int)vlm_rng_below(&r, (uint64_t)(S - oh + 1));
+            if (grow((void **)&w->obj, &w->cap_obj, sizeof(float) * (size_t)ow * oh * 4) ||
+                resample(w, w->cut, cw, ch, w->obj, ow, oh))
+                return vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
+            int m[4];
+            int64_t covered[MAX_OBJECTS] = {0};
+            const int64_t cnt = mask_scan(w, S, ow, oh, x0, y0, m, covered);
+            if (!cnt) continue;
+            int bx = x0 + m[0], by = y0 + m[1], bw = m[2] - m[0] + 1, bh = m[3] - m[1] + 1, ok = 1;
+            for (int j = 0; j < n && ok; j++) {
+                if (box_iou(bx, by, bw, bh, pbox[j][0], pbox[j][1], pbox[j][2], pbox[j][3]) > o->max_iou) ok = 0;
+                if ((double)(visible[j] - covered[j]) < o->min_visible * (double)pasted[j]) ok = 0;
+            }
+            if (!ok) continue;
+            paste_obj(w, S, ow, oh, x0, y0, n + 1);
+            for (int j = 0; j < n; j++) visible[j] -= covered[j];
+            pasted[n] = visible[n] = cnt;
+            pbox[n][0] = bx, pbox[n][1] = by, pbox[n][2] = bw, pbox[n][3] = bh;
+            objs[n] = (sc_obj){ci, style, inst, 0, 0, 0, 0, 0};
+            n++;
+            break;
+        }
+    }
+    owned_boxes(w, S, objs, n);
     *n_obj = n;
     for (size_t i = 0; i < np * 3; i++) w->rgb[i] = (uint8_t)(clampf(w->canvas[i], 0, 255) + 0.5f);
     return VLM_OK;
@@ -1174,22 +1240,12 @@ static void pick_heldout(sc_ctx *c, int lo, int hi, int k, uint64_t sub) {
     free(perm);
 }
 
-static vlm_status setup_classes(sc_ctx *c, vlm_error *err) {
-    const vlm_scenes_opts *o = c->o;
-    char **names = NULL;
-    int n_names = 0;
-    vlm_status st = VLM_OK;
-    if (o->heldout && (st = split_names(o->heldout, &names, &n_names, err))) goto out;
-    c->use_fm = o->fmnist_dir != NULL;
-    c->use_em = o->emoji_dir != NULL;
-    if (c->use_fm && (st = open_fmnist(c, err))) goto out;
-    // Held-out names that are not Fashion-MNIST classes must be emoji.
+// Held-out names that are not Fashion-MNIST classes must be emoji: *forced
+// [*n_forced] points at them in names (an error when emoji are not a source).
+static vlm_status forced_emoji(const sc_ctx *c, char **names, int n_names, char ***forced_out, int *n_forced,
+                               vlm_error *err) {
     char **forced = calloc((size_t)(n_names ? n_names : 1), sizeof *forced);
-    int n_forced = 0;
-    if (!forced) {
-        st = vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
-        goto out;
-    }
+    if (!forced) return vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
     for (int i = 0; i < n_names; i++) {
         int fm = 0;
         for (int k = 0; c->use_fm && k < c->fm_n && !fm; k++) {
@@ -1197,44 +1253,37 @@ static vlm_status setup_classes(sc_ctx *c, vlm_error *err) {
             fm = q && (!strcasecmp(q, names[i]) || !strcasecmp(fm_classname(c, k), names[i]));
             free(q);
         }
-        if (!fm) forced[n_forced++] = names[i];
+        if (!fm) forced[(*n_forced)++] = names[i];
     }
-    if (n_forced && !c->use_em) {
-        st = vlm_errorf(err, VLM_ERR_ARG, "held-out class '%s' is not a Fashion-MNIST class", forced[0]);
+    if (*n_forced && !c->use_em) {
+        vlm_status st = vlm_errorf(err, VLM_ERR_ARG, "held-out class '%s' is not a Fashion-MNIST class", forced[0]);
         free(forced);
-        goto out;
+        return st;
     }
-    int cap = (c->use_fm ? c->fm_n : 0) + (c->use_em ? (o->emoji_classes > n_forced ? o->emoji_classes : n_forced) : 0);
-    c->cls = calloc((size_t)(cap ? cap : 1), sizeof *c->cls);
-    if (!c->cls) {
-        free(forced);
-        st = vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
-        goto out;
-    }
-    // Fashion-MNIST classes first (label order), instances by label per style.
+    *forced_out = forced;
+    return VLM_OK;
+}
+
+// Fashion-MNIST classes first (label order), instances by label per style.
+static vlm_status add_fmnist_classes(sc_ctx *c, vlm_error *err) {
     for (int k = 0; c->use_fm && k < c->fm_n; k++) {
         sc_class *cl = &c->cls[c->n_cls++];
         cl->name = query_name(fm_classname(c, k));
         for (int s = 0; s < 2; s++) {
             cl->inst[s] = malloc(sizeof(int64_t) * (size_t)(c->fm[s].n ? c->fm[s].n : 1));
-            if (!cl->inst[s] || !cl->name) {
-                free(forced);
-                st = vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
-                goto out;
-            }
+            if (!cl->inst[s] || !cl->name) return vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
             for (int64_t i = 0; i < c->fm[s].n; i++)
                 if (vlm_dataset_label(&c->fm[s], i) == k) cl->inst[s][cl->n_inst[s]++] = i;
         }
     }
-    if (c->use_em) st = open_emoji(c, forced, n_forced, err);
-    free(forced);
-    if (st) goto out;
-    int n_fm = c->use_fm ? c->fm_n : 0, n_em = c->n_cls - n_fm;
-    if (c->use_em && n_em == 0) {
-        st = vlm_errorf(err, VLM_ERR_ARG, "emoji source '%s': no emoji title passes the filters", o->emoji_dir);
-        goto out;
-    }
-    // Held-out classes.
+    return VLM_OK;
+}
+
+// Held-out classes: the named ones, else o->heldout_n of them (default: 2
+// Fashion-MNIST and a quarter of the emoji) split between the two sources in
+// proportion and picked by the seed. n_fm, n_em: classes per source.
+static vlm_status mark_heldout(sc_ctx *c, char **names, int n_names, int n_fm, int n_em, vlm_error *err) {
+    const vlm_scenes_opts *o = c->o;
     if (n_names) {
         for (int i = 0; i < n_names; i++) {
             int hit = 0;
@@ -1243,42 +1292,67 @@ static vlm_status setup_classes(sc_ctx *c, vlm_error *err) {
                 if (!match && c->cls[k].source == 0) match = !strcasecmp(fm_classname(c, k), names[i]);
                 if (match) c->cls[k].heldout = hit = 1;
             }
-            if (!hit) {
-                st = vlm_errorf(err, VLM_ERR_ARG, "held-out class '%s' is not one of the classes", names[i]);
-                goto out;
-            }
+            if (!hit) return vlm_errorf(err, VLM_ERR_ARG, "held-out class '%s' is not one of the classes", names[i]);
         }
-    } else {
-        int fk, ek;
-        if (o->heldout_n < 0) {
-            fk = n_fm ? 2 : 0;
-            if (fk > n_fm - 1) fk = n_fm - 1 > 0 ? n_fm - 1 : 0;
-            ek = (int)lround(0.25 * n_em);
-        } else {
-            int K = o->heldout_n, tot = n_fm + n_em;
-            if (K >= tot) {
-                st = vlm_errorf(err, VLM_ERR_ARG, "%d held-out classes leave no seen class (%d classes)", K, tot);
-                goto out;
-            }
-            fk = (int)lround((double)K * n_fm / tot);
-            if (fk > n_fm) fk = n_fm;
-            ek = K - fk;
-            if (ek > n_em) ek = n_em, fk = K - ek;
-        }
-        pick_heldout(c, 0, n_fm, fk, 1);
-        pick_heldout(c, n_fm, c->n_cls, ek, 2);
+        return VLM_OK;
     }
+    int fk, ek;
+    if (o->heldout_n < 0) {
+        fk = n_fm ? 2 : 0;
+        if (fk > n_fm - 1) fk = n_fm - 1 > 0 ? n_fm - 1 : 0;
+        ek = (int)lround(0.25 * n_em);
+    } else {
+        int K = o->heldout_n, tot = n_fm + n_em;
+        if (K >= tot)
+            return vlm_errorf(err, VLM_ERR_ARG, "%d held-out classes leave no seen class (%d classes)", K, tot);
+        fk = (int)lround((double)K * n_fm / tot);
+        if (fk > n_fm) fk = n_fm;
+        ek = K - fk;
+        if (ek > n_em) ek = n_em, fk = K - ek;
+    }
+    pick_heldout(c, 0, n_fm, fk, 1);
+    pick_heldout(c, n_fm, c->n_cls, ek, 2);
+    return VLM_OK;
+}
+
+// The classes each split may draw: seen classes for train and val, held-out
+// ones for heldout, each with instances of the split's style.
+static vlm_status fill_splits(sc_ctx *c, vlm_error *err) {
     for (int s = 0; s < VLM_SCENES_SPLITS; s++) {
         c->split_cls[s] = malloc(sizeof(int) * (size_t)(c->n_cls ? c->n_cls : 1));
-        if (!c->split_cls[s]) {
-            st = vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
-            goto out;
-        }
+        if (!c->split_cls[s]) return vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
         for (int k = 0; k < c->n_cls; k++)
             if (c->cls[k].heldout == (s == VLM_SCENES_HELDOUT) && c->cls[k].n_inst[s == VLM_SCENES_TRAIN ? 0 : 1] > 0)
                 c->split_cls[s][c->split_n[s]++] = k;
     }
-    if (!c->split_n[VLM_SCENES_TRAIN]) st = vlm_errorf(err, VLM_ERR_ARG, "scenes: every class is held out");
+    if (!c->split_n[VLM_SCENES_TRAIN]) return vlm_errorf(err, VLM_ERR_ARG, "scenes: every class is held out");
+    return VLM_OK;
+}
+
+static vlm_status setup_classes(sc_ctx *c, vlm_error *err) {
+    const vlm_scenes_opts *o = c->o;
+    char **names = NULL, **forced = NULL;
+    int n_names = 0, n_forced = 0, n_fm = 0, n_em = 0;
+    vlm_status st = VLM_OK;
+    if (o->heldout && (st = split_names(o->heldout, &names, &n_names, err))) goto out;
+    c->use_fm = o->fmnist_dir != NULL;
+    c->use_em = o->emoji_dir != NULL;
+    if (c->use_fm && (st = open_fmnist(c, err))) goto out;
+    if ((st = forced_emoji(c, names, n_names, &forced, &n_forced, err))) goto out;
+    int cap = (c->use_fm ? c->fm_n : 0) + (c->use_em ? (o->emoji_classes > n_forced ? o->emoji_classes : n_forced) : 0);
+    c->cls = calloc((size_t)(cap ? cap : 1), sizeof *c->cls);
+    if (!c->cls) st = vlm_errorf(err, VLM_ERR_OOM, "scenes: out of memory");
+    if (!st) st = add_fmnist_classes(c, err);
+    if (!st && c->use_em) st = open_emoji(c, forced, n_forced, err);
+    free(forced);
+    if (st) goto out;
+    n_fm = c->use_fm ? c->fm_n : 0, n_em = c->n_cls - n_fm;
+    if (c->use_em && n_em == 0) {
+        st = vlm_errorf(err, VLM_ERR_ARG, "emoji source '%s': no emoji title passes the filters", o->emoji_dir);
+        goto out;
+    }
+    if ((st = mark_heldout(c, names, n_names, n_fm, n_em, err))) goto out;
+    st = fill_splits(c, err);
 out:
     for (int i = 0; i < n_names; i++) free(names[i]);
     free(names);

@@ -115,6 +115,142 @@ static double dotd(const double *a, const double *b, int64_t n) {
     return s;
 }
 
+// L-BFGS state over theta = [W (K*d), b (K)], NP values: the iterate, its
+// gradient, the trial point, the search direction, and the last H (s, y)
+// pairs in a ring (slot hstart the oldest, hn in use).
+typedef struct {
+    int64_t NP, H;
+    double *th, *g, *th2, *g2, *dir; // [NP]
+    double *S, *Y;                   // [H, NP]
+    double *rho, *alpha;             // [H]
+    int hn, hstart;
+} lbfgs;
+
+// Per-feature mean and std (in double, row order; std floored at 1e-6) into m,
+// and Z [n, d] = (X - mean) / std.
+static vlm_status standardise(vlm_logreg *m, const float *X, int64_t n, int d, float *Z, vlm_error *err) {
+    for (int j = 0; j < d; j++) {
+        double s = 0, s2 = 0;
+        for (int64_t i = 0; i < n; i++) s += X[i * d + j];
+        double mu = s / (double)n;
+        for (int64_t i = 0; i < n; i++) {
+            double t = X[i * d + j] - mu;
+            s2 += t * t;
+        }
+        double sd = sqrt(s2 / (double)n);
+        m->mean[j] = (float)mu;
+        m->std[j] = (float)(sd > 1e-6 ? sd : 1e-6);
+        if (!isfinite(mu) || !isfinite(sd))
+            return vlm_errorf(err, VLM_ERR_NUMERIC, "logreg: feature %d is not finite", j);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) Z[i * d + j] = (X[i * d + j] - m->mean[j]) / m->std[j];
+    return VLM_OK;
+}
+
+// lb->dir = -H g by the two-loop recursion (steepest descent, history
+// dropped, when that is not a descent direction). Returns g . dir.
+static double lbfgs_direction(lbfgs *lb) {
+    const int64_t NP = lb->NP, H = lb->H;
+    const double *g = lb->g, *S = lb->S, *Y = lb->Y;
+    double *dir = lb->dir, *rho = lb->rho, *alpha = lb->alpha;
+    for (int64_t i = 0; i < NP; i++) dir[i] = -g[i];
+    for (int k = lb->hn - 1; k >= 0; k--) {
+        int64_t s = (lb->hstart + k) % H;
+        alpha[s] = rho[s] * dotd(S + s * NP, dir, NP);
+        for (int64_t i = 0; i < NP; i++) dir[i] -= alpha[s] * Y[s * NP + i];
+    }
+    double gamma = 1.0;
+    if (lb->hn) {
+        int64_t s = (lb->hstart + lb->hn - 1) % H;
+        gamma = dotd(S + s * NP, Y + s * NP, NP) / dotd(Y + s * NP, Y + s * NP, NP);
+    }
+    for (int64_t i = 0; i < NP; i++) dir[i] *= gamma;
+    for (int k = 0; k < lb->hn; k++) {
+        int64_t s = (lb->hstart + k) % H;
+        double beta = rho[s] * dotd(Y + s * NP, dir, NP);
+        for (int64_t i = 0; i < NP; i++) dir[i] += (alpha[s] - beta) * S[s * NP + i];
+    }
+    double gd = dotd(g, dir, NP);
+    if (!(gd < 0)) { // not a descent direction: restart from steepest descent
+        lb->hn = 0;
+        for (int64_t i = 0; i < NP; i++) dir[i] = -g[i];
+        gd = dotd(g, dir, NP);
+    }
+    return gd;
+}
+
+// Backtracking (Armijo) line search from f along lb->dir: the accepted point
+// in th2, g2, its value in *f2. Returns 0 when 40 halvings found no decrease.
+static int line_search(lr_problem *p, lbfgs *lb, double f, double gd, double step, double *f2, int *evals) {
+    *f2 = f;
+    for (int ls = 0; ls < 40; ls++) {
+        for (int64_t i = 0; i < lb->NP; i++) lb->th2[i] = lb->th[i] + step * lb->dir[i];
+        *f2 = lr_eval(p, lb->th2, lb->g2);
+        (*evals)++;
+        if (isfinite(*f2) && *f2 <= f + 1e-4 * step * gd) return 1;
+        step *= 0.5;
+    }
+    return 0;
+}
+
+// Adds (s, y) = (th2 - th, g2 - g) to the history unless the curvature
+// condition fails (then the slot is only scratch).
+static void history_push(lbfgs *lb) {
+    const int64_t NP = lb->NP, H = lb->H;
+    int64_t slot = lb->hn < H ? (lb->hstart + lb->hn) % H : lb->hstart;
+    double *sv = lb->S + slot * NP, *yv = lb->Y + slot * NP;
+    for (int64_t i = 0; i < NP; i++) {
+        sv[i] = lb->th2[i] - lb->th[i];
+        yv[i] = lb->g2[i] - lb->g[i];
+    }
+    double sy = dotd(sv, yv, NP);
+    if (sy > 1e-12 * sqrt(dotd(sv, sv, NP) * dotd(yv, yv, NP))) {
+        lb->rho[slot] = 1.0 / sy;
+        if (lb->hn < H) lb->hn++;
+        else lb->hstart = (lb->hstart + 1) % H;
+    }
+}
+
+// Minimises from lb->th; leaves the optimum in lb->th and writes loss,
+// iterations, evaluations and convergence to m.
+static void lbfgs_run(lr_problem *p, lbfgs *lb, const vlm_logreg_opts *o, vlm_logreg *m) {
+    const int64_t NP = lb->NP;
+    double f = lr_eval(p, lb->th, lb->g);
+    m->evals = 1;
+    int it = 0, converged = 0;
+    for (; it < o->max_iter; it++) {
+        double gmax = 0;
+        for (int64_t i = 0; i < NP; i++) gmax = fmax(gmax, fabs(lb->g[i]));
+        if (gmax <= o->gtol) {
+            converged = 1;
+            break;
+        }
+        double gd = lbfgs_direction(lb);
+        double step = 1.0;
+        if (!lb->hn) step = fmin(1.0, 1.0 / sqrt(dotd(lb->g, lb->g, NP)));
+        double f2;
+        if (!line_search(p, lb, f, gd, step, &f2, &m->evals)) { // no progress possible at float precision: stop here
+            converged = 1;
+            break;
+        }
+        history_push(lb);
+        double df = f - f2;
+        memcpy(lb->th, lb->th2, sizeof(double) * (size_t)NP);
+        memcpy(lb->g, lb->g2, sizeof(double) * (size_t)NP);
+        f = f2;
+        if (df <= o->ftol * fmax(1.0, fabs(f))) {
+            converged = 1;
+            it++;
+            break;
+        }
+    }
+    m->loss = f;
+    m->iters = it;
+    m->converged = converged;
+}
+
 vlm_status vlm_logreg_fit(vlm_logreg *m, const float *X, const int32_t *y, int64_t n, int d, int K, double C,
                           const vlm_logreg_opts *o_in, const vlm_logreg *init, vlm_error *err) {
     memset(m, 0, sizeof *m);
@@ -150,127 +286,32 @@ vlm_status vlm_logreg_fit(vlm_logreg *m, const float *X, const int32_t *y, int64
     p.gpart = malloc(sizeof(float) * (size_t)(p.nb * P));
     p.bpart = malloc(sizeof(double) * (size_t)(p.nb * K));
     p.lpart = malloc(sizeof(double) * (size_t)p.nb);
-    double *th = malloc(sizeof(double) * (size_t)NP), *g = malloc(sizeof(double) * (size_t)NP);
-    double *th2 = malloc(sizeof(double) * (size_t)NP), *g2 = malloc(sizeof(double) * (size_t)NP);
-    double *dir = malloc(sizeof(double) * (size_t)NP), *S = malloc(sizeof(double) * (size_t)(H * NP));
-    double *Y = malloc(sizeof(double) * (size_t)(H * NP)), *rho = malloc(sizeof(double) * (size_t)H);
-    double *alpha = malloc(sizeof(double) * (size_t)H);
+    lbfgs lb = {.NP = NP, .H = H};
+    lb.th = malloc(sizeof(double) * (size_t)NP), lb.g = malloc(sizeof(double) * (size_t)NP);
+    lb.th2 = malloc(sizeof(double) * (size_t)NP), lb.g2 = malloc(sizeof(double) * (size_t)NP);
+    lb.dir = malloc(sizeof(double) * (size_t)NP), lb.S = malloc(sizeof(double) * (size_t)(H * NP));
+    lb.Y = malloc(sizeof(double) * (size_t)(H * NP)), lb.rho = malloc(sizeof(double) * (size_t)H);
+    lb.alpha = malloc(sizeof(double) * (size_t)H);
     vlm_status st = VLM_OK;
-    if (!m->mean || !m->std || !m->W || !m->b || !Z || !p.Wf || !p.bf || !p.gpart || !p.bpart || !p.lpart || !th || !g ||
-        !th2 || !g2 || !dir || !S || !Y || !rho || !alpha) {
+    if (!m->mean || !m->std || !m->W || !m->b || !Z || !p.Wf || !p.bf || !p.gpart || !p.bpart || !p.lpart || !lb.th ||
+        !lb.g || !lb.th2 || !lb.g2 || !lb.dir || !lb.S || !lb.Y || !lb.rho || !lb.alpha) {
         st = vlm_errorf(err, VLM_ERR_OOM, "logreg: out of memory (%lld x %d features)", (long long)n, d);
         goto done;
     }
-    // Standardise (statistics in double, in row order).
-    for (int j = 0; j < d; j++) {
-        double s = 0, s2 = 0;
-        for (int64_t i = 0; i < n; i++) s += X[i * d + j];
-        double mu = s / (double)n;
-        for (int64_t i = 0; i < n; i++) {
-            double t = X[i * d + j] - mu;
-            s2 += t * t;
-        }
-        double sd = sqrt(s2 / (double)n);
-        m->mean[j] = (float)mu;
-        m->std[j] = (float)(sd > 1e-6 ? sd : 1e-6);
-        if (!isfinite(mu) || !isfinite(sd)) {
-            st = vlm_errorf(err, VLM_ERR_NUMERIC, "logreg: feature %d is not finite", j);
-            goto done;
-        }
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        for (int j = 0; j < d; j++) Z[i * d + j] = (X[i * d + j] - m->mean[j]) / m->std[j];
+    if ((st = standardise(m, X, n, d, Z, err))) goto done;
     p.Z = Z;
-    for (int64_t i = 0; i < NP; i++) th[i] = 0;
+    for (int64_t i = 0; i < NP; i++) lb.th[i] = 0;
     if (init) {
-        for (int64_t i = 0; i < P; i++) th[i] = init->W[i];
-        for (int k = 0; k < K; k++) th[P + k] = init->b[k];
+        for (int64_t i = 0; i < P; i++) lb.th[i] = init->W[i];
+        for (int k = 0; k < K; k++) lb.th[P + k] = init->b[k];
     }
-    double f = lr_eval(&p, th, g);
-    m->evals = 1;
-    int hn = 0, hstart = 0, it = 0, converged = 0;
-    for (; it < o.max_iter; it++) {
-        double gmax = 0;
-        for (int64_t i = 0; i < NP; i++) gmax = fmax(gmax, fabs(g[i]));
-        if (gmax <= o.gtol) {
-            converged = 1;
-            break;
-        }
-        // Two-loop recursion: dir = -H g.
-        for (int64_t i = 0; i < NP; i++) dir[i] = -g[i];
-        for (int k = hn - 1; k >= 0; k--) {
-            int64_t s = (hstart + k) % H;
-            alpha[s] = rho[s] * dotd(S + s * NP, dir, NP);
-            for (int64_t i = 0; i < NP; i++) dir[i] -= alpha[s] * Y[s * NP + i];
-        }
-        double gamma = 1.0;
-        if (hn) {
-            int64_t s = (hstart + hn - 1) % H;
-            gamma = dotd(S + s * NP, Y + s * NP, NP) / dotd(Y + s * NP, Y + s * NP, NP);
-        }
-        for (int64_t i = 0; i < NP; i++) dir[i] *= gamma;
-        for (int k = 0; k < hn; k++) {
-            int64_t s = (hstart + k) % H;
-            double beta = rho[s] * dotd(Y + s * NP, dir, NP);
-            for (int64_t i = 0; i < NP; i++) dir[i] += (alpha[s] - beta) * S[s * NP + i];
-        }
-        double gd = dotd(g, dir, NP);
-        if (!(gd < 0)) { // not a descent direction: restart from steepest descent
-            hn = 0;
-            for (int64_t i = 0; i < NP; i++) dir[i] = -g[i];
-            gd = dotd(g, dir, NP);
-        }
-        double step = 1.0;
-        if (!hn) step = fmin(1.0, 1.0 / sqrt(dotd(g, g, NP)));
-        // Backtracking line search (Armijo).
-        double f2 = f;
-        int ok = 0;
-        for (int ls = 0; ls < 40; ls++) {
-            for (int64_t i = 0; i < NP; i++) th2[i] = th[i] + step * dir[i];
-            f2 = lr_eval(&p, th2, g2);
-            m->evals++;
-            if (isfinite(f2) && f2 <= f + 1e-4 * step * gd) {
-                ok = 1;
-                break;
-            }
-            step *= 0.5;
-        }
-        if (!ok) { // no progress possible at float precision: stop here
-            converged = 1;
-            break;
-        }
-        // History update (skipped when the curvature condition fails).
-        int64_t slot = hn < H ? (hstart + hn) % H : hstart;
-        double *sv = S + slot * NP, *yv = Y + slot * NP;
-        for (int64_t i = 0; i < NP; i++) {
-            sv[i] = th2[i] - th[i];
-            yv[i] = g2[i] - g[i];
-        }
-        double sy = dotd(sv, yv, NP);
-        if (sy > 1e-12 * sqrt(dotd(sv, sv, NP) * dotd(yv, yv, NP))) {
-            rho[slot] = 1.0 / sy;
-            if (hn < H) hn++;
-            else hstart = (hstart + 1) % H;
-        }
-        double df = f - f2;
-        memcpy(th, th2, sizeof(double) * (size_t)NP);
-        memcpy(g, g2, sizeof(double) * (size_t)NP);
-        f = f2;
-        if (df <= o.ftol * fmax(1.0, fabs(f))) {
-            converged = 1;
-            it++;
-            break;
-        }
-    }
-    for (int64_t i = 0; i < P; i++) m->W[i] = (float)th[i];
-    for (int k = 0; k < K; k++) m->b[k] = (float)th[P + k];
-    m->loss = f;
-    m->iters = it;
-    m->converged = converged;
+    lbfgs_run(&p, &lb, &o, m);
+    for (int64_t i = 0; i < P; i++) m->W[i] = (float)lb.th[i];
+    for (int k = 0; k < K; k++) m->b[k] = (float)lb.th[P + k];
 done:
     free(Z); free(p.Wf); free(p.bf); free(p.gpart); free(p.bpart); free(p.lpart);
-    free(th); free(g); free(th2); free(g2); free(dir); free(S); free(Y); free(rho); free(alpha);
+    free(lb.th); free(lb.g); free(lb.th2); free(lb.g2); free(lb.dir); free(lb.S); free(lb.Y); free(lb.rho);
+    free(lb.alpha);
     if (st) vlm_logreg_free(m);
     return st;
 }
@@ -325,6 +366,67 @@ static double accuracy(const vlm_logreg *m, const float *X, const int32_t *y, in
     return n ? (double)t1 / (double)n : 0;
 }
 
+typedef void (*probe_progress)(void *ud, double C, double val_top1, const vlm_logreg *m);
+
+// The sweep's data: fit rows Xf [nfit, d], yf and validation rows Xv [nval, d], yv
+// (a seeded split of the training set), a logits scratch and the progress callback.
+typedef struct {
+    float *Xf, *Xv;
+    int32_t *yf, *yv;
+    int64_t nfit, nval;
+    int d, K;
+    float *logits; // [max(nval, nte), K]
+    probe_progress progress;
+    void *ud;
+} probe_split;
+
+// Split: a seeded permutation of the ntr rows; the first nval are the validation set.
+static void split_rows(probe_split *ps, const float *Xtr, const int32_t *ytr, int64_t ntr, uint64_t seed,
+                       uint32_t *perm) {
+    const int d = ps->d;
+    for (int64_t i = 0; i < ntr; i++) perm[i] = (uint32_t)i;
+    vlm_rng rng;
+    vlm_rng_init(&rng, seed, VLM_RNG_DATA, 0x11e7);
+    vlm_rng_shuffle_u32(&rng, perm, (uint64_t)ntr);
+    for (int64_t i = 0; i < ps->nval; i++) {
+        memcpy(ps->Xv + i * d, Xtr + (int64_t)perm[i] * d, sizeof(float) * (size_t)d);
+        ps->yv[i] = ytr[perm[i]];
+    }
+    for (int64_t i = 0; i < ps->nfit; i++) {
+        memcpy(ps->Xf + i * d, Xtr + (int64_t)perm[ps->nval + i] * d, sizeof(float) * (size_t)d);
+        ps->yf[i] = ytr[perm[ps->nval + i]];
+    }
+}
+
+// One point of the sweep: fits at C (warm start init, may be NULL) on the fit
+// rows into *cur, its validation top-1 into *acc, logged in r and reported.
+static vlm_status sweep_point(const probe_split *ps, const vlm_linprobe_opts *o, double C, const vlm_logreg *init,
+                              vlm_logreg *cur, double *acc, vlm_linprobe_result *r, vlm_error *err) {
+    vlm_status st = vlm_logreg_fit(cur, ps->Xf, ps->yf, ps->nfit, ps->d, ps->K, C, &o->lr, init, err);
+    if (st) return st;
+    *acc = accuracy(cur, ps->Xv, ps->yv, ps->nval, ps->logits);
+    r->sweep_C[r->n_sweep] = C;
+    r->sweep_val_top1[r->n_sweep++] = *acc;
+    if (ps->progress) ps->progress(ps->ud, C, *acc, cur);
+    return VLM_OK;
+}
+
+// Top-1 and top-5 of the final model on the test rows Xte [nte, d] into r.
+static vlm_status score_test(const vlm_logreg *fin, const float *Xte, const int32_t *yte, int64_t nte, int K,
+                             float *logits, vlm_linprobe_result *r, vlm_error *err) {
+    for (int64_t i = 0; i < nte; i++)
+        if (yte[i] < 0 || yte[i] >= K)
+            return vlm_errorf(err, VLM_ERR_ARG, "linprobe: test label %d of row %lld is outside [0, %d)", yte[i],
+                              (long long)i, K);
+    vlm_logreg_predict(fin, Xte, nte, logits);
+    int64_t t1, t5;
+    vlm_topk_count(logits, yte, nte, K, &t1, &t5);
+    r->n_test = nte;
+    r->test_top1 = (double)t1 / (double)nte;
+    r->test_top5 = (double)t5 / (double)nte;
+    return VLM_OK;
+}
+
 vlm_status vlm_linprobe_run(const float *Xtr, const int32_t *ytr, int64_t ntr, const float *Xte, const int32_t *yte,
                             int64_t nte, int d, int K, const vlm_linprobe_opts *o, vlm_linprobe_result *r,
                             void (*progress)(void *ud, double C, double val_top1, const vlm_logreg *m), void *ud,
@@ -338,42 +440,27 @@ vlm_status vlm_linprobe_run(const float *Xtr, const int32_t *ytr, int64_t ntr, c
     if (nval < 1 || nfit < 2 || ntr > (int64_t)UINT32_MAX)
         return vlm_errorf(err, VLM_ERR_ARG, "linprobe: %lld training samples cannot be split %g for validation",
                           (long long)ntr, o->val_fraction);
-    // Split: a seeded permutation; the first nval rows are the validation set.
+    probe_split ps = {.nfit = nfit, .nval = nval, .d = d, .K = K, .progress = progress, .ud = ud};
     uint32_t *perm = malloc(sizeof(uint32_t) * (size_t)ntr);
-    float *Xf = malloc(sizeof(float) * (size_t)(nfit * d)), *Xv = malloc(sizeof(float) * (size_t)(nval * d));
-    int32_t *yf = malloc(sizeof(int32_t) * (size_t)nfit), *yv = malloc(sizeof(int32_t) * (size_t)nval);
+    ps.Xf = malloc(sizeof(float) * (size_t)(nfit * d)), ps.Xv = malloc(sizeof(float) * (size_t)(nval * d));
+    ps.yf = malloc(sizeof(int32_t) * (size_t)nfit), ps.yv = malloc(sizeof(int32_t) * (size_t)nval);
     int64_t nl = nval > nte ? nval : nte;
-    float *logits = malloc(sizeof(float) * (size_t)((nl ? nl : 1) * K));
+    ps.logits = malloc(sizeof(float) * (size_t)((nl ? nl : 1) * K));
     vlm_logreg best = {0}, cur = {0}, prev = {0}, fin = {0};
     vlm_status st = VLM_OK;
-    if (!perm || !Xf || !Xv || !yf || !yv || !logits) {
+    if (!perm || !ps.Xf || !ps.Xv || !ps.yf || !ps.yv || !ps.logits) {
         st = vlm_errorf(err, VLM_ERR_OOM, "linprobe: out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < ntr; i++) perm[i] = (uint32_t)i;
-    vlm_rng rng;
-    vlm_rng_init(&rng, o->seed, VLM_RNG_DATA, 0x11e7);
-    vlm_rng_shuffle_u32(&rng, perm, (uint64_t)ntr);
-    for (int64_t i = 0; i < nval; i++) {
-        memcpy(Xv + i * d, Xtr + (int64_t)perm[i] * d, sizeof(float) * (size_t)d);
-        yv[i] = ytr[perm[i]];
-    }
-    for (int64_t i = 0; i < nfit; i++) {
-        memcpy(Xf + i * d, Xtr + (int64_t)perm[nval + i] * d, sizeof(float) * (size_t)d);
-        yf[i] = ytr[perm[nval + i]];
-    }
+    split_rows(&ps, Xtr, ytr, ntr, o->seed, perm);
     r->n_train = nfit;
     r->n_val = nval;
     // Coarse sweep in increasing C, each fit warm-started from the previous one.
-    double lo = log10(o->c_min), hi = log10(o->c_max);
+    double lo = log10(o->c_min), hi = log10(o->c_max), acc;
     int best_i = -1;
     for (int s = 0; s < o->c_steps; s++) {
         double C = pow(10.0, o->c_steps == 1 ? lo : lo + (hi - lo) * s / (o->c_steps - 1));
-        if ((st = vlm_logreg_fit(&cur, Xf, yf, nfit, d, K, C, &o->lr, prev.W ? &prev : NULL, err))) goto done;
-        double acc = accuracy(&cur, Xv, yv, nval, logits);
-        r->sweep_C[r->n_sweep] = C;
-        r->sweep_val_top1[r->n_sweep++] = acc;
-        if (progress) progress(ud, C, acc, &cur);
+        if ((st = sweep_point(&ps, o, C, prev.W ? &prev : NULL, &cur, &acc, r, err))) goto done;
         if (best_i < 0 || acc > r->best_val_top1) {
             best_i = s;
             r->best_val_top1 = acc;
@@ -391,11 +478,7 @@ vlm_status vlm_linprobe_run(const float *Xtr, const int32_t *ytr, int64_t ntr, c
         double centre = log10(r->best_C);
         for (int side = -1; side <= 1; side += 2) {
             double C = pow(10.0, centre + side * half);
-            if ((st = vlm_logreg_fit(&cur, Xf, yf, nfit, d, K, C, &o->lr, &best, err))) goto done;
-            double acc = accuracy(&cur, Xv, yv, nval, logits);
-            r->sweep_C[r->n_sweep] = C;
-            r->sweep_val_top1[r->n_sweep++] = acc;
-            if (progress) progress(ud, C, acc, &cur);
+            if ((st = sweep_point(&ps, o, C, &best, &cur, &acc, r, err))) goto done;
             if (acc > r->best_val_top1) {
                 r->best_val_top1 = acc;
                 r->best_C = C;
@@ -410,25 +493,12 @@ vlm_status vlm_linprobe_run(const float *Xtr, const int32_t *ytr, int64_t ntr, c
     if ((st = vlm_logreg_fit(&fin, Xtr, ytr, ntr, d, K, r->best_C, &o->lr, &best, err))) goto done;
     r->final_iters = fin.iters;
     r->final_converged = fin.converged;
-    if (nte > 0) {
-        for (int64_t i = 0; i < nte; i++)
-            if (yte[i] < 0 || yte[i] >= K) {
-                st = vlm_errorf(err, VLM_ERR_ARG, "linprobe: test label %d of row %lld is outside [0, %d)", yte[i],
-                                (long long)i, K);
-                goto done;
-            }
-        vlm_logreg_predict(&fin, Xte, nte, logits);
-        int64_t t1, t5;
-        vlm_topk_count(logits, yte, nte, K, &t1, &t5);
-        r->n_test = nte;
-        r->test_top1 = (double)t1 / (double)nte;
-        r->test_top5 = (double)t5 / (double)nte;
-    }
+    if (nte > 0) st = score_test(&fin, Xte, yte, nte, K, ps.logits, r, err);
 done:
     vlm_logreg_free(&best);
     vlm_logreg_free(&cur);
     vlm_logreg_free(&prev);
     vlm_logreg_free(&fin);
-    free(perm); free(Xf); free(Xv); free(yf); free(yv); free(logits);
+    free(perm); free(ps.Xf); free(ps.Xv); free(ps.yf); free(ps.yv); free(ps.logits);
     return st;
 }

@@ -155,11 +155,11 @@ void vlm_gen_sample_opts_default(vlm_gen_sample_opts *o) {
                                .batch = 64, .guide = NULL, .autoguidance = 1.0f, .guidance_rescale = 0.0f};
 }
 
-vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen_sample_opts *o, float *out,
-                          vlm_error *err) {
+// Rejects sampler options that are out of range or a guide that does not
+// match the generator's image, channels, condition, T and schedule.
+static vlm_status check_sample_opts(const vlm_gen *g, const vlm_gen_sample_opts *o, vlm_error *err) {
     const vlm_dit_cfg *cf = &g->dit.cfg;
     const int C = cf->in_channels, S = cf->image_size, E = cf->cond_dim, T = cf->timesteps;
-    const int64_t D = (int64_t)C * S * S;
     if (o->steps < 1 || o->steps > T)
         return vlm_errorf(err, VLM_ERR_ARG, "sample: steps %d outside [1, %d]", o->steps, T);
     if (o->batch < 1) return vlm_errorf(err, VLM_ERR_ARG, "sample: batch %d < 1", o->batch);
@@ -179,120 +179,174 @@ vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen
         return vlm_errorf(err, VLM_ERR_ARG, "sample: autoguidance %g is not a finite value >= 0", (double)o->autoguidance);
     if (!(o->guidance_rescale >= 0 && o->guidance_rescale <= 1))
         return vlm_errorf(err, VLM_ERR_ARG, "sample: guidance rescale %g outside [0, 1]", (double)o->guidance_rescale);
-    const int autog = gc && o->autoguidance != 1.0f;
-    const float ag = o->autoguidance - 1.0f;
-    const int both = o->guidance != 1.0f && o->guidance != 0.0f, uncond_only = o->guidance == 0.0f;
-    const int rows = both ? 2 : 1;
+    return VLM_OK;
+}
+
+// One vlm_gen_sample run: its constants and buffers (Bmax = o->batch, D = C*S*S).
+typedef struct {
+    vlm_gen *g;
+    const vlm_gen_sample_opts *o;
     vlm_diff_schedule sch;
-    vlm_status st = vlm_diff_schedule_init(&sch, cf->schedule, T, err);
+    int C, S, E;
+    int64_t D;
+    int autog;        // the autoguidance guide runs (guide set, weight != 1)
+    float ag;         // its weight - 1
+    int both;         // conditional and unconditional rows (guidance not 0 or 1)
+    int uncond_only;  // guidance 0
+    int rows;         // 2 with both, else 1
+    int *ts;          // [steps] the timesteps, T-1 first
+    float *x, *eb;    // [rows * Bmax, D] x_t (rows [B, 2B) copy rows [0, B)), [rows * Bmax, E] conditions
+    float *z, *eps;   // [D] DDPM noise, [Bmax, D] the guided eps
+    uint8_t *drop;    // [rows * Bmax] 1: the row is unconditional
+    int32_t *tt;      // [rows * Bmax] t per row
+    vlm_rng *rng;     // [Bmax] each sample's own stream
+} sampler;
+
+// Guidance rescale on the guided eps [B, D] in place: x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab):
+// x0_g *= phi std(x0_c) / std(x0_g) + (1 - phi), then back to eps. x [B, D] is x_t, yo [B, D] eps_c.
+static void rescale_guided(const float *x, const float *yo, float *eps, int B, int64_t D, double ab, double phi) {
+    const double sa = sqrt(ab), s1 = sqrt(1.0 - ab);
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + b * D, *ec = yo + b * D;
+        float *eg = eps + b * D;
+        double mc = 0, qc = 0, mg = 0, qg = 0;
+        for (int64_t j = 0; j < D; j++) {
+            double a0 = (xb[j] - s1 * ec[j]) / sa, g0 = (xb[j] - s1 * eg[j]) / sa;
+            mc += a0, qc += a0 * a0, mg += g0, qg += g0 * g0;
+        }
+        mc /= (double)D, mg /= (double)D;
+        double vc = qc / (double)D - mc * mc, vg = qg / (double)D - mg * mg;
+        if (!(vg > 1e-12) || !(vc >= 0)) continue;
+        double f = phi * sqrt(vc / vg) + (1.0 - phi);
+        for (int64_t j = 0; j < D; j++) {
+            double g0 = (xb[j] - s1 * eg[j]) / sa * f;
+            eg[j] = (float)((xb[j] - sa * g0) / s1);
+        }
+    }
+}
+
+// The (guided) noise prediction at timestep t for the B samples in sp->x: sp->eps [B, D].
+static vlm_status predict_eps(sampler *sp, vlm_ctx *c, int B, int t, vlm_error *err) {
+    const vlm_gen_sample_opts *o = sp->o;
+    const int C = sp->C, S = sp->S, E = sp->E, R = sp->rows * B;
+    const int64_t D = sp->D;
+    // outside the guidance interval: the conditional rows only (R = B)
+    double ab = sp->sch.alphas_cumprod[t], sigma = sqrt((1.0 - ab) / ab);
+    int guide = sp->both && sigma > o->guidance_lo && sigma <= o->guidance_hi, Rk = guide ? R : B;
+    if (guide) memcpy(sp->x + (int64_t)B * D, sp->x, sizeof(float) * (size_t)B * D);
+    for (int r = 0; r < Rk; r++) sp->tt[r] = t;
+    vlm_ctx_reset(c);
+    vlm_tensor *xin = vlm_tensor_wrap(c, VLM_F32, 4, (int64_t[]){Rk, C, S, S}, sp->x, NULL);
+    vlm_tensor *ein = vlm_tensor_wrap(c, VLM_F32, 2, (int64_t[]){Rk, E}, sp->eb, NULL);
+    vlm_tensor *y = vlm_dit_forward(c, &sp->g->dit, xin, sp->tt, ein, sp->drop);
+    if (!y) {
+        *err = c->err;
+        return c->status;
+    }
+    const float *yo = vlm_f32(y);
+    float *eps = sp->eps;
+    // guidance: eps = eps_u + s (eps_c - eps_u)
+    for (int64_t j = 0; j < (int64_t)B * D; j++)
+        eps[j] = guide ? yo[(int64_t)B * D + j] + o->guidance * (yo[j] - yo[(int64_t)B * D + j]) : yo[j];
+    if (guide && o->guidance_rescale > 0) rescale_guided(sp->x, yo, eps, B, D, ab, o->guidance_rescale);
+    if (sp->autog) {
+        // the guide on the conditional rows [0, B) (same x_t, t, condition); yo stays
+        // valid: the arena is not reset between the two passes
+        vlm_tensor *xg = vlm_tensor_wrap(c, VLM_F32, 4, (int64_t[]){B, C, S, S}, sp->x, NULL);
+        vlm_tensor *eg = vlm_tensor_wrap(c, VLM_F32, 2, (int64_t[]){B, E}, sp->eb, NULL);
+        vlm_tensor *yg = vlm_dit_forward(c, (vlm_dit *)o->guide, xg, sp->tt, eg, sp->drop);
+        if (!yg) {
+            vlm_status st = c->status;
+            *err = c->err;
+            vlm_error_prefix(err, "autoguidance guide");
+            return st;
+        }
+        const float *go = vlm_f32(yg);
+        for (int64_t j = 0; j < (int64_t)B * D; j++) eps[j] += sp->ag * (yo[j] - go[j]);
+    }
+    return VLM_OK;
+}
+
+// Samples out [B, D] for conditions emb [B, E] (global sample index first_index + i0 + b):
+// x_T from each sample's stream, o->steps reverse steps, clamped to [-1, 1].
+static vlm_status sample_batch(sampler *sp, vlm_ctx *c, const float *emb, int64_t i0, int B, float *out,
+                               vlm_error *err) {
+    const vlm_gen_sample_opts *o = sp->o;
+    const int E = sp->E, R = sp->rows * B;
+    const int64_t D = sp->D;
+    float *x = sp->x;
+    vlm_status st = VLM_OK;
+    // x_T ~ N(0, I) from each sample's own stream (the DDPM noise continues it)
+    for (int b = 0; b < B; b++) {
+        vlm_rng_init(&sp->rng[b], o->seed, VLM_RNG_SAMPLE, (uint64_t)(o->first_index + i0 + b));
+        for (int64_t j = 0; j < D; j++) x[b * D + j] = vlm_rng_normal(&sp->rng[b]);
+    }
+    for (int r = 0; r < R; r++) {
+        int b = r % B;
+        memcpy(sp->eb + (int64_t)r * E, emb + (i0 + b) * E, sizeof(float) * (size_t)E);
+        sp->drop[r] = sp->uncond_only || r >= B; // rows [B, 2B): the unconditional half
+    }
+    for (int k = 0; k < o->steps && !st; k++) {
+        int t = sp->ts[k], tp = k + 1 < o->steps ? sp->ts[k + 1] : -1;
+        if ((st = predict_eps(sp, c, B, t, err))) break;
+        for (int b = 0; b < B; b++) {
+            float *xb = x + b * D, *eb_ = sp->eps + b * D;
+            if (o->clip_x0) vlm_diff_clip_eps(&sp->sch, t, xb, eb_, D);
+            if (o->ddpm) {
+                for (int64_t j = 0; j < D; j++) sp->z[j] = tp >= 0 ? vlm_rng_normal(&sp->rng[b]) : 0.0f;
+                vlm_diff_ddpm_step_to(&sp->sch, t, tp, xb, eb_, sp->z, xb, D);
+            } else {
+                vlm_diff_ddim_step(&sp->sch, t, tp, xb, eb_, xb, D);
+            }
+        }
+    }
+    for (int64_t j = 0; j < (int64_t)B * D; j++) {
+        float v = x[j];
+        out[j] = v < -1 ? -1 : v > 1 ? 1 : v;
+    }
+    return st;
+}
+
+vlm_status vlm_gen_sample(vlm_gen *g, const float *emb, int64_t n, const vlm_gen_sample_opts *o, float *out,
+                          vlm_error *err) {
+    const vlm_dit_cfg *cf = &g->dit.cfg;
+    vlm_status st = check_sample_opts(g, o, err);
     if (st) return st;
-    int *ts = malloc(sizeof(int) * (size_t)o->steps);
+    sampler sp = {.g = g, .o = o, .C = cf->in_channels, .S = cf->image_size, .E = cf->cond_dim};
+    const int C = sp.C, S = sp.S, E = sp.E, T = cf->timesteps;
+    const int64_t D = (int64_t)C * S * S;
+    sp.D = D;
+    sp.autog = o->guide && o->autoguidance != 1.0f;
+    sp.ag = o->autoguidance - 1.0f;
+    sp.both = o->guidance != 1.0f && o->guidance != 0.0f, sp.uncond_only = o->guidance == 0.0f;
+    const int rows = sp.rows = sp.both ? 2 : 1;
+    if ((st = vlm_diff_schedule_init(&sp.sch, cf->schedule, T, err))) return st;
     int Bmax = o->batch;
-    float *x = malloc(sizeof(float) * (size_t)(rows * Bmax) * D), *eb = malloc(sizeof(float) * (size_t)(rows * Bmax) * E);
-    float *z = malloc(sizeof(float) * (size_t)D), *eps = malloc(sizeof(float) * (size_t)Bmax * D);
-    uint8_t *drop = malloc((size_t)(rows * Bmax));
-    int32_t *tt = malloc(sizeof(int32_t) * (size_t)(rows * Bmax));
-    vlm_rng *rng = malloc(sizeof(vlm_rng) * (size_t)Bmax);
+    sp.ts = malloc(sizeof(int) * (size_t)o->steps);
+    sp.x = malloc(sizeof(float) * (size_t)(rows * Bmax) * D), sp.eb = malloc(sizeof(float) * (size_t)(rows * Bmax) * E);
+    sp.z = malloc(sizeof(float) * (size_t)D), sp.eps = malloc(sizeof(float) * (size_t)Bmax * D);
+    sp.drop = malloc((size_t)(rows * Bmax));
+    sp.tt = malloc(sizeof(int32_t) * (size_t)(rows * Bmax));
+    sp.rng = malloc(sizeof(vlm_rng) * (size_t)Bmax);
     vlm_ctx c;
     int have_ctx = 0;
-    if (!ts || !x || !eb || !z || !eps || !drop || !tt || !rng) {
+    if (!sp.ts || !sp.x || !sp.eb || !sp.z || !sp.eps || !sp.drop || !sp.tt || !sp.rng) {
         st = vlm_errorf(err, VLM_ERR_OOM, "sample: out of memory");
         goto done;
     }
-    vlm_diff_timesteps(T, o->steps, ts);
+    vlm_diff_timesteps(T, o->steps, sp.ts);
     if ((st = vlm_ctx_init(&c, 64u << 20, o->seed, err))) goto done;
     have_ctx = 1;
     c.grad_enabled = 0;
     c.training = 0;
     for (int64_t i0 = 0; i0 < n && !st; i0 += Bmax) {
-        int B = n - i0 < Bmax ? (int)(n - i0) : Bmax, R = rows * B;
-        // x_T ~ N(0, I) from each sample's own stream (the DDPM noise continues it)
-        for (int b = 0; b < B; b++) {
-            vlm_rng_init(&rng[b], o->seed, VLM_RNG_SAMPLE, (uint64_t)(o->first_index + i0 + b));
-            for (int64_t j = 0; j < D; j++) x[b * D + j] = vlm_rng_normal(&rng[b]);
-        }
-        for (int r = 0; r < R; r++) {
-            int b = r % B;
-            memcpy(eb + (int64_t)r * E, emb + (i0 + b) * E, sizeof(float) * (size_t)E);
-            drop[r] = uncond_only || r >= B; // rows [B, 2B): the unconditional half
-        }
-        for (int k = 0; k < o->steps && !st; k++) {
-            int t = ts[k], tp = k + 1 < o->steps ? ts[k + 1] : -1;
-            // outside the guidance interval: the conditional rows only (R = B)
-            double ab = sch.alphas_cumprod[t], sigma = sqrt((1.0 - ab) / ab);
-            int guide = both && sigma > o->guidance_lo && sigma <= o->guidance_hi, Rk = guide ? R : B;
-            if (guide) memcpy(x + (int64_t)B * D, x, sizeof(float) * (size_t)B * D);
-            for (int r = 0; r < Rk; r++) tt[r] = t;
-            vlm_ctx_reset(&c);
-            vlm_tensor *xin = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){Rk, C, S, S}, x, NULL);
-            vlm_tensor *ein = vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){Rk, E}, eb, NULL);
-            vlm_tensor *y = vlm_dit_forward(&c, &g->dit, xin, tt, ein, drop);
-            if (!y) {
-                st = c.status;
-                *err = c.err;
-                break;
-            }
-            const float *yo = vlm_f32(y);
-            // guidance: eps = eps_u + s (eps_c - eps_u)
-            for (int64_t j = 0; j < (int64_t)B * D; j++)
-                eps[j] = guide ? yo[(int64_t)B * D + j] + o->guidance * (yo[j] - yo[(int64_t)B * D + j]) : yo[j];
-            if (guide && o->guidance_rescale > 0) {
-                // x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab): x0_g *= phi std(x0_c) / std(x0_g) + (1 - phi), then
-                // back to eps. x (rows [0, B)) is x_t here.
-                const double sa = sqrt(ab), s1 = sqrt(1.0 - ab), phi = o->guidance_rescale;
-                for (int b = 0; b < B; b++) {
-                    const float *xb = x + b * D, *ec = yo + b * D;
-                    float *eg = eps + b * D;
-                    double mc = 0, qc = 0, mg = 0, qg = 0;
-                    for (int64_t j = 0; j < D; j++) {
-                        double a0 = (xb[j] - s1 * ec[j]) / sa, g0 = (xb[j] - s1 * eg[j]) / sa;
-                        mc += a0, qc += a0 * a0, mg += g0, qg += g0 * g0;
-                    }
-                    mc /= (double)D, mg /= (double)D;
-                    double vc = qc / (double)D - mc * mc, vg = qg / (double)D - mg * mg;
-                    if (!(vg > 1e-12) || !(vc >= 0)) continue;
-                    double f = phi * sqrt(vc / vg) + (1.0 - phi);
-                    for (int64_t j = 0; j < D; j++) {
-                        double g0 = (xb[j] - s1 * eg[j]) / sa * f;
-                        eg[j] = (float)((xb[j] - sa * g0) / s1);
-                    }
-                }
-            }
-            if (autog) {
-                // the guide on the conditional rows [0, B) (same x_t, t, condition); yo stays
-                // valid: the arena is not reset between the two passes
-                vlm_tensor *xg = vlm_tensor_wrap(&c, VLM_F32, 4, (int64_t[]){B, C, S, S}, x, NULL);
-                vlm_tensor *eg = vlm_tensor_wrap(&c, VLM_F32, 2, (int64_t[]){B, E}, eb, NULL);
-                vlm_tensor *yg = vlm_dit_forward(&c, (vlm_dit *)o->guide, xg, tt, eg, drop);
-                if (!yg) {
-                    st = c.status;
-                    *err = c.err;
-                    vlm_error_prefix(err, "autoguidance guide");
-                    break;
-                }
-                const float *go = vlm_f32(yg);
-                for (int64_t j = 0; j < (int64_t)B * D; j++) eps[j] += ag * (yo[j] - go[j]);
-            }
-            for (int b = 0; b < B; b++) {
-                float *xb = x + b * D, *eb_ = eps + b * D;
-                if (o->clip_x0) vlm_diff_clip_eps(&sch, t, xb, eb_, D);
-                if (o->ddpm) {
-                    for (int64_t j = 0; j < D; j++) z[j] = tp >= 0 ? vlm_rng_normal(&rng[b]) : 0.0f;
-                    vlm_diff_ddpm_step_to(&sch, t, tp, xb, eb_, z, xb, D);
-                } else {
-                    vlm_diff_ddim_step(&sch, t, tp, xb, eb_, xb, D);
-                }
-            }
-        }
-        for (int64_t j = 0; j < (int64_t)B * D; j++) {
-            float v = x[j];
-            out[i0 * D + j] = v < -1 ? -1 : v > 1 ? 1 : v;
-        }
+        int B = n - i0 < Bmax ? (int)(n - i0) : Bmax;
+        st = sample_batch(&sp, &c, emb, i0, B, out + i0 * D, err);
     }
 done:
     if (have_ctx) vlm_ctx_free(&c);
-    vlm_diff_schedule_free(&sch);
-    free(ts), free(x), free(eb), free(z), free(eps), free(drop), free(tt), free(rng);
+    vlm_diff_schedule_free(&sp.sch);
+    free(sp.ts), free(sp.x), free(sp.eb), free(sp.z), free(sp.eps), free(sp.drop), free(sp.tt), free(sp.rng);
     return st;
 }
 

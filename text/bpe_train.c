@@ -287,11 +287,10 @@ static size_t spell_byte(uint8_t b, char *out) {
     return vlm_text_utf8_encode(&cp, 1, (uint8_t *)out);
 }
 
-static vlm_status train(trainer *T, const char *const *texts, const size_t *lens, int n, int vocab_size, buf_t *out,
-                        vlm_bpe_train_info *info, vlm_error *err) {
-#define OOM() vlm_errorf(err, VLM_ERR_OOM, "bpe train: out of memory")
-    vlm_status st = VLM_OK;
-    // Base tokens, in CLIP's id order.
+static vlm_status oom_error(vlm_error *err) { return vlm_errorf(err, VLM_ERR_OOM, "bpe train: out of memory"); }
+
+// The 512 base tokens in CLIP's id order: the bytes by rank, then each with "</w>".
+static vlm_status add_base_tokens(trainer *T, vlm_error *err) {
     uint8_t byte_of_rank[256];
     for (int b = 0; b < 256; b++) byte_of_rank[vlm_text_byte_rank((uint8_t)b)] = (uint8_t)b;
     for (int e = 0; e < 2; e++)
@@ -299,10 +298,51 @@ static vlm_status train(trainer *T, const char *const *texts, const size_t *lens
             char s[8];
             size_t k = spell_byte(byte_of_rank[r], s);
             if (e) memcpy(s + k, "</w>", 4), k += 4;
-            if (strset_add(&T->tset, &T->tstr, &T->toff, &T->tlen, s, k) != e * 256 + r) return OOM();
+            if (strset_add(&T->tset, &T->tstr, &T->toff, &T->tlen, s, k) != e * 256 + r) return oom_error(err);
         }
+    return VLM_OK;
+}
 
-    // 1. Count pre-tokens.
+// Counts the pre-tokens of one cleaned text cp [ncp] into T->wset / T->wfreq
+// (specials left out, words over VLM_BPE_MAX_WORD bytes skipped); *wb: UTF-8 scratch.
+static vlm_status count_words(trainer *T, const int32_t *cp, size_t ncp, uint8_t **wb, size_t *wb_cap,
+                              vlm_bpe_train_info *info, vlm_error *err) {
+    size_t pos = 0, s, e;
+    while (vlm_text_pretok_next(cp, ncp, &pos, &s, &e)) {
+        if (4 * (e - s) > *wb_cap) {
+            size_t c = 4 * (e - s) + 64;
+            uint8_t *p = realloc(*wb, c);
+            if (!p) return oom_error(err);
+            *wb = p;
+            *wb_cap = c;
+        }
+        size_t m = vlm_text_utf8_encode(cp + s, e - s, *wb);
+        if ((m == 15 && !memcmp(*wb, VLM_TEXT_SOT, 15)) || (m == 13 && !memcmp(*wb, VLM_TEXT_EOT, 13)))
+            continue; // encoded as the special ids, never merged
+        if (m > VLM_BPE_MAX_WORD) {
+            info->n_skipped++;
+            continue;
+        }
+        int32_t w = strset_add(&T->wset, &T->wstr, &T->woff, &T->wlen, *wb, m);
+        if (w < 0) return oom_error(err);
+        if ((size_t)w >= T->wfreq_cap) {
+            size_t c = T->wfreq_cap ? T->wfreq_cap * 2 : 4096;
+            int64_t *p = realloc(T->wfreq, sizeof *p * c);
+            if (!p) return oom_error(err);
+            memset(p + T->wfreq_cap, 0, sizeof *p * (c - T->wfreq_cap));
+            T->wfreq = p;
+            T->wfreq_cap = c;
+        }
+        T->wfreq[w]++;
+        info->n_words++;
+    }
+    return VLM_OK;
+}
+
+// 1. Cleans every text and counts its pre-tokens (unique words and frequencies).
+static vlm_status count_texts(trainer *T, const char *const *texts, const size_t *lens, int n,
+                              vlm_bpe_train_info *info, vlm_error *err) {
+    vlm_status st = VLM_OK;
     vlm_text_scratch scr = {0};
     uint8_t *wb = NULL;
     size_t wb_cap = 0;
@@ -315,57 +355,23 @@ static vlm_status train(trainer *T, const char *const *texts, const size_t *lens
             vlm_error_prefix(err, "bpe train: text %d", i + 1);
             break;
         }
-        size_t pos = 0, s, e;
-        while (vlm_text_pretok_next(cp, ncp, &pos, &s, &e)) {
-            if (4 * (e - s) > wb_cap) {
-                size_t c = 4 * (e - s) + 64;
-                uint8_t *p = realloc(wb, c);
-                if (!p) {
-                    st = OOM();
-                    break;
-                }
-                wb = p;
-                wb_cap = c;
-            }
-            size_t m = vlm_text_utf8_encode(cp + s, e - s, wb);
-            if ((m == 15 && !memcmp(wb, VLM_TEXT_SOT, 15)) || (m == 13 && !memcmp(wb, VLM_TEXT_EOT, 13)))
-                continue; // encoded as the special ids, never merged
-            if (m > VLM_BPE_MAX_WORD) {
-                info->n_skipped++;
-                continue;
-            }
-            int32_t w = strset_add(&T->wset, &T->wstr, &T->woff, &T->wlen, wb, m);
-            if (w < 0) {
-                st = OOM();
-                break;
-            }
-            if ((size_t)w >= T->wfreq_cap) {
-                size_t c = T->wfreq_cap ? T->wfreq_cap * 2 : 4096;
-                int64_t *p = realloc(T->wfreq, sizeof *p * c);
-                if (!p) {
-                    st = OOM();
-                    break;
-                }
-                memset(p + T->wfreq_cap, 0, sizeof *p * (c - T->wfreq_cap));
-                T->wfreq = p;
-                T->wfreq_cap = c;
-            }
-            T->wfreq[w]++;
-            info->n_words++;
-        }
+        st = count_words(T, cp, ncp, &wb, &wb_cap, info, err);
     }
     vlm_text_scratch_free(&scr);
     free(wb);
-    if (st) return st;
+    return st;
+}
 
-    // 2. Words as symbol sequences; initial pair counts and occurrence lists.
+// 2. Words as symbol sequences (byte ranks, the last one + 256 for "</w>");
+// initial pair counts, occurrence lists and the heap.
+static vlm_status init_pairs(trainer *T, vlm_bpe_train_info *info, vlm_error *err) {
     int32_t nw = (int32_t)T->woff.n;
     info->n_unique_words = nw;
     T->soff = malloc(sizeof *T->soff * ((size_t)nw + 1));
     T->slen = malloc(sizeof *T->slen * ((size_t)nw + 1));
     T->wstamp = calloc((size_t)nw + 1, sizeof *T->wstamp);
     T->sym = malloc(sizeof *T->sym * (T->wstr.n + 1));
-    if (!T->soff || !T->slen || !T->wstamp || !T->sym) return OOM();
+    if (!T->soff || !T->slen || !T->wstamp || !T->sym) return oom_error(err);
     int64_t so = 0;
     for (int32_t w = 0; w < nw; w++) {
         const uint8_t *p = (const uint8_t *)T->wstr.p + T->woff.v[w];
@@ -375,110 +381,146 @@ static vlm_status train(trainer *T, const char *const *texts, const size_t *lens
         for (int32_t k = 0; k < m; k++) T->sym[so + k] = vlm_text_byte_rank(p[k]) + (k == m - 1 ? 256 : 0);
         for (int32_t k = 0; k + 1 < m; k++) {
             int32_t q = pair_get(T, T->sym[so + k], T->sym[so + k + 1]);
-            if (q < 0) return OOM();
+            if (q < 0) return oom_error(err);
             T->pcount[q] += T->wfreq[w];
             ivec *wh = &T->pwhere[q];
-            if ((!wh->n || wh->v[wh->n - 1] != w) && !ivec_push(wh, w)) return OOM();
+            if ((!wh->n || wh->v[wh->n - 1] != w) && !ivec_push(wh, w)) return oom_error(err);
         }
         so += m;
     }
     for (int32_t q = 0; q < T->np; q++)
-        if (!heap_push(T, q)) return OOM();
+        if (!heap_push(T, q)) return oom_error(err);
+    return VLM_OK;
+}
 
-    // 3. Merge loop.
-    int target = vocab_size - 514;
-    uint32_t stamp = 0;
-    int nm = 0;
-    char *cat = NULL;
-    size_t cat_cap = 0;
-    if (!buf_put(out, "", 0)) return OOM();
-    while (nm < target) {
+// The next pair to merge: the heap's best live entry whose spelling (left in
+// *cat, la + lb bytes) is not a token yet; pairs that would duplicate one are
+// banned. -1: no pair with a positive count is left; -2: out of memory.
+static int32_t next_pair(trainer *T, char **cat, size_t *cat_cap) {
+    for (;;) {
         while (T->hn && (T->heap[0].count != T->pcount[T->heap[0].pair] || T->pbanned[T->heap[0].pair]))
             heap_pop(T); // stale snapshot (a newer entry exists) or banned
-        if (!T->hn || T->heap[0].count <= 0) break;
+        if (!T->hn || T->heap[0].count <= 0) return -1;
         int32_t p = T->heap[0].pair;
         int32_t a = (int32_t)(uint32_t)(T->pkey[p] >> 32), b = (int32_t)(uint32_t)T->pkey[p];
         size_t la = (size_t)T->tlen.v[a], lb = (size_t)T->tlen.v[b];
-        if (la + lb > cat_cap) {
-            char *c = realloc(cat, la + lb + 64);
-            if (!c) {
-                free(cat);
-                return OOM();
-            }
-            cat = c;
-            cat_cap = la + lb + 64;
+        if (la + lb > *cat_cap) {
+            char *c = realloc(*cat, la + lb + 64);
+            if (!c) return -2;
+            *cat = c;
+            *cat_cap = la + lb + 64;
         }
-        memcpy(cat, tok_s(T, a), la);
-        memcpy(cat + la, tok_s(T, b), lb);
-        if (strset_find(&T->tset, &T->tstr, &T->toff, &T->tlen, cat, la + lb, NULL) >= 0) {
+        memcpy(*cat, tok_s(T, a), la);
+        memcpy(*cat + la, tok_s(T, b), lb);
+        if (strset_find(&T->tset, &T->tstr, &T->toff, &T->tlen, *cat, la + lb, NULL) >= 0) {
             T->pbanned[p] = 1; // would duplicate an existing token
             heap_pop(T);
             continue;
         }
         heap_pop(T);
+        return p;
+    }
+}
+
+// Rewrites word w with (a, b) -> x: its old pairs' counts out, the new ones in
+// (as deltas stamped `stamp`), and w listed under the new pairs holding x.
+// Words already seen at this stamp or without (a, b) are left alone. Returns 1 on OOM.
+static int recount_word(trainer *T, int32_t w, int32_t a, int32_t b, int32_t x, uint32_t stamp) {
+    if (T->wstamp[w] == stamp) return 0;
+    T->wstamp[w] = stamp;
+    int32_t *s = T->sym + T->soff[w], m = T->slen[w];
+    int found = 0, oom = 0;
+    for (int32_t i = 0; i + 1 < m && !found; i++) found = s[i] == a && s[i + 1] == b;
+    if (!found) return 0;
+    int64_t f = T->wfreq[w];
+    for (int32_t i = 0; i + 1 < m && !oom; i++) {
+        int32_t q = pair_get(T, s[i], s[i + 1]);
+        if (q < 0) oom = 1;
+        else add_delta(T, q, -f, stamp, &oom);
+    }
+    int32_t o = 0;
+    for (int32_t i = 0; i < m;) {
+        if (i + 1 < m && s[i] == a && s[i + 1] == b) s[o++] = x, i += 2;
+        else s[o++] = s[i++];
+    }
+    T->slen[w] = m = o;
+    for (int32_t i = 0; i + 1 < m && !oom; i++) {
+        int32_t q = pair_get(T, s[i], s[i + 1]);
+        if (q < 0) {
+            oom = 1;
+            break;
+        }
+        add_delta(T, q, f, stamp, &oom);
+        ivec *wh = &T->pwhere[q];
+        if ((s[i] == x || s[i + 1] == x) && (!wh->n || wh->v[wh->n - 1] != w) && !ivec_push(wh, w)) oom = 1;
+    }
+    return oom;
+}
+
+// Applies merge p = (a, b) -> x: re-counts the words that contain (a, b), old
+// pairs out, new pairs in, and pushes the changed counts. Returns 0 on OOM.
+static int apply_merge(trainer *T, int32_t p, int32_t a, int32_t b, int32_t x, uint32_t stamp) {
+    T->touched.n = 0;
+    int oom = 0;
+    ivec where = T->pwhere[p]; // (a, b) never reappears, so this list is final
+    memset(&T->pwhere[p], 0, sizeof T->pwhere[p]);
+    for (uint32_t k = 0; k < where.n && !oom; k++) oom = recount_word(T, where.v[k], a, b, x, stamp);
+    free(where.v);
+    for (uint32_t k = 0; k < T->touched.n && !oom; k++) {
+        int32_t q = T->touched.v[k];
+        if (!T->pdelta[q]) continue;
+        T->pcount[q] += T->pdelta[q];
+        if (T->pcount[q] > 0 && !heap_push(T, q)) oom = 1;
+    }
+    return !oom;
+}
+
+// 3. Merge loop: the most frequent pair becomes a token until the vocabulary
+// is full or no pair is left; each merge appends "\na b" to out.
+static vlm_status merge_loop(trainer *T, int vocab_size, buf_t *out, vlm_bpe_train_info *info, vlm_error *err) {
+    int target = vocab_size - 514;
+    uint32_t stamp = 0;
+    int nm = 0;
+    char *cat = NULL;
+    size_t cat_cap = 0;
+    vlm_status st = VLM_OK;
+    if (!buf_put(out, "", 0)) return oom_error(err);
+    while (nm < target) {
+        int32_t p = next_pair(T, &cat, &cat_cap);
+        if (p == -1) break;
+        if (p < 0) {
+            st = oom_error(err);
+            break;
+        }
+        int32_t a = (int32_t)(uint32_t)(T->pkey[p] >> 32), b = (int32_t)(uint32_t)T->pkey[p];
+        size_t la = (size_t)T->tlen.v[a], lb = (size_t)T->tlen.v[b];
         int32_t x = strset_add(&T->tset, &T->tstr, &T->toff, &T->tlen, cat, la + lb);
         if (x < 0 || !buf_put(out, "\n", 1) || !buf_put(out, tok_s(T, a), la) || !buf_put(out, " ", 1) ||
             !buf_put(out, tok_s(T, b), lb)) {
-            free(cat);
-            return OOM();
+            st = oom_error(err);
+            break;
         }
         nm++;
-
-        // Re-count the words that contain (a, b): old pairs out, new pairs in.
-        stamp++;
-        T->touched.n = 0;
-        int oom = 0;
-        ivec where = T->pwhere[p]; // (a, b) never reappears, so this list is final
-        memset(&T->pwhere[p], 0, sizeof T->pwhere[p]);
-        for (uint32_t k = 0; k < where.n && !oom; k++) {
-            int32_t w = where.v[k];
-            if (T->wstamp[w] == stamp) continue;
-            T->wstamp[w] = stamp;
-            int32_t *s = T->sym + T->soff[w], m = T->slen[w];
-            int found = 0;
-            for (int32_t i = 0; i + 1 < m && !found; i++) found = s[i] == a && s[i + 1] == b;
-            if (!found) continue;
-            int64_t f = T->wfreq[w];
-            for (int32_t i = 0; i + 1 < m && !oom; i++) {
-                int32_t q = pair_get(T, s[i], s[i + 1]);
-                if (q < 0) oom = 1;
-                else add_delta(T, q, -f, stamp, &oom);
-            }
-            int32_t o = 0;
-            for (int32_t i = 0; i < m;) {
-                if (i + 1 < m && s[i] == a && s[i + 1] == b) s[o++] = x, i += 2;
-                else s[o++] = s[i++];
-            }
-            T->slen[w] = m = o;
-            for (int32_t i = 0; i + 1 < m && !oom; i++) {
-                int32_t q = pair_get(T, s[i], s[i + 1]);
-                if (q < 0) {
-                    oom = 1;
-                    break;
-                }
-                add_delta(T, q, f, stamp, &oom);
-                ivec *wh = &T->pwhere[q];
-                if ((s[i] == x || s[i + 1] == x) && (!wh->n || wh->v[wh->n - 1] != w) && !ivec_push(wh, w)) oom = 1;
-            }
-        }
-        free(where.v);
-        for (uint32_t k = 0; k < T->touched.n && !oom; k++) {
-            int32_t q = T->touched.v[k];
-            if (!T->pdelta[q]) continue;
-            T->pcount[q] += T->pdelta[q];
-            if (T->pcount[q] > 0 && !heap_push(T, q)) oom = 1;
-        }
-        if (oom) {
-            free(cat);
-            return OOM();
+        if (!apply_merge(T, p, a, b, x, ++stamp)) {
+            st = oom_error(err);
+            break;
         }
     }
     free(cat);
+    if (st) return st;
     info->n_merges = nm;
     info->vocab_size = 512 + nm + 2;
     info->stopped_early = nm < target;
     return VLM_OK;
-#undef OOM
+}
+
+static vlm_status train(trainer *T, const char *const *texts, const size_t *lens, int n, int vocab_size, buf_t *out,
+                        vlm_bpe_train_info *info, vlm_error *err) {
+    vlm_status st = add_base_tokens(T, err);
+    if (!st) st = count_texts(T, texts, lens, n, info, err);
+    if (!st) st = init_pairs(T, info, err);
+    if (!st) st = merge_loop(T, vocab_size, out, info, err);
+    return st;
 }
 
 vlm_status vlm_bpe_train_mem(const char *const *texts, const size_t *lens, int n, int vocab_size, char **merges,

@@ -264,8 +264,20 @@ static long series_pixels(const canvas *c, int x0, int y0, int x1, int y1) {
     return n;
 }
 
-vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_series, const vlm_plot_opts *o,
-                              vlm_error *err) {
+// A line chart's layout, in pixels of the final w x h image: text and strokes
+// grow with the image (scale) so a 1280x720 chart reads like a 640x360 one.
+typedef struct {
+    int w, h, log_y;
+    int scale, fh, pad, tick, gap, lw; // text scale, font height, margins, tick length, gaps, line width
+    int title_scale;
+    int ylabel_y;                      // top of the y label
+    int xb;                            // the x axis row
+    frame f;                           // plot area and axis ranges
+    axis_ticks xt, yt;
+} chart;
+
+// Rejects a missing path, a bad series count or series without arrays.
+static vlm_status check_series(const char *path, const vlm_plot_series *s, int n_series, vlm_error *err) {
     if (!path || !*path) return vlm_errorf(err, VLM_ERR_ARG, "plot: no output path");
     if (!s) return vlm_errorf(err, VLM_ERR_ARG, "plot: no series array");
     if (n_series < 1 || n_series > VLM_PLOT_MAX_SERIES)
@@ -275,13 +287,12 @@ vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_
         if (s[k].n > 0 && (!s[k].x || !s[k].y))
             return vlm_errorf(err, VLM_ERR_ARG, "plot: series %d has %d points but no x or y array", k, s[k].n);
     }
-    vlm_plot_opts def = {0};
-    if (!o) o = &def;
-    int w = o->w ? o->w : 640, h = o->h ? o->h : 360, log_y = o->log_y != 0;
-    if (w < 128 || h < 96 || w > 8192 || h > 8192)
-        return vlm_errorf(err, VLM_ERR_ARG, "plot: size %dx%d outside 128x96..8192x8192", w, h);
+    return VLM_OK;
+}
 
-    // Data ranges over the points that will be drawn (log_y: of log10 y).
+// Data ranges over the points that will be drawn (log_y: of log10 y), padded
+// when degenerate, 0..1 when nothing is drawable; r = {xlo, xhi, ylo, yhi}.
+static vlm_status data_range(const vlm_plot_series *s, int n_series, int log_y, double r[4], vlm_error *err) {
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int k = 0; k < n_series; k++)
         for (int i = 0; i < s[k].n; i++) {
@@ -298,41 +309,45 @@ vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_
         !isfinite(yhi - ylo))
         return vlm_errorf(err, VLM_ERR_NUMERIC, "plot: data range overflows (x %g..%g, y %g..%g)", xlo, xhi, ylo,
                           yhi);
+    r[0] = xlo, r[1] = xhi, r[2] = ylo, r[3] = yhi;
+    return VLM_OK;
+}
 
-    // Text and strokes grow with the image so a 1280x720 chart reads like a
-    // 640x360 one; everything below is in pixels of the final image.
-    int scale = w / 640 < h / 360 ? w / 640 : h / 360;
-    scale = scale < 1 ? 1 : scale > 4 ? 4 : scale;
-    const int fh = VLM_FONT_H * scale, pad = 6 * scale, tick = 4 * scale, gap = 3 * scale, lw = 1 + scale;
-    int title_scale = scale * 2;
-    if (o->title && vlm_text_width(o->title, title_scale) > w - 2 * pad) title_scale = scale;
-
-    // Vertical layout: title, y label, then the plot, whose top tick label
-    // pokes half a line above T; below it tick marks, numbers and x label.
+// Vertical layout (title, y label, then the plot, whose top tick label pokes
+// half a line above T; below it tick marks, numbers and x label) and the y
+// ticks. Sets ch->f.T, f.ph, ylabel_y, title_scale and yt; *L = the plot's left edge.
+static vlm_status layout_y(chart *ch, const vlm_plot_opts *o, double ylo, double yhi, int *L, vlm_error *err) {
+    const int w = ch->w, h = ch->h, scale = ch->scale, fh = ch->fh, pad = ch->pad, gap = ch->gap;
+    ch->title_scale = scale * 2;
+    if (o->title && vlm_text_width(o->title, ch->title_scale) > w - 2 * pad) ch->title_scale = scale;
     int T = pad;
-    if (o->title && *o->title) T += VLM_FONT_H * title_scale + 2 * gap;
-    int ylabel_y = T;
+    if (o->title && *o->title) T += VLM_FONT_H * ch->title_scale + 2 * gap;
+    ch->ylabel_y = T;
     if (o->ylabel && *o->ylabel) T += fh + gap;
     T += fh / 2 + gap;
-    int B = tick + gap + fh + (o->xlabel && *o->xlabel ? 2 * gap + fh : 0) + pad;
+    int B = ch->tick + gap + fh + (o->xlabel && *o->xlabel ? 2 * gap + fh : 0) + pad;
     int ph = h - T - B;
     if (ph < 24) return vlm_errorf(err, VLM_ERR_ARG, "plot: %dx%d is too small for its labels", w, h);
-
-    axis_ticks yt;
+    ch->f.T = T, ch->f.ph = ph;
     int max_y = ph / (fh + 30 * scale);
     max_y = max_y < 3 ? 3 : max_y > 11 ? 11 : max_y;
-    if (log_y) {
+    if (ch->log_y) {
         double elo = floor(ylo + 1e-9), ehi = ceil(yhi - 1e-9);
         if (ehi <= elo) ehi = elo + 1;
-        log_ticks(&yt, elo, ehi, max_y);
+        log_ticks(&ch->yt, elo, ehi, max_y);
     } else {
-        linear_ticks(&yt, ylo, yhi, max_y, 0);
+        linear_ticks(&ch->yt, ylo, yhi, max_y, 0);
     }
-    int L = pad + widest(&yt, scale) + gap + tick;
+    *L = pad + widest(&ch->yt, scale) + gap + ch->tick;
+    return VLM_OK;
+}
 
-    // Horizontal: fewer x ticks until neighbouring numbers keep two character
-    // widths apart, and a right margin wide enough for the last number.
-    axis_ticks xt;
+// Horizontal layout: fewer x ticks until neighbouring numbers keep two
+// character widths apart, and a right margin wide enough for the last number.
+// Sets ch->xt and the frame ch->f (plot area left edge L, ranges).
+static vlm_status layout_x(chart *ch, double xlo, double xhi, int L, vlm_error *err) {
+    const int w = ch->w, h = ch->h, scale = ch->scale, pad = ch->pad, T = ch->f.T, ph = ch->f.ph;
+    axis_ticks *xt = &ch->xt;
     int R = pad + 4 * scale, pw = 0;
     frame f = {0};
     for (int pass = 0; pass < 3; pass++) {
@@ -341,38 +356,41 @@ vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_
         int max_x = pw / (80 * scale);
         max_x = max_x < 2 ? 2 : max_x > 12 ? 12 : max_x;
         for (; max_x >= 2; max_x--) {
-            linear_ticks(&xt, xlo, xhi, max_x, 1);
-            f = (frame){L, T, pw, ph, xt.lo, xt.hi, yt.lo, yt.hi, log_y};
+            linear_ticks(xt, xlo, xhi, max_x, 1);
+            f = (frame){L, T, pw, ph, xt->lo, xt->hi, ch->yt.lo, ch->yt.hi, ch->log_y};
             int ok = 1;
-            for (int i = 1; i < xt.n && ok; i++) {
-                int a = map_x(&f, xt.v[i - 1]) + vlm_text_width(xt.s[i - 1], scale) / 2;
-                int b = map_x(&f, xt.v[i]) - vlm_text_width(xt.s[i], scale) / 2;
+            for (int i = 1; i < xt->n && ok; i++) {
+                int a = map_x(&f, xt->v[i - 1]) + vlm_text_width(xt->s[i - 1], scale) / 2;
+                int b = map_x(&f, xt->v[i]) - vlm_text_width(xt->s[i], scale) / 2;
                 ok = b - a >= 2 * VLM_FONT_ADVANCE * scale;
             }
             if (ok) break;
         }
-        int right = map_x(&f, xt.v[xt.n - 1]) + (vlm_text_width(xt.s[xt.n - 1], scale) + 1) / 2;
+        int right = map_x(&f, xt->v[xt->n - 1]) + (vlm_text_width(xt->s[xt->n - 1], scale) + 1) / 2;
         if (right <= w - pad) break;
         R += right - (w - pad);
     }
+    ch->f = f;
+    return VLM_OK;
+}
 
-    size_t bytes = (size_t)w * h * 3;
-    canvas c = {malloc(bytes), w, h};
-    if (!c.px) return vlm_errorf(err, VLM_ERR_OOM, "plot: out of memory for %dx%d", w, h);
-    memset(c.px, 255, bytes);
-    int xb = T + ph - 1; // the x axis row
-
-    for (int i = 0; i < yt.n; i++) {
-        int y = map_y(&f, yt.v[i]);
-        vlm_fill_rect(c.px, w, h, L, y, L + pw - 1, y, GRID);
+// Grid lines at every tick, under the curves.
+static void draw_grid(canvas *c, const chart *ch) {
+    const frame *f = &ch->f;
+    for (int i = 0; i < ch->yt.n; i++) {
+        int y = map_y(f, ch->yt.v[i]);
+        vlm_fill_rect(c->px, c->w, c->h, f->L, y, f->L + f->pw - 1, y, GRID);
     }
-    for (int i = 0; i < xt.n; i++) {
-        int x = map_x(&f, xt.v[i]);
-        vlm_fill_rect(c.px, w, h, x, T, x, xb, GRID);
+    for (int i = 0; i < ch->xt.n; i++) {
+        int x = map_x(f, ch->xt.v[i]);
+        vlm_fill_rect(c->px, c->w, c->h, x, f->T, x, ch->xb, GRID);
     }
+}
 
-    // Curves, broken at unusable points; a point with no usable neighbour
-    // gets a dot so a lone value still shows.
+// Curves, broken at unusable points; a point with no usable neighbour gets a
+// dot so a lone value still shows.
+static void draw_curves(canvas *c, const chart *ch, const vlm_plot_series *s, int n_series) {
+    const int log_y = ch->log_y, lw = ch->lw;
     for (int k = 0; k < n_series; k++) {
         const uint8_t *rgb = vlm_plot_series_rgb[k];
         int px0 = 0, py0 = 0, have = 0;
@@ -382,87 +400,133 @@ vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_
                 have = 0;
                 continue;
             }
-            int px = map_x(&f, x), py = map_y(&f, log_y ? log10(y) : y);
+            int px = map_x(&ch->f, x), py = map_y(&ch->f, log_y ? log10(y) : y);
             if (have) {
-                line(&c, px0, py0, px, py, lw, rgb);
+                line(c, px0, py0, px, py, lw, rgb);
             } else {
                 int next = i + 1 < s[k].n && usable(s[k].x[i + 1], s[k].y[i + 1], log_y);
-                if (!next) dot(&c, px, py, lw + 2, rgb);
+                if (!next) dot(c, px, py, lw + 2, rgb);
             }
             px0 = px, py0 = py, have = 1;
         }
     }
+}
 
-    // Axes over the curves' ends, then ticks and numbers.
-    vlm_fill_rect(c.px, w, h, L - 1, T, L - 1, xb, AXIS);
-    vlm_fill_rect(c.px, w, h, L - 1, xb + 1, L + pw - 1, xb + 1, AXIS);
+// Axes over the curves' ends, then ticks and numbers (log_y: minor ticks too).
+static void draw_axes(canvas *c, const chart *ch) {
+    const int w = c->w, h = c->h, scale = ch->scale, tick = ch->tick, gap = ch->gap, xb = ch->xb;
+    const int L = ch->f.L, T = ch->f.T, pw = ch->f.pw;
+    const frame *f = &ch->f;
+    const axis_ticks *xt = &ch->xt, *yt = &ch->yt;
     const uint8_t *ink = vlm_plot_text_rgb;
-    for (int i = 0; i < yt.n; i++) {
-        int y = map_y(&f, yt.v[i]);
-        vlm_fill_rect(c.px, w, h, L - 1 - tick, y, L - 2, y, AXIS);
-        vlm_draw_text(c.px, w, h, L - 1 - tick - gap - vlm_text_width(yt.s[i], scale), y - 3 * scale, yt.s[i], ink,
+    vlm_fill_rect(c->px, w, h, L - 1, T, L - 1, xb, AXIS);
+    vlm_fill_rect(c->px, w, h, L - 1, xb + 1, L + pw - 1, xb + 1, AXIS);
+    for (int i = 0; i < yt->n; i++) {
+        int y = map_y(f, yt->v[i]);
+        vlm_fill_rect(c->px, w, h, L - 1 - tick, y, L - 2, y, AXIS);
+        vlm_draw_text(c->px, w, h, L - 1 - tick - gap - vlm_text_width(yt->s[i], scale), y - 3 * scale, yt->s[i], ink,
                       scale);
     }
-    if (log_y && yt.v[1] - yt.v[0] == 1) { // minor ticks at 2..9 x 10^e when decades are tall enough
-        for (int i = 0; i + 1 < yt.n && (f.ph - 1) / (yt.n - 1) >= 24 * scale; i++)
+    if (ch->log_y && yt->v[1] - yt->v[0] == 1) { // minor ticks at 2..9 x 10^e when decades are tall enough
+        for (int i = 0; i + 1 < yt->n && (f->ph - 1) / (yt->n - 1) >= 24 * scale; i++)
             for (int m = 2; m <= 9; m++) {
-                int y = map_y(&f, yt.v[i] + log10(m));
-                vlm_fill_rect(c.px, w, h, L - 1 - tick / 2, y, L - 2, y, AXIS);
+                int y = map_y(f, yt->v[i] + log10(m));
+                vlm_fill_rect(c->px, w, h, L - 1 - tick / 2, y, L - 2, y, AXIS);
             }
     }
-    for (int i = 0; i < xt.n; i++) {
-        int x = map_x(&f, xt.v[i]);
-        vlm_fill_rect(c.px, w, h, x, xb + 2, x, xb + 1 + tick, AXIS);
-        vlm_draw_text(c.px, w, h, x - vlm_text_width(xt.s[i], scale) / 2, xb + 2 + tick + gap, xt.s[i], ink, scale);
+    for (int i = 0; i < xt->n; i++) {
+        int x = map_x(f, xt->v[i]);
+        vlm_fill_rect(c->px, w, h, x, xb + 2, x, xb + 1 + tick, AXIS);
+        vlm_draw_text(c->px, w, h, x - vlm_text_width(xt->s[i], scale) / 2, xb + 2 + tick + gap, xt->s[i], ink, scale);
     }
+}
 
+// Title (centred on top), y label (top left) and x label (under the numbers).
+static void draw_labels(canvas *c, const chart *ch, const vlm_plot_opts *o) {
+    const int w = c->w, h = c->h, scale = ch->scale, pad = ch->pad, gap = ch->gap;
+    const uint8_t *ink = vlm_plot_text_rgb;
     if (o->title && *o->title) {
-        int tw = vlm_text_width(o->title, title_scale), tx = (w - tw) / 2;
-        vlm_draw_text(c.px, w, h, tx < pad ? pad : tx, pad, o->title, ink, title_scale);
+        int tw = vlm_text_width(o->title, ch->title_scale), tx = (w - tw) / 2;
+        vlm_draw_text(c->px, w, h, tx < pad ? pad : tx, pad, o->title, ink, ch->title_scale);
     }
-    if (o->ylabel && *o->ylabel) vlm_draw_text(c.px, w, h, pad, ylabel_y, o->ylabel, ink, scale);
+    if (o->ylabel && *o->ylabel) vlm_draw_text(c->px, w, h, pad, ch->ylabel_y, o->ylabel, ink, scale);
     if (o->xlabel && *o->xlabel) {
         int tw = vlm_text_width(o->xlabel, scale);
-        vlm_draw_text(c.px, w, h, L + (pw - tw) / 2, xb + 2 + tick + gap + fh + 2 * gap, o->xlabel, ink, scale);
+        vlm_draw_text(c->px, w, h, ch->f.L + (ch->f.pw - tw) / 2, ch->xb + 2 + ch->tick + gap + ch->fh + 2 * gap,
+                      o->xlabel, ink, scale);
     }
+}
 
-    // Legend: a swatch and the label per drawn series, in whichever corner of
-    // the plot covers the fewest curve pixels (top right on ties).
+// Legend: a swatch and the label per drawn series, in whichever corner of
+// the plot covers the fewest curve pixels (top right on ties).
+static void draw_legend(canvas *c, const chart *ch, const vlm_plot_series *s, int n_series) {
+    const int w = c->w, h = c->h, scale = ch->scale, gap = ch->gap, lw = ch->lw, xb = ch->xb;
+    const int L = ch->f.L, T = ch->f.T, pw = ch->f.pw;
     int shown[VLM_PLOT_MAX_SERIES], ns = 0;
     for (int k = 0; k < n_series; k++)
         if (s[k].n > 0) shown[ns++] = k;
-    if (n_series > 1 && ns > 0) {
-        char names[VLM_PLOT_MAX_SERIES][48];
-        int tw = 0, sw = 14 * scale, row = fh + 4 * scale;
-        for (int j = 0; j < ns; j++) {
-            if (s[shown[j]].label)
-                snprintf(names[j], sizeof names[j], "%s", s[shown[j]].label);
-            else
-                snprintf(names[j], sizeof names[j], "series %d", shown[j] + 1);
-            int t = vlm_text_width(names[j], scale);
-            if (t > tw) tw = t;
-        }
-        int bw = gap + sw + gap + tw + gap + 2, bh = ns * row + 2 * scale + 2, m = 6 * scale;
-        if (bw > pw - 2 * m) bw = pw - 2 * m;
-        int cx[4] = {L + pw - m - bw, L + m, L + pw - m - bw, L + m}, cy[4] = {T + m, T + m, xb - m - bh, xb - m - bh};
-        int best = 0;
-        long best_n = -1;
-        for (int q = 0; q < 4; q++) {
-            long n = series_pixels(&c, cx[q], cy[q], cx[q] + bw - 1, cy[q] + bh - 1);
-            if (best_n < 0 || n < best_n) best = q, best_n = n;
-        }
-        int bx = cx[best], by = cy[best];
-        vlm_fill_rect(c.px, w, h, bx, by, bx + bw - 1, by + bh - 1, WHITE);
-        vlm_draw_rect(c.px, w, h, bx, by, bx + bw - 1, by + bh - 1, FRAME, 1);
-        for (int j = 0; j < ns; j++) {
-            int ry = by + 1 + scale + j * row + row / 2;
-            vlm_fill_rect(c.px, w, h, bx + 1 + gap, ry - lw / 2, bx + gap + sw, ry - lw / 2 + lw - 1,
-                          vlm_plot_series_rgb[shown[j]]);
-            vlm_draw_text(c.px, w, h, bx + 1 + 2 * gap + sw, ry - 4 * scale, names[j], ink, scale);
-        }
+    if (n_series <= 1 || ns <= 0) return;
+    char names[VLM_PLOT_MAX_SERIES][48];
+    int tw = 0, sw = 14 * scale, row = ch->fh + 4 * scale;
+    for (int j = 0; j < ns; j++) {
+        if (s[shown[j]].label)
+            snprintf(names[j], sizeof names[j], "%s", s[shown[j]].label);
+        else
+            snprintf(names[j], sizeof names[j], "series %d", shown[j] + 1);
+        int t = vlm_text_width(names[j], scale);
+        if (t > tw) tw = t;
     }
+    int bw = gap + sw + gap + tw + gap + 2, bh = ns * row + 2 * scale + 2, m = 6 * scale;
+    if (bw > pw - 2 * m) bw = pw - 2 * m;
+    int cx[4] = {L + pw - m - bw, L + m, L + pw - m - bw, L + m}, cy[4] = {T + m, T + m, xb - m - bh, xb - m - bh};
+    int best = 0;
+    long best_n = -1;
+    for (int q = 0; q < 4; q++) {
+        long n = series_pixels(c, cx[q], cy[q], cx[q] + bw - 1, cy[q] + bh - 1);
+        if (best_n < 0 || n < best_n) best = q, best_n = n;
+    }
+    int bx = cx[best], by = cy[best];
+    vlm_fill_rect(c->px, w, h, bx, by, bx + bw - 1, by + bh - 1, WHITE);
+    vlm_draw_rect(c->px, w, h, bx, by, bx + bw - 1, by + bh - 1, FRAME, 1);
+    for (int j = 0; j < ns; j++) {
+        int ry = by + 1 + scale + j * row + row / 2;
+        vlm_fill_rect(c->px, w, h, bx + 1 + gap, ry - lw / 2, bx + gap + sw, ry - lw / 2 + lw - 1,
+                      vlm_plot_series_rgb[shown[j]]);
+        vlm_draw_text(c->px, w, h, bx + 1 + 2 * gap + sw, ry - 4 * scale, names[j], vlm_plot_text_rgb, scale);
+    }
+}
 
-    vlm_status st = vlm_image_write_png(path, c.px, w, h, err);
+vlm_status vlm_plot_lines_png(const char *path, const vlm_plot_series *s, int n_series, const vlm_plot_opts *o,
+                              vlm_error *err) {
+    vlm_status st = check_series(path, s, n_series, err);
+    if (st) return st;
+    vlm_plot_opts def = {0};
+    if (!o) o = &def;
+    int w = o->w ? o->w : 640, h = o->h ? o->h : 360, log_y = o->log_y != 0;
+    if (w < 128 || h < 96 || w > 8192 || h > 8192)
+        return vlm_errorf(err, VLM_ERR_ARG, "plot: size %dx%d outside 128x96..8192x8192", w, h);
+    double r[4] = {0, 0, 0, 0}; // xlo, xhi, ylo, yhi
+    if ((st = data_range(s, n_series, log_y, r, err))) return st;
+
+    chart ch = {.w = w, .h = h, .log_y = log_y};
+    int scale = w / 640 < h / 360 ? w / 640 : h / 360;
+    ch.scale = scale = scale < 1 ? 1 : scale > 4 ? 4 : scale;
+    ch.fh = VLM_FONT_H * scale, ch.pad = 6 * scale, ch.tick = 4 * scale, ch.gap = 3 * scale, ch.lw = 1 + scale;
+    int L = 0;
+    if ((st = layout_y(&ch, o, r[2], r[3], &L, err))) return st;
+    if ((st = layout_x(&ch, r[0], r[1], L, err))) return st;
+
+    size_t bytes = (size_t)w * h * 3;
+    canvas c = {malloc(bytes), w, h};
+    if (!c.px) return vlm_errorf(err, VLM_ERR_OOM, "plot: out of memory for %dx%d", w, h);
+    memset(c.px, 255, bytes);
+    ch.xb = ch.f.T + ch.f.ph - 1; // the x axis row
+    draw_grid(&c, &ch);
+    draw_curves(&c, &ch, s, n_series);
+    draw_axes(&c, &ch);
+    draw_labels(&c, &ch, o);
+    draw_legend(&c, &ch, s, n_series);
+    st = vlm_image_write_png(path, c.px, w, h, err);
     free(c.px);
     return st;
 }
