@@ -36,7 +36,7 @@ if [[ ! -e $clip ]]; then
 fi
 mkdir -p "$logs"
 "$vlm" generate train --clip "$clip" --train-data data/emoji/train.tsv --composite 255,255,255 --channels 3 \
-  --width 192 --heads 3 --layers 6 --patch-size 4 --batch-size 64 --lr 5e-4 --warmup 500 --lr-schedule cosine \
+  --width 192 --heads 3 --layers 6 --patch-size 4 --batch-size 64 --lr 5e-4 --warmup 500 --lr-scheduler cosine \
   --ema-decay 0.999 --min-snr 5 --schedule cosine --cond-tokens 4 --max-minutes "$minutes" --time-schedule --seed "$seed" --logs "$logs" --name "$name" \
   --save-every-steps 500 > "$logs/$name.train.json"
 cat "$logs/$name.train.json" >&2

@@ -70,7 +70,7 @@ fi
 mkdir -p "$logs"
 "$vlm" generate train --clip "$clip" --train-data "$fm/train-images-idx3-ubyte.gz" --classnames "$fm/prompt_names.txt" \
   --template "a photo of a {}" --channels 1 --image-size 28 --width 192 --heads 3 --layers 6 --patch-size 4 \
-  --batch-size 64 --lr 1.5e-3 --warmup 500 --lr-schedule cosine --ema-decay 0.999 --min-snr 5 \
+  --batch-size 64 --lr 1.5e-3 --warmup 500 --lr-scheduler cosine --ema-decay 0.999 --min-snr 5 \
   --schedule cosine --cond-tokens 4 --t-sampling importance \
   --max-minutes "$minutes" --time-schedule --seed "$seed" --logs "$logs" --name "$name" --save-every-steps 500 \
   "${extra[@]}" > "$logs/$name.train.json"

@@ -27,9 +27,9 @@ build/vlm pretrain --train-data data/emoji/train.tsv --val-data data/emoji/val_t
   --lr 1e-3 --warmup 50 --wd 0.1 --composite 255,255,255 --workers 2 \
   --logs "$LOGS" --name "$RUN" --save-every-steps 200 --log-every 25 > "$LOGS.pretrain.json"
 CKPT="$LOGS/$RUN/checkpoints/epoch_latest.safetensors"
-build/vlm zeroshot --checkpoint "$CKPT" --data data/emoji/unseen.tsv --classnames data/emoji/unseen_classnames.txt \
+build/vlm zeroshot --clip "$CKPT" --data data/emoji/unseen.tsv --classnames data/emoji/unseen_classnames.txt \
   --templates name --composite 255,255,255 --confusion "$LOGS/$RUN/unseen_confusion.png" --json > "$LOGS.unseen.txt"
-build/vlm zeroshot --checkpoint "$CKPT" --data data/emoji/categories.tsv --classnames data/emoji/category_classnames.txt \
+build/vlm zeroshot --clip "$CKPT" --data data/emoji/categories.tsv --classnames data/emoji/category_classnames.txt \
   --templates name --composite 255,255,255 --confusion "$LOGS/$RUN/category_confusion.png" --json > "$LOGS.categories.txt"
 t1=$(date +%s)
 # Summary without Python: fields are read from the commands' JSON lines.

@@ -176,7 +176,7 @@ static void label_ticks(axis_ticks *a, int log) {
 // widens to the ticks. The enclosing ticks of a tight range may number two
 // more than those inside, so a finer step is tried first.
 static void linear_ticks(axis_ticks *a, double lo, double hi, int max_ticks, int tight) {
-    double t[MAX_TICKS];
+    double t[MAX_TICKS] = {0}; // (always filled: the loop runs at least once; -O2 cannot see it)
     int n = 0;
     for (int mt = tight ? max_ticks + 2 : max_ticks; mt >= max_ticks; mt--) {
         n = vlm_plot_nice_ticks(lo, hi, mt, t, MAX_TICKS);
