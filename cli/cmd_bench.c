@@ -1,6 +1,7 @@
 // `vlm bench ops`: GFLOPS of the core ops at transformer shapes, with raw
 // cblas_sgemm measured in the same run as the yardstick for the matmul op.
 #include <math.h>
+#include "core/clock.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +19,6 @@
 #include <omp.h>
 #endif
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void fill(float *p, int64_t n, vlm_rng *r) {
     for (int64_t i = 0; i < n; i++) p[i] = vlm_rng_uniform(r) - 0.5f;
 }
@@ -39,9 +34,9 @@ typedef struct {
         body;                                          \
         double best = 1e30;                            \
         for (int trial = 0; trial < 3; trial++) {      \
-            double t0 = now_s();                       \
+            double t0 = vlm_now();                       \
             for (int rep = 0; rep < (reps); rep++) body; \
-            double dt = (now_s() - t0) / (reps);       \
+            double dt = (vlm_now() - t0) / (reps);       \
             if (dt < best) best = dt;                  \
         }                                              \
         ms_out = best * 1e3;                           \
@@ -235,7 +230,7 @@ static int bench_model(int argc, char **argv) {
     int64_t ishape[4] = {batch, 3, S, S}, tshape[2] = {batch, T};
     double t_total = 0, loss = 0;
     for (int step = 0; step < warmup + steps; step++) {
-        double t0 = now_s();
+        double t0 = vlm_now();
         vlm_ctx_reset(&c);
         vlm_params_zero_grad(&m.ps);
         vlm_tensor *fi = vlm_clip_encode_image(&c, &m, vlm_tensor_wrap(&c, VLM_F32, 4, ishape, images, NULL), NULL);
@@ -250,7 +245,7 @@ static int bench_model(int argc, char **argv) {
         vlm_clip_grad_norm(&m.ps, 1.0f);
         vlm_adamw_step(&opt, &m.ps, 5e-4f);
         vlm_clip_clamp_logit_scale(&m);
-        double dt = now_s() - t0;
+        double dt = vlm_now() - t0;
         if (step >= warmup) t_total += dt;
         loss = vlm_f32(l)[0];
     }

@@ -2,6 +2,7 @@
 // `vlm data stats|preview|convert|bench|scenes` (inspect, visualise, reshard
 // and time datasets; build the detection scenes).
 #include <jansson.h>
+#include "core/clock.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +19,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double cpu_s(void) { // user + system time of the whole process (all threads)
     struct rusage ru;
@@ -320,9 +315,9 @@ static int data_stats(int argc, char **argv) {
     }
     vlm_dataset ds;
     vlm_error err = {0};
-    double t0 = now_s();
+    double t0 = vlm_now();
     if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
-    double t_open = now_s() - t0;
+    double t_open = vlm_now() - t0;
     int64_t n = limit > 0 && limit < ds.n ? limit : ds.n;
     if (ds.kind == VLM_DS_WEBDATASET)
         printf("dataset: %s (webdataset, %d shard%s)\n", spec, ds.n_shards, ds.n_shards == 1 ? "" : "s");
@@ -373,7 +368,7 @@ static int data_stats(int argc, char **argv) {
     char *bad_first[5] = {0};
     size_count *sizes = calloc(64, sizeof *sizes);
     int nsizes = 0, sizes_overflow = 0;
-    t0 = now_s();
+    t0 = vlm_now();
 #pragma omp parallel
     {
         vlm_sample s;
@@ -420,7 +415,7 @@ static int data_stats(int argc, char **argv) {
         vlm_sample_free(&s);
         vlm_image_free(&img);
     }
-    double t_dec = now_s() - t0;
+    double t_dec = vlm_now() - t0;
     printf("%s: %lld ok, %lld bad (%.2f s, %.0f images/s)\n", probe ? "headers" : "decoded", (long long)(n - nbad),
            nbad, t_dec, (double)n / (t_dec > 0 ? t_dec : 1e-9));
     for (int k = 0; k < 5 && k < nbad; k++) printf("  bad: %s\n", bad_first[k]);
@@ -607,13 +602,13 @@ static int data_convert(int argc, char **argv) {
     if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
     print_open_bad(&ds);
     vlm_convert_report rep;
-    double t0 = now_s();
+    double t0 = vlm_now();
     vlm_status st = vlm_dataset_write_shards(&ds, out, shard, &rep, &err);
     int rc = 0;
     if (st) rc = cli_fail(cmd, &err);
     else {
         printf("wrote %lld samples into %lld shard%s in %.2f s: %s/{000000..%06lld}.tar\n", (long long)rep.written,
-               (long long)rep.shards, rep.shards == 1 ? "" : "s", now_s() - t0, out,
+               (long long)rep.shards, rep.shards == 1 ? "" : "s", vlm_now() - t0, out,
                (long long)(rep.shards ? rep.shards - 1 : 0));
         if (rep.bad) {
             printf("skipped %lld unreadable samples:\n", (long long)rep.bad);
@@ -696,11 +691,11 @@ static int data_bench(int argc, char **argv) {
     }
     vlm_batch b;
     int rc = 0;
-    double t0 = now_s();
+    double t0 = vlm_now();
     if (vlm_loader_next(L, &b, &err)) rc = cli_fail(cmd, &err); // warm-up: buffers, decoder state
-    double t_first = now_s() - t0;
+    double t_first = vlm_now() - t0;
     long long imgs = 0, nb = 0;
-    double t1 = now_s(), el = 0, c1 = cpu_s();
+    double t1 = vlm_now(), el = 0, c1 = cpu_s();
     while (!rc && (el < seconds || nb < 3)) {
         if (vlm_loader_next(L, &b, &err)) {
             rc = cli_fail(cmd, &err);
@@ -708,7 +703,7 @@ static int data_bench(int argc, char **argv) {
         }
         imgs += b.n;
         nb++;
-        el = now_s() - t1;
+        el = vlm_now() - t1;
     }
     if (!rc) {
         vlm_loader_stats st;

@@ -4,6 +4,7 @@
 // by conditional accuracy (a vlm classifier) and the Fréchet distance in the
 // CLIP's image-embedding space beside the real-vs-real baseline.
 #include <inttypes.h>
+#include "core/clock.h"
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -326,14 +327,14 @@ static int cmd_generate_sample(int argc, char **argv) {
     sample_opts_from(&sf, &so);
     so.clip_x0 = !no_clip, so.batch = (int)batch;
     if (load_guide(&sf, &guide, &have_guide, &so, &err)) goto fail;
-    double t0 = cli_now();
+    double t0 = vlm_now();
     if (vlm_gen_sample(&g, emb, N, &so, x, &err)) goto fail;
     vlm_gen_to_rgb(x, N, C, S, rgb);
     if (vlm_grid_png(out, rgb, rows, (int)n, S, (int)scale,
                    no_labels ? NULL : (const char *const *)(images.n ? images.p : prompts.p), &err))
         goto fail;
     fprintf(stderr, "generate sample: %" PRId64 " images (%d x %lld, %s %lld steps, guidance %g, seed %lld) in %.1f s -> %s\n",
-            N, rows, n, sf.sampler, sf.steps, sf.guidance, sf.seed, cli_now() - t0, out);
+            N, rows, n, sf.sampler, sf.steps, sf.guidance, sf.seed, vlm_now() - t0, out);
     rc = 0;
     goto done;
 fail:
@@ -431,7 +432,7 @@ static int cmd_generate_eval(int argc, char **argv) {
     int32_t *pred = NULL;
     vlm_dataset ds;
     int have_ds = 0;
-    double t0 = cli_now();
+    double t0 = vlm_now();
     if (vlm_gen_load(ckpt, &g, &err)) goto fail;
     if (!real) {
         if (!g.train_data[0]) {
@@ -526,9 +527,9 @@ static int cmd_generate_eval(int argc, char **argv) {
     vlm_gen_sample_opts so;
     sample_opts_from(&sf, &so);
     if (load_guide(&sf, &guide, &have_guide, &so, &err)) goto fail;
-    double tg = cli_now();
+    double tg = vlm_now();
     if (vlm_gen_sample(&g, emb, N, &so, x, &err)) goto fail;
-    tg = cli_now() - tg;
+    tg = vlm_now() - tg;
     vlm_gen_to_rgb(x, N, C, S, rgb);
     // conditional accuracy (and the classifier on real images, for reference)
     int64_t hit = 0, hit_real = 0;
@@ -591,7 +592,7 @@ static int cmd_generate_eval(int argc, char **argv) {
         }
     }
     fprintf(stderr, "generate eval: %d classes x %lld images, %s %lld steps, guidance %g: sampling %.1f s, total %.1f s\n", K,
-            npc, sf.sampler, sf.steps, sf.guidance, tg, cli_now() - t0);
+            npc, sf.sampler, sf.steps, sf.guidance, tg, vlm_now() - t0);
     printf("%-28s %8s %9s %9s\n", "prompt", "accuracy", "fd", "fd_real");
     for (int k = 0; k < K; k++)
         printf("%-28s %8.3f %9.5f %9.5f\n", prompts.p[k], (double)per[k] / (double)npc, fdk[k], fdk[K + k]);

@@ -3,6 +3,7 @@
 // of it, test accuracy). Features come from a CLIP checkpoint's vision tower
 // or a vlm classifier, before (pre) or after (post) the projection.
 #include <inttypes.h>
+#include "core/clock.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,13 +34,7 @@ static vlm_status encode(vlm_classifier *m, const vlm_dataset *ds, vlm_feat_kind
                          int32_t **y, int64_t *n_out, int *d_out, vlm_error *err) {
     const int S = m->cfg.vit.image_size, d = kind == VLM_FEAT_POST ? m->cfg.vit.output_dim : m->cfg.vit.width;
     vlm_loader_opts lo;
-    vlm_loader_opts_default(&lo, S, batch);
-    lo.workers = workers;
-    lo.shuffle = 0;
-    lo.train = 0;
-    lo.drop_last = 0;
-    lo.epochs = 1;
-    lo.captions = 0;
+    vlm_loader_opts_eval(&lo, S, batch, workers);
     vlm_loader *L;
     vlm_status st = vlm_loader_open(&L, ds, &lo, err);
     if (st) return st;
@@ -56,7 +51,7 @@ static vlm_status encode(vlm_classifier *m, const vlm_dataset *ds, vlm_feat_kind
     c.grad_enabled = 0;
     c.training = 0;
     vlm_batch b;
-    double t0 = cli_now(), tl = t0;
+    double t0 = vlm_now(), tl = t0;
     while ((st = vlm_loader_next(L, &b, err)) == VLM_OK && b.n > 0) {
         vlm_ctx_reset(&c);
         int64_t sh[4] = {b.n, 3, S, S};
@@ -69,7 +64,7 @@ static vlm_status encode(vlm_classifier *m, const vlm_dataset *ds, vlm_feat_kind
         memcpy(x + n * d, vlm_f32(f), sizeof(float) * (size_t)b.n * d);
         memcpy(lab + n, b.labels, sizeof(int32_t) * (size_t)b.n);
         n += b.n;
-        double now = cli_now();
+        double now = vlm_now();
         if (now - tl > 10) {
             fprintf(stderr, "linprobe: encoded %" PRId64 "/%" PRId64 " (%.0f img/s)\n", n, ds->n, n / (now - t0));
             tl = now;
@@ -148,7 +143,7 @@ int cmd_linprobe(int argc, char **argv) {
     int32_t *ytr = NULL, *yte = NULL;
     int64_t ntr = 0, nte = 0;
     int d = 0;
-    double t_start = cli_now();
+    double t_start = vlm_now();
     vlm_dataset_opts dso;
     vlm_dataset_opts_default(&dso);
     dso.img_key = img_key;
@@ -188,10 +183,10 @@ int cmd_linprobe(int argc, char **argv) {
         if (st) goto fail;
     }
     // ---- features ----
-    double t0 = cli_now();
+    double t0 = vlm_now();
     if (encode(&m, &tr, kind, (int)batch, (int)workers, &Xtr, &ytr, &ntr, &d, &err)) goto fail;
     if (encode(&m, &te, kind, (int)batch, (int)workers, &Xte, &yte, &nte, &d, &err)) goto fail;
-    double t_enc = cli_now() - t0;
+    double t_enc = vlm_now() - t0;
     fprintf(stderr, "linprobe: %s features (d=%d) of %" PRId64 " train + %" PRId64 " test images in %.1fs\n", features, d, ntr,
             nte, t_enc);
     // ---- sweep, refit, test ----
@@ -205,9 +200,9 @@ int cmd_linprobe(int argc, char **argv) {
     lo.refine = (int)refine;
     lo.lr.max_iter = (int)max_iter;
     vlm_linprobe_result r;
-    t0 = cli_now();
+    t0 = vlm_now();
     if (vlm_linprobe_run(Xtr, ytr, ntr, Xte, yte, nte, d, K, &lo, &r, on_fit, NULL, &err)) goto fail;
-    double t_fit = cli_now() - t0;
+    double t_fit = vlm_now() - t0;
     printf("linear probe (%s features, d=%d) on %s: train %" PRId64 " + val %" PRId64 ", best C %.4g (val top-1 %.2f%%)\n",
            features, d, test_p, r.n_train, r.n_val, r.best_C, 100 * r.best_val_top1);
     printf("test: n=%" PRId64 " top-1 %.2f%%  top-5 %.2f%%  (fits %.1fs, encoding %.1fs)\n", r.n_test, 100 * r.test_top1,
@@ -218,7 +213,7 @@ int cmd_linprobe(int argc, char **argv) {
                r.test_top1, r.test_top5, r.n_test, r.best_C, r.best_val_top1, features, d, r.n_train, r.n_val);
         for (int i = 0; i < r.n_sweep; i++)
             printf("%s{\"C\": %.6g, \"val_top1\": %.5f}", i ? ", " : "", r.sweep_C[i], r.sweep_val_top1[i]);
-        printf("], \"minutes\": %.2f}\n", (cli_now() - t_start) / 60.0);
+        printf("], \"minutes\": %.2f}\n", (vlm_now() - t_start) / 60.0);
     }
     rc = 0;
 fail:

@@ -1,6 +1,7 @@
 // `vlm tokenize` (stdin lines -> JSON id arrays, or --bench) and
 // `vlm bpe train` (learn a merges file from a caption corpus).
 #include "cli/cli.h"
+#include "core/clock.h"
 #include "text/tokenizer.h"
 
 #include <errno.h>
@@ -9,12 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int parse_int(const char *s, long lo, long hi, long *out) {
     char *end;
@@ -155,7 +150,7 @@ static int run_bench(vlm_tokenizer *tok, const char *path, long repeat) {
             break;
         }
         long passes = 0, tokens = 0;
-        double t0 = now_s(), dt = 0;
+        double t0 = vlm_now(), dt = 0;
         for (;;) {
             long k = bench_pass(tok, &l, &ids, &cap, &err);
             if (k < 0) {
@@ -164,7 +159,7 @@ static int run_bench(vlm_tokenizer *tok, const char *path, long repeat) {
             }
             tokens += k;
             passes++;
-            dt = now_s() - t0;
+            dt = vlm_now() - t0;
             if (mode == 0) break;
             if (repeat > 0 ? passes >= repeat : (dt >= 1.0 && passes >= 3)) break;
         }
@@ -331,9 +326,9 @@ int cmd_bpe(int argc, char **argv) {
     }
     vlm_error err = {0};
     vlm_bpe_train_info info;
-    double t0 = now_s();
+    double t0 = vlm_now();
     vlm_status st = vlm_bpe_train((const char *const *)l.line, l.len, (int)l.n, (int)vocab, out, &info, &err);
-    double dt = now_s() - t0;
+    double dt = vlm_now() - t0;
     long nlines = l.n;
     lines_free(&l);
     if (st) return cli_fail("bpe", &err);

@@ -10,24 +10,24 @@
 
 #define MAX_OPTS 256
 
-static int parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out, vlm_error *err) {
+int cli_parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out, vlm_error *err) {
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (errno || end == s || *end || v < lo || v > hi) {
-        vlm_errorf(err, VLM_ERR_ARG, "--%s: '%s' is not an integer in [%lld, %lld]", flag, s, lo, hi);
+        vlm_errorf(err, VLM_ERR_ARG, "%s: '%s' is not an integer in [%lld, %lld]", flag, s, lo, hi);
         return -1;
     }
     *out = v;
     return 0;
 }
 
-static int parse_float(const char *flag, const char *s, double lo, double hi, double *out, vlm_error *err) {
+int cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out, vlm_error *err) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        vlm_errorf(err, VLM_ERR_ARG, "--%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+        vlm_errorf(err, VLM_ERR_ARG, "%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
         return -1;
     }
     *out = v;
@@ -36,10 +36,12 @@ static int parse_float(const char *flag, const char *s, double lo, double hi, do
 
 // One parsed option into its destination.
 static int apply(const cli_opt *o, const char *v, vlm_error *err) {
+    char flag[80];
+    snprintf(flag, sizeof flag, "--%s", o->name);
     switch (o->kind) {
     case CLI_STR: *(const char **)o->dst = v; return 0;
-    case CLI_INT: return parse_int(o->name, v, (long long)o->lo, o->hi >= 9.2e18 ? INT64_MAX : (long long)o->hi, o->dst, err);
-    case CLI_FLT: return parse_float(o->name, v, o->lo, o->hi, o->dst, err);
+    case CLI_INT: return cli_parse_int(flag, v, (long long)o->lo, o->hi >= 9.2e18 ? INT64_MAX : (long long)o->hi, o->dst, err);
+    case CLI_FLT: return cli_parse_float(flag, v, o->lo, o->hi, o->dst, err);
     case CLI_FLAG: *(int *)o->dst = 1; return 0;
     case CLI_FN:
     case CLI_FN0:

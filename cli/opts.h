@@ -46,6 +46,11 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *const
 #include <stdio.h>
 static inline FILE *cli_report(int json) { return json ? stderr : stdout; }
 
+// A number option's value in [lo, hi]; on error fills err naming the flag
+// (e.g. "--lr") and returns -1.
+int cli_parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out, vlm_error *err);
+int cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out, vlm_error *err);
+
 // Value parsers for CLI_FN entries.
 int cli_fn_sep(const char *v, void *dst, vlm_error *err);       // char: "tab", "\t", or one character
 int cli_fn_composite(const char *v, void *dst, vlm_error *err); // vlm_decode_opts: "R,G,B"

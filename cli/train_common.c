@@ -1,50 +1,14 @@
 // Shared CLI helpers for training and evaluation (see train_common.h).
 #include "cli/train_common.h"
+#include "core/clock.h"
 #include <signal.h>
 #include "cli/cli.h"
-#include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
-#include <zlib.h>
-#include "core/ops.h"
-#include "data/loader.h"
-
-double cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-int cli_parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out, vlm_error *err) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        vlm_errorf(err, VLM_ERR_ARG, "%s: '%s' is not an integer in [%lld, %lld]", flag, s, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-int cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out, vlm_error *err) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        vlm_errorf(err, VLM_ERR_ARG, "%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 
 int cli_file_exists(const char *path) {
     struct stat sb;

@@ -1,5 +1,4 @@
-// Helpers shared by the subcommands: number parsing for the commands not yet
-// on cli/opts.h, timing, the process's data-parallel context, and the glue
+// Helpers shared by the subcommands: the process's data-parallel context, and the glue
 // that connects a trainer (train/trainer.h) to the terminal: its log lines,
 // stop signals and the fault-injection hook of the MPI tests.
 #ifndef VLM_CLI_TRAIN_COMMON_H
@@ -12,10 +11,6 @@
 #include "core/error.h"
 #include "train/trainer.h"
 
-double cli_now(void);
-// Parses a number option value; on error fills err naming the flag.
-int cli_parse_int(const char *flag, const char *s, long long lo, long long hi, long long *out, vlm_error *err);
-int cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out, vlm_error *err);
 int cli_file_exists(const char *path);
 
 // ---- data-parallel runs (mpirun; see core/dist.h) ----

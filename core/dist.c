@@ -1,6 +1,7 @@
 // Collectives for data-parallel training (see dist.h): MPI non-blocking calls
 // polled against a deadline, or single-process stand-ins.
 #include "core/dist.h"
+#include "core/clock.h"
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,11 +11,6 @@
 #endif
 
 #ifdef VLM_HAVE_MPI
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 #endif
 
 int vlm_dist_compiled(void) {
@@ -109,7 +105,7 @@ static vlm_status wait_req(vlm_dist *d, MPI_Request *rq, const char *what, doubl
             return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s failed: %s", d->rank, d->world, what, msg);
         }
         if (done) return VLM_OK;
-        double el = mono_now() - t0;
+        double el = vlm_now() - t0;
         if (el > d->timeout_s)
             return vlm_errorf(err, VLM_ERR_COMM,
                               "rank %d of %d: %s did not complete within %.0f s: another rank died or hangs "
@@ -127,7 +123,7 @@ static vlm_status finish(vlm_dist *d, int rc, MPI_Request *rq, const char *call,
                          int64_t bytes, vlm_error *err) {
     if (rc != MPI_SUCCESS) return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: %s failed", d->rank, d->world, what, call);
     if (wait_req(d, rq, what, t0, err)) return err->status;
-    d->comm_s += mono_now() - t0;
+    d->comm_s += vlm_now() - t0;
     d->comm_bytes += bytes;
     return VLM_OK;
 }
@@ -147,7 +143,7 @@ vlm_status vlm_dist_iallreduce_f32(vlm_dist *d, float *buf, int64_t n, const cha
         return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory for requests", what);
     MPI_Request *rq = d->pending;
     int64_t chunk = d->bucket_elems > 0 && d->bucket_elems < INT_MAX ? d->bucket_elems : INT_MAX / 4;
-    double t0 = mono_now();
+    double t0 = vlm_now();
     for (int64_t off = 0; off < n; off += chunk) {
         if (d->n_pending == MAX_PENDING)
             return vlm_errorf(err, VLM_ERR_ARG, "%s: more than %d buckets in flight (raise the bucket size)", what, MAX_PENDING);
@@ -157,7 +153,7 @@ vlm_status vlm_dist_iallreduce_f32(vlm_dist *d, float *buf, int64_t n, const cha
             return vlm_errorf(err, VLM_ERR_COMM, "rank %d of %d: %s: MPI_Iallreduce failed", d->rank, d->world, what);
         d->n_pending++;
     }
-    d->comm_s += mono_now() - t0;
+    d->comm_s += vlm_now() - t0;
     d->comm_bytes += n * (int64_t)sizeof(float);
     return VLM_OK;
 #else
@@ -179,12 +175,12 @@ void vlm_dist_progress(vlm_dist *d) {
 vlm_status vlm_dist_wait(vlm_dist *d, const char *what, vlm_error *err) {
     if (!d->n_pending) return VLM_OK;
 #ifdef VLM_HAVE_MPI
-    double t0 = mono_now();
+    double t0 = vlm_now();
     MPI_Request *rq = d->pending;
     for (int i = 0; i < d->n_pending; i++)
         if (wait_req(d, &rq[i], what, t0, err)) return err->status;
     d->n_pending = 0;
-    d->comm_s += mono_now() - t0;
+    d->comm_s += vlm_now() - t0;
     return VLM_OK;
 #else
     (void)what;
@@ -195,7 +191,7 @@ vlm_status vlm_dist_wait(vlm_dist *d, const char *what, vlm_error *err) {
 vlm_status vlm_dist_allreduce_f64(vlm_dist *d, double *buf, int n, const char *what, vlm_error *err) {
     if (d->world <= 1 || n <= 0) return VLM_OK;
 #ifdef VLM_HAVE_MPI
-    double t0 = mono_now();
+    double t0 = vlm_now();
     MPI_Request rq;
     int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &rq);
     return finish(d, rc, &rq, "MPI_Iallreduce", what, t0, n * (int64_t)sizeof(double), err);
@@ -213,7 +209,7 @@ vlm_status vlm_dist_reduce_scatter_f32(vlm_dist *d, const float *send, float *re
     }
 #ifdef VLM_HAVE_MPI
     if (n > INT_MAX) return vlm_errorf(err, VLM_ERR_ARG, "%s: %lld floats per rank exceed MPI's count limit", what, (long long)n);
-    double t0 = mono_now();
+    double t0 = vlm_now();
     MPI_Request rq;
     int rc = MPI_Ireduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq);
     return finish(d, rc, &rq, "MPI_Ireduce_scatter_block", what, t0, n * d->world * (int64_t)sizeof(float), err);
@@ -231,7 +227,7 @@ vlm_status vlm_dist_allgather(vlm_dist *d, const void *send, int64_t bytes, void
 #ifdef VLM_HAVE_MPI
     if (bytes > INT_MAX)
         return vlm_errorf(err, VLM_ERR_ARG, "%s: %lld bytes per rank exceed MPI's count limit", what, (long long)bytes);
-    double t0 = mono_now();
+    double t0 = vlm_now();
     MPI_Request rq;
     int rc = MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &rq);
     return finish(d, rc, &rq, "MPI_Iallgather", what, t0, bytes, err);
@@ -244,13 +240,13 @@ vlm_status vlm_dist_allgather(vlm_dist *d, const void *send, int64_t bytes, void
 vlm_status vlm_dist_bcast(vlm_dist *d, void *buf, int64_t bytes, int root, const char *what, vlm_error *err) {
     if (d->world <= 1 || bytes <= 0) return VLM_OK;
 #ifdef VLM_HAVE_MPI
-    double t0 = mono_now();
+    double t0 = vlm_now();
     for (int64_t off = 0; off < bytes; off += 1 << 30) {
         int len = (int)(bytes - off < (1 << 30) ? bytes - off : (1 << 30));
         MPI_Request rq;
         int rc = MPI_Ibcast((char *)buf + off, len, MPI_BYTE, root, MPI_COMM_WORLD, &rq);
         if (finish(d, rc, &rq, "MPI_Ibcast", what, t0, 0, err)) return err->status;
-        t0 = mono_now();
+        t0 = vlm_now();
     }
     return VLM_OK;
 #else
@@ -262,7 +258,7 @@ vlm_status vlm_dist_bcast(vlm_dist *d, void *buf, int64_t bytes, int root, const
 vlm_status vlm_dist_barrier(vlm_dist *d, const char *what, vlm_error *err) {
     if (d->world <= 1) return VLM_OK;
 #ifdef VLM_HAVE_MPI
-    double t0 = mono_now();
+    double t0 = vlm_now();
     MPI_Request rq;
     return finish(d, MPI_Ibarrier(MPI_COMM_WORLD, &rq), &rq, "MPI_Ibarrier", what, t0, 0, err);
 #else

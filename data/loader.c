@@ -84,6 +84,16 @@ void vlm_loader_opts_default(vlm_loader_opts *o, int image_size, int batch_size)
     o->caption_max = 512;
 }
 
+void vlm_loader_opts_eval(vlm_loader_opts *o, int image_size, int batch_size, int workers) {
+    vlm_loader_opts_default(o, image_size, batch_size);
+    o->workers = workers;
+    o->shuffle = 0;
+    o->train = 0;
+    o->drop_last = 0;
+    o->epochs = 1;
+    o->captions = 0;
+}
+
 // ------------------------------------------------------------ helpers (mu held)
 
 static void ensure_perm(vlm_loader *L) {

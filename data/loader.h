@@ -72,6 +72,9 @@ typedef struct vlm_loader vlm_loader;
 
 // Defaults: eval transform at size S, batch B, 2 workers, triple buffering.
 void vlm_loader_opts_default(vlm_loader_opts *o, int image_size, int batch_size);
+// For evaluation: the defaults with one pass in dataset order, the eval
+// transform, the last partial batch kept, no captions, `workers` threads.
+void vlm_loader_opts_eval(vlm_loader_opts *o, int image_size, int batch_size, int workers);
 // ds must outlive the loader. Allocates every buffer up front; workers start
 // at once, from o->start.
 vlm_status vlm_loader_open(vlm_loader **out, const vlm_dataset *ds, const vlm_loader_opts *o, vlm_error *err);

@@ -3,6 +3,7 @@
 // (seed, split, index) through its own Philox stream, so images are built in
 // parallel and the output does not depend on the thread count.
 #include "data/scenes.h"
+#include "core/clock.h"
 #include "core/box.h"
 #include <errno.h>
 #include <jansson.h>
@@ -1359,14 +1360,8 @@ out:
     return st;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 vlm_status vlm_scenes_build(const vlm_scenes_opts *o, vlm_scenes_report *rep, vlm_error *err) {
-    double t0 = now_s();
+    double t0 = vlm_now();
     vlm_scenes_report local;
     if (!rep) rep = &local;
     memset(rep, 0, sizeof *rep);
@@ -1429,7 +1424,7 @@ vlm_status vlm_scenes_build(const vlm_scenes_opts *o, vlm_scenes_report *rep, vl
     }
     for (int s = 0; s < VLM_SCENES_SPLITS && !st; s++) st = write_json(&c, s, &so[s], err);
     if (!st) st = write_texts(&c, rep, err);
-    rep->seconds = now_s() - t0;
+    rep->seconds = vlm_now() - t0;
 done:
     for (int s = 0; s < VLM_SCENES_SPLITS; s++) {
         free(so[s].size);

@@ -49,13 +49,7 @@ vlm_status vlm_classifier_evaluate(vlm_classifier *m, const vlm_dataset *ds, int
     memset(r, 0, sizeof *r);
     const int S = m->cfg.vit.image_size, K = m->cfg.head.n_classes;
     vlm_loader_opts lo;
-    vlm_loader_opts_default(&lo, S, batch);
-    lo.workers = workers;
-    lo.shuffle = 0;
-    lo.train = 0;
-    lo.drop_last = 0;
-    lo.epochs = 1;
-    lo.captions = 0;
+    vlm_loader_opts_eval(&lo, S, batch, workers);
     vlm_loader *L;
     vlm_status st = vlm_loader_open(&L, ds, &lo, err);
     if (st) return st;

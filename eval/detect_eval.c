@@ -1,15 +1,10 @@
 // A detector's COCO evaluation on a split (see detect_eval.h).
 #include "eval/detect_eval.h"
+#include "core/clock.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 
 void vlm_det_split_free(vlm_det_split *d) {
@@ -39,7 +34,7 @@ vlm_status vlm_det_split_load(vlm_det_split *d, const char *json, int64_t limit,
 // queries, writes COCO results (if out_json) and evaluates them.
 vlm_status vlm_owl_evaluate(vlm_owl *o, const vlm_det_split *d, const char *const *templates, int nt, int B, int max_det,
                            const char *out_json, vlm_det_eval *ev, char *summary, size_t summary_cap, vlm_error *err) {
-    double t0 = now();
+    double t0 = vlm_now();
     memset(ev, 0, sizeof *ev);
     const vlm_detset *ds = &d->ds;
     int Q = ds->n_classes, E = o->det.cfg.embed_dim, S = o->det.cfg.vit.image_size, N = o->det.grid * o->det.grid;
@@ -117,7 +112,7 @@ vlm_status vlm_owl_evaluate(vlm_owl *o, const vlm_det_split *d, const char *cons
 done:
     if (have_ctx) vlm_ctx_free(&c);
     if (have_bt) vlm_detbatch_free(&bt);
-    ev->seconds = now() - t0;
+    ev->seconds = vlm_now() - t0;
     vlm_coco_results_free(&res);
     free(q);
     free(bx);

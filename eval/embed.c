@@ -9,12 +9,7 @@
 vlm_status vlm_clip_encode_dataset(vlm_clip *m, const vlm_dataset *ds, vlm_tokenizer *tok, int batch, int workers,
                               const vlm_decode_opts *dec, float **img_out, float **txt_out, int64_t **idx_out, int64_t *n_out, vlm_error *err) {
     vlm_loader_opts o;
-    vlm_loader_opts_default(&o, m->cfg.vision.image_size, batch);
-    o.workers = workers;
-    o.shuffle = 0;
-    o.train = 0;
-    o.drop_last = 0;
-    o.epochs = 1;
+    vlm_loader_opts_eval(&o, m->cfg.vision.image_size, batch, workers);
     o.captions = txt_out != NULL;
     if (dec) o.decode = *dec;
     vlm_loader *L;

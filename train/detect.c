@@ -1,5 +1,6 @@
 // Open-vocabulary detector training on the trainer layer (see detect.h).
 #include "train/detect.h"
+#include "core/clock.h"
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -260,7 +261,7 @@ static vlm_status eval_only(det_task *p, vlm_trainer *t, vlm_detect_result *r, v
 
 static vlm_status train(det_task *p, vlm_trainer *t, vlm_detect_result *r, vlm_error *err) {
     const vlm_detect_opts *o = p->o;
-    double t_setup = vlm_train_now();
+    double t_setup = vlm_now();
     vlm_status st;
     if ((st = build(p, err))) return st;
     char name[256];
@@ -276,7 +277,7 @@ static vlm_status train(det_task *p, vlm_trainer *t, vlm_detect_result *r, vlm_e
                      "detect train: %d train images (%d categories, %lld boxes), input %d px (%d tokens), %lld params, batch %d, "
                      "%lld steps/epoch%s; setup %.1f s; run dir %s",
                      (int)p->tr.n, p->Q, (long long)p->tr.ds.n_boxes, p->S, p->N, (long long)p->m.det.ps.total, p->B,
-                     (long long)p->steps_per_epoch, o->c.max_minutes > 0 ? ", time budget" : "", vlm_train_now() - t_setup,
+                     (long long)p->steps_per_epoch, o->c.max_minutes > 0 ? ", time budget" : "", vlm_now() - t_setup,
                      t->run.dir);
     if ((st = vlm_trainer_run(t, err))) return st;
     r->steps = t->st.step, r->minutes = t->st.elapsed_s / 60, r->loss = t->st.last_loss;

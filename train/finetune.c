@@ -1,5 +1,6 @@
 // Image-classifier fine-tuning on the trainer layer (see finetune.h).
 #include "train/finetune.h"
+#include "core/clock.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -475,13 +476,13 @@ static void task_free(ft_task *p) {
 static vlm_status eval_only(ft_task *p, vlm_finetune_result *r, vlm_error *err) {
     if (!p->is_cls_file && !p->o->zeroshot_init)
         return vlm_errorf(err, VLM_ERR_ARG, "--eval-only needs a classifier --checkpoint, or a CLIP with --zeroshot-init");
-    double t0 = vlm_train_now();
+    double t0 = vlm_now();
     vlm_status st = vlm_classifier_evaluate(&p->m, &p->val, p->B, (int)p->o->c.workers, &p->c, &r->val, err);
     if (st) return st;
     r->have_val = 1;
     char e[256];
     eval_line(&r->val, e, sizeof e);
-    vlm_trainer_logf(p->t, "finetune: eval on %s: %s (%.1fs)", p->o->val, e, vlm_train_now() - t0);
+    vlm_trainer_logf(p->t, "finetune: eval on %s: %s (%.1fs)", p->o->val, e, vlm_now() - t0);
     return VLM_OK;
 }
 

@@ -1,5 +1,6 @@
 // Diffusion-generator training on the trainer layer (see generate.h).
 #include "train/generate.h"
+#include "core/clock.h"
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -230,7 +231,7 @@ static vlm_status prepare(gen_task *p, vlm_trainer *t, vlm_error *err) {
 
 static vlm_status train(gen_task *p, vlm_trainer *t, vlm_generate_result *r, vlm_error *err) {
     const vlm_generate_opts *o = p->o;
-    double t_setup = vlm_train_now();
+    double t_setup = vlm_now();
     vlm_status st;
     if ((st = build(p, t, err))) return st;
     const vlm_dit_cfg *cfg = &p->g.dit.cfg;
@@ -252,7 +253,7 @@ static vlm_status train(gen_task *p, vlm_trainer *t, vlm_generate_result *r, vlm
                      "(patch %d, %d tokens%s), %lld params, batch %lld, %" PRId64 " steps/epoch; setup %.1f s; run dir %s",
                      p->d.n, C, S, S, p->d.n_emb, o->cond, cfg->layers, cfg->width, cfg->patch_size,
                      (S / cfg->patch_size) * (S / cfg->patch_size), cfg->cond_tokens ? " + cond tokens" : "",
-                     (long long)p->g.dit.ps.total, o->c.batch, p->steps_per_epoch, vlm_train_now() - t_setup, t->run.dir);
+                     (long long)p->g.dit.ps.total, o->c.batch, p->steps_per_epoch, vlm_now() - t_setup, t->run.dir);
     if ((st = vlm_trainer_run(t, err))) return st;
     r->steps = t->st.step, r->minutes = t->st.elapsed_s / 60, r->loss = t->st.last_loss;
     snprintf(r->checkpoint, sizeof r->checkpoint, "%s", t->run.model);

@@ -1,5 +1,6 @@
 // Contrastive CLIP pretraining on the trainer layer (see pretrain.h).
 #include "train/pretrain.h"
+#include "core/clock.h"
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -317,13 +318,13 @@ static vlm_status train_vocab(pretrain_task *p, vlm_error *err) {
     }
     size_t mlen = 0;
     vlm_bpe_train_info info;
-    double t0 = vlm_train_now();
+    double t0 = vlm_now();
     if (!st) st = vlm_bpe_train_mem(texts, lens, (int)n, p->m.cfg.text.vocab_size, &p->merges, &mlen, &info, err);
     free(texts), free(lens), free(sbuf);
     if (!st)
         vlm_trainer_logf(p->t, "pretrain: trained a BPE vocabulary of %d tokens (%d merges%s) on %" PRId64 " captions in %.1fs",
                          info.vocab_size, info.n_merges, info.stopped_early ? ", corpus exhausted" : "", n,
-                         vlm_train_now() - t0);
+                         vlm_now() - t0);
     return st;
 }
 

@@ -1,5 +1,6 @@
 // Run folders and the data-parallel step end (see run.h).
 #include "train/run.h"
+#include "core/clock.h"
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -9,12 +10,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-double vlm_train_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void vlm_train_fmt_duration(double s, char *buf, int n) {
     if (!isfinite(s) || s < 0) s = 0;
@@ -113,7 +108,7 @@ vlm_status vlm_dist_sync_params(vlm_dist *d, vlm_params *ps, vlm_error *err) {
 vlm_status vlm_dist_step_end(vlm_dist *d, vlm_params *ps, int64_t reduced_prefix, double t_start, double *loss,
                              int *stop, double *elapsed, vlm_error *err) {
     if (average_grads(d, ps, reduced_prefix, err)) return err->status;
-    *elapsed = vlm_train_now() - t_start; // read after the gradient traffic: it is part of the step
+    *elapsed = vlm_now() - t_start; // read after the gradient traffic: it is part of the step
     if (d->world <= 1) return VLM_OK;
     double v[3] = {*loss, *stop ? 1.0 : 0.0, d->rank == 0 ? *elapsed : 0.0};
     if (vlm_dist_allreduce_f64(d, v, 3, "step agreement (loss, stop, clock)", err)) return err->status;

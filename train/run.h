@@ -9,8 +9,6 @@
 #include "core/error.h"
 #include "core/tensor.h"
 
-// Monotonic seconds.
-double vlm_train_now(void);
 // "1h02m" / "3m05s" / "12s" (negative or non-finite: "0s").
 void vlm_train_fmt_duration(double s, char *buf, int n);
 // mkdir -p

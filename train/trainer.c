@@ -1,5 +1,6 @@
 // The training loop shared by every trainer (see trainer.h).
 #include "train/trainer.h"
+#include "core/clock.h"
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -201,7 +202,7 @@ static void update(vlm_trainer *t, double clock_s) {
 // The state after a finished step (what resuming continues from).
 static void record_state(vlm_trainer *t, double clock_s) {
     vlm_train_state *s = &t->st;
-    s->elapsed_s = t->world > 1 ? clock_s : vlm_train_now() - t->t_start; // W > 1: rank 0's clock on every rank
+    s->elapsed_s = t->world > 1 ? clock_s : vlm_now() - t->t_start; // W > 1: rank 0's clock on every rank
     s->loader_epoch = t->next.epoch;
     s->loader_index = t->next.index * t->world; // position in the global stream
     s->global_batch = t->cfg.batch * t->world;
@@ -215,7 +216,7 @@ static void record_state(vlm_trainer *t, double clock_s) {
 static void log_step(vlm_trainer *t) {
     const vlm_trainer_cfg *c = &t->cfg;
     const vlm_train_state *s = &t->st;
-    double now = vlm_train_now(), rate = (double)t->since / fmax(now - t->t_last, 1e-9);
+    double now = vlm_now(), rate = (double)t->since / fmax(now - t->t_last, 1e-9);
     double loss = c->log_mean_loss && t->loss_n ? t->loss_acc / (double)t->loss_n : t->loss;
     double eta_s = (double)(c->total_steps - s->step) * (double)(c->batch * t->world) / fmax(rate, 1e-9);
     if (c->max_minutes > 0 && c->max_minutes * 60.0 - s->elapsed_s < eta_s) eta_s = c->max_minutes * 60.0 - s->elapsed_s;
@@ -269,11 +270,11 @@ static vlm_status save_step(vlm_trainer *t, int last, int epoch_done, vlm_error 
 // Validation on rank 0 (the other ranks wait at their next collective); its
 // time does not count against the training budget.
 static vlm_status validate(vlm_trainer *t, vlm_error *err) {
-    double t0 = vlm_train_now(), value = NAN;
+    double t0 = vlm_now(), value = NAN;
     char line[2048] = "", json[2048] = "";
     vlm_status st = t->task->validate(t->task_user, t, line, sizeof line, json, sizeof json, &value, err);
     if (st) return st;
-    double dt = vlm_train_now() - t0;
+    double dt = vlm_now() - t0;
     t->validated = 1;
     vlm_trainer_logf(t, "%s (%.1fs)", line, dt);
     if (isfinite(value)) curve_push(&t->vx, &t->vy, NULL, &t->vn, &t->vcap, (double)t->st.step, value, 0);
@@ -319,8 +320,8 @@ vlm_status vlm_trainer_run(vlm_trainer *t, vlm_error *err) {
     vlm_trainer_cfg *c = &t->cfg;
     c->sched.total = c->total_steps;
     const double budget = c->max_minutes * 60.0;
-    t->t_start = vlm_train_now() - t->st.elapsed_s;
-    t->t_last = vlm_train_now();
+    t->t_start = vlm_now() - t->st.elapsed_s;
+    t->t_last = vlm_now();
     t->overlap = (vlm_grad_overlap){.d = t->dist, .ps = t->ps, .early = c->overlap_early};
     if (t->world > 1 && c->overlap_early > 0 && t->ctx) { // the prefix's allreduce overlaps the rest of backward
         t->ctx->backward_hook = vlm_grad_overlap_hook;
