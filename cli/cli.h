@@ -11,6 +11,8 @@ int cli_fail(const char *cmd, const vlm_error *err);
 // Prints the usage error and returns 2 (the exit status of a usage error).
 int cli_usage_fail(const char *cmd, const vlm_error *err);
 int cli_failf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// The same for a usage error (missing or conflicting flags): returns 2.
+int cli_usagef(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/ops.h"
 #include "core/optim.h"
 #include "fusion/clip.h"
@@ -42,21 +43,126 @@ typedef struct {
         ms_out = best * 1e3;                           \
     } while (0)
 
-static int bench_ops(int argc, char **argv) {
-    int json = 0, reps = 10;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--help")) {
-            printf("usage: vlm bench ops [--reps N] [--json]\n"
-                   "GFLOPS of matmul (vs raw cblas_sgemm), linear fwd+bwd, attention and layernorm\n"
-                   "at ViT-tiny shapes (batch 64, 65 tokens, width 192).\n");
-            return 0;
-        } else
-            return cli_failf("bench ops", "unknown option '%s'", argv[i]);
+// matmul op against raw cblas_sgemm at the ViT-tiny GEMM shapes; *worst_ratio:
+// the lowest sgemm/op speed ratio seen.
+static void bench_gemms(vlm_ctx *c, vlm_rng *rng, int reps, result *res, int *nres, double *worst_ratio) {
+    const int64_t gemms[][3] = {{64 * 65, 192, 576}, {64 * 65, 192, 768}, {64 * 65, 768, 192}, {64 * 65, 192, 192}};
+    for (size_t g = 0; g < sizeof gemms / sizeof gemms[0]; g++) {
+        int64_t M = gemms[g][0], K = gemms[g][1], N = gemms[g][2];
+        float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(K * N)),
+              *Cm = malloc(sizeof(float) * (size_t)(M * N));
+        fill(A, M * K, rng);
+        fill(B, K * N, rng);
+        double flops = 2.0 * (double)M * (double)N * (double)K, ms_raw = 0, ms_op = 0;
+#ifdef VLM_HAVE_OPENBLAS
+        TIME_BEST(ms_raw, reps,
+                  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A, (int)K, B,
+                              (int)N, 0.0f, Cm, (int)N));
+#endif
+        c->grad_enabled = 0;
+        int64_t sa[2] = {M, K}, sb[2] = {K, N};
+        TIME_BEST(ms_op, reps, {
+            vlm_ctx_reset(c);
+            vlm_op_matmul(c, vlm_tensor_wrap(c, VLM_F32, 2, sa, A, NULL), vlm_tensor_wrap(c, VLM_F32, 2, sb, B, NULL));
+        });
+        static char names[8][2][64];
+        snprintf(names[g][0], 64, "sgemm_raw %lldx%lldx%lld", (long long)M, (long long)K, (long long)N);
+        snprintf(names[g][1], 64, "matmul_op %lldx%lldx%lld", (long long)M, (long long)K, (long long)N);
+        res[(*nres)++] = (result){names[g][0], ms_raw > 0 ? flops / ms_raw * 1e-6 : 0, ms_raw};
+        res[(*nres)++] = (result){names[g][1], flops / ms_op * 1e-6, ms_op};
+        if (ms_raw > 0 && ms_raw / ms_op < *worst_ratio) *worst_ratio = ms_raw / ms_op;
+        free(A);
+        free(B);
+        free(Cm);
     }
-    if (reps < 1) return cli_failf("bench ops", "--reps must be >= 1");
+}
+
+// linear forward + backward (qkv projection of ViT-tiny, batch 64): 3 GEMMs
+static void bench_linear(vlm_ctx *c, vlm_rng *rng, int reps, result *res, int *nres) {
+    int64_t M = 64 * 65, K = 192, N = 576;
+    c->grad_enabled = 1;
+    float *X = malloc(sizeof(float) * (size_t)(M * K)), *W = malloc(sizeof(float) * (size_t)(N * K)),
+          *bb = calloc((size_t)N, sizeof(float)), *gX = calloc((size_t)(M * K), sizeof(float)),
+          *gW = calloc((size_t)(N * K), sizeof(float)), *gb = calloc((size_t)N, sizeof(float));
+    fill(X, M * K, rng);
+    fill(W, N * K, rng);
+    int64_t sx[2] = {M, K}, sw[2] = {N, K}, sbias[1] = {N};
+    double ms = 0;
+    TIME_BEST(ms, reps, {
+        vlm_ctx_reset(c);
+        vlm_tensor *y = vlm_op_linear(c, vlm_tensor_wrap(c, VLM_F32, 2, sx, X, gX),
+                                      vlm_tensor_wrap(c, VLM_F32, 2, sw, W, gW),
+                                      vlm_tensor_wrap(c, VLM_F32, 1, sbias, bb, gb));
+        vlm_backward(c, vlm_op_sum(c, y));
+    });
+    res[(*nres)++] = (result){"linear_fwd_bwd 4160x192x576", 3 * 2.0 * (double)(M * N * K) / ms * 1e-6, ms};
+    free(X); free(W); free(bb); free(gX); free(gW); free(gb);
+}
+
+// attention: B=64, H=3, T=65, D=64 (ViT-tiny), forward and forward+backward
+static void bench_attention(vlm_ctx *c, vlm_rng *rng, int reps, result *res, int *nres) {
+    int64_t B = 64, H = 3, T = 65, D = 64, n = B * T * 3 * H * D;
+    float *qkv = malloc(sizeof(float) * (size_t)n), *g = calloc((size_t)n, sizeof(float));
+    fill(qkv, n, rng);
+    int64_t sh[4] = {B, H, T, D}, st[4] = {T * 3 * H * D, D, 3 * H * D, 1}, full[1] = {n};
+    double flops = 4.0 * (double)(B * H * T * T * D), ms_f = 0, ms_fb = 0;
+    for (int withgrad = 0; withgrad < 2; withgrad++) {
+        c->grad_enabled = withgrad;
+        double ms = 0;
+        TIME_BEST(ms, reps, {
+            vlm_ctx_reset(c);
+            vlm_tensor *base = vlm_tensor_wrap(c, VLM_F32, 1, full, qkv, withgrad ? g : NULL);
+            vlm_tensor *o = vlm_op_attention(c, vlm_view_strided(c, base, 4, sh, st, 0),
+                                             vlm_view_strided(c, base, 4, sh, st, H * D),
+                                             vlm_view_strided(c, base, 4, sh, st, 2 * H * D), 0, NULL);
+            if (withgrad) vlm_backward(c, vlm_op_sum(c, o));
+        });
+        if (withgrad) ms_fb = ms; else ms_f = ms;
+    }
+    res[(*nres)++] = (result){"attention_fwd 64x3x65x64", flops / ms_f * 1e-6, ms_f};
+    res[(*nres)++] = (result){"attention_fwd_bwd 64x3x65x64", 3.0 * flops / ms_fb * 1e-6, ms_fb};
+    free(qkv);
+    free(g);
+}
+
+// layernorm [4160, 192] forward (about 8 flops per element)
+static void bench_layernorm(vlm_ctx *c, vlm_rng *rng, int reps, result *res, int *nres) {
+    int64_t R = 64 * 65, C = 192;
+    float *x = malloc(sizeof(float) * (size_t)(R * C)), *w = malloc(sizeof(float) * (size_t)C),
+          *b = calloc((size_t)C, sizeof(float));
+    fill(x, R * C, rng);
+    for (int64_t i = 0; i < C; i++) w[i] = 1;
+    int64_t sx[2] = {R, C}, sw[1] = {C};
+    c->grad_enabled = 0;
+    double ms = 0;
+    TIME_BEST(ms, reps * 5, {
+        vlm_ctx_reset(c);
+        vlm_op_layernorm(c, vlm_tensor_wrap(c, VLM_F32, 2, sx, x, NULL), vlm_tensor_wrap(c, VLM_F32, 1, sw, w, NULL),
+                         vlm_tensor_wrap(c, VLM_F32, 1, sw, b, NULL), 1e-5f);
+    });
+    res[(*nres)++] = (result){"layernorm_fwd 4160x192", 8.0 * (double)(R * C) / ms * 1e-6, ms};
+    free(x); free(w); free(b);
+}
+
+static int bench_ops(int argc, char **argv) {
+    int json = 0;
+    long long reps_ll = 10;
     vlm_error err = {0};
+    const cli_opt own[] = {
+        {"reps", CLI_INT, &reps_ll, 1, 1000000, NULL, NULL},
+        {"json", CLI_FLAG, &json, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int pr = cli_parse_flags("bench ops", argc, argv, tabs, 1, &err);
+    if (pr == 1) {
+        printf("usage: vlm bench ops [--reps N] [--json]\n"
+               "GFLOPS of matmul (vs raw cblas_sgemm), linear fwd+bwd, attention and layernorm\n"
+               "at ViT-tiny shapes (batch 64, 65 tokens, width 192).\n");
+        return 0;
+    }
+    if (pr) return cli_usage_fail("bench ops", &err);
+    const int reps = (int)reps_ll;
     vlm_ctx c;
     if (vlm_ctx_init(&c, 64u << 20, 1, &err)) return cli_fail("bench ops", &err);
     vlm_rng rng;
@@ -67,100 +173,11 @@ static int bench_ops(int argc, char **argv) {
 #endif
     result res[16];
     int nres = 0;
-    const int64_t gemms[][3] = {{64 * 65, 192, 576}, {64 * 65, 192, 768}, {64 * 65, 768, 192}, {64 * 65, 192, 192}};
     double worst_ratio = 1e9;
-    for (size_t g = 0; g < sizeof gemms / sizeof gemms[0]; g++) {
-        int64_t M = gemms[g][0], K = gemms[g][1], N = gemms[g][2];
-        float *A = malloc(sizeof(float) * (size_t)(M * K)), *B = malloc(sizeof(float) * (size_t)(K * N)),
-              *Cm = malloc(sizeof(float) * (size_t)(M * N));
-        fill(A, M * K, &rng);
-        fill(B, K * N, &rng);
-        double flops = 2.0 * (double)M * (double)N * (double)K, ms_raw = 0, ms_op = 0;
-#ifdef VLM_HAVE_OPENBLAS
-        TIME_BEST(ms_raw, reps,
-                  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A, (int)K, B,
-                              (int)N, 0.0f, Cm, (int)N));
-#endif
-        c.grad_enabled = 0;
-        int64_t sa[2] = {M, K}, sb[2] = {K, N};
-        TIME_BEST(ms_op, reps, {
-            vlm_ctx_reset(&c);
-            vlm_op_matmul(&c, vlm_tensor_wrap(&c, VLM_F32, 2, sa, A, NULL), vlm_tensor_wrap(&c, VLM_F32, 2, sb, B, NULL));
-        });
-        static char names[8][2][64];
-        snprintf(names[g][0], 64, "sgemm_raw %lldx%lldx%lld", (long long)M, (long long)K, (long long)N);
-        snprintf(names[g][1], 64, "matmul_op %lldx%lldx%lld", (long long)M, (long long)K, (long long)N);
-        res[nres++] = (result){names[g][0], ms_raw > 0 ? flops / ms_raw * 1e-6 : 0, ms_raw};
-        res[nres++] = (result){names[g][1], flops / ms_op * 1e-6, ms_op};
-        if (ms_raw > 0 && ms_raw / ms_op < worst_ratio) worst_ratio = ms_raw / ms_op;
-        free(A);
-        free(B);
-        free(Cm);
-    }
-    // linear forward + backward (qkv projection of ViT-tiny, batch 64): 3 GEMMs
-    {
-        int64_t M = 64 * 65, K = 192, N = 576;
-        c.grad_enabled = 1;
-        float *X = malloc(sizeof(float) * (size_t)(M * K)), *W = malloc(sizeof(float) * (size_t)(N * K)),
-              *bb = calloc((size_t)N, sizeof(float)), *gX = calloc((size_t)(M * K), sizeof(float)),
-              *gW = calloc((size_t)(N * K), sizeof(float)), *gb = calloc((size_t)N, sizeof(float));
-        fill(X, M * K, &rng);
-        fill(W, N * K, &rng);
-        int64_t sx[2] = {M, K}, sw[2] = {N, K}, sbias[1] = {N};
-        double ms = 0;
-        TIME_BEST(ms, reps, {
-            vlm_ctx_reset(&c);
-            vlm_tensor *y = vlm_op_linear(&c, vlm_tensor_wrap(&c, VLM_F32, 2, sx, X, gX),
-                                          vlm_tensor_wrap(&c, VLM_F32, 2, sw, W, gW),
-                                          vlm_tensor_wrap(&c, VLM_F32, 1, sbias, bb, gb));
-            vlm_backward(&c, vlm_op_sum(&c, y));
-        });
-        res[nres++] = (result){"linear_fwd_bwd 4160x192x576", 3 * 2.0 * (double)(M * N * K) / ms * 1e-6, ms};
-        free(X); free(W); free(bb); free(gX); free(gW); free(gb);
-    }
-    // attention: B=64, H=3, T=65, D=64 (ViT-tiny), forward and forward+backward
-    {
-        int64_t B = 64, H = 3, T = 65, D = 64, n = B * T * 3 * H * D;
-        float *qkv = malloc(sizeof(float) * (size_t)n), *g = calloc((size_t)n, sizeof(float));
-        fill(qkv, n, &rng);
-        int64_t sh[4] = {B, H, T, D}, st[4] = {T * 3 * H * D, D, 3 * H * D, 1}, full[1] = {n};
-        double flops = 4.0 * (double)(B * H * T * T * D), ms_f = 0, ms_fb = 0;
-        for (int withgrad = 0; withgrad < 2; withgrad++) {
-            c.grad_enabled = withgrad;
-            double ms = 0;
-            TIME_BEST(ms, reps, {
-                vlm_ctx_reset(&c);
-                vlm_tensor *base = vlm_tensor_wrap(&c, VLM_F32, 1, full, qkv, withgrad ? g : NULL);
-                vlm_tensor *o = vlm_op_attention(&c, vlm_view_strided(&c, base, 4, sh, st, 0),
-                                                 vlm_view_strided(&c, base, 4, sh, st, H * D),
-                                                 vlm_view_strided(&c, base, 4, sh, st, 2 * H * D), 0, NULL);
-                if (withgrad) vlm_backward(&c, vlm_op_sum(&c, o));
-            });
-            if (withgrad) ms_fb = ms; else ms_f = ms;
-        }
-        res[nres++] = (result){"attention_fwd 64x3x65x64", flops / ms_f * 1e-6, ms_f};
-        res[nres++] = (result){"attention_fwd_bwd 64x3x65x64", 3.0 * flops / ms_fb * 1e-6, ms_fb};
-        free(qkv);
-        free(g);
-    }
-    // layernorm [4160, 192] forward (about 8 flops per element)
-    {
-        int64_t R = 64 * 65, C = 192;
-        float *x = malloc(sizeof(float) * (size_t)(R * C)), *w = malloc(sizeof(float) * (size_t)C),
-              *b = calloc((size_t)C, sizeof(float));
-        fill(x, R * C, &rng);
-        for (int64_t i = 0; i < C; i++) w[i] = 1;
-        int64_t sx[2] = {R, C}, sw[1] = {C};
-        c.grad_enabled = 0;
-        double ms = 0;
-        TIME_BEST(ms, reps * 5, {
-            vlm_ctx_reset(&c);
-            vlm_op_layernorm(&c, vlm_tensor_wrap(&c, VLM_F32, 2, sx, x, NULL), vlm_tensor_wrap(&c, VLM_F32, 1, sw, w, NULL),
-                             vlm_tensor_wrap(&c, VLM_F32, 1, sw, b, NULL), 1e-5f);
-        });
-        res[nres++] = (result){"layernorm_fwd 4160x192", 8.0 * (double)(R * C) / ms * 1e-6, ms};
-        free(x); free(w); free(b);
-    }
+    bench_gemms(&c, &rng, reps, res, &nres, &worst_ratio);
+    bench_linear(&c, &rng, reps, res, &nres);
+    bench_attention(&c, &rng, reps, res, &nres);
+    bench_layernorm(&c, &rng, reps, res, &nres);
     if (!vlm_ctx_ok(&c)) {
         vlm_error e = c.err;
         vlm_ctx_free(&c);
@@ -182,28 +199,31 @@ static int bench_ops(int argc, char **argv) {
 
 static const char *bench_usage =
     "usage: vlm bench ops [--reps N] [--json]\n"
-    "       vlm bench [--model NAME|CONFIG.json] [--batch-size B] [--steps N] [--warmup N] [--siglip] [--json]\n"
+    "       vlm bench [--model NAME|CONFIG.json] [--batch-size B] [--steps N] [--warmup N] [--siglip]\n"
+    "                 [--precision fp32] [--json]\n"
     "The second form times full CLIP training steps (forward, loss, backward, AdamW) on synthetic data\n"
     "and reports pairs_per_s, step_ms and peak_rss_mb.\n";
 
 static int bench_model(int argc, char **argv) {
     const char *model = "tiny";
-    int batch = 64, steps = 20, warmup = 3, json = 0, siglip = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--json")) json = 1;
-        else if (!strcmp(a, "--siglip")) siglip = 1;
-        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(bench_usage, stdout);
-            return 0;
-        } else if (i + 1 < argc && !strcmp(a, "--model")) model = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--batch-size")) batch = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(a, "--steps")) steps = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(a, "--warmup")) warmup = atoi(argv[++i]);
-        else return cli_failf("bench", "unknown option '%s'\n%s", a, bench_usage);
-    }
-    if (batch < 1 || steps < 1 || warmup < 0) return cli_failf("bench", "--batch-size and --steps must be >= 1");
+    long long batch_ll = 64, steps_ll = 20, warmup_ll = 3;
+    int json = 0, siglip = 0;
     vlm_error err = {0};
+    const cli_opt own[] = {
+        {"model", CLI_STR, &model, 0, 0, NULL, NULL},
+        {"batch-size", CLI_INT, &batch_ll, 1, 1 << 16, NULL, NULL},
+        {"steps", CLI_INT, &steps_ll, 1, 1000000, NULL, NULL},
+        {"warmup", CLI_INT, &warmup_ll, 0, 1000000, NULL, NULL},
+        {"siglip", CLI_FLAG, &siglip, 0, 0, NULL, NULL},
+        {"precision", CLI_FN, NULL, 0, 0, cli_fn_precision, NULL},
+        {"json", CLI_FLAG, &json, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int pr = cli_parse_flags("bench", argc, argv, tabs, 1, &err);
+    if (pr == 1) return fputs(bench_usage, stdout), 0;
+    if (pr) return cli_usage_fail("bench", &err);
+    const int batch = (int)batch_ll, steps = (int)steps_ll, warmup = (int)warmup_ll;
     vlm_clip_cfg cfg;
     if (vlm_clip_cfg_load(model, &cfg, &err)) return cli_fail("bench", &err);
     cfg.siglip = siglip;
@@ -271,6 +291,6 @@ static int bench_model(int argc, char **argv) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    if (argc >= 2 && !strcmp(argv[1], "ops")) return bench_ops(argc - 2, argv + 2);
-    return bench_model(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "ops")) return bench_ops(argc - 1, argv + 1);
+    return bench_model(argc, argv);
 }

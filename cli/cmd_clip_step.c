@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/optim.h"
 #include "core/safetensors.h"
 #include "fusion/clip.h"
@@ -23,28 +24,23 @@ static const char *usage =
 
 int cmd_clip_step(int argc, char **argv) {
     const char *config = NULL, *weights = NULL, *inputs = NULL, *out = NULL;
-    int adamw_steps = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        if (i + 1 >= argc) return cli_failf("clip-step", "option %s needs a value\n%s", a, usage);
-        if (!strcmp(a, "--config")) config = argv[++i];
-        else if (!strcmp(a, "--weights")) weights = argv[++i];
-        else if (!strcmp(a, "--inputs")) inputs = argv[++i];
-        else if (!strcmp(a, "--out")) out = argv[++i];
-        else if (!strcmp(a, "--adamw-steps")) {
-            char *end;
-            long k = strtol(argv[++i], &end, 10);
-            if (*end || k < 0 || k > 100000) return cli_failf("clip-step", "--adamw-steps must be an integer >= 0");
-            adamw_steps = (int)k;
-        } else
-            return cli_failf("clip-step", "unknown option '%s'\n%s", a, usage);
-    }
-    if (!config || !weights || !inputs || !out) return cli_failf("clip-step", "missing required options\n%s", usage);
+    long long steps = 0;
     vlm_error err = {0};
+    const cli_opt own[] = {
+        {"config", CLI_STR, &config, 0, 0, NULL, NULL},
+        {"weights", CLI_STR, &weights, 0, 0, NULL, NULL},
+        {"inputs", CLI_STR, &inputs, 0, 0, NULL, NULL},
+        {"out", CLI_STR, &out, 0, 0, NULL, NULL},
+        {"adamw-steps", CLI_INT, &steps, 0, 100000, NULL, NULL},
+        CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int pr = cli_parse_flags("clip-step", argc, argv, tabs, 1, &err);
+    if (pr == 1) return fputs(usage, stdout), 0;
+    if (pr) return cli_usage_fail("clip-step", &err);
+    if (!config || !weights || !inputs || !out)
+        return cli_usagef("clip-step", "--config, --weights, --inputs and --out are required (see vlm clip-step --help)");
+    const int adamw_steps = (int)steps;
     vlm_clip_cfg cfg;
     if (vlm_clip_cfg_load(config, &cfg, &err)) return cli_fail("clip-step", &err);
     vlm_adamw_cfg ac = {1e-3f, 0.9f, 0.98f, 1e-6f, 0.2f};

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <time.h>
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/safetensors.h"
 #include "data/dataset.h"
 #include "data/image.h"
@@ -25,14 +26,6 @@ static double cpu_s(void) { // user + system time of the whole process (all thre
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
            1e-6 * (double)ru.ru_stime.tv_usec;
-}
-
-static int parse_int(const char *s, long long lo, long long hi, long long *out) {
-    char *e;
-    long long v = strtoll(s, &e, 10);
-    if (!*s || *e || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
 }
 
 static int parse_floats3(const char *s, float out[3]) {
@@ -57,72 +50,56 @@ static int parse_rgb(const char *s, uint8_t out[3]) {
 
 // Options shared by the subcommands that open datasets or decode images.
 typedef struct {
-    vlm_dataset_opts ds;
-    vlm_decode_opts dec;
+    cli_data_opts d;
+    const char *classnames;
+    vlm_dataset_opts ds; // built from d after parsing
 } common_opts;
 
 static const char *COMMON_HELP =
     "dataset options (DATA is a .tsv/.csv manifest, a tar shard pattern such as\n"
     "'shards/{000000..000009}.tar', an ImageFolder directory or an IDX images file):\n"
-    "  --sep C            manifest separator: 'tab' (default, as open_clip) or one character\n"
-    "  --img-key K        manifest image column (default filepath)\n"
-    "  --caption-key K    manifest caption column (default title)\n"
-    "  --label-key K      manifest label column (default label)\n"
-    "  --classnames FILE  class names, one per line (label = line number)\n"
-    "  --labels FILE      IDX labels file (default: derived from the images file name)\n"
-    "  --max-pixels N     refuse larger images (default 89478485, as PIL; 0 = no limit)\n"
-    "  --composite R,G,B  composite transparent images over this colour (default: drop alpha, as PIL)\n";
+    "  --csv-separator C    manifest separator: 'tab' (default, as open_clip) or one character\n"
+    "  --csv-img-key K      manifest image column (default filepath)\n"
+    "  --csv-caption-key K  manifest caption column (default title)\n"
+    "  --csv-label-key K    manifest label column (default label)\n"
+    "                       (old spellings --sep, --img-key, --caption-key, --label-key still work)\n"
+    "  --classnames FILE    class names, one per line (label = line number)\n"
+    "  --labels FILE        IDX labels file (default: derived from the images file name)\n"
+    "  --max-pixels N       refuse larger images (default 89478485, as PIL; 0 = no limit)\n"
+    "  --composite R,G,B    composite transparent images over this colour (default: drop alpha, as PIL)\n";
 
-// Consumes a common option at argv[*i]; returns 1 if used, 0 if not ours, -1 on error.
-static int common_arg(const char *cmd, int argc, char **argv, int *i, common_opts *c) {
-    const char *a = argv[*i];
-    const char *names[] = {"--sep", "--img-key", "--caption-key", "--label-key", "--classnames", "--labels",
-                           "--max-pixels", "--composite"};
-    int k = -1;
-    for (int j = 0; j < 8; j++)
-        if (!strcmp(a, names[j])) k = j;
-    if (k < 0) return 0;
-    if (*i + 1 >= argc) {
-        cli_failf(cmd, "%s needs a value", a);
-        return -1;
-    }
-    const char *v = argv[++*i];
-    long long n;
-    switch (k) {
-    case 0:
-        if (!strcmp(v, "tab") || !strcmp(v, "\\t")) c->ds.sep = '\t';
-        else if (strlen(v) == 1) c->ds.sep = v[0];
-        else {
-            cli_failf(cmd, "--sep wants 'tab' or one character, got '%s'", v);
-            return -1;
-        }
-        break;
-    case 1: c->ds.img_key = v; break;
-    case 2: c->ds.caption_key = v; break;
-    case 3: c->ds.label_key = v; break;
-    case 4: c->ds.classnames = v; break;
-    case 5: c->ds.idx_labels = v; break;
-    case 6:
-        if (parse_int(v, 0, (long long)1 << 50, &n)) {
-            cli_failf(cmd, "--max-pixels wants a count, got '%s'", v);
-            return -1;
-        }
-        c->dec.max_pixels = n;
-        break;
-    case 7:
-        if (parse_rgb(v, c->dec.background)) {
-            cli_failf(cmd, "--composite wants R,G,B in 0..255, got '%s'", v);
-            return -1;
-        }
-        c->dec.alpha = VLM_ALPHA_COMPOSITE;
-        break;
-    }
-    return 1;
+// Parses the command's own flags plus the dataset flags (with --batch-size and
+// --workers if loader); 0 with *first_pos at the positionals, 1 --help, -1 usage error.
+static int parse_common(const char *cmd, int argc, char **argv, const cli_opt *own, common_opts *c, int loader,
+                        int *first_pos, vlm_error *err) {
+    cli_data_opts_default(&c->d, 256);
+    c->classnames = NULL;
+    const cli_opt cls[] = {{"classnames", CLI_STR, &c->classnames, 0, 0, NULL, NULL}, CLI_END};
+    cli_opt data[CLI_DATA_OPTS];
+    cli_data_table(data, &c->d, loader);
+    const cli_opt *tabs[] = {own, cls, data};
+    int r = cli_parse(cmd, argc, argv, tabs, 3, first_pos, err);
+    if (r) return r;
+    cli_data_dataset_opts(&c->d, &c->ds);
+    c->ds.classnames = c->classnames;
+    return 0;
 }
 
-static void common_init(common_opts *c) {
-    vlm_dataset_opts_default(&c->ds);
-    vlm_decode_opts_default(&c->dec);
+// The same for the commands that take exactly one DATA argument (*spec).
+static int parse_one(const char *cmd, int argc, char **argv, const cli_opt *own, common_opts *c, int loader,
+                     const char **spec, vlm_error *err) {
+    int pos, r = parse_common(cmd, argc, argv, own, c, loader, &pos, err);
+    if (r) return r;
+    if (pos >= argc) {
+        vlm_errorf(err, VLM_ERR_ARG, "no dataset given (see vlm %s --help)", cmd);
+        return -1;
+    }
+    if (pos + 1 < argc) {
+        vlm_errorf(err, VLM_ERR_ARG, "one dataset at a time (got '%s' and '%s')", argv[pos], argv[pos + 1]);
+        return -1;
+    }
+    *spec = argv[pos];
+    return 0;
 }
 
 static void print_open_bad(const vlm_dataset *ds) {
@@ -147,61 +124,18 @@ static void preprocess_help(FILE *f) {
             "  --composite R,G,B  composite transparency over this colour (default: drop alpha)\n");
 }
 
-int cmd_preprocess(int argc, char **argv) {
-    const char *cmd = "preprocess", *out = NULL;
-    long long S = 0;
-    vlm_transform t;
-    vlm_transform_init(&t, 224);
-    common_opts c;
-    common_init(&c);
-    int nfiles = 0;
-    char **files = calloc((size_t)argc, sizeof *files);
-    int rc = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            preprocess_help(stdout);
-            free(files);
-            return 0;
-        }
-        int r = common_arg(cmd, argc, argv, &i, &c);
-        if (r < 0) goto done;
-        if (r) continue;
-        if (!strcmp(a, "--image-size") && i + 1 < argc) {
-            if (parse_int(argv[++i], 1, 4096, &S)) {
-                rc = cli_failf(cmd, "--image-size wants 1..4096, got '%s'", argv[i]);
-                goto done;
-            }
-        } else if (!strcmp(a, "--out") && i + 1 < argc) {
-            out = argv[++i];
-        } else if ((!strcmp(a, "--mean") || !strcmp(a, "--std")) && i + 1 < argc) {
-            float *dst = a[2] == 'm' ? t.mean : t.std;
-            if (parse_floats3(argv[++i], dst)) {
-                rc = cli_failf(cmd, "%s wants three comma-separated numbers, got '%s'", a, argv[i]);
-                goto done;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            preprocess_help(stderr);
-            rc = cli_failf(cmd, "unknown option '%s'", a);
-            goto done;
-        } else {
-            files[nfiles++] = argv[i];
-        }
-    }
-    if (!S || !out || !nfiles) {
-        preprocess_help(stderr);
-        rc = cli_failf(cmd, "need --image-size, --out and at least one image");
-        goto done;
-    }
-    t.size = (int)S;
-    size_t per = (size_t)3 * S * S;
-    float *x = malloc(sizeof(float) * per * (size_t)nfiles);
-    if (!x) {
-        rc = cli_failf(cmd, "cannot allocate %d x 3 x %lld x %lld floats", nfiles, S, S);
-        goto done;
-    }
+static int fn_floats3(const char *v, void *dst, vlm_error *err) {
+    if (!parse_floats3(v, dst)) return 0;
+    vlm_errorf(err, VLM_ERR_ARG, "three comma-separated numbers expected, got '%s'", v);
+    return -1;
+}
+
+// Decodes and eval-transforms files[0..n) into x [n, 3, S, S] in parallel; on
+// failure err names the first file (in order) that failed.
+static vlm_status decode_all(char **files, int n, const vlm_transform *t, const vlm_decode_opts *dec, float *x,
+                             vlm_error *err) {
+    const size_t per = (size_t)3 * t->size * t->size;
     int failed = -1;
-    vlm_error ferr = {0};
 #pragma omp parallel
     {
         vlm_image img;
@@ -210,53 +144,75 @@ int cmd_preprocess(int argc, char **argv) {
         vlm_transform_scratch_init(&s);
         vlm_error e = {0};
 #pragma omp for schedule(dynamic)
-        for (int k = 0; k < nfiles; k++) {
-            vlm_status st = vlm_image_load(&img, files[k], &c.dec, &e);
+        for (int k = 0; k < n; k++) {
+            vlm_status st = vlm_image_load(&img, files[k], dec, &e);
             if (!st) {
-                st = vlm_transform_eval(&t, &img, x + per * (size_t)k, &s, &e);
+                st = vlm_transform_eval(t, &img, x + per * (size_t)k, &s, &e);
                 if (st) vlm_error_prefix(&e, "%s", files[k]);
             }
             if (st) {
 #pragma omp critical
                 if (failed < 0 || k < failed) {
                     failed = k;
-                    ferr = e;
+                    *err = e;
                 }
             }
         }
         vlm_image_free(&img);
         vlm_transform_scratch_free(&s);
     }
-    if (failed >= 0) {
-        rc = cli_fail(cmd, &ferr);
-        free(x);
-        goto done;
-    }
+    return failed >= 0 ? err->status : VLM_OK;
+}
+
+// Writes x [n, 3, S, S] as tensor 'images' with the file list and transform as metadata.
+static vlm_status write_images(const char *out, char **files, int n, const vlm_transform *t, float *x, vlm_error *err) {
     json_t *arr = json_array();
-    for (int k = 0; k < nfiles; k++) json_array_append_new(arr, json_string(files[k]));
+    for (int k = 0; k < n; k++) json_array_append_new(arr, json_string(files[k]));
     char *fj = json_dumps(arr, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(arr);
     char ssz[32], mean[96], std[96];
-    snprintf(ssz, sizeof ssz, "%lld", S);
-    snprintf(mean, sizeof mean, "%.8g,%.8g,%.8g", t.mean[0], t.mean[1], t.mean[2]);
-    snprintf(std, sizeof std, "%.8g,%.8g,%.8g", t.std[0], t.std[1], t.std[2]);
+    snprintf(ssz, sizeof ssz, "%d", t->size);
+    snprintf(mean, sizeof mean, "%.8g,%.8g,%.8g", t->mean[0], t->mean[1], t->mean[2]);
+    snprintf(std, sizeof std, "%.8g,%.8g,%.8g", t->std[0], t->std[1], t->std[2]);
     const char *mk[] = {"files", "image_size", "mean", "std", "transform"};
     const char *mv[] = {fj ? fj : "[]", ssz, mean, std, "open_clip eval: Resize(S, bicubic), CenterCrop(S), Normalize"};
-    int64_t shape[4] = {nfiles, 3, S, S};
+    int64_t shape[4] = {n, 3, t->size, t->size};
     vlm_st_tensor tens = {.name = "images", .dtype = VLM_F32, .ndim = 4, .shape = shape, .data = x};
-    vlm_error err = {0};
-    vlm_status st = vlm_st_write(out, &tens, 1, mk, mv, 5, &err);
+    vlm_status st = vlm_st_write(out, &tens, 1, mk, mv, 5, err);
     free(fj);
+    return st;
+}
+
+int cmd_preprocess(int argc, char **argv) {
+    const char *cmd = "preprocess", *out = NULL;
+    long long S = 0;
+    vlm_transform t;
+    vlm_transform_init(&t, 224);
+    common_opts c;
+    vlm_error err = {0};
+    const cli_opt own[] = {
+        {"image-size", CLI_INT, &S, 1, 4096, NULL, NULL},
+        {"out", CLI_STR, &out, 0, 0, NULL, NULL},
+        {"mean", CLI_FN, t.mean, 0, 0, fn_floats3, NULL},
+        {"std", CLI_FN, t.std, 0, 0, fn_floats3, NULL},
+        CLI_END,
+    };
+    int pos, pr = parse_common(cmd, argc, argv, own, &c, 0, &pos, &err);
+    if (pr == 1) return preprocess_help(stdout), 0;
+    if (pr) return cli_usage_fail(cmd, &err);
+    char **files = argv + pos;
+    const int nfiles = argc - pos;
+    if (!S || !out || !nfiles) return cli_usagef(cmd, "need --image-size, --out and at least one image (see vlm preprocess --help)");
+    t.size = (int)S;
+    size_t per = (size_t)3 * S * S;
+    float *x = malloc(sizeof(float) * per * (size_t)nfiles);
+    if (!x) return cli_failf(cmd, "cannot allocate %d x 3 x %lld x %lld floats", nfiles, S, S);
+    vlm_status st = decode_all(files, nfiles, &t, &c.d.dec, x, &err);
+    if (!st) st = write_images(out, files, nfiles, &t, x, &err);
     free(x);
-    if (st) {
-        rc = cli_fail(cmd, &err);
-        goto done;
-    }
+    if (st) return cli_fail(cmd, &err);
     printf("wrote %s: images [%d, 3, %lld, %lld] f32\n", out, nfiles, S, S);
-    rc = 0;
-done:
-    free(files);
-    return rc;
+    return 0;
 }
 
 // ------------------------------------------------------------ data stats
@@ -285,53 +241,14 @@ static int cmp_size_count(const void *a, const void *b) {
     return x->n < y->n ? 1 : x->n > y->n ? -1 : (x->w != y->w ? x->w - y->w : x->h - y->h);
 }
 
-static int data_stats(int argc, char **argv) {
-    const char *cmd = "data stats", *spec = NULL;
-    common_opts c;
-    common_init(&c);
-    int probe = 0;
-    long long limit = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            stats_help(stdout);
-            return 0;
-        }
-        int r = common_arg(cmd, argc, argv, &i, &c);
-        if (r < 0) return 1;
-        if (r) continue;
-        if (!strcmp(a, "--probe")) probe = 1;
-        else if (!strcmp(a, "--limit") && i + 1 < argc) {
-            if (parse_int(argv[++i], 1, (long long)1 << 40, &limit)) return cli_failf(cmd, "bad --limit '%s'", argv[i]);
-        } else if (a[0] == '-' && a[1]) {
-            stats_help(stderr);
-            return cli_failf(cmd, "unknown option '%s'", a);
-        } else if (!spec) spec = a;
-        else return cli_failf(cmd, "one dataset at a time (got '%s' and '%s')", spec, a);
-    }
-    if (!spec) {
-        stats_help(stderr);
-        return cli_failf(cmd, "no dataset given");
-    }
-    vlm_dataset ds;
-    vlm_error err = {0};
-    double t0 = vlm_now();
-    if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
-    double t_open = vlm_now() - t0;
-    int64_t n = limit > 0 && limit < ds.n ? limit : ds.n;
-    if (ds.kind == VLM_DS_WEBDATASET)
-        printf("dataset: %s (webdataset, %d shard%s)\n", spec, ds.n_shards, ds.n_shards == 1 ? "" : "s");
-    else printf("dataset: %s (%s)\n", spec, vlm_dataset_kind_name(ds.kind));
-    printf("samples: %lld (indexed in %.2f s)%s\n", (long long)ds.n, t_open, n < ds.n ? ", looking at the first" : "");
-    if (n < ds.n) printf("limit: %lld\n", (long long)n);
-    print_open_bad(&ds);
-    // captions and labels
+// Captions (count, byte lengths) and labels (per class) of the first n samples.
+static void print_text_stats(const vlm_dataset *ds, int64_t n) {
     int64_t ncap = 0, cmin = -1, cmax = 0;
     double csum = 0;
-    long long *lab = ds.n_classes > 0 ? calloc((size_t)ds.n_classes, sizeof *lab) : NULL;
+    long long *lab = ds->n_classes > 0 ? calloc((size_t)ds->n_classes, sizeof *lab) : NULL;
     int64_t nlab = 0;
     for (int64_t i = 0; i < n; i++) {
-        const char *cap = vlm_dataset_caption(&ds, i);
+        const char *cap = vlm_dataset_caption(ds, i);
         if (cap) {
             int64_t l = (int64_t)strlen(cap);
             ncap++;
@@ -339,10 +256,10 @@ static int data_stats(int argc, char **argv) {
             if (cmin < 0 || l < cmin) cmin = l;
             if (l > cmax) cmax = l;
         }
-        int32_t lb = vlm_dataset_label(&ds, i);
+        int32_t lb = vlm_dataset_label(ds, i);
         if (lb >= 0) {
             nlab++;
-            if (lab && lb < ds.n_classes) lab[lb]++;
+            if (lab && lb < ds->n_classes) lab[lb]++;
         }
     }
     if (ncap)
@@ -350,25 +267,44 @@ static int data_stats(int argc, char **argv) {
                csum / (double)ncap, (long long)cmax);
     else printf("captions: none\n");
     if (nlab) {
-        printf("labels: %lld in %d classes\n", (long long)nlab, ds.n_classes);
+        printf("labels: %lld in %d classes\n", (long long)nlab, ds->n_classes);
         long long lmin = -1, lmax = 0;
-        for (int k = 0; k < ds.n_classes; k++) {
+        for (int k = 0; k < ds->n_classes; k++) {
             if (lmin < 0 || lab[k] < lmin) lmin = lab[k];
             if (lab[k] > lmax) lmax = lab[k];
         }
         printf("  per class: min %lld, max %lld\n", lmin, lmax);
-        for (int k = 0; k < ds.n_classes && k < 12; k++)
-            printf("  %3d %-28s %lld\n", k, ds.classnames && k < ds.n_classes ? ds.classnames[k] : "", lab[k]);
-        if (ds.n_classes > 12) printf("  ... (%d more classes)\n", ds.n_classes - 12);
+        for (int k = 0; k < ds->n_classes && k < 12; k++)
+            printf("  %3d %-28s %lld\n", k, ds->classnames && k < ds->n_classes ? ds->classnames[k] : "", lab[k]);
+        if (ds->n_classes > 12) printf("  ... (%d more classes)\n", ds->n_classes - 12);
     } else printf("labels: none\n");
     free(lab);
+}
 
-    // decode everything
-    long long buckets[NBUCKET] = {0}, nbad = 0, fmt[3] = {0}, ch[5] = {0};
-    char *bad_first[5] = {0};
-    size_count *sizes = calloc(64, sizeof *sizes);
-    int nsizes = 0, sizes_overflow = 0;
-    t0 = vlm_now();
+// What decoding (or probing) the first n images found.
+typedef struct {
+    long long buckets[NBUCKET], nbad, fmt[3], ch[5];
+    char *bad_first[5];
+    size_count sizes[64];
+    int nsizes, sizes_overflow;
+} image_stats;
+
+static void image_stats_add(image_stats *r, int w, int h, vlm_image_format f, int chans) {
+    int sh = w < h ? w : h, b = 0;
+    while (b < NBUCKET - 1 && sh > bucket_hi[b]) b++;
+    r->buckets[b]++;
+    r->fmt[f == VLM_IMAGE_PNG ? 1 : f == VLM_IMAGE_JPEG ? 2 : 0]++;
+    if (chans >= 1 && chans <= 4) r->ch[chans]++;
+    int k = 0;
+    while (k < r->nsizes && (r->sizes[k].w != w || r->sizes[k].h != h)) k++;
+    if (k < r->nsizes) r->sizes[k].n++;
+    else if (r->nsizes < 64) r->sizes[r->nsizes++] = (size_count){w, h, 1};
+    else r->sizes_overflow = 1;
+}
+
+// Decodes (probe: reads only the headers of) the first n images in parallel.
+static void scan_images(const vlm_dataset *ds, int64_t n, int probe, const vlm_decode_opts *dec, image_stats *r) {
+    memset(r, 0, sizeof *r);
 #pragma omp parallel
     {
         vlm_sample s;
@@ -382,63 +318,86 @@ static int data_stats(int argc, char **argv) {
             vlm_image_format f = VLM_IMAGE_UNKNOWN;
             vlm_status st;
             if (probe) {
-                st = vlm_dataset_read(&ds, i, &s, &e);
+                st = vlm_dataset_read(ds, i, &s, &e);
                 if (!st && s.raw_w) w = s.raw_w, h = s.raw_h, chans = s.raw_c;
                 else if (!st) {
                     st = vlm_image_probe(s.data, s.size, s.name, &w, &h, &f, &e);
-                    if (!st && c.dec.max_pixels > 0 && (int64_t)w * h > c.dec.max_pixels)
+                    if (!st && dec->max_pixels > 0 && (int64_t)w * h > dec->max_pixels)
                         st = vlm_errorf(&e, VLM_ERR_OOM, "%s: %dx%d over the pixel limit", s.name, w, h);
                 }
             } else {
-                st = vlm_dataset_load_image(&ds, i, &s, &img, &c.dec, &e);
+                st = vlm_dataset_load_image(ds, i, &s, &img, dec, &e);
                 if (!st) w = img.w, h = img.h, f = img.src_format, chans = img.src_channels;
             }
 #pragma omp critical
             {
                 if (st) {
-                    if (nbad < 5) bad_first[nbad] = strdup(e.msg);
-                    nbad++;
-                } else {
-                    int sh = w < h ? w : h, b = 0;
-                    while (b < NBUCKET - 1 && sh > bucket_hi[b]) b++;
-                    buckets[b]++;
-                    fmt[f == VLM_IMAGE_PNG ? 1 : f == VLM_IMAGE_JPEG ? 2 : 0]++;
-                    if (chans >= 1 && chans <= 4) ch[chans]++;
-                    int k = 0;
-                    while (k < nsizes && (sizes[k].w != w || sizes[k].h != h)) k++;
-                    if (k < nsizes) sizes[k].n++;
-                    else if (nsizes < 64) sizes[nsizes++] = (size_count){w, h, 1};
-                    else sizes_overflow = 1;
-                }
+                    if (r->nbad < 5) r->bad_first[r->nbad] = strdup(e.msg);
+                    r->nbad++;
+                } else
+                    image_stats_add(r, w, h, f, chans);
             }
         }
         vlm_sample_free(&s);
         vlm_image_free(&img);
     }
-    double t_dec = vlm_now() - t0;
-    printf("%s: %lld ok, %lld bad (%.2f s, %.0f images/s)\n", probe ? "headers" : "decoded", (long long)(n - nbad),
-           nbad, t_dec, (double)n / (t_dec > 0 ? t_dec : 1e-9));
-    for (int k = 0; k < 5 && k < nbad; k++) printf("  bad: %s\n", bad_first[k]);
-    if (nbad > 5) printf("  ... and %lld more\n", nbad - 5);
-    printf("formats: png %lld, jpeg %lld, raw %lld\n", fmt[1], fmt[2], fmt[0]);
-    if (!probe) printf("source channels: gray %lld, gray+alpha %lld, rgb %lld, rgba %lld\n", ch[1], ch[2], ch[3], ch[4]);
+}
+
+static void print_image_stats(image_stats *r, int64_t n, int probe, double t_dec) {
+    printf("%s: %lld ok, %lld bad (%.2f s, %.0f images/s)\n", probe ? "headers" : "decoded", (long long)(n - r->nbad),
+           r->nbad, t_dec, (double)n / (t_dec > 0 ? t_dec : 1e-9));
+    for (int k = 0; k < 5 && k < r->nbad; k++) printf("  bad: %s\n", r->bad_first[k]);
+    if (r->nbad > 5) printf("  ... and %lld more\n", r->nbad - 5);
+    printf("formats: png %lld, jpeg %lld, raw %lld\n", r->fmt[1], r->fmt[2], r->fmt[0]);
+    if (!probe) printf("source channels: gray %lld, gray+alpha %lld, rgb %lld, rgba %lld\n", r->ch[1], r->ch[2], r->ch[3], r->ch[4]);
     printf("shorter side histogram:\n");
     long long mx = 1;
     for (int b = 0; b < NBUCKET; b++)
-        if (buckets[b] > mx) mx = buckets[b];
+        if (r->buckets[b] > mx) mx = r->buckets[b];
     for (int b = 0; b < NBUCKET; b++) {
-        if (!buckets[b]) continue;
+        if (!r->buckets[b]) continue;
         char range[32];
         if (b == NBUCKET - 1) snprintf(range, sizeof range, "> %d", bucket_hi[b - 1]);
         else snprintf(range, sizeof range, "%d..%d", b ? bucket_hi[b - 1] + 1 : 1, bucket_hi[b]);
-        int bar = (int)(40.0 * (double)buckets[b] / (double)mx + 0.5);
-        printf("  %-12s %9lld %.*s\n", range, buckets[b], bar, "########################################");
+        int bar = (int)(40.0 * (double)r->buckets[b] / (double)mx + 0.5);
+        printf("  %-12s %9lld %.*s\n", range, r->buckets[b], bar, "########################################");
     }
-    qsort(sizes, (size_t)nsizes, sizeof *sizes, cmp_size_count);
-    printf("most common sizes (w x h):%s\n", sizes_overflow ? " (first 64 distinct sizes tracked)" : "");
-    for (int k = 0; k < nsizes && k < 5; k++) printf("  %5d x %-5d %lld\n", sizes[k].w, sizes[k].h, sizes[k].n);
-    for (int k = 0; k < 5; k++) free(bad_first[k]);
-    free(sizes);
+    qsort(r->sizes, (size_t)r->nsizes, sizeof r->sizes[0], cmp_size_count);
+    printf("most common sizes (w x h):%s\n", r->sizes_overflow ? " (first 64 distinct sizes tracked)" : "");
+    for (int k = 0; k < r->nsizes && k < 5; k++) printf("  %5d x %-5d %lld\n", r->sizes[k].w, r->sizes[k].h, r->sizes[k].n);
+    for (int k = 0; k < 5; k++) free(r->bad_first[k]);
+}
+
+static int data_stats(int argc, char **argv) {
+    const char *cmd = "data stats", *spec = NULL;
+    common_opts c;
+    int probe = 0;
+    long long limit = -1;
+    vlm_error err = {0};
+    const cli_opt own[] = {
+        {"probe", CLI_FLAG, &probe, 0, 0, NULL, NULL},
+        {"limit", CLI_INT, &limit, 1, 1099511627776.0, NULL, NULL},
+        CLI_END,
+    };
+    int pr = parse_one(cmd, argc, argv, own, &c, 0, &spec, &err);
+    if (pr == 1) return stats_help(stdout), 0;
+    if (pr) return cli_usage_fail(cmd, &err);
+    vlm_dataset ds;
+    double t0 = vlm_now();
+    if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
+    double t_open = vlm_now() - t0;
+    int64_t n = limit > 0 && limit < ds.n ? limit : ds.n;
+    if (ds.kind == VLM_DS_WEBDATASET)
+        printf("dataset: %s (webdataset, %d shard%s)\n", spec, ds.n_shards, ds.n_shards == 1 ? "" : "s");
+    else printf("dataset: %s (%s)\n", spec, vlm_dataset_kind_name(ds.kind));
+    printf("samples: %lld (indexed in %.2f s)%s\n", (long long)ds.n, t_open, n < ds.n ? ", looking at the first" : "");
+    if (n < ds.n) printf("limit: %lld\n", (long long)n);
+    print_open_bad(&ds);
+    print_text_stats(&ds, n);
+    image_stats r;
+    t0 = vlm_now();
+    scan_images(&ds, n, probe, &c.d.dec, &r);
+    print_image_stats(&r, n, probe, vlm_now() - t0);
     vlm_dataset_free(&ds);
     return 0;
 }
@@ -461,38 +420,22 @@ static void preview_help(FILE *f) {
 static int data_preview(int argc, char **argv) {
     const char *cmd = "data preview", *spec = NULL, *out = NULL;
     common_opts c;
-    common_init(&c);
     long long n = 64, cell = 64, seed = -1;
     int list = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            preview_help(stdout);
-            return 0;
-        }
-        int r = common_arg(cmd, argc, argv, &i, &c);
-        if (r < 0) return 1;
-        if (r) continue;
-        if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(a, "--n") && i + 1 < argc) {
-            if (parse_int(argv[++i], 1, 100000, &n)) return cli_failf(cmd, "--n wants 1..100000, got '%s'", argv[i]);
-        } else if (!strcmp(a, "--cell") && i + 1 < argc) {
-            if (parse_int(argv[++i], 4, 1024, &cell)) return cli_failf(cmd, "--cell wants 4..1024, got '%s'", argv[i]);
-        } else if (!strcmp(a, "--seed") && i + 1 < argc) {
-            if (parse_int(argv[++i], 0, INT64_MAX, &seed)) return cli_failf(cmd, "bad --seed '%s'", argv[i]);
-        } else if (!strcmp(a, "--list")) list = 1;
-        else if (a[0] == '-' && a[1]) {
-            preview_help(stderr);
-            return cli_failf(cmd, "unknown option '%s'", a);
-        } else if (!spec) spec = a;
-        else return cli_failf(cmd, "one dataset at a time");
-    }
-    if (!spec || !out) {
-        preview_help(stderr);
-        return cli_failf(cmd, "need DATA and --out");
-    }
-    vlm_dataset ds;
     vlm_error err = {0};
+    const cli_opt own[] = {
+        {"out", CLI_STR, &out, 0, 0, NULL, NULL},
+        {"n", CLI_INT, &n, 1, 100000, NULL, NULL},
+        {"cell", CLI_INT, &cell, 4, 1024, NULL, NULL},
+        {"seed", CLI_INT, &seed, 0, 9.3e18, NULL, NULL},
+        {"list", CLI_FLAG, &list, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    int pr = parse_one(cmd, argc, argv, own, &c, 0, &spec, &err);
+    if (pr == 1) return preview_help(stdout), 0;
+    if (pr) return cli_usage_fail(cmd, &err);
+    if (!out) return cli_usagef(cmd, "--out GRID.png is required");
+    vlm_dataset ds;
     if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
     if (n > ds.n) n = ds.n;
     uint32_t *pick = malloc(sizeof(uint32_t) * (size_t)ds.n);
@@ -522,7 +465,7 @@ static int data_preview(int argc, char **argv) {
 #pragma omp for schedule(dynamic)
         for (int k = 0; k < (int)n; k++) {
             int64_t idx = pick[k];
-            int ok = vlm_dataset_load_image(&ds, idx, &s, &img, &c.dec, &e) == VLM_OK &&
+            int ok = vlm_dataset_load_image(&ds, idx, &s, &img, &c.d.dec, &e) == VLM_OK &&
                      vlm_transform_eval_u8(&t, &img, tile, &sc, &e) == VLM_OK;
             if (!ok) {
                 for (long long p = 0; p < cell * cell; p++) tile[3 * p] = 200, tile[3 * p + 1] = 30, tile[3 * p + 2] = 30;
@@ -572,33 +515,18 @@ static void convert_help(FILE *f) {
 static int data_convert(int argc, char **argv) {
     const char *cmd = "data convert", *spec = NULL, *out = NULL;
     common_opts c;
-    common_init(&c);
     long long shard = 1000;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            convert_help(stdout);
-            return 0;
-        }
-        int r = common_arg(cmd, argc, argv, &i, &c);
-        if (r < 0) return 1;
-        if (r) continue;
-        if (!strcmp(a, "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(a, "--shard-size") && i + 1 < argc) {
-            if (parse_int(argv[++i], 1, (long long)1 << 40, &shard))
-                return cli_failf(cmd, "--shard-size wants a positive count, got '%s'", argv[i]);
-        } else if (a[0] == '-' && a[1]) {
-            convert_help(stderr);
-            return cli_failf(cmd, "unknown option '%s'", a);
-        } else if (!spec) spec = a;
-        else return cli_failf(cmd, "one dataset at a time");
-    }
-    if (!spec || !out) {
-        convert_help(stderr);
-        return cli_failf(cmd, "need DATA and --out DIR");
-    }
-    vlm_dataset ds;
     vlm_error err = {0};
+    const cli_opt own[] = {
+        {"out", CLI_STR, &out, 0, 0, NULL, NULL},
+        {"shard-size", CLI_INT, &shard, 1, 1099511627776.0, NULL, NULL},
+        CLI_END,
+    };
+    int pr = parse_one(cmd, argc, argv, own, &c, 0, &spec, &err);
+    if (pr == 1) return convert_help(stdout), 0;
+    if (pr) return cli_usage_fail(cmd, &err);
+    if (!out) return cli_usagef(cmd, "--out DIR is required");
+    vlm_dataset ds;
     if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
     print_open_bad(&ds);
     vlm_convert_report rep;
@@ -628,7 +556,7 @@ static void bench_help(FILE *f) {
             "usage: vlm data bench DATA --image-size S [options]\n"
             "Runs the threaded loader (read + decode + transform into batches) and prints images/s.\n"
             "  --workers N    loader threads (default 2)\n"
-            "  --batch B      batch size (default 256)\n"
+            "  --batch-size B batch size (default 256; old name --batch)\n"
             "  --seconds T    measure for about T seconds after one warm-up batch (default 5)\n"
             "  --train        train augmentation (RandomResizedCrop) instead of the eval transform\n"
             "  --seed S       shuffle/augmentation seed (default 0)\n"
@@ -639,43 +567,24 @@ static void bench_help(FILE *f) {
 static int data_bench(int argc, char **argv) {
     const char *cmd = "data bench", *spec = NULL;
     common_opts c;
-    common_init(&c);
-    long long S = 0, workers = 2, batch = 256, seed = 0;
+    long long S = 0, seed = 0;
     double seconds = 5;
     int train = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            bench_help(stdout);
-            return 0;
-        }
-        int r = common_arg(cmd, argc, argv, &i, &c);
-        if (r < 0) return 1;
-        if (r) continue;
-        if (!strcmp(a, "--image-size") && i + 1 < argc) {
-            if (parse_int(argv[++i], 1, 4096, &S)) return cli_failf(cmd, "--image-size wants 1..4096");
-        } else if (!strcmp(a, "--workers") && i + 1 < argc) {
-            if (parse_int(argv[++i], 1, 256, &workers)) return cli_failf(cmd, "--workers wants 1..256");
-        } else if (!strcmp(a, "--batch") && i + 1 < argc) {
-            if (parse_int(argv[++i], 1, 1 << 16, &batch)) return cli_failf(cmd, "--batch wants 1..65536");
-        } else if (!strcmp(a, "--seconds") && i + 1 < argc) {
-            seconds = atof(argv[++i]);
-            if (!(seconds > 0)) return cli_failf(cmd, "--seconds wants a positive number");
-        } else if (!strcmp(a, "--seed") && i + 1 < argc) {
-            if (parse_int(argv[++i], 0, INT64_MAX, &seed)) return cli_failf(cmd, "bad --seed");
-        } else if (!strcmp(a, "--train")) train = 1;
-        else if (a[0] == '-' && a[1]) {
-            bench_help(stderr);
-            return cli_failf(cmd, "unknown option '%s'", a);
-        } else if (!spec) spec = a;
-        else return cli_failf(cmd, "one dataset at a time");
-    }
-    if (!spec || !S) {
-        bench_help(stderr);
-        return cli_failf(cmd, "need DATA and --image-size");
-    }
-    vlm_dataset ds;
     vlm_error err = {0};
+    const cli_opt own[] = {
+        {"image-size", CLI_INT, &S, 1, 4096, NULL, NULL},
+        {"batch", CLI_INT, &c.d.batch, 1, 1 << 16, NULL, "batch-size"},
+        {"seconds", CLI_FLT, &seconds, 1e-3, 1e7, NULL, NULL},
+        {"seed", CLI_INT, &seed, 0, 9.3e18, NULL, NULL},
+        {"train", CLI_FLAG, &train, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    int pr = parse_one(cmd, argc, argv, own, &c, 1, &spec, &err);
+    if (pr == 1) return bench_help(stdout), 0;
+    if (pr) return cli_usage_fail(cmd, &err);
+    if (!S) return cli_usagef(cmd, "--image-size is required");
+    long long batch = c.d.batch, workers = c.d.workers;
+    vlm_dataset ds;
     if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
     if (batch > ds.n) batch = ds.n;
     vlm_loader_opts o;
@@ -683,7 +592,7 @@ static int data_bench(int argc, char **argv) {
     o.workers = (int)workers;
     o.train = train;
     o.seed = (uint64_t)seed;
-    o.decode = c.dec;
+    o.decode = c.d.dec;
     vlm_loader *L;
     if (vlm_loader_open(&L, &ds, &o, &err)) {
         vlm_dataset_free(&ds);
@@ -759,100 +668,125 @@ static void scenes_help(FILE *f) {
             "  --seed S              default 0; the output is a function of the options alone\n");
 }
 
+// What `data scenes` parses into: the library's options plus the source choice.
+typedef struct {
+    vlm_scenes_opts o;
+    int use_fm, use_em, sizes_given;
+    long long n_train, n_val, n_heldout, heldout_n, max_objects, emoji_classes, seed;
+} scenes_cli;
+
+static int fn_sources(const char *v, void *dst, vlm_error *err) {
+    scenes_cli *c = dst;
+    c->use_fm = c->use_em = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        if (!strcmp(t, "fashion-mnist") || !strcmp(t, "fmnist")) c->use_fm = 1;
+        else if (!strcmp(t, "emoji")) c->use_em = 1;
+        else return vlm_errorf(err, VLM_ERR_ARG, "--sources: unknown source '%s' (want fashion-mnist, emoji)", t), -1;
+    }
+    if (!c->use_fm && !c->use_em) return vlm_errorf(err, VLM_ERR_ARG, "--sources: no source given"), -1;
+    return 0;
+}
+
+static int fn_sizes(const char *v, void *dst, vlm_error *err) { // repeatable: the sizes given add up
+    scenes_cli *c = dst;
+    vlm_scenes_opts tmp = c->o;
+    if (vlm_scenes_parse_sizes(v, &tmp, err)) return -1;
+    if (!c->sizes_given) c->o.n_sizes = 0;
+    c->sizes_given = 1;
+    for (int k = 0; k < tmp.n_sizes; k++) {
+        if (c->o.n_sizes == VLM_SCENES_MAX_SIZES)
+            return vlm_errorf(err, VLM_ERR_ARG, "--size: at most %d canvas sizes", VLM_SCENES_MAX_SIZES), -1;
+        c->o.sizes[c->o.n_sizes++] = tmp.sizes[k];
+    }
+    return 0;
+}
+
+static int fn_emoji_split(const char *v, void *dst, vlm_error *err) {
+    vlm_scenes_opts *o = dst;
+    if (!strcmp(v, "vendor")) o->emoji_split = VLM_SCENES_EMOJI_VENDOR;
+    else if (!strcmp(v, "shared")) o->emoji_split = VLM_SCENES_EMOJI_SHARED;
+    else return vlm_errorf(err, VLM_ERR_ARG, "--emoji-split wants vendor or shared, got '%s'", v), -1;
+    return 0;
+}
+
+static int fn_scale(const char *v, void *dst, vlm_error *err) {
+    vlm_scenes_opts *o = dst;
+    char *e;
+    o->min_scale = strtof(v, &e);
+    if (e == v || *e != ',') return vlm_errorf(err, VLM_ERR_ARG, "--scale wants MIN,MAX, got '%s'", v), -1;
+    const char *m = e + 1;
+    o->max_scale = strtof(m, &e);
+    if (e == m || *e) return vlm_errorf(err, VLM_ERR_ARG, "--scale wants MIN,MAX, got '%s'", v), -1;
+    return 0;
+}
+
+static int fn_unit(const char *v, void *dst, vlm_error *err) { // a float in [0, 1]
+    double f;
+    if (cli_parse_float("value", v, 0, 1, &f, err)) return -1;
+    *(float *)dst = (float)f;
+    return 0;
+}
+
+static int fn_background(const char *v, void *dst, vlm_error *err) {
+    vlm_scenes_opts *o = dst;
+    if (!strcmp(v, "mixed")) o->background = VLM_SCENES_BG_MIXED;
+    else if (!strcmp(v, "plain")) o->background = VLM_SCENES_BG_PLAIN;
+    else if (!parse_rgb(v, o->bg_rgb)) o->background = VLM_SCENES_BG_FIXED;
+    else return vlm_errorf(err, VLM_ERR_ARG, "--background wants mixed, plain or R,G,B, got '%s'", v), -1;
+    return 0;
+}
+
+// 0: parsed, 1: --help, -1: usage error.
+static int scenes_parse(int argc, char **argv, scenes_cli *c, vlm_error *err) {
+    memset(c, 0, sizeof *c);
+    vlm_scenes_opts *o = &c->o;
+    vlm_scenes_opts_default(o);
+    c->use_fm = c->use_em = 1;
+    c->n_train = o->n_train, c->n_val = o->n_val, c->n_heldout = o->n_heldout, c->heldout_n = o->heldout_n;
+    c->max_objects = o->max_objects, c->emoji_classes = o->emoji_classes, c->seed = (long long)o->seed;
+    const cli_opt own[] = {
+        {"out", CLI_STR, &o->out_dir, 0, 0, NULL, NULL},
+        {"fmnist", CLI_STR, &o->fmnist_dir, 0, 0, NULL, NULL},
+        {"emoji", CLI_STR, &o->emoji_dir, 0, 0, NULL, NULL},
+        {"sources", CLI_FN, c, 0, 0, fn_sources, NULL},
+        {"size", CLI_FN, c, 0, 0, fn_sizes, NULL},
+        {"train", CLI_INT, &c->n_train, 0, 1e8, NULL, NULL},
+        {"val", CLI_INT, &c->n_val, 0, 1e8, NULL, NULL},
+        {"heldout-images", CLI_INT, &c->n_heldout, 0, 1e8, NULL, NULL},
+        {"heldout", CLI_STR, &o->heldout, 0, 0, NULL, NULL},
+        {"heldout-n", CLI_INT, &c->heldout_n, 0, 100000, NULL, NULL},
+        {"max-objects", CLI_INT, &c->max_objects, 1, 64, NULL, NULL},
+        {"emoji-classes", CLI_INT, &c->emoji_classes, 1, 10000, NULL, NULL},
+        {"emoji-categories", CLI_STR, &o->emoji_categories, 0, 0, NULL, NULL},
+        {"emoji-split", CLI_FN, o, 0, 0, fn_emoji_split, NULL},
+        {"scale", CLI_FN, o, 0, 0, fn_scale, NULL},
+        {"max-iou", CLI_FN, &o->max_iou, 0, 0, fn_unit, NULL},
+        {"min-visible", CLI_FN, &o->min_visible, 0, 0, fn_unit, NULL},
+        {"background", CLI_FN, o, 0, 0, fn_background, NULL},
+        {"seed", CLI_INT, &c->seed, 0, 9.3e18, NULL, NULL},
+        CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int r = cli_parse_flags("data scenes", argc, argv, tabs, 1, err);
+    if (r) return r;
+    if (!o->out_dir) return vlm_errorf(err, VLM_ERR_ARG, "--out DIR is required (see vlm data scenes --help)"), -1;
+    o->n_train = c->n_train, o->n_val = c->n_val, o->n_heldout = c->n_heldout, o->heldout_n = (int)c->heldout_n;
+    o->max_objects = (int)c->max_objects, o->emoji_classes = (int)c->emoji_classes, o->seed = (uint64_t)c->seed;
+    if (!c->use_fm) o->fmnist_dir = NULL;
+    if (!c->use_em) o->emoji_dir = NULL;
+    return 0;
+}
+
 static int data_scenes(int argc, char **argv) {
     const char *cmd = "data scenes";
-    vlm_scenes_opts o;
-    vlm_scenes_opts_default(&o);
+    scenes_cli c;
     vlm_error err = {0};
-    int use_fm = 1, use_em = 1, sizes_given = 0;
-    const char *fm_dir = o.fmnist_dir, *em_dir = o.emoji_dir;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            scenes_help(stdout);
-            return 0;
-        }
-        if (a[0] == '-' && i + 1 >= argc) {
-            scenes_help(stderr);
-            return cli_failf(cmd, "%s needs a value (or is unknown)", a);
-        }
-        const char *v = argv[i + 1];
-        long long n;
-        if (!strcmp(a, "--out")) o.out_dir = v;
-        else if (!strcmp(a, "--fmnist")) fm_dir = v;
-        else if (!strcmp(a, "--emoji")) em_dir = v;
-        else if (!strcmp(a, "--sources")) {
-            use_fm = use_em = 0;
-            char buf[256];
-            snprintf(buf, sizeof buf, "%s", v);
-            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                if (!strcmp(t, "fashion-mnist") || !strcmp(t, "fmnist")) use_fm = 1;
-                else if (!strcmp(t, "emoji")) use_em = 1;
-                else return cli_failf(cmd, "--sources: unknown source '%s' (want fashion-mnist, emoji)", t);
-            }
-            if (!use_fm && !use_em) return cli_failf(cmd, "--sources: no source given");
-        } else if (!strcmp(a, "--size")) {
-            vlm_scenes_opts tmp = o;
-            if (vlm_scenes_parse_sizes(v, &tmp, &err)) return cli_fail(cmd, &err);
-            if (!sizes_given) o.n_sizes = 0;
-            sizes_given = 1;
-            for (int k = 0; k < tmp.n_sizes; k++) {
-                if (o.n_sizes == VLM_SCENES_MAX_SIZES)
-                    return cli_failf(cmd, "--size: at most %d canvas sizes", VLM_SCENES_MAX_SIZES);
-                o.sizes[o.n_sizes++] = tmp.sizes[k];
-            }
-        } else if (!strcmp(a, "--train") || !strcmp(a, "--val") || !strcmp(a, "--heldout-images")) {
-            if (parse_int(v, 0, 100000000, &n)) return cli_failf(cmd, "%s wants a count in 0..1e8, got '%s'", a, v);
-            if (a[2] == 't') o.n_train = n;
-            else if (a[2] == 'v') o.n_val = n;
-            else o.n_heldout = n;
-        } else if (!strcmp(a, "--heldout")) o.heldout = v;
-        else if (!strcmp(a, "--heldout-n")) {
-            if (parse_int(v, 0, 100000, &n)) return cli_failf(cmd, "--heldout-n wants a count, got '%s'", v);
-            o.heldout_n = (int)n;
-        } else if (!strcmp(a, "--max-objects")) {
-            if (parse_int(v, 1, 64, &n)) return cli_failf(cmd, "--max-objects wants 1..64, got '%s'", v);
-            o.max_objects = (int)n;
-        } else if (!strcmp(a, "--emoji-classes")) {
-            if (parse_int(v, 1, 10000, &n)) return cli_failf(cmd, "--emoji-classes wants 1..10000, got '%s'", v);
-            o.emoji_classes = (int)n;
-        } else if (!strcmp(a, "--emoji-categories")) o.emoji_categories = v;
-        else if (!strcmp(a, "--emoji-split")) {
-            if (!strcmp(v, "vendor")) o.emoji_split = VLM_SCENES_EMOJI_VENDOR;
-            else if (!strcmp(v, "shared")) o.emoji_split = VLM_SCENES_EMOJI_SHARED;
-            else return cli_failf(cmd, "--emoji-split wants vendor or shared, got '%s'", v);
-        } else if (!strcmp(a, "--scale")) {
-            char *e;
-            o.min_scale = strtof(v, &e);
-            if (*e != ',') return cli_failf(cmd, "--scale wants MIN,MAX, got '%s'", v);
-            o.max_scale = strtof(e + 1, &e);
-            if (*e) return cli_failf(cmd, "--scale wants MIN,MAX, got '%s'", v);
-        } else if (!strcmp(a, "--max-iou") || !strcmp(a, "--min-visible")) {
-            char *e;
-            float f = strtof(v, &e);
-            if (e == v || *e || !(f >= 0 && f <= 1)) return cli_failf(cmd, "%s wants a number in 0..1, got '%s'", a, v);
-            if (a[2] == 'm' && a[3] == 'a') o.max_iou = f;
-            else o.min_visible = f;
-        } else if (!strcmp(a, "--background")) {
-            if (!strcmp(v, "mixed")) o.background = VLM_SCENES_BG_MIXED;
-            else if (!strcmp(v, "plain")) o.background = VLM_SCENES_BG_PLAIN;
-            else if (!parse_rgb(v, o.bg_rgb)) o.background = VLM_SCENES_BG_FIXED;
-            else return cli_failf(cmd, "--background wants mixed, plain or R,G,B, got '%s'", v);
-        } else if (!strcmp(a, "--seed")) {
-            if (parse_int(v, 0, INT64_MAX, &n)) return cli_failf(cmd, "--seed wants a non-negative integer, got '%s'", v);
-            o.seed = (uint64_t)n;
-        } else {
-            scenes_help(stderr);
-            return cli_failf(cmd, "unknown argument '%s'", a);
-        }
-        i++;
-    }
-    if (!o.out_dir) {
-        scenes_help(stderr);
-        return cli_failf(cmd, "need --out DIR");
-    }
-    o.fmnist_dir = use_fm ? fm_dir : NULL;
-    o.emoji_dir = use_em ? em_dir : NULL;
+    int pr = scenes_parse(argc, argv, &c, &err);
+    if (pr == 1) return scenes_help(stdout), 0;
+    if (pr) return cli_usage_fail(cmd, &err);
+    const vlm_scenes_opts o = c.o;
     vlm_scenes_report r;
     if (vlm_scenes_build(&o, &r, &err)) return cli_fail(cmd, &err);
     int n_held = 0;
@@ -898,5 +832,5 @@ int cmd_data(int argc, char **argv) {
     if (!strcmp(argv[1], "bench")) return data_bench(argc - 1, argv + 1);
     if (!strcmp(argv[1], "scenes")) return data_scenes(argc - 1, argv + 1);
     data_help(stderr);
-    return cli_failf("data", "unknown subcommand '%s'", argv[1]);
+    return cli_usagef("data", "unknown subcommand '%s'", argv[1]);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "data/coco.h"
 #include "eval/coco_eval.h"
 
@@ -22,7 +23,7 @@ static void eval_usage(FILE *f) {
             "  --dt FILE    results: [{\"image_id\", \"category_id\", \"bbox\", \"score\"}, ...];\n"
             "               every image_id must be in the ground truth; results of\n"
             "               categories the ground truth lacks are skipped (as pycocotools)\n"
-            "  --json       end with one JSON line: AP, AP50, AP75, APs, APm, APl, AR1,\n"
+            "  --json       stdout: one JSON line (the summary goes to stderr): AP, AP50, AP75, APs, APm, APl, AR1,\n"
             "               AR10, AR100, ARs, ARm, ARl (%%.17g) and \"per_category\": AP per\n"
             "               category id (IoU .50:.95, area all, maxDets 100; -1 for a\n"
             "               category without ground truth)\n"
@@ -33,25 +34,21 @@ static void eval_usage(FILE *f) {
 static int cmd_detect_eval(int argc, char **argv) {
     const char *gt_path = NULL, *dt_path = NULL;
     int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            eval_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--json")) {
-            json = 1;
-        } else if (!strcmp(a, "--gt") || !strcmp(a, "--dt")) {
-            if (i + 1 >= argc) return cli_failf("detect eval", "%s needs a file", a);
-            *(a[2] == 'g' ? &gt_path : &dt_path) = argv[++i];
-        } else {
-            return cli_failf("detect eval", "unknown option '%s' (see vlm detect eval --help)", a);
-        }
-    }
-    if (!gt_path || !dt_path)
-        return cli_failf("detect eval", "%s is required (usage: vlm detect eval --gt GT.json --dt DT.json [--json])",
-                         gt_path ? "--dt" : "--gt");
-
     vlm_error err = {0};
+    const cli_opt own[] = {
+        {"gt", CLI_STR, &gt_path, 0, 0, NULL, NULL},
+        {"dt", CLI_STR, &dt_path, 0, 0, NULL, NULL},
+        {"json", CLI_FLAG, &json, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int pr = cli_parse_flags("detect eval", argc, argv, tabs, 1, &err);
+    if (pr == 1) return eval_usage(stdout), 0;
+    if (pr) return cli_usage_fail("detect eval", &err);
+    if (!gt_path || !dt_path)
+        return cli_usagef("detect eval", "%s is required (usage: vlm detect eval --gt GT.json --dt DT.json [--json])",
+                          gt_path ? "--dt" : "--gt");
+
     vlm_coco_gt gt;
     vlm_coco_results dt;
     vlm_coco_eval ev;
@@ -77,7 +74,7 @@ static int cmd_detect_eval(int argc, char **argv) {
         return cli_failf("detect eval", "out of memory");
     }
     vlm_coco_eval_summary(&ev, buf, n + 1);
-    fputs(buf, stdout);
+    fputs(buf, json ? stderr : stdout); // with --json, stdout carries only the JSON line
     free(buf);
     if (json) {
         putchar('{');
@@ -104,5 +101,5 @@ int cmd_detect(int argc, char **argv) {
     if (!strcmp(argv[1], "eval")) return cmd_detect_eval(argc - 1, argv + 1);
     if (!strcmp(argv[1], "train")) return cmd_detect_train(argc - 1, argv + 1);
     if (!strcmp(argv[1], "predict")) return cmd_detect_predict(argc - 1, argv + 1);
-    return cli_failf("detect", "unknown command '%s' (eval, train, predict)", argv[1]);
+    return cli_usagef("detect", "unknown command '%s' (eval, train, predict)", argv[1]);
 }

@@ -8,7 +8,8 @@
 #include <string.h>
 #include "cli/cli.h"
 #include "data/font.h"
-#include "cli/train_common.h"
+#include "cli/opts.h"
+#include "core/fs.h"
 #include "data/coco.h"
 #include "data/image.h"
 #include "data/transform.h"
@@ -53,59 +54,39 @@ typedef struct {
     int json;
 } popts;
 
-// 1: --help; 0: ok; -1: error in err.
+static int fn_query(const char *v, void *dst, vlm_error *err) { // repeatable, in order
+    popts *o = dst;
+    if (!*v) return vlm_errorf(err, VLM_ERR_ARG, "--query: empty text"), -1;
+    const char **q = realloc(o->query, sizeof(char *) * (size_t)(o->n_query + 1));
+    if (!q) return vlm_errorf(err, VLM_ERR_OOM, "out of memory"), -1;
+    o->query = q;
+    o->query[o->n_query++] = v;
+    return 0;
+}
+
+// 1: --help; 0: ok; -1: usage error in err.
 static int parse(int argc, char **argv, popts *o, vlm_error *err) {
     memset(o, 0, sizeof *o);
     o->threshold = 0.1;
     o->max_det = 20;
-    o->query = malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
-    if (!o->query) {
-        vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-        return -1;
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return 1;
-        if (!strcmp(a, "--json")) {
-            o->json = 1;
-            continue;
-        }
-        const char **str = !strcmp(a, "--checkpoint")     ? &o->checkpoint
-                           : !strcmp(a, "--image")        ? &o->image
-                           : !strcmp(a, "--queries-file") ? &o->queries_file
-                           : !strcmp(a, "--templates")    ? &o->templates
-                           : !strcmp(a, "--out")          ? &o->out
-                           : !strcmp(a, "--results")      ? &o->results
-                                                          : NULL;
-        int is_num = !strcmp(a, "--threshold") || !strcmp(a, "--max-det") || !strcmp(a, "--image-id") ||
-                     !strcmp(a, "--scale");
-        if (!str && !is_num && strcmp(a, "--query")) {
-            vlm_errorf(err, VLM_ERR_ARG, "unknown option '%s' (see vlm detect predict --help)", a);
-            return -1;
-        }
-        if (!v) {
-            vlm_errorf(err, VLM_ERR_ARG, "%s needs a value", a);
-            return -1;
-        }
-        i++;
-        if (str) {
-            *str = v;
-        } else if (!strcmp(a, "--query")) {
-            if (!*v) {
-                vlm_errorf(err, VLM_ERR_ARG, "--query: empty text");
-                return -1;
-            }
-            o->query[o->n_query++] = v;
-        } else if (!strcmp(a, "--threshold")) {
-            if (cli_parse_float(a, v, 0, 1, &o->threshold, err)) return -1;
-        } else if (!strcmp(a, "--max-det")) {
-            if (cli_parse_int(a, v, 1, 100000, &o->max_det, err)) return -1;
-        } else if (!strcmp(a, "--image-id")) {
-            if (cli_parse_int(a, v, LLONG_MIN, LLONG_MAX, &o->image_id, err)) return -1;
-        } else if (cli_parse_int(a, v, 1, 64, &o->scale, err)) { // --scale
-            return -1;
-        }
-    }
+    const cli_opt own[] = {
+        {"checkpoint", CLI_STR, &o->checkpoint, 0, 0, NULL, NULL},
+        {"image", CLI_STR, &o->image, 0, 0, NULL, NULL},
+        {"query", CLI_FN, o, 0, 0, fn_query, NULL},
+        {"queries-file", CLI_STR, &o->queries_file, 0, 0, NULL, NULL},
+        {"templates", CLI_STR, &o->templates, 0, 0, NULL, NULL},
+        {"threshold", CLI_FLT, &o->threshold, 0, 1, NULL, NULL},
+        {"max-det", CLI_INT, &o->max_det, 1, 100000, NULL, NULL},
+        {"out", CLI_STR, &o->out, 0, 0, NULL, NULL},
+        {"scale", CLI_INT, &o->scale, 1, 64, NULL, NULL},
+        {"results", CLI_STR, &o->results, 0, 0, NULL, NULL},
+        {"image-id", CLI_INT, &o->image_id, -9.3e18, 9.3e18, NULL, NULL},
+        {"json", CLI_FLAG, &o->json, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int r = cli_parse_flags(CMD, argc, argv, tabs, 1, err);
+    if (r) return r;
     if (!o->checkpoint || !o->image) {
         vlm_errorf(err, VLM_ERR_ARG, "%s is required (usage: vlm detect predict --checkpoint DET --image IMG "
                    "--query TEXT ...)", o->checkpoint ? "--image" : "--checkpoint");
@@ -224,174 +205,133 @@ static vlm_status write_vis(const char *path, const vlm_image *img, int k, const
     return st;
 }
 
+// The queries: the --query texts, then the file's lines; with neither, the
+// checkpoint's training class names (newline-separated, split in place).
+static int collect_queries(const popts *o, char **file_q, int n_file, char *classnames, const char ***out) {
+    int Q = 0, cnt = o->n_query + n_file + 1;
+    if (!o->n_query && !n_file && classnames)
+        for (const char *p = classnames; *p; p++) cnt += *p == '\n';
+    const char **q = malloc(sizeof(char *) * (size_t)cnt);
+    if (!q) return -1;
+    for (int i = 0; i < o->n_query; i++) q[Q++] = o->query[i];
+    for (int i = 0; i < n_file; i++) q[Q++] = file_q[i];
+    if (!Q && classnames)
+        for (char *p = classnames, *e; p; p = e) {
+            e = strchr(p, '\n');
+            if (e) *e++ = 0;
+            if (*p) q[Q++] = p;
+        }
+    *out = q;
+    return Q;
+}
+
+static void print_json(const popts *o, const char **queries, const vlm_det_box *det, int n) {
+    printf("{\"image\": ");
+    json_str(stdout, o->image);
+    printf(", \"detections\": [");
+    for (int i = 0; i < n; i++) {
+        printf("%s{\"query\": ", i ? ", " : "");
+        json_str(stdout, queries[det[i].query]);
+        printf(", \"category_id\": %d, \"score\": %.6f, \"bbox\": [%.2f, %.2f, %.2f, %.2f]}", det[i].query + 1,
+               det[i].score, det[i].x, det[i].y, det[i].w, det[i].h);
+    }
+    printf("]}\n");
+}
+
+// The outputs: detection lines (stdout; stderr with --json), --results,
+// --out and the --json line.
+static vlm_status emit(const popts *o, const vlm_image *img, const char **queries, const vlm_det_box *det, int n,
+                       vlm_error *err) {
+    const int W = img->w, H = img->h, P = W > H ? W : H;
+    FILE *f = cli_report(o->json);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s\t%.4f\t%.1f\t%.1f\t%.1f\t%.1f\n", queries[det[i].query], det[i].score, det[i].x, det[i].y,
+                det[i].w, det[i].h);
+    vlm_status st = VLM_OK;
+    if (o->results) {
+        vlm_coco_results res;
+        vlm_coco_results_init(&res);
+        for (int i = 0; i < n && !st; i++) {
+            double b[4] = {det[i].x, det[i].y, det[i].w, det[i].h};
+            st = vlm_coco_results_add(&res, o->image_id, det[i].query + 1, b, det[i].score, err);
+        }
+        if (!st) st = vlm_coco_results_save(&res, o->results, err);
+        vlm_coco_results_free(&res);
+        if (st) return st;
+        fprintf(stderr, "%s: wrote %s\n", CMD, o->results);
+    }
+    if (o->out) {
+        int k = (int)o->scale;
+        if (!k) k = (384 + P - 1) / P; // the longer side reaches 384 px
+        if (k < 1) k = 1;
+        if ((long long)W * k * H * k > VLM_IMAGE_DEFAULT_MAX_PIXELS)
+            return vlm_errorf(err, VLM_ERR_ARG, "--scale %d: a %dx%d visualisation exceeds %lld pixels", k, W * k, H * k,
+                              (long long)VLM_IMAGE_DEFAULT_MAX_PIXELS);
+        if ((st = write_vis(o->out, img, k, det, n, queries, err))) return st;
+        fprintf(stderr, "%s: wrote %s (%dx%d)\n", CMD, o->out, W * k, H * k);
+    }
+    if (o->json) print_json(o, queries, det, n);
+    return fflush(stdout) ? vlm_errorf(err, VLM_ERR_IO, "writing to stdout failed") : VLM_OK;
+}
+
 int cmd_detect_predict(int argc, char **argv) {
     vlm_error err = {0};
     popts o;
     int pr = parse(argc, argv, &o, &err);
-    if (pr == 1) {
-        fputs(usage, stdout);
-        free(o.query);
-        return 0;
-    }
     if (pr) {
         free(o.query);
-        return cli_fail(CMD, &err);
+        return pr == 1 ? (fputs(usage, stdout), 0) : cli_usage_fail(CMD, &err);
     }
-    int rc = 1, have_model = 0, have_ctx = 0, Q = 0, n_file = 0, nt = 0, n = 0;
-    int own_tmpl = 0;
+    int rc = 1, have_model = 0, Q = 0, n_file = 0, nt = 0, n = 0, own_tmpl = 0;
     char **file_q = NULL, **tmpl = NULL, *classnames = NULL;
     const char **queries = NULL;
-    float *x = NULL, *qe = NULL;
+    float *qe = NULL;
     vlm_det_box *det = NULL;
-    vlm_image img, sq;
+    vlm_image img;
     vlm_image_init(&img);
-    vlm_image_init(&sq);
-    vlm_transform_scratch sc;
-    vlm_transform_scratch_init(&sc);
-    vlm_coco_results res;
-    vlm_coco_results_init(&res);
     vlm_owl m;
     memset(&m, 0, sizeof m);
-    vlm_ctx c;
-
     // Cheap inputs first, so a typo fails before the model loads.
     vlm_decode_opts dec;
     vlm_decode_opts_default(&dec);
-    if (vlm_image_load(&img, o.image, &dec, &err)) goto fail;
-    if (o.templates && vlm_templates_resolve(o.templates, &tmpl, &nt, &own_tmpl, &err)) goto fail;
+    if (vlm_image_load(&img, o.image, &dec, &err)) goto done;
+    if (o.templates && vlm_templates_resolve(o.templates, &tmpl, &nt, &own_tmpl, &err)) goto done;
     if (o.queries_file && vlm_lines_load(o.queries_file, &file_q, &n_file, &err)) {
         file_q = NULL, n_file = 0;
-        goto fail;
+        goto done;
     }
-    if (vlm_owl_load(&m, o.checkpoint, &classnames, &err)) goto fail;
+    if (vlm_owl_load(&m, o.checkpoint, &classnames, &err)) goto done;
     have_model = 1;
-
-    // queries: --query texts, then the file's lines; else the training classes
-    queries = malloc(sizeof(char *) * (size_t)(o.n_query + n_file + 1));
-    if (!queries) goto oom;
-    for (int i = 0; i < o.n_query; i++) queries[Q++] = o.query[i];
-    for (int i = 0; i < n_file; i++) queries[Q++] = file_q[i];
-    if (!Q && classnames) {
-        int cnt = 1;
-        for (const char *p = classnames; *p; p++) cnt += *p == '\n';
-        const char **nq = realloc(queries, sizeof(char *) * (size_t)cnt);
-        if (!nq) goto oom;
-        queries = nq;
-        for (char *p = classnames, *e; p; p = e) {
-            e = strchr(p, '\n');
-            if (e) *e++ = 0;
-            if (*p) queries[Q++] = p;
-        }
+    if ((Q = collect_queries(&o, file_q, n_file, classnames, &queries)) < 0) {
+        vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
+        goto done;
     }
     if (!Q) {
-        cli_failf(CMD, "no queries: give --query TEXT or --queries-file FILE (%s has no training class names)",
-                  o.checkpoint);
+        vlm_errorf(&err, VLM_ERR_ARG, "no queries: give --query TEXT or --queries-file FILE (%s has no training class names)",
+                   o.checkpoint);
         goto done;
     }
-
-    // Pad to a square (bottom/right, grey) so the eval transform's resize
-    // keeps the whole image and its aspect ratio (its centre crop is then a
-    // no-op), and boxes in the square's pixels are the image's pixels.
-    const int S = m.det.cfg.vit.image_size, E = m.det.cfg.embed_dim, N = m.det.grid * m.det.grid;
-    const int W = img.w, H = img.h, P = W > H ? W : H;
-    if ((long long)P * P > VLM_IMAGE_DEFAULT_MAX_PIXELS) {
-        cli_failf(CMD, "%s: %dx%d is too elongated: padded to a %dx%d square it exceeds %lld pixels", o.image, W, H,
-                  P, P, (long long)VLM_IMAGE_DEFAULT_MAX_PIXELS);
-        goto done;
-    }
-    if (vlm_image_alloc(&sq, P, P, &err)) goto fail;
-    memset(sq.px, 128, (size_t)P * P * 3);
-    for (int y = 0; y < H; y++) memcpy(sq.px + (size_t)y * P * 3, img.px + (size_t)y * W * 3, (size_t)W * 3);
-    vlm_transform t;
-    vlm_transform_init(&t, S);
-    x = malloc(sizeof(float) * 3 * (size_t)S * S);
-    qe = malloc(sizeof(float) * (size_t)Q * E);
+    qe = malloc(sizeof(float) * (size_t)Q * m.det.cfg.embed_dim);
     det = malloc(sizeof(vlm_det_box) * (size_t)o.max_det);
-    if (!x || !qe || !det) goto oom;
-    if (vlm_transform_eval(&t, &sq, x, &sc, &err)) goto fail;
-    if (vlm_owl_queries(&m, queries, Q, (const char *const *)tmpl, nt, qe, &err)) goto fail;
-
-    if (vlm_ctx_init(&c, 64u << 20, 0, &err)) goto fail;
-    have_ctx = 1;
-    c.grad_enabled = 0;
-    c.training = 0;
-    int64_t sh[4] = {1, 3, S, S};
-    vlm_det_out out;
-    if (vlm_detector_forward(&c, &m.det, vlm_tensor_wrap(&c, VLM_F32, 4, sh, x, NULL), qe, Q, &out)) {
-        cli_fail(CMD, &c.err);
+    if (!qe || !det) {
+        vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
         goto done;
     }
-    int nd = vlm_detector_decode(vlm_f32(out.logits), vlm_f32(out.boxes), N, Q, NULL, P, P, (int)o.max_det, 1, m.det.cfg.nms_iou, det);
-    if (nd < 0) goto oom;
-    // threshold (decode sorts by score), then clip to the image; a box wholly
-    // in the padding has nothing left
-    for (int i = 0; i < nd && det[i].score >= o.threshold; i++) {
-        double x0 = fmax(det[i].x, 0), y0 = fmax(det[i].y, 0);
-        double x1 = fmin(det[i].x + det[i].w, W), y1 = fmin(det[i].y + det[i].h, H);
-        if (!(x1 > x0 && y1 > y0)) continue;
-        det[n] = det[i];
-        det[n].x = (float)x0, det[n].y = (float)y0, det[n].w = (float)(x1 - x0), det[n].h = (float)(y1 - y0);
-        n++;
+    if (vlm_owl_queries(&m, queries, Q, (const char *const *)tmpl, nt, qe, &err)) goto done;
+    if (vlm_owl_detect(&m, &img, qe, Q, (float)o.threshold, (int)o.max_det, det, &n, &err)) {
+        vlm_error_prefix(&err, "%s", o.image);
+        goto done;
     }
-
-    fprintf(stderr, "%s: %s (%dx%d) at %dx%d, %d quer%s: %d detection%s with score >= %g\n", CMD, o.image, W, H, S, S,
-            Q, Q == 1 ? "y" : "ies", n, n == 1 ? "" : "s", o.threshold);
-    for (int i = 0; i < n; i++)
-        printf("%s\t%.4f\t%.1f\t%.1f\t%.1f\t%.1f\n", queries[det[i].query], det[i].score, det[i].x, det[i].y, det[i].w,
-               det[i].h);
-
-    if (o.results) {
-        for (int i = 0; i < n; i++) {
-            double b[4] = {det[i].x, det[i].y, det[i].w, det[i].h};
-            if (vlm_coco_results_add(&res, o.image_id, det[i].query + 1, b, det[i].score, &err)) goto fail;
-        }
-        if (vlm_coco_results_save(&res, o.results, &err)) goto fail;
-        fprintf(stderr, "%s: wrote %s\n", CMD, o.results);
-    }
-    if (o.out) {
-        int k = (int)o.scale;
-        if (!k) k = (384 + P - 1) / P; // the longer side reaches 384 px
-        if (k < 1) k = 1;
-        if ((long long)W * k * H * k > VLM_IMAGE_DEFAULT_MAX_PIXELS) {
-            cli_failf(CMD, "--scale %d: a %dx%d visualisation exceeds %lld pixels", k, W * k, H * k,
-                      (long long)VLM_IMAGE_DEFAULT_MAX_PIXELS);
-            goto done;
-        }
-        if (write_vis(o.out, &img, k, det, n, queries, &err)) goto fail;
-        fprintf(stderr, "%s: wrote %s (%dx%d)\n", CMD, o.out, W * k, H * k);
-    }
-    if (o.json) {
-        printf("{\"image\": ");
-        json_str(stdout, o.image);
-        printf(", \"detections\": [");
-        for (int i = 0; i < n; i++) {
-            printf("%s{\"query\": ", i ? ", " : "");
-            json_str(stdout, queries[det[i].query]);
-            printf(", \"category_id\": %d, \"score\": %.6f, \"bbox\": [%.2f, %.2f, %.2f, %.2f]}", det[i].query + 1,
-                   det[i].score, det[i].x, det[i].y, det[i].w, det[i].h);
-        }
-        printf("]}\n");
-    }
-    rc = fflush(stdout) ? cli_failf(CMD, "writing to stdout failed") : 0;
-    goto done;
-oom:
-    vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-fail:
-    cli_fail(CMD, &err);
+    const int S = m.det.cfg.vit.image_size;
+    fprintf(stderr, "%s: %s (%dx%d) at %dx%d, %d quer%s: %d detection%s with score >= %g\n", CMD, o.image, img.w, img.h,
+            S, S, Q, Q == 1 ? "y" : "ies", n, n == 1 ? "" : "s", o.threshold);
+    rc = emit(&o, &img, queries, det, n, &err) ? 1 : 0;
 done:
-    if (have_ctx) vlm_ctx_free(&c);
+    if (rc) cli_fail(CMD, &err);
     if (have_model) vlm_owl_free(&m);
     if (own_tmpl) vlm_strlist_free(tmpl, nt);
     vlm_strlist_free(file_q, n_file);
-    vlm_coco_results_free(&res);
-    vlm_transform_scratch_free(&sc);
     vlm_image_free(&img);
-    vlm_image_free(&sq);
-    free(classnames);
-    free(queries);
-    free(x);
-    free(qe);
-    free(det);
-    free(o.query);
+    free(classnames), free(queries), free(qe), free(det), free(o.query);
     return rc;
 }

@@ -122,13 +122,8 @@ static int cmd_generate_train(int argc, char **argv) {
     return 0;
 }
 
-#define OPT_STR(flag, f) if (!strcmp(a, flag)) { if (!v) goto need; o->f = v; i++; continue; }
-#define OPT_INT(flag, f, lo, hi) if (!strcmp(a, flag)) { if (!v) goto need; if (cli_parse_int(flag, v, lo, hi, &o->f, err)) return -1; i++; continue; }
-#define OPT_FLT(flag, f, lo, hi) if (!strcmp(a, flag)) { if (!v) goto need; if (cli_parse_float(flag, v, lo, hi, &o->f, err)) return -1; i++; continue; }
-#define OPT_FLAG(flag, f) if (!strcmp(a, flag)) { o->f = 1; continue; }
-
 // The sampling flags `sample` and `eval` share: --steps, --guidance, --seed,
-// --sampler. Returns 1 if (a, v) was one of them, 0 if not, -1 on a bad value.
+// --sampler, guidance interval / rescale, autoguidance.
 typedef struct {
     long long steps, seed;
     double guidance, glo, ghi; // guidance interval (glo, ghi], ghi may be inf
@@ -141,39 +136,49 @@ typedef struct {
 // 50 DDIM steps, seed 0, guidance 3 at every step, no autoguidance, no rescale
 static const sample_flags sample_flags_default = {50, 0, 3.0, 0, INFINITY, "ddim", NULL, 1.0, 0.0};
 
-static int parse_sample_flag(const char *a, const char *v, sample_flags *f, vlm_error *err) {
-    if (!strcmp(a, "--steps")) return cli_parse_int(a, v, 1, 100000, &f->steps, err) ? -1 : 1;
-    if (!strcmp(a, "--seed")) return cli_parse_int(a, v, 0, INT64_MAX, &f->seed, err) ? -1 : 1;
-    if (!strcmp(a, "--guidance")) return cli_parse_float(a, v, 0, 100, &f->guidance, err) ? -1 : 1;
-    if (!strcmp(a, "--guidance-rescale")) return cli_parse_float(a, v, 0, 1, &f->rescale, err) ? -1 : 1;
-    if (!strcmp(a, "--autoguidance")) return cli_parse_float(a, v, 0, 100, &f->autog, err) ? -1 : 1;
-    if (!strcmp(a, "--guide")) {
-        f->guide = v;
-        return 1;
+// LO,HI in noise level sigma = sqrt((1 - alpha_bar) / alpha_bar); HI may be "inf"
+static int fn_interval(const char *v, void *dst, vlm_error *err) {
+    sample_flags *f = dst;
+    char *end = NULL;
+    double lo = strtod(v, &end), hi = NAN;
+    if (end != v && *end == ',') {
+        const char *h = end + 1;
+        hi = strtod(h, &end); // strtod reads "inf"
+        if (end == h || *end) hi = NAN;
     }
-    if (!strcmp(a, "--guidance-interval")) {
-        // LO,HI in noise level sigma = sqrt((1 - alpha_bar) / alpha_bar); HI may be "inf"
-        char *end = NULL;
-        double lo = strtod(v, &end), hi = NAN;
-        if (end != v && *end == ',') {
-            const char *h = end + 1;
-            hi = strtod(h, &end); // strtod reads "inf"
-            if (end == h || *end) hi = NAN;
-        }
-        if (!(lo >= 0) || !isfinite(lo) || !(hi > lo)) {
-            vlm_errorf(err, VLM_ERR_ARG, "--guidance-interval: expected LO,HI with 0 <= LO < HI (noise levels sigma; HI may be inf), got '%s'", v);
-            return -1;
-        }
-        f->glo = lo, f->ghi = hi;
-        return 1;
+    if (!(lo >= 0) || !isfinite(lo) || !(hi > lo)) {
+        vlm_errorf(err, VLM_ERR_ARG,
+                   "--guidance-interval: expected LO,HI with 0 <= LO < HI (noise levels sigma; HI may be inf), got '%s'", v);
+        return -1;
     }
-    if (strcmp(a, "--sampler")) return 0;
+    f->glo = lo, f->ghi = hi;
+    return 0;
+}
+
+static int fn_sampler(const char *v, void *dst, vlm_error *err) {
     if (strcmp(v, "ddim") && strcmp(v, "ddpm")) {
         vlm_errorf(err, VLM_ERR_ARG, "--sampler: expected ddim or ddpm, got '%s'", v);
         return -1;
     }
-    f->sampler = v;
-    return 1;
+    *(const char **)dst = v;
+    return 0;
+}
+
+#define SAMPLE_OPTS 10
+static void sample_table(cli_opt *tab, sample_flags *f) {
+    const cli_opt t[] = {
+        {"steps", CLI_INT, &f->steps, 1, 100000, NULL, NULL},
+        {"seed", CLI_INT, &f->seed, 0, 9.3e18, NULL, NULL},
+        {"guidance", CLI_FLT, &f->guidance, 0, 100, NULL, NULL},
+        {"guidance-rescale", CLI_FLT, &f->rescale, 0, 1, NULL, NULL},
+        {"autoguidance", CLI_FLT, &f->autog, 0, 100, NULL, NULL},
+        {"guide", CLI_STR, &f->guide, 0, 0, NULL, NULL},
+        {"guidance-interval", CLI_FN, f, 0, 0, fn_interval, NULL},
+        {"sampler", CLI_FN, &f->sampler, 0, 0, fn_sampler, NULL},
+        CLI_END,
+    };
+    _Static_assert(sizeof t / sizeof t[0] <= SAMPLE_OPTS, "SAMPLE_OPTS too small");
+    memcpy(tab, t, sizeof t);
 }
 
 static void sample_opts_from(const sample_flags *f, vlm_gen_sample_opts *so) {
@@ -223,128 +228,150 @@ static const char *sample_usage =
     "  --seed S (0)             --scale K (2): grid pixels per image pixel  --no-clip-x0  --batch-size B (64)\n"
     "  --out FILE (grid.png)    --no-labels: no prompt text on the left\n";
 
+typedef struct {
+    const char *ckpt, *prompts_file, *classnames, *tmpl, *out;
+    long long n, scale, batch;
+    sample_flags sf;
+    int no_clip, no_labels;
+    vlm_strvec prompts, images; // --prompt, --image (repeatable)
+} sample_cli;
+
+static int fn_strvec(const char *v, void *dst, vlm_error *err) { return vlm_strvec_add(dst, v, err) ? -1 : 0; }
+
+// 0: parsed, 1: --help, -1: usage error.
+static int sample_parse(int argc, char **argv, sample_cli *o, vlm_error *err) {
+    memset(o, 0, sizeof *o);
+    o->out = "grid.png", o->n = 8, o->scale = 2, o->batch = 64, o->sf = sample_flags_default;
+    const cli_opt own[] = {
+        {"checkpoint", CLI_STR, &o->ckpt, 0, 0, NULL, NULL},
+        {"prompt", CLI_FN, &o->prompts, 0, 0, fn_strvec, NULL},
+        {"image", CLI_FN, &o->images, 0, 0, fn_strvec, NULL},
+        {"prompts", CLI_STR, &o->prompts_file, 0, 0, NULL, NULL},
+        {"classnames", CLI_STR, &o->classnames, 0, 0, NULL, NULL},
+        {"template", CLI_STR, &o->tmpl, 0, 0, NULL, NULL},
+        {"out", CLI_STR, &o->out, 0, 0, NULL, NULL},
+        {"n", CLI_INT, &o->n, 1, 1024, NULL, NULL},
+        {"scale", CLI_INT, &o->scale, 1, 16, NULL, NULL},
+        {"batch-size", CLI_INT, &o->batch, 1, 4096, NULL, NULL},
+        {"no-clip-x0", CLI_FLAG, &o->no_clip, 0, 0, NULL, NULL},
+        {"no-labels", CLI_FLAG, &o->no_labels, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    cli_opt smp[SAMPLE_OPTS];
+    sample_table(smp, &o->sf);
+    const cli_opt *tabs[] = {own, smp};
+    int r = cli_parse_flags("generate sample", argc, argv, tabs, 2, err);
+    if (r) return r;
+    if (!o->ckpt) return vlm_errorf(err, VLM_ERR_ARG, "--checkpoint is required (see vlm generate sample --help)"), -1;
+    return 0;
+}
+
+// Each --image through the training-time path: eval transform to S, then the
+// CLIP's image tower -> row_emb [rows, E].
+static vlm_status embed_image_files(vlm_gen *g, const vlm_strvec *images, float *row_emb, vlm_error *err) {
+    const int rows = images->n, S = g->dit.cfg.image_size;
+    uint8_t *small = malloc((size_t)rows * S * S * 3);
+    vlm_image img;
+    vlm_image_init(&img);
+    vlm_transform tf;
+    vlm_transform_init(&tf, S);
+    vlm_transform_scratch sc;
+    vlm_transform_scratch_init(&sc);
+    vlm_decode_opts dec;
+    vlm_decode_opts_default(&dec);
+    vlm_status st = small ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    for (int r = 0; r < rows && !st; r++)
+        if (!(st = vlm_image_load(&img, images->p[r], &dec, err)) &&
+            (st = vlm_transform_eval_u8(&tf, &img, small + (size_t)r * S * S * 3, &sc, err)))
+            vlm_error_prefix(err, "%s", images->p[r]);
+    if (!st) st = vlm_gen_embed_images(&g->clip, small, rows, S, row_emb, err);
+    free(small);
+    vlm_image_free(&img);
+    vlm_transform_scratch_free(&sc);
+    return st;
+}
+
+// The condition of every image to sample: emb [rows * n, E], row r's
+// embedding (its prompt's or its image's) repeated n times.
+static vlm_status sample_conditions(vlm_gen *g, sample_cli *o, int rows, float *emb, vlm_error *err) {
+    const int E = g->dit.cfg.cond_dim;
+    float *row_emb = malloc(sizeof(float) * (size_t)rows * E);
+    if (!row_emb) return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    vlm_status st = o->images.n ? embed_image_files(g, &o->images, row_emb, err)
+                                : vlm_gen_embed_texts(g, (const char *const *)o->prompts.p, rows, row_emb, err);
+    for (int64_t i = 0; i < (int64_t)rows * o->n && !st; i++)
+        memcpy(emb + i * E, row_emb + (i / o->n) * E, sizeof(float) * (size_t)E);
+    free(row_emb);
+    return st;
+}
+
+// --prompts lines as they are, or --classnames filled into the template.
+static vlm_status add_prompt_lines(vlm_gen *g, sample_cli *o, vlm_error *err) {
+    if (!o->prompts_file && !o->classnames) return VLM_OK;
+    char **lines = NULL;
+    int nl = 0;
+    vlm_status st = vlm_lines_load(o->prompts_file ? o->prompts_file : o->classnames, &lines, &nl, err);
+    if (st) return st;
+    if (o->prompts_file)
+        for (int i = 0; i < nl && !st; i++) st = vlm_strvec_add(&o->prompts, lines[i], err);
+    else st = vlm_gen_fill_prompts(o->tmpl ? o->tmpl : g->template_, lines, nl, &o->prompts, err);
+    vlm_strlist_free(lines, nl);
+    return st;
+}
+
 static int cmd_generate_sample(int argc, char **argv) {
-    const char *cmd = "generate sample", *ckpt = NULL, *prompts_file = NULL, *classnames = NULL, *tmpl = NULL,
-               *out = "grid.png";
-    long long n = 8, scale = 2, batch = 64;
-    sample_flags sf = sample_flags_default;
-    int no_clip = 0, no_labels = 0;
-    vlm_strvec prompts = {0}, images = {0};
+    const char *cmd = "generate sample";
+    sample_cli o;
     vlm_error err = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(sample_usage, stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--no-clip-x0")) { no_clip = 1; continue; }
-        if (!strcmp(a, "--no-labels")) { no_labels = 1; continue; }
-        if (!v) return cli_failf(cmd, "%s needs a value (see --help)", a);
-        i++;
-        int pf = parse_sample_flag(a, v, &sf, &err);
-        if (pf < 0) return cli_fail(cmd, &err);
-        if (pf) continue;
-        if (!strcmp(a, "--checkpoint")) ckpt = v;
-        else if (!strcmp(a, "--prompt")) { if (vlm_strvec_add(&prompts, v, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--image")) { if (vlm_strvec_add(&images, v, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--prompts")) prompts_file = v;
-        else if (!strcmp(a, "--classnames")) classnames = v;
-        else if (!strcmp(a, "--template")) tmpl = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--n")) { if (cli_parse_int(a, v, 1, 1024, &n, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--scale")) { if (cli_parse_int(a, v, 1, 16, &scale, &err)) return cli_fail(cmd, &err); }
-        else if (!strcmp(a, "--batch-size")) { if (cli_parse_int(a, v, 1, 4096, &batch, &err)) return cli_fail(cmd, &err); }
-        else return cli_failf(cmd, "unknown option '%s' (see --help)", a);
+    int pr = sample_parse(argc, argv, &o, &err);
+    if (pr) {
+        vlm_strvec_free(&o.prompts), vlm_strvec_free(&o.images);
+        return pr == 1 ? (fputs(sample_usage, stdout), 0) : cli_usage_fail(cmd, &err);
     }
-    if (!ckpt) return cli_failf(cmd, "--checkpoint is required (see --help)");
-    int rc = 1, have_guide = 0;
+    int rc = 1, have_guide = 0, rows = 0;
     vlm_gen g, guide;
     memset(&g, 0, sizeof g);
     float *emb = NULL, *x = NULL;
     uint8_t *rgb = NULL;
-    char **lines = NULL;
-    int nl = 0;
-    if (vlm_gen_load(ckpt, &g, &err)) goto fail;
-    if (prompts_file || classnames) {
-        if (vlm_lines_load(prompts_file ? prompts_file : classnames, &lines, &nl, &err)) goto fail;
-        if (prompts_file) {
-            for (int i = 0; i < nl; i++)
-                if (vlm_strvec_add(&prompts, lines[i], &err)) goto fail;
-        } else if (vlm_gen_fill_prompts(tmpl ? tmpl : g.template_, lines, nl, &prompts, &err))
-            goto fail;
-    }
-    int rows = images.n ? images.n : prompts.n;
+    if (vlm_gen_load(o.ckpt, &g, &err) || add_prompt_lines(&g, &o, &err)) goto done;
+    rows = o.images.n ? o.images.n : o.prompts.n;
     if (rows == 0) {
         vlm_errorf(&err, VLM_ERR_ARG, "nothing to condition on: give --prompt, --prompts, --classnames or --image");
-        goto fail;
+        goto done;
     }
-    if (images.n && prompts.n) {
+    if (o.images.n && o.prompts.n) {
         vlm_errorf(&err, VLM_ERR_ARG, "give prompts or images, not both");
-        goto fail;
+        goto done;
     }
     const int E = g.dit.cfg.cond_dim, S = g.dit.cfg.image_size, C = g.dit.cfg.in_channels;
-    int64_t N = (int64_t)rows * n;
-    float *row_emb = malloc(sizeof(float) * (size_t)rows * E);
+    const int64_t N = (int64_t)rows * o.n;
     emb = malloc(sizeof(float) * (size_t)N * E);
     x = malloc(sizeof(float) * (size_t)N * C * S * S);
     rgb = malloc((size_t)N * S * S * 3);
-    if (!row_emb || !emb || !x || !rgb) {
-        free(row_emb);
+    if (!emb || !x || !rgb) {
         vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-        goto fail;
+        goto done;
     }
-    vlm_status st;
-    if (images.n) {
-        // each image through the training-time path: eval transform to S, then the CLIP
-        uint8_t *small = malloc((size_t)rows * S * S * 3);
-        vlm_image img;
-        vlm_image_init(&img);
-        vlm_transform tf;
-        vlm_transform_init(&tf, S);
-        vlm_transform_scratch sc;
-        vlm_transform_scratch_init(&sc);
-        vlm_decode_opts dec;
-        vlm_decode_opts_default(&dec);
-        st = small ? VLM_OK : vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-        for (int r = 0; r < rows && !st; r++)
-            if (!(st = vlm_image_load(&img, images.p[r], &dec, &err)) &&
-                (st = vlm_transform_eval_u8(&tf, &img, small + (size_t)r * S * S * 3, &sc, &err)))
-                vlm_error_prefix(&err, "%s", images.p[r]);
-        if (!st) st = vlm_gen_embed_images(&g.clip, small, rows, S, row_emb, &err);
-        free(small);
-        vlm_image_free(&img);
-        vlm_transform_scratch_free(&sc);
-    } else {
-        st = vlm_gen_embed_texts(&g, (const char *const *)prompts.p, rows, row_emb, &err);
-    }
-    if (st) {
-        free(row_emb);
-        goto fail;
-    }
-    for (int64_t i = 0; i < N; i++) memcpy(emb + i * E, row_emb + (i / n) * E, sizeof(float) * (size_t)E);
-    free(row_emb);
+    if (sample_conditions(&g, &o, rows, emb, &err)) goto done;
     vlm_gen_sample_opts so;
-    sample_opts_from(&sf, &so);
-    so.clip_x0 = !no_clip, so.batch = (int)batch;
-    if (load_guide(&sf, &guide, &have_guide, &so, &err)) goto fail;
+    sample_opts_from(&o.sf, &so);
+    so.clip_x0 = !o.no_clip, so.batch = (int)o.batch;
+    if (load_guide(&o.sf, &guide, &have_guide, &so, &err)) goto done;
     double t0 = vlm_now();
-    if (vlm_gen_sample(&g, emb, N, &so, x, &err)) goto fail;
+    if (vlm_gen_sample(&g, emb, N, &so, x, &err)) goto done;
     vlm_gen_to_rgb(x, N, C, S, rgb);
-    if (vlm_grid_png(out, rgb, rows, (int)n, S, (int)scale,
-                   no_labels ? NULL : (const char *const *)(images.n ? images.p : prompts.p), &err))
-        goto fail;
+    if (vlm_grid_png(o.out, rgb, rows, (int)o.n, S, (int)o.scale,
+                     o.no_labels ? NULL : (const char *const *)(o.images.n ? o.images.p : o.prompts.p), &err))
+        goto done;
     fprintf(stderr, "generate sample: %" PRId64 " images (%d x %lld, %s %lld steps, guidance %g, seed %lld) in %.1f s -> %s\n",
-            N, rows, n, sf.sampler, sf.steps, sf.guidance, sf.seed, vlm_now() - t0, out);
+            N, rows, o.n, o.sf.sampler, o.sf.steps, o.sf.guidance, o.sf.seed, vlm_now() - t0, o.out);
     rc = 0;
-    goto done;
-fail:
-    cli_fail(cmd, &err);
 done:
+    if (rc) cli_fail(cmd, &err);
     vlm_gen_free(&g);
     if (have_guide) vlm_gen_free(&guide);
-    vlm_strvec_free(&prompts);
-    vlm_strvec_free(&images);
-    if (lines) vlm_strlist_free(lines, nl);
+    vlm_strvec_free(&o.prompts);
+    vlm_strvec_free(&o.images);
     free(emb), free(x), free(rgb);
     return rc;
 }
@@ -365,7 +392,7 @@ static const char *eval_usage =
     "  --guidance-interval LO,HI  guide only at noise levels sigma in (LO, HI] (see generate sample)\n"
     "  --guidance-rescale PHI  --guide D --autoguidance A  (see generate sample)\n"
     "  --grid FILE              also write the first 10 images of each class as a grid\n"
-    "  --json                   end with one JSON line: cond_accuracy, fd, fd_real_real, n, real_accuracy,\n"
+    "  --json                   stdout: one JSON line (the table goes to stderr): cond_accuracy, fd, fd_real_real, n, real_accuracy,\n"
     "                           per_class (accuracy), fd_mean (the |mu_g - mu_r|^2 part of fd), fd_class and\n"
     "                           fd_class_real_real (the two distances within each class, n = N per class)\n";
 
@@ -390,245 +417,255 @@ static vlm_status classify(vlm_classifier *m, const uint8_t *rgb, int64_t n, int
     return st;
 }
 
-static int cmd_generate_eval(int argc, char **argv) {
-    const char *cmd = "generate eval", *ckpt = NULL, *clf_path = NULL, *classnames = NULL, *real = NULL, *tmpl = NULL,
-               *grid = NULL;
-    long long npc = 100;
-    sample_flags sf = sample_flags_default;
-    int json = 0;
-    vlm_error err = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            fputs(eval_usage, stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!v) return cli_failf(cmd, "%s needs a value (see --help)", a);
-        i++;
-        int pf = parse_sample_flag(a, v, &sf, &err);
-        if (pf < 0) return cli_fail(cmd, &err);
-        if (pf) continue;
-        if (!strcmp(a, "--checkpoint")) ckpt = v;
-        else if (!strcmp(a, "--classifier")) clf_path = v;
-        else if (!strcmp(a, "--classnames")) classnames = v;
-        else if (!strcmp(a, "--real-data")) real = v;
-        else if (!strcmp(a, "--template")) tmpl = v;
-        else if (!strcmp(a, "--grid")) grid = v;
-        else if (!strcmp(a, "--n-per-class")) { if (cli_parse_int(a, v, 1, 100000, &npc, &err)) return cli_fail(cmd, &err); }
-        else return cli_failf(cmd, "unknown option '%s' (see --help)", a);
+typedef struct {
+    const char *ckpt, *clf_path, *classnames, *real, *tmpl, *grid;
+    long long npc;
+    sample_flags sf;
+    int json;
+} eval_cli;
+
+// 0: parsed, 1: --help, -1: usage error.
+static int eval_parse(int argc, char **argv, eval_cli *o, vlm_error *err) {
+    memset(o, 0, sizeof *o);
+    o->npc = 100, o->sf = sample_flags_default;
+    const cli_opt own[] = {
+        {"checkpoint", CLI_STR, &o->ckpt, 0, 0, NULL, NULL},
+        {"classifier", CLI_STR, &o->clf_path, 0, 0, NULL, NULL},
+        {"classnames", CLI_STR, &o->classnames, 0, 0, NULL, NULL},
+        {"real-data", CLI_STR, &o->real, 0, 0, NULL, NULL},
+        {"template", CLI_STR, &o->tmpl, 0, 0, NULL, NULL},
+        {"grid", CLI_STR, &o->grid, 0, 0, NULL, NULL},
+        {"n-per-class", CLI_INT, &o->npc, 1, 100000, NULL, NULL},
+        {"json", CLI_FLAG, &o->json, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    cli_opt smp[SAMPLE_OPTS];
+    sample_table(smp, &o->sf);
+    const cli_opt *tabs[] = {own, smp};
+    int r = cli_parse_flags("generate eval", argc, argv, tabs, 2, err);
+    if (r) return r;
+    if (!o->ckpt || !o->clf_path || !o->classnames)
+        return vlm_errorf(err, VLM_ERR_ARG, "--checkpoint, --classifier and --classnames are required (see vlm generate eval --help)"), -1;
+    return 0;
+}
+
+// Real images at the generator's size S, 8-bit [K * npc, S, S, 3] each: the
+// first 2 npc of every class in file order, the first npc into ra and the
+// next npc into rb (class k's at rows k * npc ...).
+static vlm_status load_real_pairs(const char *real, char **names, int K, int64_t npc, int S, uint8_t *ra, uint8_t *rb,
+                                  vlm_error *err) {
+    const int64_t P = (int64_t)S * S * 3;
+    vlm_dataset ds;
+    vlm_dataset_opts dopt;
+    vlm_dataset_opts_default(&dopt);
+    dopt.require_label = 1;
+    vlm_status st = vlm_dataset_open(&ds, real, &dopt, err);
+    if (st) return st;
+    int64_t *cnt = calloc((size_t)K, sizeof(int64_t)), have = 0;
+    if (!cnt) {
+        vlm_dataset_free(&ds);
+        return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
     }
-    if (!ckpt || !clf_path || !classnames)
-        return cli_failf(cmd, "--checkpoint, --classifier and --classnames are required (see --help)");
-    int rc = 1, have_clf = 0, have_guide = 0;
+    vlm_sample smp;
+    vlm_sample_init(&smp);
+    vlm_image img;
+    vlm_image_init(&img);
+    vlm_transform tf;
+    vlm_transform_init(&tf, S);
+    vlm_transform_scratch sc;
+    vlm_transform_scratch_init(&sc);
+    vlm_decode_opts dec;
+    vlm_decode_opts_default(&dec);
+    for (int64_t i = 0; i < ds.n && have < 2 * K * npc && !st; i++) {
+        int32_t y = vlm_dataset_label(&ds, i);
+        if (y < 0 || y >= K || cnt[y] >= 2 * npc) continue;
+        int64_t k = cnt[y] < npc ? cnt[y] : cnt[y] - npc;
+        uint8_t *dst = (cnt[y] < npc ? ra : rb) + ((int64_t)y * npc + k) * P;
+        if (vlm_dataset_load_image(&ds, i, &smp, &img, &dec, err) || vlm_transform_eval_u8(&tf, &img, dst, &sc, err))
+            st = err->status;
+        cnt[y]++, have++;
+    }
+    for (int k = 0; k < K && !st; k++)
+        if (cnt[k] < 2 * npc)
+            st = vlm_errorf(err, VLM_ERR_ARG, "%s: class %d (%s) has fewer than 2 x %lld images (needed for the "
+                            "real-vs-real baseline)", real, k, names[k], (long long)npc);
+    vlm_sample_free(&smp);
+    vlm_image_free(&img);
+    vlm_transform_scratch_free(&sc);
+    free(cnt);
+    vlm_dataset_free(&ds);
+    return st;
+}
+
+// What `generate eval` measures.
+typedef struct {
+    int64_t hit, hit_real; // classifier top-1 hits on generated / real (A) images
+    int64_t *per;          // [K] hits per prompted class
+    double fd, fd_rr, fd_mean;
+    double *fdk; // [2K]: per class generated-vs-A, then B-vs-A
+} gen_metrics;
+
+static void gen_metrics_free(gen_metrics *m) { free(m->per), free(m->fdk); }
+
+// Conditional accuracy, and Fréchet distances in the CLIP image-embedding
+// space: all, the mean term, each class. rgb: generated; ra, rb: real halves.
+static vlm_status measure(vlm_gen *g, vlm_classifier *clf, const uint8_t *rgb, const uint8_t *ra, const uint8_t *rb,
+                          int K, int64_t npc, gen_metrics *m, vlm_error *err) {
+    const int S = g->dit.cfg.image_size, E = g->dit.cfg.cond_dim; // CLIP image embeddings
+    const int64_t N = K * npc;
+    memset(m, 0, sizeof *m);
+    int32_t *pred = malloc(sizeof(int32_t) * (size_t)N);
+    float *fg = malloc(sizeof(float) * (size_t)N * E), *fa = malloc(sizeof(float) * (size_t)N * E),
+          *fb = malloc(sizeof(float) * (size_t)N * E);
+    m->per = calloc((size_t)K, sizeof(int64_t));
+    m->fdk = calloc((size_t)(2 * K), sizeof(double));
+    vlm_status st = pred && fg && fa && fb && m->per && m->fdk ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    if (!st && !(st = classify(clf, rgb, N, S, pred, err)))
+        for (int64_t i = 0; i < N; i++)
+            if (pred[i] == i / npc) m->hit++, m->per[i / npc]++;
+    if (!st && !(st = classify(clf, ra, N, S, pred, err)))
+        for (int64_t i = 0; i < N; i++) m->hit_real += pred[i] == i / npc;
+    if (!st && !(st = vlm_gen_embed_images(&g->clip, rgb, N, S, fg, err)) &&
+        !(st = vlm_gen_embed_images(&g->clip, ra, N, S, fa, err)) && !(st = vlm_gen_embed_images(&g->clip, rb, N, S, fb, err)) &&
+        !(st = vlm_frechet_distance(fg, N, fa, N, E, &m->fd, err)))
+        st = vlm_frechet_distance(fb, N, fa, N, E, &m->fd_rr, err);
+    for (int e = 0; e < E && !st; e++) { // the |mu_g - mu_a|^2 part
+        double mg = 0, ma = 0;
+        for (int64_t i = 0; i < N; i++) mg += fg[i * E + e], ma += fa[i * E + e];
+        m->fd_mean += (mg - ma) / (double)N * ((mg - ma) / (double)N);
+    }
+    for (int k = 0; k < K && npc >= 2 && !st; k++) {
+        const int64_t o = (int64_t)k * npc * E;
+        if (!(st = vlm_frechet_distance(fg + o, npc, fa + o, npc, E, &m->fdk[k], err)))
+            st = vlm_frechet_distance(fb + o, npc, fa + o, npc, E, &m->fdk[K + k], err);
+    }
+    free(pred), free(fg), free(fa), free(fb);
+    return st;
+}
+
+// The first 10 images of each class as a grid, one row per prompt.
+static vlm_status write_class_grid(const char *path, const uint8_t *rgb, int K, int64_t npc, int S,
+                                   const vlm_strvec *prompts, vlm_error *err) {
+    const int64_t P = (int64_t)S * S * 3;
+    int per_row = npc < 10 ? (int)npc : 10;
+    uint8_t *sel = malloc((size_t)K * per_row * P);
+    if (!sel) return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    for (int k = 0; k < K; k++) memcpy(sel + (int64_t)k * per_row * P, rgb + (int64_t)k * npc * P, (size_t)(per_row * P));
+    vlm_status st = vlm_grid_png(path, sel, K, per_row, S, 2, (const char *const *)prompts->p, err);
+    free(sel);
+    return st;
+}
+
+static void eval_report(const eval_cli *o, const vlm_strvec *prompts, int K, const gen_metrics *m, int guided) {
+    const int64_t npc = o->npc, N = K * npc;
+    const sample_flags *sf = &o->sf;
+    FILE *f = cli_report(o->json);
+    fprintf(f, "%-28s %8s %9s %9s\n", "prompt", "accuracy", "fd", "fd_real");
+    for (int k = 0; k < K; k++)
+        fprintf(f, "%-28s %8.3f %9.5f %9.5f\n", prompts->p[k], (double)m->per[k] / (double)npc, m->fdk[k], m->fdk[K + k]);
+    fprintf(f, "conditional accuracy %.4f (classifier on real images: %.4f)\n", (double)m->hit / N, (double)m->hit_real / N);
+    fprintf(f, "FD (CLIP image embeddings) generated-real %.5f, real-real %.5f, ratio %.2f (n = %" PRId64 ")\n", m->fd,
+            m->fd_rr, m->fd_rr > 0 ? m->fd / m->fd_rr : 0.0, N);
+    if (!o->json) return;
+    printf("{\"cond_accuracy\": %.6f, \"fd\": %.6f, \"fd_real_real\": %.6f, \"fd_ratio\": %.4f, \"n\": %" PRId64
+           ", \"real_accuracy\": %.6f, \"guidance\": %g, \"steps\": %lld, \"sampler\": \"%s\", \"per_class\": [",
+           (double)m->hit / N, m->fd, m->fd_rr, m->fd_rr > 0 ? m->fd / m->fd_rr : 0.0, N, (double)m->hit_real / N,
+           sf->guidance, sf->steps, sf->sampler);
+    for (int k = 0; k < K; k++) printf("%s%.4f", k ? ", " : "", (double)m->per[k] / (double)npc);
+    printf("], \"guidance_interval\": [%g, ", sf->glo);
+    if (isfinite(sf->ghi)) printf("%g]", sf->ghi);
+    else printf("null]"); // JSON has no inf
+    if (guided) printf(", \"autoguidance\": %g", sf->autog);
+    if (sf->rescale > 0) printf(", \"guidance_rescale\": %g", sf->rescale);
+    printf(", \"fd_mean\": %.6f, \"fd_class\": [", m->fd_mean);
+    for (int k = 0; k < K; k++) printf("%s%.6f", k ? ", " : "", m->fdk[k]);
+    printf("], \"fd_class_real_real\": [");
+    for (int k = 0; k < K; k++) printf("%s%.6f", k ? ", " : "", m->fdk[K + k]);
+    printf("]}\n");
+}
+
+// Samples npc images per prompt into rgb [K * npc, S, S, 3].
+static vlm_status sample_per_class(vlm_gen *g, const vlm_strvec *prompts, int64_t npc, const vlm_gen_sample_opts *so,
+                                   uint8_t *rgb, vlm_error *err) {
+    const int K = prompts->n, E = g->dit.cfg.cond_dim, S = g->dit.cfg.image_size, C = g->dit.cfg.in_channels;
+    const int64_t N = K * npc;
+    float *emb = malloc(sizeof(float) * (size_t)N * E), *pe = malloc(sizeof(float) * (size_t)K * E),
+          *x = malloc(sizeof(float) * (size_t)N * C * S * S);
+    vlm_status st = emb && pe && x ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    if (!st) st = vlm_gen_embed_texts(g, (const char *const *)prompts->p, K, pe, err);
+    for (int64_t i = 0; i < N && !st; i++) memcpy(emb + i * E, pe + (i / npc) * E, sizeof(float) * (size_t)E);
+    if (!st) st = vlm_gen_sample(g, emb, N, so, x, err);
+    if (!st) vlm_gen_to_rgb(x, N, C, S, rgb);
+    free(emb), free(pe), free(x);
+    return st;
+}
+
+// Loads the generator, the classifier and the class prompts, checking they fit.
+static vlm_status eval_load(eval_cli *o, vlm_gen *g, vlm_classifier *clf, int *have_clf, char ***names, int *K,
+                            vlm_strvec *prompts, vlm_error *err) {
+    vlm_status st = vlm_gen_load(o->ckpt, g, err);
+    if (st) return st;
+    if (!o->real) {
+        if (!g->train_data[0]) return vlm_errorf(err, VLM_ERR_ARG, "%s records no training data: pass --real-data", o->ckpt);
+        o->real = g->train_data;
+        fprintf(stderr, "generate eval: real images from the training data %s\n", o->real);
+    }
+    if (g->cond != VLM_GEN_TEXT)
+        return vlm_errorf(err, VLM_ERR_ARG, "%s: conditional accuracy needs a text-conditioned generator", o->ckpt);
+    if ((st = vlm_classifier_load(o->clf_path, clf, NULL, err))) return st;
+    *have_clf = 1;
+    if ((st = vlm_lines_load(o->classnames, names, K, err))) return st;
+    if (*K != clf->cfg.head.n_classes)
+        return vlm_errorf(err, VLM_ERR_ARG, "%s has %d class names, the classifier %s has %d classes", o->classnames, *K,
+                          o->clf_path, clf->cfg.head.n_classes);
+    return vlm_gen_fill_prompts(o->tmpl ? o->tmpl : g->template_, *names, *K, prompts, err);
+}
+
+static int cmd_generate_eval(int argc, char **argv) {
+    const char *cmd = "generate eval";
+    eval_cli o;
+    vlm_error err = {0};
+    int pr = eval_parse(argc, argv, &o, &err);
+    if (pr) return pr == 1 ? (fputs(eval_usage, stdout), 0) : cli_usage_fail(cmd, &err);
+    int rc = 1, have_clf = 0, have_guide = 0, K = 0;
     vlm_gen g, guide;
     memset(&g, 0, sizeof g);
     vlm_classifier clf;
     char **names = NULL;
-    int K = 0;
     vlm_strvec prompts = {0};
-    float *emb = NULL, *x = NULL, *fg = NULL, *fa = NULL, *fb = NULL;
     uint8_t *rgb = NULL, *ra = NULL, *rb = NULL;
-    int32_t *pred = NULL;
-    vlm_dataset ds;
-    int have_ds = 0;
+    gen_metrics m = {0};
     double t0 = vlm_now();
-    if (vlm_gen_load(ckpt, &g, &err)) goto fail;
-    if (!real) {
-        if (!g.train_data[0]) {
-            vlm_errorf(&err, VLM_ERR_ARG, "%s records no training data: pass --real-data", ckpt);
-            goto fail;
-        }
-        real = g.train_data;
-        fprintf(stderr, "generate eval: real images from the training data %s\n", real);
-    }
-    if (g.cond != VLM_GEN_TEXT) {
-        vlm_errorf(&err, VLM_ERR_ARG, "%s: conditional accuracy needs a text-conditioned generator", ckpt);
-        goto fail;
-    }
-    if (vlm_classifier_load(clf_path, &clf, NULL, &err)) goto fail;
-    have_clf = 1;
-    if (vlm_lines_load(classnames, &names, &K, &err)) goto fail;
-    if (K != clf.cfg.head.n_classes) {
-        vlm_errorf(&err, VLM_ERR_ARG, "%s has %d class names, the classifier %s has %d classes", classnames, K, clf_path,
-                   clf.cfg.head.n_classes);
-        goto fail;
-    }
-    if (vlm_gen_fill_prompts(tmpl ? tmpl : g.template_, names, K, &prompts, &err)) goto fail;
-    const int E = g.dit.cfg.cond_dim, S = g.dit.cfg.image_size, C = g.dit.cfg.in_channels;
-    const int64_t N = (int64_t)K * npc, P = (int64_t)S * S * 3;
-    // real images: the first 2N per class, in file order -> A (first N) and B (next N)
-    {
-        vlm_dataset_opts dopt;
-        vlm_dataset_opts_default(&dopt);
-        dopt.require_label = 1;
-        if (vlm_dataset_open(&ds, real, &dopt, &err)) goto fail;
-        have_ds = 1;
-        ra = malloc((size_t)(N * P)), rb = malloc((size_t)(N * P));
-        int64_t *cnt = calloc((size_t)K, sizeof(int64_t));
-        if (!ra || !rb || !cnt) {
-            free(cnt);
-            vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-            goto fail;
-        }
-        vlm_sample smp;
-        vlm_sample_init(&smp);
-        vlm_image img;
-        vlm_image_init(&img);
-        vlm_transform tf;
-        vlm_transform_init(&tf, S);
-        vlm_transform_scratch sc;
-        vlm_transform_scratch_init(&sc);
-        vlm_decode_opts dec;
-        vlm_decode_opts_default(&dec);
-        int64_t have = 0;
-        vlm_status st = VLM_OK;
-        for (int64_t i = 0; i < ds.n && have < 2 * N && !st; i++) {
-            int32_t y = vlm_dataset_label(&ds, i);
-            if (y < 0 || y >= K || cnt[y] >= 2 * npc) continue;
-            int64_t k = cnt[y] < npc ? cnt[y] : cnt[y] - npc;
-            uint8_t *dst = (cnt[y] < npc ? ra : rb) + ((int64_t)y * npc + k) * P;
-            if (vlm_dataset_load_image(&ds, i, &smp, &img, &dec, &err) || vlm_transform_eval_u8(&tf, &img, dst, &sc, &err))
-                st = err.status;
-            cnt[y]++, have++;
-        }
-        vlm_sample_free(&smp);
-        vlm_image_free(&img);
-        vlm_transform_scratch_free(&sc);
-        int short_k = -1;
-        for (int k = 0; k < K; k++)
-            if (cnt[k] < 2 * npc) short_k = k;
-        free(cnt);
-        if (st) goto fail;
-        if (short_k >= 0) {
-            vlm_errorf(&err, VLM_ERR_ARG, "%s: class %d (%s) has fewer than 2 x %lld images (needed for the real-vs-real baseline)",
-                       real, short_k, names[short_k], npc);
-            goto fail;
-        }
-    }
-    // generate N per class
-    emb = malloc(sizeof(float) * (size_t)N * E);
-    x = malloc(sizeof(float) * (size_t)N * C * S * S);
-    rgb = malloc((size_t)(N * P));
-    pred = malloc(sizeof(int32_t) * (size_t)N);
-    fg = malloc(sizeof(float) * (size_t)N * E), fa = malloc(sizeof(float) * (size_t)N * E), fb = malloc(sizeof(float) * (size_t)N * E);
-    float *pe = malloc(sizeof(float) * (size_t)K * E);
-    if (!emb || !x || !rgb || !pred || !fg || !fa || !fb || !pe) {
-        free(pe);
+    if (eval_load(&o, &g, &clf, &have_clf, &names, &K, &prompts, &err)) goto done;
+    const int S = g.dit.cfg.image_size;
+    const int64_t N = (int64_t)K * o.npc, P = (int64_t)S * S * 3;
+    ra = malloc((size_t)(N * P)), rb = malloc((size_t)(N * P)), rgb = malloc((size_t)(N * P));
+    if (!ra || !rb || !rgb) {
         vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-        goto fail;
+        goto done;
     }
-    if (vlm_gen_embed_texts(&g, (const char *const *)prompts.p, K, pe, &err)) {
-        free(pe);
-        goto fail;
-    }
-    for (int64_t i = 0; i < N; i++) memcpy(emb + i * E, pe + (i / npc) * E, sizeof(float) * (size_t)E);
-    free(pe);
+    if (load_real_pairs(o.real, names, K, o.npc, S, ra, rb, &err)) goto done;
     vlm_gen_sample_opts so;
-    sample_opts_from(&sf, &so);
-    if (load_guide(&sf, &guide, &have_guide, &so, &err)) goto fail;
+    sample_opts_from(&o.sf, &so);
+    if (load_guide(&o.sf, &guide, &have_guide, &so, &err)) goto done;
     double tg = vlm_now();
-    if (vlm_gen_sample(&g, emb, N, &so, x, &err)) goto fail;
+    if (sample_per_class(&g, &prompts, o.npc, &so, rgb, &err)) goto done;
     tg = vlm_now() - tg;
-    vlm_gen_to_rgb(x, N, C, S, rgb);
-    // conditional accuracy (and the classifier on real images, for reference)
-    int64_t hit = 0, hit_real = 0;
-    int64_t *per = calloc((size_t)K, sizeof(int64_t));
-    if (!per || classify(&clf, rgb, N, S, pred, &err)) {
-        free(per);
-        if (!err.msg[0]) vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-        goto fail;
-    }
-    for (int64_t i = 0; i < N; i++)
-        if (pred[i] == i / npc) hit++, per[i / npc]++;
-    if (classify(&clf, ra, N, S, pred, &err)) {
-        free(per);
-        goto fail;
-    }
-    for (int64_t i = 0; i < N; i++) hit_real += pred[i] == i / npc;
-    // Fréchet distances in the CLIP image-embedding space
-    double fd = 0, fd_rr = 0;
-    if (vlm_gen_embed_images(&g.clip, rgb, N, S, fg, &err) || vlm_gen_embed_images(&g.clip, ra, N, S, fa, &err) ||
-        vlm_gen_embed_images(&g.clip, rb, N, S, fb, &err) || vlm_frechet_distance(fg, N, fa, N, E, &fd, &err) ||
-        vlm_frechet_distance(fb, N, fa, N, E, &fd_rr, &err)) {
-        free(per);
-        goto fail;
-    }
-    // where the distance comes from: the mean term, and each class on its own (generated vs A, B vs A)
-    double fd_mean = 0, *fdk = calloc((size_t)(2 * K), sizeof(double));
-    if (!fdk) {
-        free(per);
-        vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-        goto fail;
-    }
-    for (int e = 0; e < E; e++) {
-        double mg = 0, ma = 0;
-        for (int64_t i = 0; i < N; i++) mg += fg[i * E + e], ma += fa[i * E + e];
-        fd_mean += (mg - ma) / (double)N * ((mg - ma) / (double)N);
-    }
-    for (int k = 0; k < K && npc >= 2; k++) {
-        const int64_t o = (int64_t)k * npc * E;
-        if (vlm_frechet_distance(fg + o, npc, fa + o, npc, E, &fdk[k], &err) ||
-            vlm_frechet_distance(fb + o, npc, fa + o, npc, E, &fdk[K + k], &err)) {
-            free(per), free(fdk);
-            goto fail;
-        }
-    }
-    if (grid) {
-        int per_row = npc < 10 ? (int)npc : 10;
-        uint8_t *sel = malloc((size_t)K * per_row * P);
-        if (!sel) {
-            free(per), free(fdk);
-            vlm_errorf(&err, VLM_ERR_OOM, "out of memory");
-            goto fail;
-        }
-        for (int k = 0; k < K; k++)
-            memcpy(sel + (int64_t)k * per_row * P, rgb + (int64_t)k * npc * P, (size_t)(per_row * P));
-        vlm_status st = vlm_grid_png(grid, sel, K, per_row, S, 2, (const char *const *)prompts.p, &err);
-        free(sel);
-        if (st) {
-            free(per), free(fdk);
-            goto fail;
-        }
-    }
+    if (measure(&g, &clf, rgb, ra, rb, K, o.npc, &m, &err)) goto done;
+    if (o.grid && write_class_grid(o.grid, rgb, K, o.npc, S, &prompts, &err)) goto done;
     fprintf(stderr, "generate eval: %d classes x %lld images, %s %lld steps, guidance %g: sampling %.1f s, total %.1f s\n", K,
-            npc, sf.sampler, sf.steps, sf.guidance, tg, vlm_now() - t0);
-    printf("%-28s %8s %9s %9s\n", "prompt", "accuracy", "fd", "fd_real");
-    for (int k = 0; k < K; k++)
-        printf("%-28s %8.3f %9.5f %9.5f\n", prompts.p[k], (double)per[k] / (double)npc, fdk[k], fdk[K + k]);
-    printf("conditional accuracy %.4f (classifier on real images: %.4f)\n", (double)hit / N, (double)hit_real / N);
-    printf("FD (CLIP image embeddings) generated-real %.5f, real-real %.5f, ratio %.2f (n = %" PRId64 ")\n", fd, fd_rr,
-           fd_rr > 0 ? fd / fd_rr : 0.0, N);
-    if (json) {
-        printf("{\"cond_accuracy\": %.6f, \"fd\": %.6f, \"fd_real_real\": %.6f, \"fd_ratio\": %.4f, \"n\": %" PRId64
-               ", \"real_accuracy\": %.6f, \"guidance\": %g, \"steps\": %lld, \"sampler\": \"%s\", \"per_class\": [",
-               (double)hit / N, fd, fd_rr, fd_rr > 0 ? fd / fd_rr : 0.0, N, (double)hit_real / N, sf.guidance, sf.steps,
-               sf.sampler);
-        for (int k = 0; k < K; k++) printf("%s%.4f", k ? ", " : "", (double)per[k] / (double)npc);
-        printf("], \"guidance_interval\": [%g, ", sf.glo);
-        if (isfinite(sf.ghi)) printf("%g]", sf.ghi);
-        else printf("null]"); // JSON has no inf
-        if (have_guide) printf(", \"autoguidance\": %g", sf.autog);
-        if (sf.rescale > 0) printf(", \"guidance_rescale\": %g", sf.rescale);
-        printf(", \"fd_mean\": %.6f, \"fd_class\": [", fd_mean);
-        for (int k = 0; k < K; k++) printf("%s%.6f", k ? ", " : "", fdk[k]);
-        printf("], \"fd_class_real_real\": [");
-        for (int k = 0; k < K; k++) printf("%s%.6f", k ? ", " : "", fdk[K + k]);
-        printf("]}\n");
-    }
-    free(per), free(fdk);
+            o.npc, o.sf.sampler, o.sf.steps, o.sf.guidance, tg, vlm_now() - t0);
+    eval_report(&o, &prompts, K, &m, have_guide);
     rc = 0;
-    goto done;
-fail:
-    cli_fail(cmd, &err);
 done:
+    if (rc) cli_fail(cmd, &err);
+    gen_metrics_free(&m);
     vlm_gen_free(&g);
     if (have_guide) vlm_gen_free(&guide);
     if (have_clf) vlm_classifier_free(&clf);
-    if (have_ds) vlm_dataset_free(&ds);
     if (names) vlm_strlist_free(names, K);
     vlm_strvec_free(&prompts);
-    free(emb), free(x), free(fg), free(fa), free(fb), free(rgb), free(ra), free(rb), free(pred);
+    free(rgb), free(ra), free(rb);
     return rc;
 }
 
@@ -642,5 +679,5 @@ int cmd_generate(int argc, char **argv) {
                eval_usage);
         return 0;
     }
-    return cli_failf("generate", "expected train, sample or eval (got %s); see vlm generate --help", sub ? sub : "nothing");
+    return cli_usagef("generate", "expected train, sample or eval (got %s); see vlm generate --help", sub ? sub : "nothing");
 }

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli/cli.h"
-#include "cli/train_common.h"
+#include "cli/opts.h"
 #include "data/loader.h"
 #include "fusion/checkpoint.h"
 #include "eval/linprobe.h"
@@ -26,15 +26,17 @@ static const char *usage =
     "  --max-iter N (1000)      L-BFGS iterations per fit\n"
     "  --train-limit N  --val-limit N   first N samples only\n"
     "  --csv-img-key K  --csv-label-key K  --csv-separator C  --classnames FILE\n"
-    "  --seed S (0)  --batch-size B (256)  --workers N (2)  --json (end with one JSON line)\n"
+    "  --seed S (0)  --batch-size B (256)  --workers N (2)  --composite R,G,B\n"
+    "  --json                   stdout: one JSON line (top1, top5, best_C, sweep, ...); the report on stderr\n"
     "The objective is sklearn's LogisticRegression(C) (multinomial, L2, unpenalised bias) on standardised features.\n";
 
 // Encodes every image of ds (eval transform) into features [n, d] and labels [n].
-static vlm_status encode(vlm_classifier *m, const vlm_dataset *ds, vlm_feat_kind kind, int batch, int workers, float **X,
+static vlm_status encode(vlm_classifier *m, const vlm_dataset *ds, vlm_feat_kind kind, const cli_data_opts *dopt, float **X,
                          int32_t **y, int64_t *n_out, int *d_out, vlm_error *err) {
     const int S = m->cfg.vit.image_size, d = kind == VLM_FEAT_POST ? m->cfg.vit.output_dim : m->cfg.vit.width;
     vlm_loader_opts lo;
-    vlm_loader_opts_eval(&lo, S, batch, workers);
+    vlm_loader_opts_eval(&lo, S, (int)dopt->batch, (int)dopt->workers);
+    lo.decode = dopt->dec;
     vlm_loader *L;
     vlm_status st = vlm_loader_open(&L, ds, &lo, err);
     if (st) return st;
@@ -90,52 +92,90 @@ static void on_fit(void *ud, double C, double acc, const vlm_logreg *m) {
             m->converged ? "" : ", not converged", m->loss);
 }
 
+typedef struct {
+    const char *ckpt, *train_p, *test_p, *features, *classnames;
+    long long train_limit, val_limit, seed, c_steps, refine, max_iter;
+    double val_frac, c_min, c_max;
+    int json;
+    cli_data_opts d;
+} lp_opts;
+
+// 0: parsed, 1: --help, -1: usage error.
+static int parse(int argc, char **argv, lp_opts *o, vlm_error *err) {
+    memset(o, 0, sizeof *o);
+    o->features = "pre", o->c_steps = 9, o->refine = 2, o->max_iter = 1000;
+    o->val_frac = 0.2, o->c_min = 1e-4, o->c_max = 1e4;
+    cli_data_opts_default(&o->d, 256);
+    const double BIG = 1099511627776.0;
+    const cli_opt own[] = {
+        {"checkpoint", CLI_STR, &o->ckpt, 0, 0, NULL, NULL},
+        {"train-data", CLI_STR, &o->train_p, 0, 0, NULL, NULL},
+        {"val-data", CLI_STR, &o->test_p, 0, 0, NULL, NULL},
+        {"test-data", CLI_STR, &o->test_p, 0, 0, NULL, "val-data"},
+        {"features", CLI_STR, &o->features, 0, 0, NULL, NULL},
+        {"classnames", CLI_STR, &o->classnames, 0, 0, NULL, NULL},
+        {"train-limit", CLI_INT, &o->train_limit, 1, BIG, NULL, NULL},
+        {"val-limit", CLI_INT, &o->val_limit, 1, BIG, NULL, NULL},
+        {"seed", CLI_INT, &o->seed, 0, 9.3e18, NULL, NULL},
+        {"c-steps", CLI_INT, &o->c_steps, 1, 48, NULL, NULL},
+        {"refine", CLI_INT, &o->refine, 0, 8, NULL, NULL},
+        {"max-iter", CLI_INT, &o->max_iter, 1, 1000000, NULL, NULL},
+        {"val-fraction", CLI_FLT, &o->val_frac, 1e-6, 0.999, NULL, NULL},
+        {"c-min", CLI_FLT, &o->c_min, 1e-12, 1e12, NULL, NULL},
+        {"c-max", CLI_FLT, &o->c_max, 1e-12, 1e12, NULL, NULL},
+        {"json", CLI_FLAG, &o->json, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    cli_opt data[CLI_DATA_OPTS];
+    cli_data_table(data, &o->d, 1);
+    const cli_opt *tabs[] = {own, data};
+    int r = cli_parse_flags("linprobe", argc, argv, tabs, 2, err);
+    if (r) return r;
+    if (!o->ckpt || !o->train_p || !o->test_p)
+        vlm_errorf(err, VLM_ERR_ARG, "--checkpoint, --train-data and --val-data are required (see vlm linprobe --help)");
+    else if (strcmp(o->features, "pre") && strcmp(o->features, "post"))
+        vlm_errorf(err, VLM_ERR_ARG, "--features must be pre or post, not '%s'", o->features);
+    else if (o->c_max < o->c_min)
+        vlm_errorf(err, VLM_ERR_ARG, "--c-max must not be below --c-min");
+    else
+        return 0;
+    return -1;
+}
+
+// The model whose image features are probed: a vlm classifier file as is, or
+// a CLIP checkpoint's vision tower (with its projection) in a K-class classifier.
+static vlm_status load_model(const char *ckpt, int K, vlm_classifier *m, vlm_error *err) {
+    int is_cls = vlm_classifier_file_is(ckpt, err);
+    if (is_cls < 0) return err->status;
+    if (is_cls) return vlm_classifier_load(ckpt, m, NULL, err);
+    vlm_clip clip;
+    vlm_status st = vlm_ckpt_load_model(ckpt, &clip, NULL, err);
+    if (st) return st;
+    vlm_classifier_cfg cfg;
+    vlm_classifier_cfg_from_vit(&cfg, &clip.cfg.vision, K);
+    cfg.vit.output_dim = clip.cfg.embed_dim;
+    if (!(st = vlm_classifier_init(m, &cfg, err)) && (st = vlm_classifier_copy_from(m, &clip.ps, "visual.", NULL, err)))
+        vlm_classifier_free(m);
+    vlm_clip_free(&clip);
+    return st;
+}
+
+static void print_json(const lp_opts *o, const vlm_linprobe_result *r, int d, double minutes) {
+    printf("{\"top1\": %.5f, \"top5\": %.5f, \"n\": %" PRId64 ", \"best_C\": %.6g, \"val_top1\": %.5f, \"features\": \"%s\", "
+           "\"d\": %d, \"n_train\": %" PRId64 ", \"n_val\": %" PRId64 ", \"sweep\": [",
+           r->test_top1, r->test_top5, r->n_test, r->best_C, r->best_val_top1, o->features, d, r->n_train, r->n_val);
+    for (int i = 0; i < r->n_sweep; i++)
+        printf("%s{\"C\": %.6g, \"val_top1\": %.5f}", i ? ", " : "", r->sweep_C[i], r->sweep_val_top1[i]);
+    printf("], \"minutes\": %.2f}\n", minutes);
+}
+
 int cmd_linprobe(int argc, char **argv) {
-    const char *ckpt = NULL, *train_p = NULL, *test_p = NULL, *features = "pre", *img_key = "filepath",
-               *label_key = "label", *classnames = NULL;
-    char sep = '\t';
-    long long batch = 256, workers = 2, train_limit = 0, val_limit = 0, seed = 0, c_steps = 9, refine = 2, max_iter = 1000;
-    double val_frac = 0.2, c_min = 1e-4, c_max = 1e4;
-    int json = 0;
+    lp_opts o;
     vlm_error err = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage, stdout); return 0; }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!v) return cli_failf("linprobe", "option %s needs a value (see --help)", a);
-        i++;
-        int bad = 0;
-        if (!strcmp(a, "--checkpoint")) ckpt = v;
-        else if (!strcmp(a, "--train-data")) train_p = v;
-        else if (!strcmp(a, "--val-data") || !strcmp(a, "--test-data")) test_p = v;
-        else if (!strcmp(a, "--features")) features = v;
-        else if (!strcmp(a, "--csv-img-key")) img_key = v;
-        else if (!strcmp(a, "--csv-label-key")) label_key = v;
-        else if (!strcmp(a, "--classnames")) classnames = v;
-        else if (!strcmp(a, "--csv-separator")) {
-            if (!strcmp(v, "\\t") || !strcmp(v, "tab")) sep = '\t';
-            else if (strlen(v) == 1) sep = v[0];
-            else return cli_failf("linprobe", "--csv-separator: one character expected, got '%s'", v);
-        }
-        else if (!strcmp(a, "--batch-size")) bad = cli_parse_int(a, v, 1, 1 << 16, &batch, &err);
-        else if (!strcmp(a, "--workers")) bad = cli_parse_int(a, v, 1, 256, &workers, &err);
-        else if (!strcmp(a, "--train-limit")) bad = cli_parse_int(a, v, 1, 1LL << 40, &train_limit, &err);
-        else if (!strcmp(a, "--val-limit")) bad = cli_parse_int(a, v, 1, 1LL << 40, &val_limit, &err);
-        else if (!strcmp(a, "--seed")) bad = cli_parse_int(a, v, 0, INT64_MAX, &seed, &err);
-        else if (!strcmp(a, "--c-steps")) bad = cli_parse_int(a, v, 1, 48, &c_steps, &err);
-        else if (!strcmp(a, "--refine")) bad = cli_parse_int(a, v, 0, 8, &refine, &err);
-        else if (!strcmp(a, "--max-iter")) bad = cli_parse_int(a, v, 1, 1000000, &max_iter, &err);
-        else if (!strcmp(a, "--val-fraction")) bad = cli_parse_float(a, v, 1e-6, 0.999, &val_frac, &err);
-        else if (!strcmp(a, "--c-min")) bad = cli_parse_float(a, v, 1e-12, 1e12, &c_min, &err);
-        else if (!strcmp(a, "--c-max")) bad = cli_parse_float(a, v, 1e-12, 1e12, &c_max, &err);
-        else return cli_failf("linprobe", "unknown option '%s' (see --help)", a);
-        if (bad) return cli_fail("linprobe", &err);
-    }
-    if (!ckpt || !train_p || !test_p) return cli_failf("linprobe", "--checkpoint, --train-data and --val-data are required");
-    if (strcmp(features, "pre") && strcmp(features, "post"))
-        return cli_failf("linprobe", "--features must be pre or post, not '%s'", features);
-    if (c_max < c_min) return cli_failf("linprobe", "--c-max must not be below --c-min");
-    const vlm_feat_kind kind = !strcmp(features, "post") ? VLM_FEAT_POST : VLM_FEAT_PRE;
+    int pr = parse(argc, argv, &o, &err);
+    if (pr == 1) return fputs(usage, stdout), 0;
+    if (pr) return cli_usage_fail("linprobe", &err);
+    const vlm_feat_kind kind = !strcmp(o.features, "post") ? VLM_FEAT_POST : VLM_FEAT_PRE;
     int rc = 1, have_model = 0, have_tr = 0, have_te = 0;
     vlm_classifier m;
     vlm_dataset tr, te;
@@ -145,76 +185,49 @@ int cmd_linprobe(int argc, char **argv) {
     int d = 0;
     double t_start = vlm_now();
     vlm_dataset_opts dso;
-    vlm_dataset_opts_default(&dso);
-    dso.img_key = img_key;
-    dso.label_key = label_key;
-    dso.sep = sep;
+    cli_data_dataset_opts(&o.d, &dso);
     dso.require_label = 1;
-    dso.classnames = classnames;
-    if (vlm_dataset_open(&tr, train_p, &dso, &err)) goto fail;
+    dso.classnames = o.classnames;
+    if (vlm_dataset_open(&tr, o.train_p, &dso, &err)) goto fail;
     have_tr = 1;
-    if (train_limit && train_limit < tr.n) tr.n = train_limit;
-    if (vlm_dataset_open(&te, test_p, &dso, &err)) goto fail;
+    if (o.train_limit && o.train_limit < tr.n) tr.n = o.train_limit;
+    if (vlm_dataset_open(&te, o.test_p, &dso, &err)) goto fail;
     have_te = 1;
-    if (val_limit && val_limit < te.n) te.n = val_limit;
+    if (o.val_limit && o.val_limit < te.n) te.n = o.val_limit;
     int K = tr.n_classes > te.n_classes ? tr.n_classes : te.n_classes;
     if (K < 2) {
-        vlm_errorf(&err, VLM_ERR_FORMAT, "%s: %d class(es); a classifier needs at least 2", train_p, K);
+        vlm_errorf(&err, VLM_ERR_FORMAT, "%s: %d class(es); a classifier needs at least 2", o.train_p, K);
         goto fail;
     }
-    // ---- model ----
-    int is_cls = vlm_classifier_file_is(ckpt, &err);
-    if (is_cls < 0) goto fail;
-    if (is_cls) {
-        if (vlm_classifier_load(ckpt, &m, NULL, &err)) goto fail;
-        have_model = 1;
-    } else {
-        vlm_clip clip;
-        if (vlm_ckpt_load_model(ckpt, &clip, NULL, &err)) goto fail;
-        vlm_classifier_cfg cfg;
-        vlm_classifier_cfg_from_vit(&cfg, &clip.cfg.vision, K);
-        cfg.vit.output_dim = clip.cfg.embed_dim;
-        vlm_status st = vlm_classifier_init(&m, &cfg, &err);
-        if (!st) {
-            have_model = 1;
-            st = vlm_classifier_copy_from(&m, &clip.ps, "visual.", NULL, &err);
-        }
-        vlm_clip_free(&clip);
-        if (st) goto fail;
-    }
+    if (load_model(o.ckpt, K, &m, &err)) goto fail;
+    have_model = 1;
     // ---- features ----
     double t0 = vlm_now();
-    if (encode(&m, &tr, kind, (int)batch, (int)workers, &Xtr, &ytr, &ntr, &d, &err)) goto fail;
-    if (encode(&m, &te, kind, (int)batch, (int)workers, &Xte, &yte, &nte, &d, &err)) goto fail;
+    if (encode(&m, &tr, kind, &o.d, &Xtr, &ytr, &ntr, &d, &err)) goto fail;
+    if (encode(&m, &te, kind, &o.d, &Xte, &yte, &nte, &d, &err)) goto fail;
     double t_enc = vlm_now() - t0;
-    fprintf(stderr, "linprobe: %s features (d=%d) of %" PRId64 " train + %" PRId64 " test images in %.1fs\n", features, d, ntr,
+    fprintf(stderr, "linprobe: %s features (d=%d) of %" PRId64 " train + %" PRId64 " test images in %.1fs\n", o.features, d, ntr,
             nte, t_enc);
     // ---- sweep, refit, test ----
     vlm_linprobe_opts lo;
     vlm_linprobe_opts_default(&lo);
-    lo.val_fraction = val_frac;
-    lo.seed = (uint64_t)seed;
-    lo.c_min = c_min;
-    lo.c_max = c_max;
-    lo.c_steps = (int)c_steps;
-    lo.refine = (int)refine;
-    lo.lr.max_iter = (int)max_iter;
+    lo.val_fraction = o.val_frac;
+    lo.seed = (uint64_t)o.seed;
+    lo.c_min = o.c_min;
+    lo.c_max = o.c_max;
+    lo.c_steps = (int)o.c_steps;
+    lo.refine = (int)o.refine;
+    lo.lr.max_iter = (int)o.max_iter;
     vlm_linprobe_result r;
     t0 = vlm_now();
     if (vlm_linprobe_run(Xtr, ytr, ntr, Xte, yte, nte, d, K, &lo, &r, on_fit, NULL, &err)) goto fail;
     double t_fit = vlm_now() - t0;
-    printf("linear probe (%s features, d=%d) on %s: train %" PRId64 " + val %" PRId64 ", best C %.4g (val top-1 %.2f%%)\n",
-           features, d, test_p, r.n_train, r.n_val, r.best_C, 100 * r.best_val_top1);
-    printf("test: n=%" PRId64 " top-1 %.2f%%  top-5 %.2f%%  (fits %.1fs, encoding %.1fs)\n", r.n_test, 100 * r.test_top1,
+    FILE *f = cli_report(o.json);
+    fprintf(f, "linear probe (%s features, d=%d) on %s: train %" PRId64 " + val %" PRId64 ", best C %.4g (val top-1 %.2f%%)\n",
+           o.features, d, o.test_p, r.n_train, r.n_val, r.best_C, 100 * r.best_val_top1);
+    fprintf(f, "test: n=%" PRId64 " top-1 %.2f%%  top-5 %.2f%%  (fits %.1fs, encoding %.1fs)\n", r.n_test, 100 * r.test_top1,
            100 * r.test_top5, t_fit, t_enc);
-    if (json) {
-        printf("{\"top1\": %.5f, \"top5\": %.5f, \"n\": %" PRId64 ", \"best_C\": %.6g, \"val_top1\": %.5f, \"features\": \"%s\", "
-               "\"d\": %d, \"n_train\": %" PRId64 ", \"n_val\": %" PRId64 ", \"sweep\": [",
-               r.test_top1, r.test_top5, r.n_test, r.best_C, r.best_val_top1, features, d, r.n_train, r.n_val);
-        for (int i = 0; i < r.n_sweep; i++)
-            printf("%s{\"C\": %.6g, \"val_top1\": %.5f}", i ? ", " : "", r.sweep_C[i], r.sweep_val_top1[i]);
-        printf("], \"minutes\": %.2f}\n", (vlm_now() - t_start) / 60.0);
-    }
+    if (o.json) print_json(&o, &r, d, (vlm_now() - t_start) / 60.0);
     rc = 0;
 fail:
     if (rc) cli_fail("linprobe", &err);

@@ -1,6 +1,7 @@
 // `vlm tokenize` (stdin lines -> JSON id arrays, or --bench) and
 // `vlm bpe train` (learn a merges file from a caption corpus).
 #include "cli/cli.h"
+#include "cli/opts.h"
 #include "core/clock.h"
 #include "text/tokenizer.h"
 
@@ -10,15 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return 0;
-    *out = v;
-    return 1;
-}
 
 typedef struct {
     char **line;
@@ -174,36 +166,24 @@ static int run_bench(vlm_tokenizer *tok, const char *path, long repeat) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *vocab = NULL, *bench = NULL;
-    long ctx = 0, repeat = 0;
+    long long ctx_ll = 0, repeat_ll = 0;
     int truncate = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            tokenize_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--truncate")) {
-            truncate = 1;
-        } else if (i + 1 < argc && !strcmp(a, "--vocab")) {
-            vocab = argv[++i];
-        } else if (i + 1 < argc && !strcmp(a, "--bench")) {
-            bench = argv[++i];
-        } else if (i + 1 < argc && !strcmp(a, "--context-length")) {
-            if (!parse_int(argv[++i], 2, 1 << 24, &ctx))
-                return cli_failf("tokenize", "--context-length must be an integer in [2, %d], got '%s'", 1 << 24, argv[i]);
-        } else if (i + 1 < argc && !strcmp(a, "--repeat")) {
-            if (!parse_int(argv[++i], 1, 1000000, &repeat))
-                return cli_failf("tokenize", "--repeat must be a positive integer, got '%s'", argv[i]);
-        } else {
-            tokenize_usage(stderr);
-            return cli_failf("tokenize", "unknown or incomplete option '%s'", a);
-        }
-    }
-    if (!vocab) {
-        tokenize_usage(stderr);
-        return cli_failf("tokenize", "--vocab FILE is required");
-    }
-    if (truncate && !ctx) return cli_failf("tokenize", "--truncate needs --context-length");
     vlm_error err = {0};
+    const cli_opt own[] = {
+        {"vocab", CLI_STR, &vocab, 0, 0, NULL, NULL},
+        {"bench", CLI_STR, &bench, 0, 0, NULL, NULL},
+        {"context-length", CLI_INT, &ctx_ll, 2, 1 << 24, NULL, NULL},
+        {"repeat", CLI_INT, &repeat_ll, 1, 1000000, NULL, NULL},
+        {"truncate", CLI_FLAG, &truncate, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int pr = cli_parse_flags("tokenize", argc, argv, tabs, 1, &err);
+    if (pr == 1) return tokenize_usage(stdout), 0;
+    if (pr) return cli_usage_fail("tokenize", &err);
+    if (!vocab) return cli_usagef("tokenize", "--vocab FILE is required (see vlm tokenize --help)");
+    if (truncate && !ctx_ll) return cli_usagef("tokenize", "--truncate needs --context-length");
+    const long ctx = (long)ctx_ll, repeat = (long)repeat_ll;
     vlm_tokenizer tok;
     if (vlm_tokenizer_init(&tok, vocab, &err)) return cli_fail("tokenize", &err);
     if (bench) {
@@ -287,34 +267,21 @@ int cmd_bpe(int argc, char **argv) {
         bpe_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (strcmp(argv[1], "train")) {
-        bpe_usage(stderr);
-        return cli_failf("bpe", "unknown subcommand '%s'", argv[1]);
-    }
+    if (strcmp(argv[1], "train")) return cli_usagef("bpe", "unknown subcommand '%s' (see vlm bpe --help)", argv[1]);
     const char *input = NULL, *out = NULL;
-    long vocab = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            bpe_usage(stdout);
-            return 0;
-        } else if (i + 1 < argc && !strcmp(a, "--input")) {
-            input = argv[++i];
-        } else if (i + 1 < argc && !strcmp(a, "--out")) {
-            out = argv[++i];
-        } else if (i + 1 < argc && !strcmp(a, "--vocab-size")) {
-            if (!parse_int(argv[++i], 514, VLM_TOKENIZER_MAX_VOCAB, &vocab))
-                return cli_failf("bpe", "--vocab-size must be an integer in [514, %d], got '%s'",
-                                 VLM_TOKENIZER_MAX_VOCAB, argv[i]);
-        } else {
-            bpe_usage(stderr);
-            return cli_failf("bpe", "unknown or incomplete option '%s'", a);
-        }
-    }
-    if (!input || !out || !vocab) {
-        bpe_usage(stderr);
-        return cli_failf("bpe", "--input, --vocab-size and --out are required");
-    }
+    long long vocab = 0;
+    vlm_error err = {0};
+    const cli_opt own[] = {
+        {"input", CLI_STR, &input, 0, 0, NULL, NULL},
+        {"out", CLI_STR, &out, 0, 0, NULL, NULL},
+        {"vocab-size", CLI_INT, &vocab, 514, VLM_TOKENIZER_MAX_VOCAB, NULL, NULL},
+        CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int pr = cli_parse_flags("bpe train", argc - 1, argv + 1, tabs, 1, &err);
+    if (pr == 1) return bpe_usage(stdout), 0;
+    if (pr) return cli_usage_fail("bpe train", &err);
+    if (!input || !out || !vocab) return cli_usagef("bpe train", "--input, --vocab-size and --out are required");
     FILE *f = fopen(input, "rb");
     if (!f) return cli_failf("bpe", "%s: %s", input, strerror(errno));
     lines_t l = {0};
@@ -324,7 +291,6 @@ int cmd_bpe(int argc, char **argv) {
         lines_free(&l);
         return cli_failf("bpe", "%s: read failed", input);
     }
-    vlm_error err = {0};
     vlm_bpe_train_info info;
     double t0 = vlm_now();
     vlm_status st = vlm_bpe_train((const char *const *)l.line, l.len, (int)l.n, (int)vocab, out, &info, &err);
@@ -338,6 +304,6 @@ int cmd_bpe(int argc, char **argv) {
         printf("vlm bpe train: ignored %ld pre-tokens longer than %d bytes\n", info.n_skipped, VLM_BPE_MAX_WORD);
     if (info.stopped_early)
         fprintf(stderr, "vlm bpe train: warning: the corpus ran out of pairs to merge: vocab size is %d, not %ld\n",
-                info.vocab_size, vocab);
+                info.vocab_size, (long)vocab);
     return 0;
 }

@@ -52,7 +52,7 @@ static int parse(int argc, char **argv, zs_opts *o, vlm_error *err) {
         CLI_END,
     };
     cli_opt data[CLI_DATA_OPTS];
-    cli_data_table(data, &o->d);
+    cli_data_table(data, &o->d, 1);
     const cli_opt *tabs[] = {own, data};
     int r = cli_parse_flags("zeroshot", argc, argv, tabs, 2, err);
     if (r) return r;

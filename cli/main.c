@@ -34,14 +34,26 @@ int cli_usage_fail(const char *cmd, const vlm_error *err) {
     return 2;
 }
 
-int cli_failf(const char *cmd, const char *fmt, ...) {
+static void vfail(const char *cmd, const char *fmt, va_list ap) {
     fprintf(stderr, "vlm %s: error: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+int cli_failf(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vfail(cmd, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return 1;
+}
+
+int cli_usagef(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(cmd, fmt, ap);
+    va_end(ap);
+    return 2;
 }
 
 // The process's data-parallel context: owned by main, reached through cli_dist().

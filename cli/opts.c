@@ -40,7 +40,10 @@ static int apply(const cli_opt *o, const char *v, vlm_error *err) {
     snprintf(flag, sizeof flag, "--%s", o->name);
     switch (o->kind) {
     case CLI_STR: *(const char **)o->dst = v; return 0;
-    case CLI_INT: return cli_parse_int(flag, v, (long long)o->lo, o->hi >= 9.2e18 ? INT64_MAX : (long long)o->hi, o->dst, err);
+    case CLI_INT: {
+        long long lo = o->lo <= -9.2e18 ? INT64_MIN : (long long)o->lo, hi = o->hi >= 9.2e18 ? INT64_MAX : (long long)o->hi;
+        return cli_parse_int(flag, v, lo, hi, o->dst, err);
+    }
     case CLI_FLT: return cli_parse_float(flag, v, o->lo, o->hi, o->dst, err);
     case CLI_FLAG: *(int *)o->dst = 1; return 0;
     case CLI_FN:
@@ -198,7 +201,14 @@ void cli_data_opts_default(cli_data_opts *o, long long batch) {
     o->batch = batch, o->workers = 2;
 }
 
-void cli_data_table(cli_opt *tab, cli_data_opts *o) {
+static int fn_max_pixels(const char *v, void *dst, vlm_error *err) {
+    long long n;
+    if (cli_parse_int("--max-pixels", v, 0, 1LL << 50, &n, err)) return -1;
+    ((vlm_decode_opts *)dst)->max_pixels = n;
+    return 0;
+}
+
+void cli_data_table(cli_opt *tab, cli_data_opts *o, int loader_flags) {
     const cli_opt t[] = {
         {"csv-img-key", CLI_STR, &o->img_key, 0, 0, NULL, NULL},
         {"csv-label-key", CLI_STR, &o->label_key, 0, 0, NULL, NULL},
@@ -208,13 +218,16 @@ void cli_data_table(cli_opt *tab, cli_data_opts *o) {
         {"label-key", CLI_STR, &o->label_key, 0, 0, NULL, "csv-label-key"},
         {"caption-key", CLI_STR, &o->cap_key, 0, 0, NULL, "csv-caption-key"},
         {"sep", CLI_FN, &o->sep, 0, 0, cli_fn_sep, "csv-separator"},
+        {"labels", CLI_STR, &o->idx_labels, 0, 0, NULL, NULL},
         {"composite", CLI_FN, &o->dec, 0, 0, cli_fn_composite, NULL},
+        {"max-pixels", CLI_FN, &o->dec, 0, 0, fn_max_pixels, NULL},
         {"batch-size", CLI_INT, &o->batch, 1, 1 << 16, NULL, NULL},
         {"workers", CLI_INT, &o->workers, 1, 256, NULL, NULL},
         CLI_END,
     };
     _Static_assert(sizeof t / sizeof t[0] <= CLI_DATA_OPTS, "CLI_DATA_OPTS too small");
     memcpy(tab, t, sizeof t);
+    if (!loader_flags) tab[sizeof t / sizeof t[0] - 3] = (cli_opt)CLI_END; // drop --batch-size, --workers
 }
 
 void cli_data_dataset_opts(const cli_data_opts *o, vlm_dataset_opts *dso) {
@@ -223,4 +236,5 @@ void cli_data_dataset_opts(const cli_data_opts *o, vlm_dataset_opts *dso) {
     dso->label_key = o->label_key;
     dso->caption_key = o->cap_key;
     dso->sep = o->sep;
+    dso->idx_labels = o->idx_labels;
 }

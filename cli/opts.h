@@ -74,17 +74,19 @@ void cli_train_table(cli_opt *tab, vlm_train_common *c, cli_dist_opts *d, int *j
 
 // The dataset flags of the evaluation and data commands: --csv-img-key
 // --csv-label-key --csv-caption-key --csv-separator (old spellings --img-key,
-// --label-key, --caption-key, --sep kept), --composite, --batch-size, --workers.
+// --label-key, --caption-key, --sep kept), --labels (IDX labels file),
+// --composite, --max-pixels; with loader flags also --batch-size, --workers.
 typedef struct {
-    const char *img_key, *label_key, *cap_key;
+    const char *img_key, *label_key, *cap_key, *idx_labels;
     char sep;
     vlm_decode_opts dec;
     long long batch, workers;
 } cli_data_opts;
-// Defaults: filepath / label / title columns, tab, drop alpha, the batch given, 2 workers.
+// Defaults: filepath / label / title columns, tab, drop alpha (PIL's pixel
+// limit), the batch given, 2 workers.
 void cli_data_opts_default(cli_data_opts *o, long long batch);
 #define CLI_DATA_OPTS 16
-void cli_data_table(cli_opt *tab, cli_data_opts *o);
+void cli_data_table(cli_opt *tab, cli_data_opts *o, int loader_flags);
 // The dataset options these flags give (columns and separator).
 void cli_data_dataset_opts(const cli_data_opts *o, vlm_dataset_opts *dso);
 

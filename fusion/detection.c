@@ -1,10 +1,12 @@
 // Open-vocabulary detector files and text queries (see detection.h).
 #include "fusion/detection.h"
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "core/safetensors.h"
+#include "data/transform.h"
 #include "fusion/classes.h"
 
 static const char *act_name(vlm_act a) {
@@ -187,4 +189,67 @@ vlm_status vlm_owl_queries(vlm_owl *o, const char *const *texts, int n, const ch
         n_templates = 1;
     }
     return vlm_zeroshot_classifier(&o->clip, &o->tok, texts, n, templates, n_templates, out, err);
+}
+
+// img padded to a P x P square (P = its longer side), grey at the bottom/right,
+// then eval-transformed to x [3, S, S].
+static vlm_status pad_transform(const vlm_image *img, int S, float *x, vlm_error *err) {
+    const int W = img->w, H = img->h, P = W > H ? W : H;
+    if ((long long)P * P > VLM_IMAGE_DEFAULT_MAX_PIXELS)
+        return vlm_errorf(err, VLM_ERR_ARG, "%dx%d image is too elongated: padded to a %dx%d square it exceeds %lld pixels",
+                          W, H, P, P, (long long)VLM_IMAGE_DEFAULT_MAX_PIXELS);
+    vlm_image sq;
+    vlm_image_init(&sq);
+    vlm_status st = vlm_image_alloc(&sq, P, P, err);
+    if (st) return st;
+    memset(sq.px, 128, (size_t)P * P * 3);
+    for (int y = 0; y < H; y++) memcpy(sq.px + (size_t)y * P * 3, img->px + (size_t)y * W * 3, (size_t)W * 3);
+    vlm_transform t;
+    vlm_transform_init(&t, S);
+    vlm_transform_scratch sc;
+    vlm_transform_scratch_init(&sc);
+    st = vlm_transform_eval(&t, &sq, x, &sc, err);
+    vlm_transform_scratch_free(&sc);
+    vlm_image_free(&sq);
+    return st;
+}
+
+vlm_status vlm_owl_detect(vlm_owl *o, const vlm_image *img, const float *qe, int Q, float threshold, int max_det,
+                          vlm_det_box *out, int *n, vlm_error *err) {
+    *n = 0;
+    if (Q < 1 || max_det < 1 || !img->px)
+        return vlm_errorf(err, VLM_ERR_ARG, "vlm_owl_detect: %d queries, max_det %d, image %dx%d", Q, max_det, img->w,
+                          img->h);
+    const int S = o->det.cfg.vit.image_size, N = o->det.grid * o->det.grid;
+    const int W = img->w, H = img->h, P = W > H ? W : H;
+    float *x = malloc(sizeof(float) * 3 * (size_t)S * S);
+    if (!x) return vlm_errorf(err, VLM_ERR_OOM, "vlm_owl_detect: out of memory");
+    vlm_status st = pad_transform(img, S, x, err);
+    vlm_ctx c;
+    if (!st) st = vlm_ctx_init(&c, 64u << 20, 0, err);
+    if (st) return free(x), st;
+    c.grad_enabled = 0;
+    c.training = 0;
+    int64_t sh[4] = {1, 3, S, S};
+    vlm_det_out d;
+    if (vlm_detector_forward(&c, &o->det, vlm_tensor_wrap(&c, VLM_F32, 4, sh, x, NULL), qe, Q, &d)) {
+        *err = c.err;
+        st = c.status ? c.status : VLM_ERR_ARG;
+    } else {
+        int nd = vlm_detector_decode(vlm_f32(d.logits), vlm_f32(d.boxes), N, Q, NULL, P, P, max_det, 1,
+                                     o->det.cfg.nms_iou, out);
+        if (nd < 0) st = vlm_errorf(err, VLM_ERR_OOM, "vlm_owl_detect: out of memory decoding %d boxes", N);
+        // threshold (decode sorts by score), then clip to the image
+        for (int i = 0; i < nd && out[i].score >= threshold; i++) {
+            double x0 = fmax(out[i].x, 0), y0 = fmax(out[i].y, 0);
+            double x1 = fmin(out[i].x + out[i].w, W), y1 = fmin(out[i].y + out[i].h, H);
+            if (!(x1 > x0 && y1 > y0)) continue;
+            vlm_det_box b = out[i];
+            b.x = (float)x0, b.y = (float)y0, b.w = (float)(x1 - x0), b.h = (float)(y1 - y0);
+            out[(*n)++] = b;
+        }
+    }
+    vlm_ctx_free(&c);
+    free(x);
+    return st;
 }

@@ -12,6 +12,7 @@
 #ifndef VLM_FUSION_DETECTION_H
 #define VLM_FUSION_DETECTION_H
 
+#include "data/image.h"
 #include "fusion/checkpoint.h"
 #include "text/tokenizer.h"
 #include "vision/detector.h"
@@ -46,5 +47,15 @@ vlm_status vlm_owl_load_state(const char *path, vlm_owl *o, vlm_train_state *s, 
 // (OpenAI's zero-shot recipe). templates NULL -> the text itself ("{}").
 vlm_status vlm_owl_queries(vlm_owl *o, const char *const *texts, int n, const char *const *templates, int n_templates,
                            float *out, vlm_error *err);
+
+// Detects Q queries (embeddings qe [Q, E] from vlm_owl_queries) in one RGB
+// image of any size. A non-square image is padded to a square (bottom and
+// right, grey 128) before the eval transform, so the whole image is seen
+// undistorted; boxes are in the image's pixels, clipped to it, and boxes lying
+// wholly in the padding are dropped. Each box takes its best query (OWL-ViT's
+// post-processing). Writes the detections with score >= threshold, best first,
+// at most max_det of them, to out[max_det]; *n their count.
+vlm_status vlm_owl_detect(vlm_owl *o, const vlm_image *img, const float *qe, int Q, float threshold, int max_det,
+                          vlm_det_box *out, int *n, vlm_error *err);
 
 #endif

@@ -274,9 +274,10 @@ static void test_end_to_end(void) {
                   "box %d clipped to the image: %g %g %g %g", (int)i, d->bbox[0], d->bbox[1], d->bbox[2], d->bbox[3]);
             CHECK(i == 0 || d->score <= r.dets[i - 1].score, "sorted by score");
         }
-        // stdout: 6 tab-separated lines, then the JSON line, matching the file
+        // --json: stdout carries exactly the JSON line; the detection lines
+        // (tab-separated) go to stderr, matching the file
         char *out = tu_read_file(outp, NULL);
-        int lines = 0;
+        int lines = 0, det_lines = 0;
         char *last = NULL;
         for (char *p = out, *e; p && *p; p = e + 1) {
             e = strchr(p, '\n');
@@ -284,9 +285,16 @@ static void test_end_to_end(void) {
             *e = 0;
             lines++;
             if (*p == '{') last = p;
-            else CHECK(!strncmp(p, "a yellow dog\t", 13) || !strncmp(p, "a red sneaker\t", 14), "line '%s'", p);
         }
-        CHECK(lines == r.n + 1, "%d stdout lines for %ld detections", lines, r.n);
+        CHECK(lines == 1 && last, "%d stdout lines with --json", lines);
+        char errp[512];
+        snprintf(errp, sizeof errp, "%s/stderr.txt", dir);
+        char *errs = tu_read_file(errp, NULL);
+        for (char *p = errs; p && *p; p++)
+            if ((p == errs || p[-1] == '\n') && (!strncmp(p, "a yellow dog\t", 13) || !strncmp(p, "a red sneaker\t", 14)))
+                det_lines++;
+        free(errs);
+        CHECK(det_lines == r.n, "%d detection lines on stderr for %ld detections", det_lines, r.n);
         json_error_t je;
         json_t *j = last ? json_loads(last, 0, &je) : NULL;
         json_t *ds = j ? json_object_get(j, "detections") : NULL;
@@ -341,15 +349,15 @@ static void test_end_to_end(void) {
     snprintf(args, sizeof args, "--checkpoint %s --image %s", det_bare, png);
     CHECK(run_vlm(dir, args) == 1 && stderr_has(dir, "no queries"), "no queries");
     snprintf(args, sizeof args, "--checkpoint %s --image %s --query x --threshold 1.5", det, png);
-    CHECK(run_vlm(dir, args) == 1 && stderr_has(dir, "--threshold"), "bad threshold");
+    CHECK(run_vlm(dir, args) == 2 && stderr_has(dir, "--threshold"), "bad threshold");
     snprintf(args, sizeof args, "--checkpoint %s --image %s --query x --max-det many", det, png);
-    CHECK(run_vlm(dir, args) == 1 && stderr_has(dir, "--max-det"), "bad max-det");
+    CHECK(run_vlm(dir, args) == 2 && stderr_has(dir, "--max-det"), "bad max-det");
     snprintf(args, sizeof args, "--checkpoint %s --image %s --query x --colour red", det, png);
-    CHECK(run_vlm(dir, args) == 1 && stderr_has(dir, "unknown option '--colour'"), "unknown flag");
+    CHECK(run_vlm(dir, args) == 2 && stderr_has(dir, "unknown option '--colour'"), "unknown flag");
     snprintf(args, sizeof args, "--image %s --query x", png);
-    CHECK(run_vlm(dir, args) == 1 && stderr_has(dir, "--checkpoint is required"), "no checkpoint");
+    CHECK(run_vlm(dir, args) == 2 && stderr_has(dir, "--checkpoint is required"), "no checkpoint");
     snprintf(args, sizeof args, "--checkpoint %s --image %s --query", det, png);
-    CHECK(run_vlm(dir, args) == 1 && stderr_has(dir, "--query needs a value"), "dangling flag");
+    CHECK(run_vlm(dir, args) == 2 && stderr_has(dir, "--query needs a value"), "dangling flag");
     CHECK(run_vlm(dir, "--help") == 0, "--help");
     char *help = tu_read_file(outp, NULL);
     CHECK(help && strstr(help, "usage: vlm detect predict"), "usage on stdout");
