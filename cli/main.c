@@ -67,11 +67,43 @@ static int runs_distributed(int argc, char **argv) {
     return argc > 2 && (!strcmp(argv[1], "generate") || !strcmp(argv[1], "detect")) && !strcmp(argv[2], "train");
 }
 
+// `vlm --version`: version, commit, build options and the CPU features the
+// kernels can use (so a speed figure can name what ran).
+static void version(void) {
+    printf("vlm %s (git %s)\n", VLM_VERSION, VLM_GIT);
+    printf("build: %s",
+#ifdef VLM_HAVE_OPENBLAS
+           "OpenBLAS (OpenMP)"
+#else
+           "reference GEMM"
+#endif
+    );
+#ifdef _OPENMP
+    printf(", OpenMP %d", _OPENMP);
+#endif
+#ifdef VLM_HAVE_MPI
+    printf(", MPI");
+#endif
+#ifdef __AVX2__
+    printf(", compiled with AVX2");
+#endif
+    printf("\ncpu:");
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) printf(" avx2");
+    if (__builtin_cpu_supports("fma")) printf(" fma");
+    if (__builtin_cpu_supports("avx512f")) printf(" avx512f");
+    if (__builtin_cpu_supports("avx512bw")) printf(" avx512bw");
+    if (__builtin_cpu_supports("avx512vl")) printf(" avx512vl");
+#endif
+    printf("\n");
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: vlm <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\n`vlm <command> --help` describes a command's options.\n");
+    fprintf(f, "\n`vlm <command> --help` describes a command's options; `vlm --version` the build.\n");
 }
 
 int main(int argc, char **argv) {
@@ -80,6 +112,10 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     vlm_error err = {0};
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        version();
+        return 0;
+    }
     if (vlm_dist_init(&process_dist, &argc, &argv, &err)) {
         fprintf(stderr, "vlm: error: %s\n", err.msg);
         return 1;
