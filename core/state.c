@@ -49,18 +49,18 @@ vlm_status vlm_state_save_with(const char *path, const vlm_params *ps, const vlm
     int64_t n = ps->total;
     vlm_st_tensor t[4] = {{"params", VLM_F32, 1, &n, ps->data}, {"adamw.m", VLM_F32, 1, &n, ps->m},
                           {"adamw.v", VLM_F32, 1, &n, ps->v}, {buf_name, VLM_F32, 1, &n, (void *)buf}};
-    char v[10][64];
-    snprintf(v[0], 64, "%" PRId64, s->step);
-    snprintf(v[1], 64, "%" PRId64, s->epoch);
-    snprintf(v[2], 64, "%" PRId64, s->loader_epoch);
-    snprintf(v[3], 64, "%" PRId64, s->loader_index);
-    snprintf(v[4], 64, "%" PRId64, s->adam_step);
-    snprintf(v[5], 64, "%u %u %" PRIu64 " %u %u %u %u %d", s->rng_key[0], s->rng_key[1], s->rng_counter, s->rng_buf[0],
+    char v[10][128]; // the RNG line needs up to 8 numbers of 10-20 digits
+    snprintf(v[0], sizeof v[0], "%" PRId64, s->step);
+    snprintf(v[1], sizeof v[1], "%" PRId64, s->epoch);
+    snprintf(v[2], sizeof v[2], "%" PRId64, s->loader_epoch);
+    snprintf(v[3], sizeof v[3], "%" PRId64, s->loader_index);
+    snprintf(v[4], sizeof v[4], "%" PRId64, s->adam_step);
+    snprintf(v[5], sizeof v[5], "%u %u %" PRIu64 " %u %u %u %u %d", s->rng_key[0], s->rng_key[1], s->rng_counter, s->rng_buf[0],
              s->rng_buf[1], s->rng_buf[2], s->rng_buf[3], s->rng_pos);
-    snprintf(v[6], 64, "%.17g", s->elapsed_s);
-    snprintf(v[7], 64, "%" PRIu64, vlm_params_layout_hash(ps));
-    snprintf(v[8], 64, "%.9g", (double)s->last_loss);
-    snprintf(v[9], 64, "%" PRId64, s->global_batch);
+    snprintf(v[6], sizeof v[6], "%.17g", s->elapsed_s);
+    snprintf(v[7], sizeof v[7], "%" PRIu64, vlm_params_layout_hash(ps));
+    snprintf(v[8], sizeof v[8], "%.9g", (double)s->last_loss);
+    snprintf(v[9], sizeof v[9], "%" PRId64, s->global_batch);
     const char *keys[STATE_KEYS + STATE_MAX_EXTRA] = {"step",      "epoch",  "loader_epoch", "loader_index", "adam_step",
                                                       "rng",       "elapsed_s", "layout",    "last_loss",    "global_batch", "format"};
     const char *vals[STATE_KEYS + STATE_MAX_EXTRA] = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], format};

@@ -12,6 +12,7 @@
 #include "data/coco.h"
 #include "data/font.h"
 #include "data/image.h"
+#include "eval/detect_eval.h"
 #include "fusion/detection.h"
 #include "tests/testutil.h"
 
@@ -312,6 +313,67 @@ static void test_end_to_end(void) {
         }
         json_decref(j);
         free(out);
+        // the library call the CLI makes: the same detections from vlm_owl_detect
+        vlm_owl lo;
+        if (vlm_owl_load(&lo, det, NULL, &err) == VLM_OK) {
+            const char *qs[2] = {"a yellow dog", "a red sneaker"};
+            float qe[2 * 1024];
+            vlm_det_box boxes[6];
+            int nb = -1;
+            vlm_image scene;
+            vlm_image_init(&scene);
+            CHECK(lo.det.cfg.embed_dim <= 1024 && vlm_owl_queries(&lo, qs, 2, NULL, 0, qe, &err) == VLM_OK &&
+                      vlm_image_load(&scene, png, NULL, &err) == VLM_OK &&
+                      vlm_owl_detect(&lo, &scene, qe, 2, 0.0f, 6, boxes, &nb, &err) == VLM_OK,
+                  "vlm_owl_detect: %s", err.msg);
+            CHECK(nb == r.n, "vlm_owl_detect found %d, the CLI %ld", nb, r.n);
+            for (int i = 0; i < nb && i < r.n; i++)
+                CHECK(boxes[i].query + 1 == r.dets[i].category_id && fabs(boxes[i].score - r.dets[i].score) < 1e-5 &&
+                          fabs(boxes[i].x - r.dets[i].bbox[0]) < 0.01 && fabs(boxes[i].w - r.dets[i].bbox[2]) < 0.01,
+                      "detection %d as the CLI's", i);
+            CHECK(vlm_owl_detect(&lo, &scene, qe, 0, 0.0f, 6, boxes, &nb, &err) == VLM_ERR_ARG, "no queries refused");
+            // vlm_owl_evaluate on a one-image COCO split: its statistics are
+            // pycocotools' on the results file it writes
+            char gtp[300], dtp[300];
+            snprintf(gtp, sizeof gtp, "%s/gt.json", dir);
+            snprintf(dtp, sizeof dtp, "%s/dt.json", dir);
+            FILE *gf = fopen(gtp, "w");
+            if (gf) {
+                fprintf(gf, "{\"images\": [{\"id\": 1, \"file_name\": \"scene.png\", \"width\": 80, \"height\": 48}], "
+                            "\"categories\": [{\"id\": 1, \"name\": \"dog\"}, {\"id\": 2, \"name\": \"sneaker\"}], "
+                            "\"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 1, \"bbox\": [8, 10, 22, 30], "
+                            "\"area\": 660, \"iscrowd\": 0}, {\"id\": 2, \"image_id\": 1, \"category_id\": 2, "
+                            "\"bbox\": [45, 5, 30, 20], \"area\": 600, \"iscrowd\": 0}]}\n");
+                fclose(gf);
+            }
+            vlm_det_split sp;
+            vlm_det_eval ev;
+            char summary[2048];
+            CHECK(vlm_det_split_load(&sp, gtp, 0, &err) == VLM_OK &&
+                      vlm_owl_evaluate(&lo, &sp, NULL, 0, 2, 10, dtp, &ev, summary, sizeof summary, &err) == VLM_OK,
+                  "vlm_owl_evaluate: %s", err.msg);
+            CHECK(ev.n_images == 1 && ev.n_dets >= 1 && ev.n_dets <= 10 && strstr(summary, "Average Precision"),
+                  "evaluate: %ld images, %ld detections", ev.n_images, ev.n_dets);
+            vlm_coco_gt g2;
+            vlm_coco_results d2;
+            vlm_coco_eval e2;
+            if (vlm_coco_gt_load(&g2, gtp, &err) == VLM_OK) {
+                if (vlm_coco_results_load(&d2, dtp, &g2, &err) == VLM_OK) {
+                    CHECK(d2.n == ev.n_dets && vlm_coco_eval_run(&e2, &g2, &d2, &err) == VLM_OK, "re-evaluate: %s",
+                          err.msg);
+                    for (int k = 0; k < VLM_COCO_NSTATS; k++)
+                        CHECK(e2.stats[k] == ev.stats[k], "stat %d: %g vs %g", k, ev.stats[k], e2.stats[k]);
+                    vlm_coco_eval_free(&e2);
+                    vlm_coco_results_free(&d2);
+                }
+                vlm_coco_gt_free(&g2);
+            }
+            vlm_det_split_free(&sp);
+            unlink(gtp), unlink(dtp);
+            vlm_image_free(&scene);
+            vlm_owl_free(&lo);
+        } else
+            CHECK(0, "load detector: %s", err.msg);
         vlm_coco_results_free(&r);
     }
 
