@@ -23,7 +23,7 @@ static void eval_usage(FILE *f) {
             "  --dt FILE    results: [{\"image_id\", \"category_id\", \"bbox\", \"score\"}, ...];\n"
             "               every image_id must be in the ground truth; results of\n"
             "               categories the ground truth lacks are skipped (as pycocotools)\n"
-            "  --json       stdout: one JSON line (the summary goes to stderr): AP, AP50, AP75, APs, APm, APl, AR1,\n"
+            "  --json       end with one JSON line: AP, AP50, AP75, APs, APm, APl, AR1,\n"
             "               AR10, AR100, ARs, ARm, ARl (%%.17g) and \"per_category\": AP per\n"
             "               category id (IoU .50:.95, area all, maxDets 100; -1 for a\n"
             "               category without ground truth)\n"
@@ -74,7 +74,7 @@ static int cmd_detect_eval(int argc, char **argv) {
         return cli_failf("detect eval", "out of memory");
     }
     vlm_coco_eval_summary(&ev, buf, n + 1);
-    fputs(buf, json ? stderr : stdout); // with --json, stdout carries only the JSON line
+    fputs(buf, stdout);
     free(buf);
     if (json) {
         putchar('{');

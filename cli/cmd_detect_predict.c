@@ -243,7 +243,7 @@ static void print_json(const popts *o, const char **queries, const vlm_det_box *
 static vlm_status emit(const popts *o, const vlm_image *img, const char **queries, const vlm_det_box *det, int n,
                        vlm_error *err) {
     const int W = img->w, H = img->h, P = W > H ? W : H;
-    FILE *f = cli_report(o->json);
+    FILE *f = stdout; // with --json the JSON line follows the report
     for (int i = 0; i < n; i++)
         fprintf(f, "%s\t%.4f\t%.1f\t%.1f\t%.1f\t%.1f\n", queries[det[i].query], det[i].score, det[i].x, det[i].y,
                 det[i].w, det[i].h);

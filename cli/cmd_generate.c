@@ -392,7 +392,7 @@ static const char *eval_usage =
     "  --guidance-interval LO,HI  guide only at noise levels sigma in (LO, HI] (see generate sample)\n"
     "  --guidance-rescale PHI  --guide D --autoguidance A  (see generate sample)\n"
     "  --grid FILE              also write the first 10 images of each class as a grid\n"
-    "  --json                   stdout: one JSON line (the table goes to stderr): cond_accuracy, fd, fd_real_real, n, real_accuracy,\n"
+    "  --json                   end with one JSON line: cond_accuracy, fd, fd_real_real, n, real_accuracy,\n"
     "                           per_class (accuracy), fd_mean (the |mu_g - mu_r|^2 part of fd), fd_class and\n"
     "                           fd_class_real_real (the two distances within each class, n = N per class)\n";
 
@@ -559,7 +559,7 @@ static vlm_status write_class_grid(const char *path, const uint8_t *rgb, int K, 
 static void eval_report(const eval_cli *o, const vlm_strvec *prompts, int K, const gen_metrics *m, int guided) {
     const int64_t npc = o->npc, N = K * npc;
     const sample_flags *sf = &o->sf;
-    FILE *f = cli_report(o->json);
+    FILE *f = stdout; // with --json the JSON line follows the report
     fprintf(f, "%-28s %8s %9s %9s\n", "prompt", "accuracy", "fd", "fd_real");
     for (int k = 0; k < K; k++)
         fprintf(f, "%-28s %8.3f %9.5f %9.5f\n", prompts->p[k], (double)m->per[k] / (double)npc, m->fdk[k], m->fdk[K + k]);

@@ -27,7 +27,7 @@ static const char *usage =
     "  --train-limit N  --val-limit N   first N samples only\n"
     "  --csv-img-key K  --csv-label-key K  --csv-separator C  --classnames FILE\n"
     "  --seed S (0)  --batch-size B (256)  --workers N (2)  --composite R,G,B\n"
-    "  --json                   stdout: one JSON line (top1, top5, best_C, sweep, ...); the report on stderr\n"
+    "  --json                   end with one JSON line (top1, top5, best_C, sweep, ...)\n"
     "The objective is sklearn's LogisticRegression(C) (multinomial, L2, unpenalised bias) on standardised features.\n";
 
 // Encodes every image of ds (eval transform) into features [n, d] and labels [n].
@@ -222,7 +222,7 @@ int cmd_linprobe(int argc, char **argv) {
     t0 = vlm_now();
     if (vlm_linprobe_run(Xtr, ytr, ntr, Xte, yte, nte, d, K, &lo, &r, on_fit, NULL, &err)) goto fail;
     double t_fit = vlm_now() - t0;
-    FILE *f = cli_report(o.json);
+    FILE *f = stdout; // with --json the JSON line follows the report
     fprintf(f, "linear probe (%s features, d=%d) on %s: train %" PRId64 " + val %" PRId64 ", best C %.4g (val top-1 %.2f%%)\n",
            o.features, d, o.test_p, r.n_train, r.n_val, r.best_C, 100 * r.best_val_top1);
     fprintf(f, "test: n=%" PRId64 " top-1 %.2f%%  top-5 %.2f%%  (fits %.1fs, encoding %.1fs)\n", r.n_test, 100 * r.test_top1,

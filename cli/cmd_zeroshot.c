@@ -27,7 +27,7 @@ static const char *usage =
     "  --csv-img-key K  --csv-label-key K  --csv-separator C   manifest columns (filepath, label, tab)\n"
     "  --composite R,G,B      composite transparent images over this colour (default: drop alpha)\n"
     "  --batch-size B (256)  --workers N (2)\n"
-    "  --json                 stdout: one JSON line (top1, top5, n, classes, per_class); the table on stderr\n";
+    "  --json                 end with one JSON line (top1, top5, n, classes, per_class)\n";
 
 typedef struct {
     const char *clip, *data, *classfile, *templates, *save_cls, *load_cls, *confusion;
@@ -98,7 +98,7 @@ static vlm_status class_embeddings(const zs_opts *o, vlm_clip *m, const char *me
 
 static void report(const zs_opts *o, const vlm_zeroshot_result *r, char **classes, int T) {
     const int C = r->C;
-    FILE *f = cli_report(o->json);
+    FILE *f = stdout; // with --json the JSON line follows the report
     double t1 = r->n ? (double)r->top1 / (double)r->n : 0, t5 = r->n ? (double)r->top5 / (double)r->n : 0;
     fprintf(f, "zero-shot on %s: %" PRId64 " images, %d classes, %d templates\n", o->data, r->n, C, T);
     fprintf(f, "top-1 %.2f%%  top-5 %.2f%%  (chance %.2f%%)\n", 100 * t1, 100 * t5, 100.0 / C);

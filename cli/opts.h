@@ -41,10 +41,8 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *const *tabl
 // The same for commands without positional arguments: one is a usage error.
 int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *const *tables, int n_tables, vlm_error *err);
 
-// Where a command's human-readable report goes: stdout, or stderr with
-// --json (stdout then carries exactly one line, the JSON object).
-#include <stdio.h>
-static inline FILE *cli_report(int json) { return json ? stderr : stdout; }
+// --json, the same in every command: the last line of stdout is one JSON
+// object; whatever the command prints before it is unchanged.
 
 // A number option's value in [lo, hi]; on error fills err naming the flag
 // (e.g. "--lr") and returns -1.

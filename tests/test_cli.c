@@ -81,6 +81,10 @@ static void test_values(void) {
           "interval: %s", err_buf);
     CHECK(vlm("detect predict --checkpoint x --image y --query ''") == 2 && strstr(err_buf, "empty"),
           "empty query: %s", err_buf);
+    // --json: the last stdout line is the JSON object (bench prints nothing else)
+    CHECK(vlm("bench --model tiny --batch-size=2 --steps 1 --warmup 0 --json") == 0 && lines(out_buf) == 1 &&
+              out_buf[0] == '{' && strstr(out_buf, "\"pairs_per_s\""),
+          "bench --json: %s", out_buf);
     // A run-time failure (missing file) is exit 1, not a usage error.
     CHECK(vlm("data stats " DIRN "/missing.tsv") == 1 && strstr(err_buf, "missing.tsv"), "missing data: %s", err_buf);
 }
