@@ -11,6 +11,9 @@ int cli_fail(const char *cmd, const vlm_error *err);
 // Prints the usage error and returns 2 (the exit status of a usage error).
 int cli_usage_fail(const char *cmd, const vlm_error *err);
 int cli_failf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// After option parsing returned pr != 0: 1 (--help) prints usage on stdout
+// and gives 0; -1 (a usage error) reports err and gives 2.
+int cli_parse_exit(int pr, const char *cmd, const char *usage, const vlm_error *err);
 // The same for a usage error (missing or conflicting flags): returns 2.
 int cli_usagef(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -144,6 +144,11 @@ static void bench_layernorm(vlm_ctx *c, vlm_rng *rng, int reps, result *res, int
     free(x); free(w); free(b);
 }
 
+static const char *ops_usage =
+    "usage: vlm bench ops [--reps N] [--json]\n"
+    "GFLOPS of matmul (vs raw cblas_sgemm), linear fwd+bwd, attention and layernorm\n"
+    "at ViT-tiny shapes (batch 64, 65 tokens, width 192).\n";
+
 static int bench_ops(int argc, char **argv) {
     int json = 0;
     long long reps_ll = 10;
@@ -155,13 +160,7 @@ static int bench_ops(int argc, char **argv) {
     };
     const cli_opt *tabs[] = {own};
     int pr = cli_parse_flags("bench ops", argc, argv, tabs, 1, &err);
-    if (pr == 1) {
-        printf("usage: vlm bench ops [--reps N] [--json]\n"
-               "GFLOPS of matmul (vs raw cblas_sgemm), linear fwd+bwd, attention and layernorm\n"
-               "at ViT-tiny shapes (batch 64, 65 tokens, width 192).\n");
-        return 0;
-    }
-    if (pr) return cli_usage_fail("bench ops", &err);
+    if (pr) return cli_parse_exit(pr, "bench ops", ops_usage, &err);
     const int reps = (int)reps_ll;
     vlm_ctx c;
     if (vlm_ctx_init(&c, 64u << 20, 1, &err)) return cli_fail("bench ops", &err);
@@ -221,8 +220,7 @@ static int bench_model(int argc, char **argv) {
     };
     const cli_opt *tabs[] = {own};
     int pr = cli_parse_flags("bench", argc, argv, tabs, 1, &err);
-    if (pr == 1) return fputs(bench_usage, stdout), 0;
-    if (pr) return cli_usage_fail("bench", &err);
+    if (pr) return cli_parse_exit(pr, "bench", bench_usage, &err);
     const int batch = (int)batch_ll, steps = (int)steps_ll, warmup = (int)warmup_ll;
     vlm_clip_cfg cfg;
     if (vlm_clip_cfg_load(model, &cfg, &err)) return cli_fail("bench", &err);

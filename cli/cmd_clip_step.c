@@ -36,8 +36,7 @@ int cmd_clip_step(int argc, char **argv) {
     };
     const cli_opt *tabs[] = {own};
     int pr = cli_parse_flags("clip-step", argc, argv, tabs, 1, &err);
-    if (pr == 1) return fputs(usage, stdout), 0;
-    if (pr) return cli_usage_fail("clip-step", &err);
+    if (pr) return cli_parse_exit(pr, "clip-step", usage, &err);
     if (!config || !weights || !inputs || !out)
         return cli_usagef("clip-step", "--config, --weights, --inputs and --out are required (see vlm clip-step --help)");
     const int adamw_steps = (int)steps;

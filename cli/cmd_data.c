@@ -55,18 +55,18 @@ typedef struct {
     vlm_dataset_opts ds; // built from d after parsing
 } common_opts;
 
-static const char *COMMON_HELP =
-    "dataset options (DATA is a .tsv/.csv manifest, a tar shard pattern such as\n"
-    "'shards/{000000..000009}.tar', an ImageFolder directory or an IDX images file):\n"
-    "  --csv-separator C    manifest separator: 'tab' (default, as open_clip) or one character\n"
-    "  --csv-img-key K      manifest image column (default filepath)\n"
-    "  --csv-caption-key K  manifest caption column (default title)\n"
-    "  --csv-label-key K    manifest label column (default label)\n"
-    "                       (old spellings --sep, --img-key, --caption-key, --label-key still work)\n"
-    "  --classnames FILE    class names, one per line (label = line number)\n"
-    "  --labels FILE        IDX labels file (default: derived from the images file name)\n"
-    "  --max-pixels N       refuse larger images (default 89478485, as PIL; 0 = no limit)\n"
-    "  --composite R,G,B    composite transparent images over this colour (default: drop alpha, as PIL)\n";
+#define COMMON_HELP \
+    "dataset options (DATA is a .tsv/.csv manifest, a tar shard pattern such as\n" \
+    "'shards/{000000..000009}.tar', an ImageFolder directory or an IDX images file):\n" \
+    "  --csv-separator C    manifest separator: 'tab' (default, as open_clip) or one character\n" \
+    "  --csv-img-key K      manifest image column (default filepath)\n" \
+    "  --csv-caption-key K  manifest caption column (default title)\n" \
+    "  --csv-label-key K    manifest label column (default label)\n" \
+    "                       (old spellings --sep, --img-key, --caption-key, --label-key still work)\n" \
+    "  --classnames FILE    class names, one per line (label = line number)\n" \
+    "  --labels FILE        IDX labels file (default: derived from the images file name)\n" \
+    "  --max-pixels N       refuse larger images (default 89478485, as PIL; 0 = no limit)\n" \
+    "  --composite R,G,B    composite transparent images over this colour (default: drop alpha, as PIL)\n"
 
 // Parses the command's own flags plus the dataset flags (with --batch-size and
 // --workers if loader); 0 with *first_pos at the positionals, 1 --help, -1 usage error.
@@ -112,17 +112,15 @@ static void print_open_bad(const vlm_dataset *ds) {
 
 // ------------------------------------------------------------ preprocess
 
-static void preprocess_help(FILE *f) {
-    fprintf(f,
-            "usage: vlm preprocess --image-size S --out OUT.safetensors [options] IMAGE...\n"
-            "Decodes PNG/JPEG images (by content) and applies open_clip's eval transform:\n"
-            "Resize(S, bicubic) + CenterCrop(S) + ToTensor + Normalize. Writes tensor 'images'\n"
-            "[N, 3, S, S] f32 and metadata 'files' (JSON list) and 'image_size'.\n"
-            "  --mean R,G,B       normalisation mean (default CLIP's)\n"
-            "  --std R,G,B        normalisation std (default CLIP's)\n"
-            "  --max-pixels N     refuse larger images (default 89478485; 0 = no limit)\n"
-            "  --composite R,G,B  composite transparency over this colour (default: drop alpha)\n");
-}
+static const char *preprocess_help =
+    "usage: vlm preprocess --image-size S --out OUT.safetensors [options] IMAGE...\n"
+    "Decodes PNG/JPEG images (by content) and applies open_clip's eval transform:\n"
+    "Resize(S, bicubic) + CenterCrop(S) + ToTensor + Normalize. Writes tensor 'images'\n"
+    "[N, 3, S, S] f32 and metadata 'files' (JSON list) and 'image_size'.\n"
+    "  --mean R,G,B       normalisation mean (default CLIP's)\n"
+    "  --std R,G,B        normalisation std (default CLIP's)\n"
+    "  --max-pixels N     refuse larger images (default 89478485; 0 = no limit)\n"
+    "  --composite R,G,B  composite transparency over this colour (default: drop alpha)\n";
 
 static int fn_floats3(const char *v, void *dst, vlm_error *err) {
     if (!parse_floats3(v, dst)) return 0;
@@ -198,8 +196,7 @@ int cmd_preprocess(int argc, char **argv) {
         CLI_END,
     };
     int pos, pr = parse_common(cmd, argc, argv, own, &c, 0, &pos, &err);
-    if (pr == 1) return preprocess_help(stdout), 0;
-    if (pr) return cli_usage_fail(cmd, &err);
+    if (pr) return cli_parse_exit(pr, cmd, preprocess_help, &err);
     char **files = argv + pos;
     const int nfiles = argc - pos;
     if (!S || !out || !nfiles) return cli_usagef(cmd, "need --image-size, --out and at least one image (see vlm preprocess --help)");
@@ -217,16 +214,13 @@ int cmd_preprocess(int argc, char **argv) {
 
 // ------------------------------------------------------------ data stats
 
-static void stats_help(FILE *f) {
-    fprintf(f,
-            "usage: vlm data stats DATA [options]\n"
-            "Counts samples, captions and labels, decodes every image (in parallel) and\n"
-            "reports unreadable ones and a histogram of image sizes.\n"
-            "  --probe            read only the image headers (faster; corrupt pixel data goes unnoticed)\n"
-            "  --limit N          look at the first N samples only\n"
-            "%s",
-            COMMON_HELP);
-}
+static const char *stats_help =
+    "usage: vlm data stats DATA [options]\n"
+    "Counts samples, captions and labels, decodes every image (in parallel) and\n"
+    "reports unreadable ones and a histogram of image sizes.\n"
+    "  --probe            read only the image headers (faster; corrupt pixel data goes unnoticed)\n"
+    "  --limit N          look at the first N samples only\n"
+    COMMON_HELP;
 
 #define NBUCKET 9
 static const int bucket_hi[NBUCKET] = {16, 32, 64, 128, 256, 512, 1024, 2048, 1 << 30};
@@ -380,8 +374,7 @@ static int data_stats(int argc, char **argv) {
         CLI_END,
     };
     int pr = parse_one(cmd, argc, argv, own, &c, 0, &spec, &err);
-    if (pr == 1) return stats_help(stdout), 0;
-    if (pr) return cli_usage_fail(cmd, &err);
+    if (pr) return cli_parse_exit(pr, cmd, stats_help, &err);
     vlm_dataset ds;
     double t0 = vlm_now();
     if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
@@ -404,18 +397,15 @@ static int data_stats(int argc, char **argv) {
 
 // ------------------------------------------------------------ data preview
 
-static void preview_help(FILE *f) {
-    fprintf(f,
-            "usage: vlm data preview DATA --out GRID.png [options]\n"
-            "Writes a contact sheet of samples (eval transform: resize shorter side + centre crop).\n"
-            "Unreadable samples show as red cells.\n"
-            "  --n N        samples (default 64)\n"
-            "  --cell PX    cell size (default 64)\n"
-            "  --seed S     pick a random sample of the dataset with this seed (default: the first N)\n"
-            "  --list       print each cell's sample index, label and caption\n"
-            "%s",
-            COMMON_HELP);
-}
+static const char *preview_help =
+    "usage: vlm data preview DATA --out GRID.png [options]\n"
+    "Writes a contact sheet of samples (eval transform: resize shorter side + centre crop).\n"
+    "Unreadable samples show as red cells.\n"
+    "  --n N        samples (default 64)\n"
+    "  --cell PX    cell size (default 64)\n"
+    "  --seed S     pick a random sample of the dataset with this seed (default: the first N)\n"
+    "  --list       print each cell's sample index, label and caption\n"
+    COMMON_HELP;
 
 static int data_preview(int argc, char **argv) {
     const char *cmd = "data preview", *spec = NULL, *out = NULL;
@@ -432,8 +422,7 @@ static int data_preview(int argc, char **argv) {
         CLI_END,
     };
     int pr = parse_one(cmd, argc, argv, own, &c, 0, &spec, &err);
-    if (pr == 1) return preview_help(stdout), 0;
-    if (pr) return cli_usage_fail(cmd, &err);
+    if (pr) return cli_parse_exit(pr, cmd, preview_help, &err);
     if (!out) return cli_usagef(cmd, "--out GRID.png is required");
     vlm_dataset ds;
     if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
@@ -501,16 +490,13 @@ static int data_preview(int argc, char **argv) {
 
 // ------------------------------------------------------------ data convert
 
-static void convert_help(FILE *f) {
-    fprintf(f,
-            "usage: vlm data convert DATA --out DIR [--shard-size N] [options]\n"
-            "Writes webdataset tar shards DIR/000000.tar, ...: per sample KEY.png|jpg (the\n"
-            "original bytes), KEY.txt (caption), KEY.cls (label); KEY = 9-digit sample index.\n"
-            "Unreadable samples are skipped and reported.\n"
-            "  --shard-size N   samples per shard (default 1000)\n"
-            "%s",
-            COMMON_HELP);
-}
+static const char *convert_help =
+    "usage: vlm data convert DATA --out DIR [--shard-size N] [options]\n"
+    "Writes webdataset tar shards DIR/000000.tar, ...: per sample KEY.png|jpg (the\n"
+    "original bytes), KEY.txt (caption), KEY.cls (label); KEY = 9-digit sample index.\n"
+    "Unreadable samples are skipped and reported.\n"
+    "  --shard-size N   samples per shard (default 1000)\n"
+    COMMON_HELP;
 
 static int data_convert(int argc, char **argv) {
     const char *cmd = "data convert", *spec = NULL, *out = NULL;
@@ -523,8 +509,7 @@ static int data_convert(int argc, char **argv) {
         CLI_END,
     };
     int pr = parse_one(cmd, argc, argv, own, &c, 0, &spec, &err);
-    if (pr == 1) return convert_help(stdout), 0;
-    if (pr) return cli_usage_fail(cmd, &err);
+    if (pr) return cli_parse_exit(pr, cmd, convert_help, &err);
     if (!out) return cli_usagef(cmd, "--out DIR is required");
     vlm_dataset ds;
     if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
@@ -551,18 +536,15 @@ static int data_convert(int argc, char **argv) {
 
 // ------------------------------------------------------------ data bench
 
-static void bench_help(FILE *f) {
-    fprintf(f,
-            "usage: vlm data bench DATA --image-size S [options]\n"
-            "Runs the threaded loader (read + decode + transform into batches) and prints images/s.\n"
-            "  --workers N    loader threads (default 2)\n"
-            "  --batch-size B batch size (default 256; old name --batch)\n"
-            "  --seconds T    measure for about T seconds after one warm-up batch (default 5)\n"
-            "  --train        train augmentation (RandomResizedCrop) instead of the eval transform\n"
-            "  --seed S       shuffle/augmentation seed (default 0)\n"
-            "%s",
-            COMMON_HELP);
-}
+static const char *bench_help =
+    "usage: vlm data bench DATA --image-size S [options]\n"
+    "Runs the threaded loader (read + decode + transform into batches) and prints images/s.\n"
+    "  --workers N    loader threads (default 2)\n"
+    "  --batch-size B batch size (default 256; old name --batch)\n"
+    "  --seconds T    measure for about T seconds after one warm-up batch (default 5)\n"
+    "  --train        train augmentation (RandomResizedCrop) instead of the eval transform\n"
+    "  --seed S       shuffle/augmentation seed (default 0)\n"
+    COMMON_HELP;
 
 static int data_bench(int argc, char **argv) {
     const char *cmd = "data bench", *spec = NULL;
@@ -580,8 +562,7 @@ static int data_bench(int argc, char **argv) {
         CLI_END,
     };
     int pr = parse_one(cmd, argc, argv, own, &c, 1, &spec, &err);
-    if (pr == 1) return bench_help(stdout), 0;
-    if (pr) return cli_usage_fail(cmd, &err);
+    if (pr) return cli_parse_exit(pr, cmd, bench_help, &err);
     if (!S) return cli_usagef(cmd, "--image-size is required");
     long long batch = c.d.batch, workers = c.d.workers;
     vlm_dataset ds;
@@ -636,37 +617,35 @@ static int data_bench(int argc, char **argv) {
 
 // ------------------------------------------------------------ data scenes
 
-static void scenes_help(FILE *f) {
-    fprintf(f,
-            "usage: vlm data scenes --out DIR [options]\n"
-            "Builds a detection dataset: Fashion-MNIST items and emoji pasted at random scales and\n"
-            "positions on small canvases. Writes DIR/{train,val,heldout}/NNNNNN.png, COCO ground truth\n"
-            "DIR/{train,val,heldout}.json (bbox = extent of the visible pixels, area = their count),\n"
-            "DIR/classnames.txt, DIR/seen_classnames.txt, DIR/heldout_classnames.txt and DIR/README.\n"
-            "Held-out classes never appear in train or val images; heldout.json has only them.\n"
-            "  --sources LIST        fashion-mnist,emoji (default both)\n"
-            "  --fmnist DIR          Fashion-MNIST folder (default data/fashion-mnist)\n"
-            "  --emoji DIR           emoji folder from data/get-emoji.sh (default data/emoji)\n"
-            "  --size S[,S...]       canvas sides, one drawn per image (default 64,96; repeatable)\n"
-            "  --train N             train images (default 10000)\n"
-            "  --val N               val images, seen classes (default 1000)\n"
-            "  --heldout-images N    heldout images, held-out classes only (default 500)\n"
-            "  --heldout LIST        held-out class names, comma-separated (e.g. 'sneaker,pig')\n"
-            "  --heldout-n K         K held-out classes by seed, split between the sources in\n"
-            "                        proportion (default: 2 Fashion-MNIST + 25%% of the emoji classes)\n"
-            "  --max-objects K       1..K objects per image (default 4)\n"
-            "  --emoji-classes N     emoji classes drawn from the pool by seed (default 32)\n"
-            "  --emoji-categories L  emoji top-level categories of the pool, comma-separated, or 'all'\n"
-            "                        (default: animals & nature,food & drink,travel & places,activities,objects)\n"
-            "  --emoji-split MODE    shared: every split draws from all vendors' images (default);\n"
-            "                        vendor: train from train.tsv (apple/google/facebook), val and\n"
-            "                        heldout from val_twitter.tsv (twitter), a style shift\n"
-            "  --scale MIN,MAX       object's longer side / canvas side (default 0.25,0.6)\n"
-            "  --max-iou F           redraw a placement whose box IoU with an earlier one exceeds F (0.3)\n"
-            "  --min-visible F       ... or that leaves an earlier object less than F of its pixels (0.7)\n"
-            "  --background B        mixed (plain / gradient / noise, default), plain, or R,G,B\n"
-            "  --seed S              default 0; the output is a function of the options alone\n");
-}
+static const char *scenes_help =
+    "usage: vlm data scenes --out DIR [options]\n"
+    "Builds a detection dataset: Fashion-MNIST items and emoji pasted at random scales and\n"
+    "positions on small canvases. Writes DIR/{train,val,heldout}/NNNNNN.png, COCO ground truth\n"
+    "DIR/{train,val,heldout}.json (bbox = extent of the visible pixels, area = their count),\n"
+    "DIR/classnames.txt, DIR/seen_classnames.txt, DIR/heldout_classnames.txt and DIR/README.\n"
+    "Held-out classes never appear in train or val images; heldout.json has only them.\n"
+    "  --sources LIST        fashion-mnist,emoji (default both)\n"
+    "  --fmnist DIR          Fashion-MNIST folder (default data/fashion-mnist)\n"
+    "  --emoji DIR           emoji folder from data/get-emoji.sh (default data/emoji)\n"
+    "  --size S[,S...]       canvas sides, one drawn per image (default 64,96; repeatable)\n"
+    "  --train N             train images (default 10000)\n"
+    "  --val N               val images, seen classes (default 1000)\n"
+    "  --heldout-images N    heldout images, held-out classes only (default 500)\n"
+    "  --heldout LIST        held-out class names, comma-separated (e.g. 'sneaker,pig')\n"
+    "  --heldout-n K         K held-out classes by seed, split between the sources in\n"
+    "                        proportion (default: 2 Fashion-MNIST + 25% of the emoji classes)\n"
+    "  --max-objects K       1..K objects per image (default 4)\n"
+    "  --emoji-classes N     emoji classes drawn from the pool by seed (default 32)\n"
+    "  --emoji-categories L  emoji top-level categories of the pool, comma-separated, or 'all'\n"
+    "                        (default: animals & nature,food & drink,travel & places,activities,objects)\n"
+    "  --emoji-split MODE    shared: every split draws from all vendors' images (default);\n"
+    "                        vendor: train from train.tsv (apple/google/facebook), val and\n"
+    "                        heldout from val_twitter.tsv (twitter), a style shift\n"
+    "  --scale MIN,MAX       object's longer side / canvas side (default 0.25,0.6)\n"
+    "  --max-iou F           redraw a placement whose box IoU with an earlier one exceeds F (0.3)\n"
+    "  --min-visible F       ... or that leaves an earlier object less than F of its pixels (0.7)\n"
+    "  --background B        mixed (plain / gradient / noise, default), plain, or R,G,B\n"
+    "  --seed S              default 0; the output is a function of the options alone\n";
 
 // What `data scenes` parses into: the library's options plus the source choice.
 typedef struct {
@@ -784,8 +763,7 @@ static int data_scenes(int argc, char **argv) {
     scenes_cli c;
     vlm_error err = {0};
     int pr = scenes_parse(argc, argv, &c, &err);
-    if (pr == 1) return scenes_help(stdout), 0;
-    if (pr) return cli_usage_fail(cmd, &err);
+    if (pr) return cli_parse_exit(pr, cmd, scenes_help, &err);
     const vlm_scenes_opts o = c.o;
     vlm_scenes_report r;
     if (vlm_scenes_build(&o, &r, &err)) return cli_fail(cmd, &err);

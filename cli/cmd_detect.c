@@ -9,27 +9,25 @@
 #include "data/coco.h"
 #include "eval/coco_eval.h"
 
-static void eval_usage(FILE *f) {
-    fprintf(f,
-            "usage: vlm detect eval --gt GT.json --dt DT.json [--json]\n"
-            "\n"
-            "Scores a COCO results file against COCO ground truth exactly as pycocotools'\n"
-            "COCOeval(gt, dt, \"bbox\") does (evaluate, accumulate, summarize) and prints\n"
-            "its 12-line summary.\n"
-            "\n"
-            "  --gt FILE    ground truth: {\"images\": [...], \"annotations\": [{\"id\", \"image_id\",\n"
-            "               \"category_id\", \"bbox\": [x, y, w, h], \"area\", \"iscrowd\"}, ...],\n"
-            "               \"categories\": [...]}; the size ranges use \"area\"\n"
-            "  --dt FILE    results: [{\"image_id\", \"category_id\", \"bbox\", \"score\"}, ...];\n"
-            "               every image_id must be in the ground truth; results of\n"
-            "               categories the ground truth lacks are skipped (as pycocotools)\n"
-            "  --json       end with one JSON line: AP, AP50, AP75, APs, APm, APl, AR1,\n"
-            "               AR10, AR100, ARs, ARm, ARl (%%.17g) and \"per_category\": AP per\n"
-            "               category id (IoU .50:.95, area all, maxDets 100; -1 for a\n"
-            "               category without ground truth)\n"
-            "\n"
-            "Values of -1 mean there was no ground truth to score (pycocotools' convention).\n");
-}
+static const char *eval_usage =
+    "usage: vlm detect eval --gt GT.json --dt DT.json [--json]\n"
+    "\n"
+    "Scores a COCO results file against COCO ground truth exactly as pycocotools'\n"
+    "COCOeval(gt, dt, \"bbox\") does (evaluate, accumulate, summarize) and prints\n"
+    "its 12-line summary.\n"
+    "\n"
+    "  --gt FILE    ground truth: {\"images\": [...], \"annotations\": [{\"id\", \"image_id\",\n"
+    "               \"category_id\", \"bbox\": [x, y, w, h], \"area\", \"iscrowd\"}, ...],\n"
+    "               \"categories\": [...]}; the size ranges use \"area\"\n"
+    "  --dt FILE    results: [{\"image_id\", \"category_id\", \"bbox\", \"score\"}, ...];\n"
+    "               every image_id must be in the ground truth; results of\n"
+    "               categories the ground truth lacks are skipped (as pycocotools)\n"
+    "  --json       end with one JSON line: AP, AP50, AP75, APs, APm, APl, AR1,\n"
+    "               AR10, AR100, ARs, ARm, ARl (%.17g) and \"per_category\": AP per\n"
+    "               category id (IoU .50:.95, area all, maxDets 100; -1 for a\n"
+    "               category without ground truth)\n"
+    "\n"
+    "Values of -1 mean there was no ground truth to score (pycocotools' convention).\n";
 
 static int cmd_detect_eval(int argc, char **argv) {
     const char *gt_path = NULL, *dt_path = NULL;
@@ -43,8 +41,7 @@ static int cmd_detect_eval(int argc, char **argv) {
     };
     const cli_opt *tabs[] = {own};
     int pr = cli_parse_flags("detect eval", argc, argv, tabs, 1, &err);
-    if (pr == 1) return eval_usage(stdout), 0;
-    if (pr) return cli_usage_fail("detect eval", &err);
+    if (pr) return cli_parse_exit(pr, "detect eval", eval_usage, &err);
     if (!gt_path || !dt_path)
         return cli_usagef("detect eval", "%s is required (usage: vlm detect eval --gt GT.json --dt DT.json [--json])",
                           gt_path ? "--dt" : "--gt");

@@ -280,7 +280,7 @@ int cmd_detect_predict(int argc, char **argv) {
     int pr = parse(argc, argv, &o, &err);
     if (pr) {
         free(o.query);
-        return pr == 1 ? (fputs(usage, stdout), 0) : cli_usage_fail(CMD, &err);
+        return cli_parse_exit(pr, CMD, usage, &err);
     }
     int rc = 1, have_model = 0, Q = 0, n_file = 0, nt = 0, n = 0, own_tmpl = 0;
     char **file_q = NULL, **tmpl = NULL, *classnames = NULL;

@@ -105,11 +105,7 @@ int cmd_detect_train(int argc, char **argv) {
     cli_dist_opts d;
     vlm_error err = {0};
     int json = 0, pr = parse(argc, argv, &o, &d, &json, &err);
-    if (pr == 1) {
-        fputs(usage, stdout);
-        return 0;
-    }
-    if (pr) return cli_usage_fail("detect train", &err);
+    if (pr) return cli_parse_exit(pr, "detect train", usage, &err);
     cli_trainer_setup(&o.c, &d);
     vlm_detect_result r;
     if (vlm_detect_train(&o, &r, &err)) return cli_train_fail("detect train", &err);

@@ -193,11 +193,7 @@ int cmd_finetune(int argc, char **argv) {
     cli_dist_opts d;
     vlm_error err = {0};
     int json = 0, pr = parse(argc, argv, &o, &d, &json, &err);
-    if (pr == 1) {
-        fputs(usage, stdout);
-        return 0;
-    }
-    if (pr) return cli_usage_fail("finetune", &err);
+    if (pr) return cli_parse_exit(pr, "finetune", usage, &err);
     cli_trainer_setup(&o.c, &d);
     vlm_finetune_result r;
     if (vlm_finetune(&o, &r, &err)) return cli_train_fail("finetune", &err);

@@ -17,6 +17,7 @@
 #include "train/gen_data.h"
 #include "train/generate.h"
 #include "core/optim.h"
+#include "data/evalread.h"
 #include "data/image.h"
 #include "data/transform.h"
 #include "fusion/generator.h"
@@ -107,11 +108,7 @@ static int cmd_generate_train(int argc, char **argv) {
     cli_dist_opts d;
     vlm_error err = {0};
     int json = 0, pr = train_parse(argc, argv, &o, &d, &json, &err);
-    if (pr == 1) {
-        fputs(train_usage, stdout);
-        return 0;
-    }
-    if (pr) return cli_usage_fail("generate train", &err);
+    if (pr) return cli_parse_exit(pr, "generate train", train_usage, &err);
     cli_trainer_setup(&o.c, &d);
     vlm_generate_result r;
     if (vlm_generate_train(&o, &r, &err)) return cli_train_fail("generate train", &err);
@@ -271,23 +268,13 @@ static int sample_parse(int argc, char **argv, sample_cli *o, vlm_error *err) {
 static vlm_status embed_image_files(vlm_gen *g, const vlm_strvec *images, float *row_emb, vlm_error *err) {
     const int rows = images->n, S = g->dit.cfg.image_size;
     uint8_t *small = malloc((size_t)rows * S * S * 3);
-    vlm_image img;
-    vlm_image_init(&img);
-    vlm_transform tf;
-    vlm_transform_init(&tf, S);
-    vlm_transform_scratch sc;
-    vlm_transform_scratch_init(&sc);
-    vlm_decode_opts dec;
-    vlm_decode_opts_default(&dec);
+    vlm_eval_reader rd;
+    vlm_eval_reader_init(&rd, S, NULL);
     vlm_status st = small ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-    for (int r = 0; r < rows && !st; r++)
-        if (!(st = vlm_image_load(&img, images->p[r], &dec, err)) &&
-            (st = vlm_transform_eval_u8(&tf, &img, small + (size_t)r * S * S * 3, &sc, err)))
-            vlm_error_prefix(err, "%s", images->p[r]);
+    for (int r = 0; r < rows && !st; r++) st = vlm_eval_read_file_u8(&rd, images->p[r], small + (size_t)r * S * S * 3, err);
     if (!st) st = vlm_gen_embed_images(&g->clip, small, rows, S, row_emb, err);
     free(small);
-    vlm_image_free(&img);
-    vlm_transform_scratch_free(&sc);
+    vlm_eval_reader_free(&rd);
     return st;
 }
 
@@ -326,7 +313,7 @@ static int cmd_generate_sample(int argc, char **argv) {
     int pr = sample_parse(argc, argv, &o, &err);
     if (pr) {
         vlm_strvec_free(&o.prompts), vlm_strvec_free(&o.images);
-        return pr == 1 ? (fputs(sample_usage, stdout), 0) : cli_usage_fail(cmd, &err);
+        return cli_parse_exit(pr, cmd, sample_usage, &err);
     }
     int rc = 1, have_guide = 0, rows = 0;
     vlm_gen g, guide;
@@ -466,32 +453,21 @@ static vlm_status load_real_pairs(const char *real, char **names, int K, int64_t
         vlm_dataset_free(&ds);
         return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
     }
-    vlm_sample smp;
-    vlm_sample_init(&smp);
-    vlm_image img;
-    vlm_image_init(&img);
-    vlm_transform tf;
-    vlm_transform_init(&tf, S);
-    vlm_transform_scratch sc;
-    vlm_transform_scratch_init(&sc);
-    vlm_decode_opts dec;
-    vlm_decode_opts_default(&dec);
+    vlm_eval_reader rd;
+    vlm_eval_reader_init(&rd, S, NULL);
     for (int64_t i = 0; i < ds.n && have < 2 * K * npc && !st; i++) {
         int32_t y = vlm_dataset_label(&ds, i);
         if (y < 0 || y >= K || cnt[y] >= 2 * npc) continue;
         int64_t k = cnt[y] < npc ? cnt[y] : cnt[y] - npc;
         uint8_t *dst = (cnt[y] < npc ? ra : rb) + ((int64_t)y * npc + k) * P;
-        if (vlm_dataset_load_image(&ds, i, &smp, &img, &dec, err) || vlm_transform_eval_u8(&tf, &img, dst, &sc, err))
-            st = err->status;
+        st = vlm_eval_read_sample_u8(&rd, &ds, i, dst, err);
         cnt[y]++, have++;
     }
     for (int k = 0; k < K && !st; k++)
         if (cnt[k] < 2 * npc)
             st = vlm_errorf(err, VLM_ERR_ARG, "%s: class %d (%s) has fewer than 2 x %lld images (needed for the "
                             "real-vs-real baseline)", real, k, names[k], (long long)npc);
-    vlm_sample_free(&smp);
-    vlm_image_free(&img);
-    vlm_transform_scratch_free(&sc);
+    vlm_eval_reader_free(&rd);
     free(cnt);
     vlm_dataset_free(&ds);
     return st;
@@ -626,7 +602,7 @@ static int cmd_generate_eval(int argc, char **argv) {
     eval_cli o;
     vlm_error err = {0};
     int pr = eval_parse(argc, argv, &o, &err);
-    if (pr) return pr == 1 ? (fputs(eval_usage, stdout), 0) : cli_usage_fail(cmd, &err);
+    if (pr) return cli_parse_exit(pr, cmd, eval_usage, &err);
     int rc = 1, have_clf = 0, have_guide = 0, K = 0;
     vlm_gen g, guide;
     memset(&g, 0, sizeof g);

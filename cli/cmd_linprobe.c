@@ -173,8 +173,7 @@ int cmd_linprobe(int argc, char **argv) {
     lp_opts o;
     vlm_error err = {0};
     int pr = parse(argc, argv, &o, &err);
-    if (pr == 1) return fputs(usage, stdout), 0;
-    if (pr) return cli_usage_fail("linprobe", &err);
+    if (pr) return cli_parse_exit(pr, "linprobe", usage, &err);
     const vlm_feat_kind kind = !strcmp(o.features, "post") ? VLM_FEAT_POST : VLM_FEAT_PRE;
     int rc = 1, have_model = 0, have_tr = 0, have_te = 0;
     vlm_classifier m;

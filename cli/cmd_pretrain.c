@@ -123,11 +123,7 @@ int cmd_pretrain(int argc, char **argv) {
     cli_dist_opts d;
     vlm_error err = {0};
     int json = 0, pr = parse(argc, argv, &o, &d, &json, &err);
-    if (pr == 1) {
-        fputs(usage, stdout);
-        return 0;
-    }
-    if (pr) return cli_usage_fail("pretrain", &err);
+    if (pr) return cli_parse_exit(pr, "pretrain", usage, &err);
     cli_trainer_setup(&o.c, &d);
     vlm_pretrain_result r;
     if (vlm_pretrain(&o, &r, &err)) return cli_train_fail("pretrain", &err);

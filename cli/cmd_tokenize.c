@@ -60,25 +60,23 @@ static int lines_read(FILE *f, lines_t *l) {
 
 // ----------------------------------------------------------- tokenize
 
-static void tokenize_usage(FILE *f) {
-    fprintf(f,
-            "usage: vlm tokenize --vocab FILE [--context-length N] [--truncate]\n"
-            "       vlm tokenize --vocab FILE --bench TEXTFILE [--repeat R]\n"
-            "\n"
-            "Reads one text per line on stdin and writes one JSON array of token ids\n"
-            "per line: [SOT, ids..., EOT] (CLIP's bpe_simple_vocab_16e6.txt.gz gives\n"
-            "SOT 49406, EOT 49407). Invalid UTF-8 is read as U+FFFD.\n"
-            "\n"
-            "  --vocab FILE          merges file (gzip or plain text)\n"
-            "  --context-length N    pad every array with 0 to exactly N ids; a text\n"
-            "                        needing more is an error naming its line\n"
-            "  --truncate            with --context-length: keep SOT + the first N-2\n"
-            "                        ids + EOT instead of failing\n"
-            "  --bench TEXTFILE      time encoding the lines of TEXTFILE (cold cache,\n"
-            "                        warm cache, no cache) and print tokens/s\n"
-            "  --repeat R            warm/no-cache passes for --bench (default: enough\n"
-            "                        for about 1 s each)\n");
-}
+static const char *tokenize_usage =
+    "usage: vlm tokenize --vocab FILE [--context-length N] [--truncate]\n"
+    "       vlm tokenize --vocab FILE --bench TEXTFILE [--repeat R]\n"
+    "\n"
+    "Reads one text per line on stdin and writes one JSON array of token ids\n"
+    "per line: [SOT, ids..., EOT] (CLIP's bpe_simple_vocab_16e6.txt.gz gives\n"
+    "SOT 49406, EOT 49407). Invalid UTF-8 is read as U+FFFD.\n"
+    "\n"
+    "  --vocab FILE          merges file (gzip or plain text)\n"
+    "  --context-length N    pad every array with 0 to exactly N ids; a text\n"
+    "                        needing more is an error naming its line\n"
+    "  --truncate            with --context-length: keep SOT + the first N-2\n"
+    "                        ids + EOT instead of failing\n"
+    "  --bench TEXTFILE      time encoding the lines of TEXTFILE (cold cache,\n"
+    "                        warm cache, no cache) and print tokens/s\n"
+    "  --repeat R            warm/no-cache passes for --bench (default: enough\n"
+    "                        for about 1 s each)\n";
 
 static void put_ids(FILE *out, const int32_t *ids, int n) {
     char buf[16];
@@ -179,8 +177,7 @@ int cmd_tokenize(int argc, char **argv) {
     };
     const cli_opt *tabs[] = {own};
     int pr = cli_parse_flags("tokenize", argc, argv, tabs, 1, &err);
-    if (pr == 1) return tokenize_usage(stdout), 0;
-    if (pr) return cli_usage_fail("tokenize", &err);
+    if (pr) return cli_parse_exit(pr, "tokenize", tokenize_usage, &err);
     if (!vocab) return cli_usagef("tokenize", "--vocab FILE is required (see vlm tokenize --help)");
     if (truncate && !ctx_ll) return cli_usagef("tokenize", "--truncate needs --context-length");
     const long ctx = (long)ctx_ll, repeat = (long)repeat_ll;
@@ -248,23 +245,22 @@ int cmd_tokenize(int argc, char **argv) {
 
 // ---------------------------------------------------------------- bpe
 
-static void bpe_usage(FILE *f) {
-    fprintf(f,
-            "usage: vlm bpe train --input TEXT --vocab-size N --out FILE\n"
-            "\n"
-            "Learns a byte-level BPE vocabulary from TEXT (one caption per line),\n"
-            "cleaned and pre-tokenised exactly as `vlm tokenize` does, and writes a\n"
-            "CLIP-format merges file (gzip if FILE ends in .gz) that --vocab reads.\n"
-            "N counts every token: 512 byte tokens + merges + SOT + EOT, so\n"
-            "N - 514 merges (514 <= N <= %d). Deterministic: the most frequent\n"
-            "pair wins, ties go to the byte-wise smallest (first, second) spelling.\n"
-            "If the corpus runs out of pairs first, training stops and says so.\n",
-            VLM_TOKENIZER_MAX_VOCAB);
-}
+#define VLM_STR_(x) #x
+#define VLM_STR(x) VLM_STR_(x)
+static const char *bpe_usage =
+    "usage: vlm bpe train --input TEXT --vocab-size N --out FILE\n"
+    "\n"
+    "Learns a byte-level BPE vocabulary from TEXT (one caption per line),\n"
+    "cleaned and pre-tokenised exactly as `vlm tokenize` does, and writes a\n"
+    "CLIP-format merges file (gzip if FILE ends in .gz) that --vocab reads.\n"
+    "N counts every token: 512 byte tokens + merges + SOT + EOT, so\n"
+    "N - 514 merges (514 <= N <= " VLM_STR(VLM_TOKENIZER_MAX_VOCAB) "). Deterministic: the most frequent\n"
+    "pair wins, ties go to the byte-wise smallest (first, second) spelling.\n"
+    "If the corpus runs out of pairs first, training stops and says so.\n";
 
 int cmd_bpe(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        bpe_usage(argc < 2 ? stderr : stdout);
+        fputs(bpe_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "train")) return cli_usagef("bpe", "unknown subcommand '%s' (see vlm bpe --help)", argv[1]);
@@ -279,8 +275,7 @@ int cmd_bpe(int argc, char **argv) {
     };
     const cli_opt *tabs[] = {own};
     int pr = cli_parse_flags("bpe train", argc - 1, argv + 1, tabs, 1, &err);
-    if (pr == 1) return bpe_usage(stdout), 0;
-    if (pr) return cli_usage_fail("bpe train", &err);
+    if (pr) return cli_parse_exit(pr, "bpe train", bpe_usage, &err);
     if (!input || !out || !vocab) return cli_usagef("bpe train", "--input, --vocab-size and --out are required");
     FILE *f = fopen(input, "rb");
     if (!f) return cli_failf("bpe", "%s: %s", input, strerror(errno));

@@ -118,8 +118,7 @@ int cmd_zeroshot(int argc, char **argv) {
     zs_opts o;
     vlm_error err = {0};
     int pr = parse(argc, argv, &o, &err);
-    if (pr == 1) return fputs(usage, stdout), 0;
-    if (pr) return cli_usage_fail("zeroshot", &err);
+    if (pr) return cli_parse_exit(pr, "zeroshot", usage, &err);
     vlm_clip m;
     char *merges = NULL, **classes = NULL;
     if (vlm_ckpt_load_model(o.clip, &m, &merges, &err)) return cli_fail("zeroshot", &err);

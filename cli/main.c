@@ -34,6 +34,11 @@ int cli_usage_fail(const char *cmd, const vlm_error *err) {
     return 2;
 }
 
+int cli_parse_exit(int pr, const char *cmd, const char *usage, const vlm_error *err) {
+    if (pr == 1) return fputs(usage, stdout), 0;
+    return cli_usage_fail(cmd, err);
+}
+
 static void vfail(const char *cmd, const char *fmt, va_list ap) {
     fprintf(stderr, "vlm %s: error: ", cmd);
     vfprintf(stderr, fmt, ap);

@@ -1,5 +1,6 @@
 // A generator's data in memory and its conditioning embeddings (see gen_data.h).
 #include "train/gen_data.h"
+#include "data/evalread.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,14 +145,8 @@ vlm_status vlm_gen_data_load(vlm_gen *g, const char *spec, const char *classname
     char first_msg[512] = "";
 #pragma omp parallel
     {
-        vlm_sample smp;
-        vlm_sample_init(&smp);
-        vlm_image img;
-        vlm_image_init(&img);
-        vlm_transform tf;
-        vlm_transform_init(&tf, S);
-        vlm_transform_scratch sc;
-        vlm_transform_scratch_init(&sc);
+        vlm_eval_reader rd;
+        vlm_eval_reader_init(&rd, S, dec);
         char buf[1024];
 #pragma omp for schedule(dynamic, 64) reduction(+ : n_nocap)
         for (int64_t i = 0; i < N; i++) {
@@ -166,8 +161,7 @@ vlm_status vlm_gen_data_load(vlm_gen *g, const char *spec, const char *classname
                 n_nocap++;
                 continue;
             }
-            if (vlm_dataset_load_image(&ds, i, &smp, &img, dec, &e) ||
-                vlm_transform_eval_u8(&tf, &img, d->rgb + i * S * S * 3, &sc, &e)) {
+            if (vlm_eval_read_sample_u8(&rd, &ds, i, d->rgb + i * S * S * 3, &e)) {
 #pragma omp critical
                 if (!first_bad) first_bad = e.status ? e.status : VLM_ERR_FORMAT, snprintf(first_msg, sizeof first_msg, "%s", e.msg);
                 continue;
@@ -175,9 +169,7 @@ vlm_status vlm_gen_data_load(vlm_gen *g, const char *spec, const char *classname
             if (g->cond == VLM_GEN_TEXT) caps[i] = strdup(cap);
             ok[i] = 1;
         }
-        vlm_sample_free(&smp);
-        vlm_image_free(&img);
-        vlm_transform_scratch_free(&sc);
+        vlm_eval_reader_free(&rd);
     }
     // compact the kept samples
     int64_t n = 0;
