@@ -10,13 +10,15 @@
 #include "cli/opts.h"
 #include "core/optim.h"
 #include "core/safetensors.h"
+#include "fusion/checkpoint.h"
 #include "fusion/clip.h"
 #include "train/clip_step.h"
 
 static const char *usage =
-    "usage: vlm clip-step --config CONFIG.json --weights W.safetensors --inputs IO.safetensors\n"
+    "usage: vlm clip-step [--config CONFIG.json] --weights W --inputs IO.safetensors\n"
     "                     --out OUT.safetensors [--adamw-steps K]\n"
-    "CONFIG uses OpenAI CLIP(...) argument names (or open_clip's schema). Reads `image` [B,3,S,S] F32 and\n"
+    "CONFIG uses OpenAI CLIP(...) argument names (or open_clip's schema); without it, W carries the config (a vlm model\n"
+    "file) or it is inferred from the weights (any format vlm convert reads). Reads `image` [B,3,S,S] F32 and\n"
     "`text` [B,T] I32 from the inputs; writes image_features, text_features (before normalisation),\n"
     "logits_per_image, loss and grad.<param> for every parameter; with --adamw-steps K also adamw_losses\n"
     "(the loss before each of K AdamW steps and after the last; lr 1e-3, betas (0.9, 0.98), eps 1e-6,\n"
@@ -37,13 +39,22 @@ int cmd_clip_step(int argc, char **argv) {
     const cli_opt *tabs[] = {own};
     int pr = cli_parse_flags("clip-step", argc, argv, tabs, 1, &err);
     if (pr) return cli_parse_exit(pr, "clip-step", usage, &err);
-    if (!config || !weights || !inputs || !out)
-        return cli_usagef("clip-step", "--config, --weights, --inputs and --out are required (see vlm clip-step --help)");
+    if (!weights || !inputs || !out)
+        return cli_usagef("clip-step", "--weights, --inputs and --out are required (see vlm clip-step --help)");
     const int adamw_steps = (int)steps;
-    vlm_clip_cfg cfg;
-    if (vlm_clip_cfg_load(config, &cfg, &err)) return cli_fail("clip-step", &err);
+    vlm_clip m;
+    if (!config) { // the weights carry their config (a vlm model file) or it is inferred (fusion/import.h)
+        if (vlm_ckpt_load_model(weights, &m, NULL, &err)) return cli_fail("clip-step", &err);
+    } else {
+        vlm_clip_cfg cfg;
+        if (vlm_clip_cfg_load(config, &cfg, &err) || vlm_clip_init(&m, &cfg, &err)) return cli_fail("clip-step", &err);
+        if (vlm_clip_load_weights(&m, weights, &err)) {
+            vlm_clip_free(&m);
+            return cli_fail("clip-step", &err);
+        }
+    }
     vlm_adamw_cfg ac = {1e-3f, 0.9f, 0.98f, 1e-6f, 0.2f};
-    json_t *root = json_load_file(config, 0, NULL);
+    json_t *root = config ? json_load_file(config, 0, NULL) : NULL;
     json_t *ja = root ? json_object_get(root, "adamw") : NULL;
     if (json_is_object(ja)) {
         json_t *b = json_object_get(ja, "betas");
@@ -58,14 +69,12 @@ int cmd_clip_step(int argc, char **argv) {
     }
     json_decref(root);
 
-    vlm_clip m;
-    if (vlm_clip_init(&m, &cfg, &err)) return cli_fail("clip-step", &err);
     int rc = 1;
     vlm_st_file io = {0};
     vlm_clip_step_result r = {0};
     vlm_st_tensor *outs = NULL;
     char **names = NULL;
-    if (vlm_clip_load_weights(&m, weights, &err) || vlm_st_read(&io, inputs, &err)) goto fail;
+    if (vlm_st_read(&io, inputs, &err)) goto fail;
     const vlm_st_entry *ei = vlm_st_find(&io, "image"), *et = vlm_st_find(&io, "text");
     if (!ei || !et || ei->dtype != VLM_F32 || ei->ndim != 4 || et->dtype != VLM_I32 || et->ndim != 2 ||
         ei->shape[0] != et->shape[0]) {

@@ -12,11 +12,14 @@
 #include "eval/zeroshot.h"
 #include "fusion/checkpoint.h"
 #include "fusion/classes.h"
+#include "text/tokenizer.h"
 #include "train/plot.h"
 
 static const char *usage =
     "usage: vlm zeroshot --clip CKPT --data DATA --classnames FILE [options]\n"
-    "  --clip CKPT            vlm CLIP model file (or training-state file); old name --checkpoint\n"
+    "  --clip CKPT            CLIP weights: vlm model/state file, OpenAI .pt, open_clip checkpoint or hub folder,\n"
+    "                         Hugging Face CLIPModel folder; old name --checkpoint\n"
+    "  --tokenizer FILE       the weights' BPE merges (OpenAI's bpe_simple_vocab_16e6.txt.gz) if they lack one\n"
     "  --data DATA            labelled images: manifest with filepath + label columns, ImageFolder, IDX\n"
     "  --classnames FILE      one class name per line; line i names label i\n"
     "  --templates NAME|FILE  imagenet (80), imagenet7, cifar10 (18), mnist, photo, name ('{}'), or a file\n"
@@ -30,7 +33,7 @@ static const char *usage =
     "  --json                 end with one JSON line (top1, top5, n, classes, per_class)\n";
 
 typedef struct {
-    const char *clip, *data, *classfile, *templates, *save_cls, *load_cls, *confusion;
+    const char *clip, *data, *classfile, *templates, *save_cls, *load_cls, *confusion, *tokenizer;
     int json;
     cli_data_opts d;
 } zs_opts;
@@ -42,6 +45,7 @@ static int parse(int argc, char **argv, zs_opts *o, vlm_error *err) {
     const cli_opt own[] = {
         {"clip", CLI_STR, &o->clip, 0, 0, NULL, NULL},
         {"checkpoint", CLI_STR, &o->clip, 0, 0, NULL, "clip"},
+        {"tokenizer", CLI_STR, &o->tokenizer, 0, 0, NULL, NULL},
         {"data", CLI_STR, &o->data, 0, 0, NULL, NULL},
         {"classnames", CLI_STR, &o->classfile, 0, 0, NULL, NULL},
         {"templates", CLI_STR, &o->templates, 0, 0, NULL, NULL},
@@ -78,7 +82,7 @@ static vlm_status class_embeddings(const zs_opts *o, vlm_clip *m, const char *me
         vlm_st_free(&f);
         if (st) return vlm_error_prefix(err, "%s", o->load_cls);
     } else {
-        if (!merges) return vlm_errorf(err, VLM_ERR_FORMAT, "%s: checkpoint carries no tokenizer", o->clip);
+        if (!merges) return vlm_errorf(err, VLM_ERR_FORMAT, VLM_NO_TOKENIZER, o->clip);
         char **tmpl = NULL;
         int own = 0;
         vlm_tokenizer tok;
@@ -122,6 +126,14 @@ int cmd_zeroshot(int argc, char **argv) {
     vlm_clip m;
     char *merges = NULL, **classes = NULL;
     if (vlm_ckpt_load_model(o.clip, &m, &merges, &err)) return cli_fail("zeroshot", &err);
+    if (o.tokenizer) {
+        free(merges);
+        merges = NULL;
+        if (vlm_tokenizer_read_merges(o.tokenizer, &merges, &err)) {
+            vlm_clip_free(&m);
+            return cli_fail("zeroshot", &err);
+        }
+    }
     int rc = 1, have_ds = 0, C = 0, T = 0;
     vlm_dataset ds;
     float *W = NULL, *img = NULL;

@@ -1,5 +1,6 @@
 // Checkpoint files (see checkpoint.h).
 #include "fusion/checkpoint.h"
+#include "fusion/import.h"
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,20 @@ static vlm_status build_from_meta(const vlm_st_file *f, const char *path, vlm_cl
 }
 
 vlm_status vlm_ckpt_load_model(const char *path, vlm_clip *m, char **tok, vlm_error *err) {
+    if (!vlm_ckpt_is_vlm(path)) return vlm_clip_import(path, NULL, m, tok, NULL, 0, err);
+    return vlm_ckpt_load_vlm(path, m, tok, err);
+}
+
+int vlm_ckpt_is_vlm(const char *path) {
+    vlm_st_file f;
+    vlm_error e;
+    if (vlm_st_read(&f, path, &e)) return 0;
+    int own = vlm_st_meta(&f, "config") != NULL;
+    vlm_st_free(&f);
+    return own;
+}
+
+vlm_status vlm_ckpt_load_vlm(const char *path, vlm_clip *m, char **tok, vlm_error *err) {
     vlm_st_file f;
     vlm_status st = vlm_st_read(&f, path, err);
     if (st) return st;

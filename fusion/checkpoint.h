@@ -13,9 +13,20 @@
 // Model file (OpenAI names). tokenizer_text may be NULL.
 vlm_status vlm_ckpt_save_model(const char *path, const vlm_clip *m, const char *tokenizer_text, int64_t step,
                                int64_t epoch, vlm_error *err);
-// Reads "config" from a model or state file and builds the model (weights
-// loaded). *tokenizer_text (malloc'd, may be NULL when absent).
+// Builds the model from a file or folder with its weights: a vlm model or
+// state file (its "config"), or any format fusion/import.h reads (OpenAI .pt,
+// open_clip, Hugging Face). *tokenizer_text (malloc'd) is NULL when the
+// weights come without a tokenizer: pair the text tower with none other
+// (VLM_NO_TOKENIZER says what to give).
 vlm_status vlm_ckpt_load_model(const char *path, vlm_clip *m, char **tokenizer_text, vlm_error *err);
+// The same for vlm's own files only; and whether path is one.
+vlm_status vlm_ckpt_load_vlm(const char *path, vlm_clip *m, char **tokenizer_text, vlm_error *err);
+int vlm_ckpt_is_vlm(const char *path);
+// The message for weights without a tokenizer (printf: the path).
+#define VLM_NO_TOKENIZER                                                                                          \
+    "%s comes without a tokenizer, and its text tower works only with its own: put OpenAI's "                    \
+    "bpe_simple_vocab_16e6.txt.gz (or the model's merges.txt) beside it, pass --tokenizer FILE where the "         \
+    "command has it, or make a self-contained file with `vlm convert IN OUT --tokenizer FILE`"
 // Training state (includes the parameters, so model and state never disagree).
 vlm_status vlm_ckpt_save_state(const char *path, const vlm_clip *m, const char *tokenizer_text,
                                const vlm_train_state *s, const char *args_json, vlm_error *err);

@@ -66,6 +66,10 @@ vlm_status vlm_owl_from_clip(vlm_owl *o, const char *clip_path, int image_size, 
     memset(o, 0, sizeof *o);
     vlm_status st = vlm_ckpt_load_model(clip_path, &o->clip, &o->tokenizer_text, err);
     if (st) return st;
+    if (!o->tokenizer_text) {
+        vlm_clip_free(&o->clip);
+        return vlm_errorf(err, VLM_ERR_FORMAT, VLM_NO_TOKENIZER, clip_path);
+    }
     vlm_detector_cfg dc = {o->clip.cfg.vision, o->clip.cfg.embed_dim, 0};
     if (image_size > 0) dc.vit.image_size = image_size;
     if (patch_size > 0 && patch_size % dc.vit.patch_size) {

@@ -16,7 +16,7 @@ vlm_status vlm_gen_from_clip(vlm_gen *g, const char *clip_path, vlm_dit_cfg cfg,
     g->have_clip = 1;
     if (!g->tokenizer_text) {
         vlm_gen_free(g);
-        return vlm_errorf(err, VLM_ERR_FORMAT, "%s: CLIP file has no tokenizer", clip_path);
+        return vlm_errorf(err, VLM_ERR_FORMAT, VLM_NO_TOKENIZER, clip_path);
     }
     cfg.cond_dim = g->clip.cfg.embed_dim;
     if ((st = vlm_dit_init(&g->dit, &cfg, err))) {

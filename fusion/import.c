@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "core/fs.h"
 #include "fusion/checkpoint.h"
 #include "text/tokenizer.h"
@@ -234,6 +235,8 @@ static vlm_status load_fset(vlm_clip *m, const vlm_fset *s, vlm_error *err) {
 
 // ---------------------------------------------------------------- formats
 
+static vlm_status read_gguf(const char *path, vlm_fset *s, int *hv, int *ht, int *act, char **tok, vlm_error *err);
+
 static int is_dir(const char *p) {
     struct stat sb;
     return !stat(p, &sb) && S_ISDIR(sb.st_mode);
@@ -319,6 +322,9 @@ static vlm_status read_any(const char *path, vlm_fset *s, int *hv, int *ht, int 
             if (tok && !*tok && exists(p)) st = vlm_tokenizer_read_merges(p, tok, err);
         }
         snprintf(what, wcap, "Hugging Face CLIPModel folder");
+    } else if (starts_with_bytes(path, "GGUF", 4)) {
+        snprintf(what, wcap, "GGUF file");
+        return read_gguf(path, s, hv, ht, act, tok, err);
     } else if (starts_with_bytes(path, "PK\003\004", 4)) {
         if ((st = vlm_fset_read_torch(path, &raw, err))) return st;
         int ts = raw.info && !strncmp(raw.info, "__torch__.", 10);
@@ -342,24 +348,33 @@ static vlm_status read_any(const char *path, vlm_fset *s, int *hv, int *ht, int 
     return VLM_OK;
 }
 
+// OpenAI's vocabulary file or a merges.txt beside the weights (in the folder,
+// for a folder): the tokenizer that goes with them. None found: *tok stays NULL.
+static vlm_status beside_tokenizer(const char *path, char **tok, vlm_error *err) {
+    char dir[1100], p[1200];
+    if (is_dir(path)) snprintf(dir, sizeof dir, "%s", path);
+    else {
+        const char *sl = strrchr(path, '/');
+        snprintf(dir, sizeof dir, "%.*s", sl ? (int)(sl - path) : 1, sl ? path : ".");
+    }
+    static const char *names[] = {"bpe_simple_vocab_16e6.txt.gz", "merges.txt"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        if (exists(p)) return vlm_tokenizer_read_merges(p, tok, err);
+    }
+    return VLM_OK;
+}
+
 vlm_status vlm_clip_import(const char *path, const vlm_import_opts *o, vlm_clip *m, char **tokenizer_text, char *what,
                            size_t what_cap, vlm_error *err) {
     char wbuf[256];
     if (!what) what = wbuf, what_cap = sizeof wbuf;
     if (tokenizer_text) *tokenizer_text = NULL;
     vlm_status st;
-    if (!is_dir(path)) { // a vlm model or state file: its own config
-        vlm_st_file f;
-        if (vlm_st_read(&f, path, err) == VLM_OK) {
-            int own = vlm_st_meta(&f, "config") != NULL;
-            vlm_st_free(&f);
-            if (own) {
-                snprintf(what, what_cap, "vlm model file");
-                if ((st = vlm_ckpt_load_model(path, m, tokenizer_text, err))) return st;
-                goto tokenizer;
-            }
-        }
-        memset(err, 0, sizeof *err);
+    if (vlm_ckpt_is_vlm(path)) {
+        snprintf(what, what_cap, "vlm model file");
+        if ((st = vlm_ckpt_load_vlm(path, m, tokenizer_text, err))) return st;
+        goto tokenizer;
     }
     vlm_fset s = {0};
     int hv = 0, ht = 0, act = o ? o->act : -1;
@@ -372,6 +387,8 @@ vlm_status vlm_clip_import(const char *path, const vlm_import_opts *o, vlm_clip 
     vlm_fset_free(&s);
     if (st) return free(tok), vlm_error_prefix(err, "%s", path);
     if (tokenizer_text) *tokenizer_text = tok;
+    if (tokenizer_text && !*tokenizer_text && !(o && o->tokenizer) && (st = beside_tokenizer(path, tokenizer_text, err)))
+        return vlm_clip_free(m), st;
 tokenizer:
     if (o && o->tokenizer && tokenizer_text) { // an explicit tokenizer replaces the file's
         free(*tokenizer_text);
@@ -459,48 +476,60 @@ static size_t put_utf8(char *o, int cp) {
     return o[0] = (char)(0xE0 | cp >> 12), o[1] = (char)(0x80 | (cp >> 6 & 63)), o[2] = (char)(0x80 | (cp & 63)), 3;
 }
 
-// vocab.json and merges.txt from the merges text: ids as CLIP's tokenizer
-// assigns them (256 byte tokens in bytes_to_unicode order, the same with
-// "</w>", one per merge, then SOT and EOT).
-static vlm_status export_hf_tokenizer(const char *dir, const char *merges, vlm_error *err) {
+// CLIP's vocabulary from the merges text, in id order: 256 byte tokens in
+// bytes_to_unicode order, the same with "</w>", one per merge (the merges
+// CLIP's tokenizer uses), then SOT and EOT. *merges_end: where the used merges
+// end in the text (after the header line and them).
+static char **clip_vocab(const char *merges, int *n, const char **merges_end, vlm_error *err) {
     vlm_tokenizer tk; // the merges CLIP's tokenizer uses (OpenAI's file has far more lines than it reads)
-    vlm_status st = vlm_tokenizer_init_from_memory(&tk, merges, strlen(merges), err);
-    if (st) return st;
-    const int n_merges = vlm_tokenizer_n_merges(&tk);
+    if (vlm_tokenizer_init_from_memory(&tk, merges, strlen(merges), err)) return NULL;
+    const int n_merges = vlm_tokenizer_n_merges(&tk), total = 512 + n_merges + 2;
     vlm_tokenizer_free(&tk);
-    json_t *v = json_object();
-    if (!v) return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-    int id = 0;
+    char **v = calloc((size_t)total, sizeof *v);
+    if (!v) return vlm_errorf(err, VLM_ERR_OOM, "out of memory"), NULL;
+    int bytes_order[256], nb = 0, id = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int x = 0; x < 256; x++) {
+            int printable = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF);
+            if (printable == !pass) bytes_order[nb++] = x;
+        }
     char tokb[512];
-    static const int order_lo[3][2] = {{'!', '~'}, {0xA1, 0xAC}, {0xAE, 0xFF}};
-    int bytes_order[256], nb = 0;
-    for (int r = 0; r < 3; r++)
-        for (int x = order_lo[r][0]; x <= order_lo[r][1]; x++) bytes_order[nb++] = x;
-    for (int x = 0; x < 256; x++)
-        if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) bytes_order[nb++] = x;
     for (int w = 0; w < 2; w++)
         for (int i = 0; i < 256; i++) {
-            size_t n = put_utf8(tokb, byte_cp(bytes_order[i]));
-            snprintf(tokb + n, sizeof tokb - n, "%s", w ? "</w>" : "");
-            json_object_set_new(v, tokb, json_integer(id++));
+            size_t k = put_utf8(tokb, byte_cp(bytes_order[i]));
+            snprintf(tokb + k, sizeof tokb - k, "%s", w ? "</w>" : "");
+            v[id++] = strdup(tokb);
         }
-    const char *p = strchr(merges, '\n'), *end; // the first line is a header
+    const char *p = strchr(merges, '\n');
     for (p = p ? p + 1 : merges; *p && id < 512 + n_merges;) {
         const char *e = strchr(p, '\n');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len && len < sizeof tokb) {
-            size_t k = 0;
-            for (size_t i = 0; i < len; i++)
-                if (p[i] != ' ') tokb[k++] = p[i];
-            tokb[k] = 0;
-            json_object_set_new(v, tokb, json_integer(id++));
-        }
+        size_t len = e ? (size_t)(e - p) : strlen(p), k = 0;
+        for (size_t i = 0; i < len && k + 1 < sizeof tokb; i++)
+            if (p[i] != ' ') tokb[k++] = p[i];
+        tokb[k] = 0;
+        if (len) v[id++] = strdup(tokb);
         p = e ? e + 1 : p + len;
     }
-    end = p;
-    json_object_set_new(v, "<|startoftext|>", json_integer(id++));
-    json_object_set_new(v, "<|endoftext|>", json_integer(id++));
-    if ((st = write_json(dir, "vocab.json", v, err))) return st;
+    if (merges_end) *merges_end = p;
+    v[id++] = strdup("<|startoftext|>");
+    v[id++] = strdup("<|endoftext|>");
+    *n = id;
+    for (int i = 0; i < id; i++)
+        if (!v[i]) return vlm_strlist_free(v, id), vlm_errorf(err, VLM_ERR_OOM, "out of memory"), NULL;
+    return v;
+}
+
+// vocab.json and merges.txt (CLIP's ids, the merges it uses).
+static vlm_status export_hf_tokenizer(const char *dir, const char *merges, vlm_error *err) {
+    int n = 0;
+    const char *end = NULL;
+    char **voc = clip_vocab(merges, &n, &end, err);
+    if (!voc) return err->status;
+    json_t *v = json_object();
+    for (int i = 0; v && i < n; i++) json_object_set_new(v, voc[i], json_integer(i));
+    vlm_strlist_free(voc, n);
+    vlm_status st = v ? write_json(dir, "vocab.json", v, err) : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    if (st) return st;
     char *mt = strndup(merges, (size_t)(end - merges)); // header + the merges used
     if (!mt) return vlm_errorf(err, VLM_ERR_OOM, "out of memory");
     st = write_text(dir, "merges.txt", mt, err);
@@ -542,14 +571,30 @@ static vlm_status export_hf_config(const vlm_clip *m, const char *dir, vlm_error
                       err);
 }
 
-// model.safetensors with HF names: in_proj split into q/k/v, projections transposed.
-static vlm_status export_hf_weights(const vlm_clip *m, const char *dir, vlm_error *err) {
-    const int n = m->ps.n + 4 * (m->cfg.vision.layers + m->cfg.text.layers);
-    vlm_st_tensor *t = calloc((size_t)n, sizeof *t);
-    char (*names)[160] = calloc((size_t)n, sizeof *names);
-    int64_t(*shapes)[2] = calloc((size_t)n, sizeof *shapes);
-    float **owned = calloc((size_t)n, sizeof *owned);
-    vlm_status st = t && names && shapes && owned ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+// The model's tensors under HF names: in_proj split into q/k/v, projections
+// transposed (copies owned here), the rest pointing into the model.
+typedef struct {
+    vlm_st_tensor *t;
+    char (*names)[160];
+    int64_t (*shapes)[2];
+    float **owned;
+    int n, cap;
+} hf_tensors;
+
+static void hf_tensors_free(hf_tensors *h) {
+    for (int i = 0; h->owned && i < h->cap; i++) free(h->owned[i]);
+    free(h->t), free(h->names), free(h->shapes), free(h->owned);
+    memset(h, 0, sizeof *h);
+}
+
+static vlm_status hf_tensors_make(const vlm_clip *m, hf_tensors *h, vlm_error *err) {
+    memset(h, 0, sizeof *h);
+    h->cap = m->ps.n + 4 * (m->cfg.vision.layers + m->cfg.text.layers);
+    h->t = calloc((size_t)h->cap, sizeof *h->t);
+    h->names = calloc((size_t)h->cap, sizeof *h->names);
+    h->shapes = calloc((size_t)h->cap, sizeof *h->shapes);
+    h->owned = calloc((size_t)h->cap, sizeof *h->owned);
+    vlm_status st = h->t && h->names && h->shapes && h->owned ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
     int k = 0;
     for (int i = 0; i < m->ps.n && !st; i++) {
         const vlm_param *p = &m->ps.p[i];
@@ -558,43 +603,400 @@ static vlm_status export_hf_weights(const vlm_clip *m, const char *dir, vlm_erro
         if (i == m->logit_bias) continue;
         if (!strcmp(nm, "text_projection") || !strcmp(nm, "visual.proj")) {
             vlm_ftensor ft = {.ndim = 2, .shape = {p->t.shape[0], p->t.shape[1]}, .data = p->t.data};
-            if (!(owned[k] = transposed(&ft))) st = vlm_errorf(err, VLM_ERR_OOM, "out of memory");
-            snprintf(names[k], 160, "%s", nm[0] == 't' ? "text_projection.weight" : "visual_projection.weight");
-            shapes[k][0] = p->t.shape[1], shapes[k][1] = p->t.shape[0];
-            t[k] = (vlm_st_tensor){names[k], VLM_F32, 2, shapes[k], owned[k]};
+            if (!(h->owned[k] = transposed(&ft))) st = vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+            snprintf(h->names[k], 160, "%s", nm[0] == 't' ? "text_projection.weight" : "visual_projection.weight");
+            h->shapes[k][0] = p->t.shape[1], h->shapes[k][1] = p->t.shape[0];
+            h->t[k] = (vlm_st_tensor){h->names[k], VLM_F32, 2, h->shapes[k], h->owned[k]};
             k++;
         } else if (L > 14 && (!strcmp(nm + L - 14, "in_proj_weight") || !strcmp(nm + L - 12, "in_proj_bias"))) {
             int w = !strcmp(nm + L - 14, "in_proj_weight");
-            char base[200];
+            char base[200], hn[200];
             snprintf(base, sizeof base, "%.*sout_proj.%s", (int)(L - (w ? 14 : 12)), nm, w ? "weight" : "bias");
-            char hn[200];
             if (!vlm_hf_from_openai(base, hn, sizeof hn)) st = vlm_errorf(err, VLM_ERR_STATE, "no HF name for %s", nm);
             const int64_t rows = p->t.shape[0] / 3, cols = w ? p->t.shape[1] : 1;
             for (int q = 0; q < 3 && !st; q++) {
                 char *o = strstr(hn, "out_proj");
-                snprintf(names[k], 160, "%.*s%c_proj%s", (int)(o - hn), hn, "qkv"[q], o + 8);
-                shapes[k][0] = rows, shapes[k][1] = cols;
-                t[k] = (vlm_st_tensor){names[k], VLM_F32, w ? 2 : 1, shapes[k], (float *)p->t.data + q * rows * cols};
+                snprintf(h->names[k], 160, "%.*s%c_proj%s", (int)(o - hn), hn, "qkv"[q], o + 8);
+                h->shapes[k][0] = rows, h->shapes[k][1] = cols;
+                h->t[k] = (vlm_st_tensor){h->names[k], VLM_F32, w ? 2 : 1, h->shapes[k], (float *)p->t.data + q * rows * cols};
                 k++;
             }
         } else {
-            if (!vlm_hf_from_openai(nm, names[k], 160)) st = vlm_errorf(err, VLM_ERR_STATE, "no HF name for %s", nm);
-            t[k] = (vlm_st_tensor){names[k], VLM_F32, p->t.ndim, p->t.shape, p->t.data};
+            if (!vlm_hf_from_openai(nm, h->names[k], 160)) st = vlm_errorf(err, VLM_ERR_STATE, "no HF name for %s", nm);
+            h->t[k] = (vlm_st_tensor){h->names[k], VLM_F32, p->t.ndim, p->t.shape, p->t.data};
             k++;
         }
     }
-    if (!st) {
-        char path[1200];
-        snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        const char *mk[1] = {"format"}, *mv[1] = {"pt"};
-        st = vlm_st_write(path, t, k, mk, mv, 1, err);
-    }
-    for (int i = 0; owned && i < n; i++) free(owned[i]);
-    free(t), free(names), free(shapes), free(owned);
+    h->n = k;
+    if (st) hf_tensors_free(h);
     return st;
 }
 
-vlm_status vlm_gguf_write_clip(const vlm_clip *m, const char *tokenizer_text, const char *path, vlm_error *err);
+// model.safetensors with HF names.
+static vlm_status export_hf_weights(const vlm_clip *m, const char *dir, vlm_error *err) {
+    hf_tensors h;
+    vlm_status st = hf_tensors_make(m, &h, err);
+    if (st) return st;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+    st = vlm_st_write(path, h.t, h.n, mk, mv, 1, err);
+    hf_tensors_free(&h);
+    return st;
+}
+
+// ---------------------------------------------------------------- GGUF
+
+// GGUF value types and ggml tensor types used here (ggml's docs/gguf.md).
+enum { GG_U32 = 4, GG_I32 = 5, GG_F32 = 6, GG_BOOL = 7, GG_STR = 8, GG_ARR = 9, GG_U64 = 10 };
+enum { GGML_F32 = 0, GGML_F16 = 1 };
+#define GGUF_ALIGN 32
+
+// clip.cpp's tensor name for an HF name: kept if it names a projection, else
+// its chain of replacements (text_model -> t, encoder.layers -> blk, ...).
+static void gguf_name(const char *hf, char *out, size_t cap) {
+    static const char *rep[][2] = {{"text_model", "t"}, {"vision_model", "v"}, {"encoder.layers", "blk"},
+                                   {"embeddings.", ""}, {"_proj", ""}, {"self_attn.", "attn_"}, {"layer_norm", "ln"},
+                                   {"layernorm", "ln"}, {"mlp.fc1", "ffn_down"}, {"mlp.fc2", "ffn_up"},
+                                   {"embedding", "embd"}, {"final", "post"}, {"layrnorm", "ln"}};
+    snprintf(out, cap, "%s", hf);
+    if (strstr(hf, "projection")) return;
+    for (size_t r = 0; r < sizeof rep / sizeof rep[0]; r++) {
+        char *p, tmp[256];
+        while ((p = strstr(out, rep[r][0]))) {
+            snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(p - out), out, rep[r][1], p + strlen(rep[r][0]));
+            snprintf(out, cap, "%s", tmp);
+        }
+    }
+}
+
+typedef struct {
+    FILE *f;
+    int bad;
+} gw;
+
+static void w_raw(gw *w, const void *p, size_t n) { w->bad |= fwrite(p, 1, n, w->f) != n; }
+static void w_u32(gw *w, uint32_t v) { w_raw(w, &v, 4); }
+static void w_u64(gw *w, uint64_t v) { w_raw(w, &v, 8); }
+static void w_str(gw *w, const char *s) { w_u64(w, strlen(s)), w_raw(w, s, strlen(s)); }
+static void kv_u32(gw *w, const char *k, uint32_t v) { w_str(w, k), w_u32(w, GG_U32), w_u32(w, v); }
+static void kv_f32(gw *w, const char *k, float v) { w_str(w, k), w_u32(w, GG_F32), w_raw(w, &v, 4); }
+static void kv_bool(gw *w, const char *k, int v) { uint8_t b = (uint8_t)!!v; w_str(w, k), w_u32(w, GG_BOOL), w_raw(w, &b, 1); }
+static void kv_str(gw *w, const char *k, const char *v) { w_str(w, k), w_u32(w, GG_STR), w_str(w, v); }
+static void kv_f32s(gw *w, const char *k, const float *v, int n) {
+    w_str(w, k), w_u32(w, GG_ARR), w_u32(w, GG_F32), w_u64(w, (uint64_t)n), w_raw(w, v, 4 * (size_t)n);
+}
+static void kv_strs(gw *w, const char *k, char **v, int n) {
+    w_str(w, k), w_u32(w, GG_ARR), w_u32(w, GG_STR), w_u64(w, (uint64_t)n);
+    for (int i = 0; i < n; i++) w_str(w, v[i]);
+}
+
+static uint16_t f32_to_f16(float f) { // round to nearest even
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, e = (x >> 23) & 255, m = x & 0x7fffff;
+    if (e == 255) return (uint16_t)(sign | 0x7c00 | (m ? 0x200 : 0));
+    int ex = (int)e - 127 + 15;
+    if (ex >= 31) return (uint16_t)(sign | 0x7c00);
+    if (ex <= 0) {
+        if (ex < -10) return (uint16_t)sign;
+        m |= 0x800000;
+        int sh = 14 - ex;
+        uint32_t h = m >> sh, rem = m & ((1u << sh) - 1), half = 1u << (sh - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = (uint32_t)ex << 10 | m >> 13, rem = m & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+// f16 files follow clip.cpp's rule: 4-D tensors and 2-D ".weight" matrices f16, the rest f32.
+static int gguf_is_f16(const vlm_st_tensor *t, int f16) {
+    size_t L = strlen(t->name);
+    return f16 && (t->ndim == 4 || (t->ndim == 2 && L > 7 && !strcmp(t->name + L - 7, ".weight")));
+}
+
+static void gguf_keys(gw *w, const vlm_clip *m, const char *tok, int f16, int n_tensors, vlm_error *err) {
+    const vlm_clip_cfg *c = &m->cfg;
+    w_raw(w, "GGUF", 4), w_u32(w, 3), w_u64(w, (uint64_t)n_tensors);
+    int nvoc = 0;
+    char **voc = tok ? clip_vocab(tok, &nvoc, NULL, err) : NULL;
+    w_u64(w, 27 + (voc ? 2 : 0));
+    kv_str(w, "general.architecture", "clip");
+    kv_bool(w, "clip.has_text_encoder", 1), kv_bool(w, "clip.has_vision_encoder", 1);
+    kv_u32(w, "general.file_type", f16 ? 1 : 0);
+    kv_str(w, "general.name", "vlm CLIP"), kv_str(w, "general.description", "two-tower CLIP model");
+    kv_u32(w, "clip.text.context_length", (uint32_t)c->text.context_length);
+    kv_u32(w, "clip.text.embedding_length", (uint32_t)c->text.width);
+    kv_u32(w, "clip.text.feed_forward_length", (uint32_t)c->text.mlp_width);
+    kv_u32(w, "clip.text.projection_dim", (uint32_t)c->embed_dim);
+    kv_u32(w, "clip.text.attention.head_count", (uint32_t)c->text.heads);
+    kv_f32(w, "clip.text.attention.layer_norm_epsilon", 1e-5f);
+    kv_u32(w, "clip.text.block_count", (uint32_t)c->text.layers);
+    kv_u32(w, "clip.vision.image_size", (uint32_t)c->vision.image_size);
+    kv_u32(w, "clip.vision.patch_size", (uint32_t)c->vision.patch_size);
+    kv_u32(w, "clip.vision.embedding_length", (uint32_t)c->vision.width);
+    kv_u32(w, "clip.vision.feed_forward_length", (uint32_t)c->vision.mlp_width);
+    kv_u32(w, "clip.vision.projection_dim", (uint32_t)c->embed_dim);
+    kv_u32(w, "clip.vision.attention.head_count", (uint32_t)c->vision.heads);
+    kv_f32(w, "clip.vision.attention.layer_norm_epsilon", 1e-5f);
+    kv_u32(w, "clip.vision.block_count", (uint32_t)c->vision.layers);
+    kv_f32s(w, "clip.vision.image_mean", clip_mean, 3), kv_f32s(w, "clip.vision.image_std", clip_std, 3);
+    kv_bool(w, "clip.use_gelu", c->vision.act == VLM_ACT_GELU);
+    kv_u32(w, "clip.text.vocab_size", (uint32_t)c->text.vocab_size);  // vlm's: a vocabulary other than CLIP's
+    kv_f32(w, "clip.logit_scale", *(const float *)m->ps.p[m->logit_scale].t.data); // vlm's: exact round trips
+    kv_u32(w, "general.alignment", GGUF_ALIGN);
+    if (voc) {
+        kv_strs(w, "tokenizer.ggml.tokens", voc, nvoc);
+        // the merges themselves ("a b"), so a reader gets the tokenizer back exactly
+        char **mg = calloc((size_t)(nvoc - 514 > 0 ? nvoc - 514 : 1), sizeof *mg);
+        const char *p = strchr(tok, '\n');
+        int nm = 0;
+        for (p = p ? p + 1 : tok; mg && *p && nm < nvoc - 514;) {
+            const char *e = strchr(p, '\n');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            if (len) mg[nm++] = strndup(p, len);
+            p = e ? e + 1 : p + len;
+        }
+        kv_strs(w, "tokenizer.ggml.merges", mg, nm);
+        vlm_strlist_free(mg, nm);
+        vlm_strlist_free(voc, nvoc);
+    }
+}
+
+static vlm_status vlm_gguf_write_clip(const vlm_clip *m, const char *tok, int f16, const char *path, vlm_error *err) {
+    hf_tensors h;
+    vlm_status st = hf_tensors_make(m, &h, err);
+    if (st) return st;
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    gw w = {fopen(tmp, "wb"), 0};
+    if (!w.f) return hf_tensors_free(&h), vlm_errorf(err, VLM_ERR_IO, "%s: %s", tmp, strerror(errno));
+    int n = 0;
+    for (int i = 0; i < h.n; i++) n += strcmp(h.t[i].name, "logit_scale") != 0;
+    gguf_keys(&w, m, tok, f16, n, err);
+    uint64_t off = 0;
+    for (int i = 0; i < h.n; i++) { // tensor infos: name, dims (innermost first), type, offset
+        const vlm_st_tensor *t = &h.t[i];
+        if (!strcmp(t->name, "logit_scale")) continue;
+        char g[256];
+        gguf_name(t->name, g, sizeof g);
+        w_str(&w, g), w_u32(&w, (uint32_t)t->ndim);
+        int64_t numel = 1;
+        for (int d = t->ndim - 1; d >= 0; d--) w_u64(&w, (uint64_t)t->shape[d]), numel *= t->shape[d];
+        int is16 = gguf_is_f16(t, f16);
+        w_u32(&w, is16 ? GGML_F16 : GGML_F32), w_u64(&w, off);
+        off += ((uint64_t)numel * (is16 ? 2 : 4) + GGUF_ALIGN - 1) / GGUF_ALIGN * GGUF_ALIGN;
+    }
+    static const uint8_t zeros[GGUF_ALIGN];
+    long pos = ftell(w.f);
+    w_raw(&w, zeros, (size_t)((GGUF_ALIGN - pos % GGUF_ALIGN) % GGUF_ALIGN));
+    for (int i = 0; i < h.n && !w.bad; i++) {
+        const vlm_st_tensor *t = &h.t[i];
+        if (!strcmp(t->name, "logit_scale")) continue;
+        int64_t numel = 1;
+        for (int d = 0; d < t->ndim; d++) numel *= t->shape[d];
+        const float *x = t->data;
+        size_t bytes;
+        if (gguf_is_f16(t, f16)) {
+            for (int64_t j = 0; j < numel; j++) {
+                uint16_t v = f32_to_f16(x[j]);
+                w_raw(&w, &v, 2);
+            }
+            bytes = (size_t)numel * 2;
+        } else
+            w_raw(&w, x, (size_t)numel * 4), bytes = (size_t)numel * 4;
+        w_raw(&w, zeros, (GGUF_ALIGN - bytes % GGUF_ALIGN) % GGUF_ALIGN);
+    }
+    hf_tensors_free(&h);
+    w.bad |= fflush(w.f) != 0 || fsync(fileno(w.f)) != 0;
+    w.bad |= fclose(w.f) != 0;
+    if (w.bad || err->status) {
+        unlink(tmp);
+        return err->status ? err->status : vlm_errorf(err, VLM_ERR_IO, "%s: write failed", path);
+    }
+    return vlm_fs_commit(tmp, path, err);
+}
+
+// ---- reading GGUF back
+
+typedef struct {
+    const uint8_t *p, *end;
+    int bad;
+} gr;
+
+static uint64_t r_n(gr *r, int n) {
+    if (r->bad || (size_t)(r->end - r->p) < (size_t)n) return r->bad = 1, 0;
+    uint64_t v = 0;
+    memcpy(&v, r->p, (size_t)n);
+    r->p += n;
+    return v;
+}
+
+static char *r_str(gr *r) {
+    uint64_t n = r_n(r, 8);
+    if (r->bad || n > (uint64_t)(r->end - r->p) || n > (1u << 20)) return r->bad = 1, NULL;
+    char *s = strndup((const char *)r->p, (size_t)n);
+    r->p += n;
+    return s;
+}
+
+// Skips (or keeps, for the keys vlm reads) one value of type ty.
+typedef struct {
+    int64_t u[16];
+    float f;
+    int have_f;
+    char **merges;
+    int n_merges;
+} gg_meta;
+
+static const char *gg_keys[] = {"clip.vision.attention.head_count", "clip.text.attention.head_count", "clip.use_gelu",
+                                "clip.vision.patch_size", "clip.vision.image_size"};
+
+static void r_value(gr *r, uint32_t ty, const char *key, gg_meta *m, int depth) {
+    static const int size[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    if (ty == GG_STR) {
+        free(r_str(r));
+        return;
+    }
+    if (ty == GG_ARR) {
+        uint32_t et = (uint32_t)r_n(r, 4);
+        uint64_t n = r_n(r, 8);
+        if (depth > 0 || et == GG_ARR || et > 12 || n > (1u << 26)) return (void)(r->bad = 1);
+        int keep = key && !strcmp(key, "tokenizer.ggml.merges") && et == GG_STR;
+        if (keep && !(m->merges = calloc((size_t)n + 1, sizeof *m->merges))) return (void)(r->bad = 1);
+        for (uint64_t i = 0; i < n && !r->bad; i++) {
+            if (keep) m->merges[m->n_merges++] = r_str(r);
+            else r_value(r, et, NULL, m, 1);
+        }
+        return;
+    }
+    if (ty > 12) return (void)(r->bad = 1);
+    uint64_t v = r_n(r, size[ty]);
+    for (size_t k = 0; key && k < sizeof gg_keys / sizeof gg_keys[0]; k++)
+        if (!strcmp(key, gg_keys[k])) m->u[k] = (int64_t)v;
+    if (key && !strcmp(key, "clip.logit_scale") && ty == GG_F32) memcpy(&m->f, &v, 4), m->have_f = 1;
+}
+
+// HF name for a clip.cpp tensor name (the inverse of gguf_name for CLIP's tensors).
+static void hf_of_gguf(const char *g, char *out, size_t cap) {
+    static const char *rep[][2] = {
+        {"attn_q", "self_attn.q_proj"}, {"attn_k", "self_attn.k_proj"}, {"attn_v", "self_attn.v_proj"},
+        {"attn_out", "self_attn.out_proj"}, {"ln1", "layer_norm1"}, {"ln2", "layer_norm2"},
+        {"ffn_down", "mlp.fc1"}, {"ffn_up", "mlp.fc2"}, {"token_embd", "embeddings.token_embedding"},
+        {"position_embd", "embeddings.position_embedding"}, {"patch_embd", "embeddings.patch_embedding"},
+        {"class_embd", "embeddings.class_embedding"}, {"pre_ln", "pre_layrnorm"}};
+    if (strstr(g, "projection")) return (void)snprintf(out, cap, "%s", g);
+    int vis = g[0] == 'v';
+    char rest[256];
+    snprintf(rest, sizeof rest, "%s", g + 2);
+    int layer, n = 0;
+    char buf[256];
+    if (sscanf(rest, "blk.%d.%n", &layer, &n) == 1 && n) {
+        snprintf(buf, sizeof buf, "encoder.layers.%d.%s", layer, rest + n);
+        snprintf(rest, sizeof rest, "%s", buf);
+    }
+    if (!strncmp(rest, "post_ln", 7)) {
+        snprintf(buf, sizeof buf, "%s%s", vis ? "post_layernorm" : "final_layer_norm", rest + 7);
+        snprintf(rest, sizeof rest, "%s", buf);
+    }
+    for (size_t r = 0; r < sizeof rep / sizeof rep[0]; r++) {
+        char *p = strstr(rest, rep[r][0]);
+        if (!p) continue;
+        snprintf(buf, sizeof buf, "%.*s%s%s", (int)(p - rest), rest, rep[r][1], p + strlen(rep[r][0]));
+        snprintf(rest, sizeof rest, "%s", buf);
+        break;
+    }
+    snprintf(out, cap, "%s.%s", vis ? "vision_model" : "text_model", rest);
+}
+
+// A GGUF CLIP (f32/f16 tensors) as OpenAI-named tensors, with heads,
+// activation and (vlm's files) the merges.
+static vlm_status read_gguf(const char *path, vlm_fset *s, int *hv, int *ht, int *act, char **tok, vlm_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return vlm_errorf(err, VLM_ERR_IO, "%s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = size > 0 ? malloc((size_t)size) : NULL;
+    int ok = buf && fread(buf, 1, (size_t)size, f) == (size_t)size;
+    fclose(f);
+    if (!ok) return free(buf), vlm_errorf(err, VLM_ERR_IO, "%s: cannot read", path);
+    gr r = {buf + 4, buf + size, 0};
+    gg_meta m = {0};
+    uint32_t ver = (uint32_t)r_n(&r, 4);
+    uint64_t nt = r_n(&r, 8), nkv = r_n(&r, 8), align = GGUF_ALIGN;
+    if (ver < 2 || ver > 3 || nt > (1u << 20) || nkv > (1u << 20)) r.bad = 1;
+    for (uint64_t i = 0; i < nkv && !r.bad; i++) {
+        char *k = r_str(&r);
+        uint32_t ty = (uint32_t)r_n(&r, 4);
+        if (k && !strcmp(k, "general.alignment") && ty == GG_U32) align = r_n(&r, 4);
+        else r_value(&r, ty, k, &m, 0);
+        free(k);
+    }
+    if (!align || (align & (align - 1))) r.bad = 1;
+    vlm_fset hf = {0};
+    typedef struct { char *name; int nd, ty; int64_t sh[4]; uint64_t off; } info;
+    info *ti = calloc((size_t)(nt ? nt : 1), sizeof *ti);
+    vlm_status st = ti ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    for (uint64_t i = 0; i < nt && !r.bad && !st; i++) {
+        ti[i].name = r_str(&r);
+        ti[i].nd = (int)r_n(&r, 4);
+        if (ti[i].nd < 1 || ti[i].nd > 4) { r.bad = 1; break; }
+        for (int d = ti[i].nd - 1; d >= 0; d--) ti[i].sh[d] = (int64_t)r_n(&r, 8);
+        ti[i].ty = (int)r_n(&r, 4), ti[i].off = r_n(&r, 8);
+    }
+    size_t data = (size_t)(r.p - buf + align - 1) / align * align;
+    for (uint64_t i = 0; i < nt && !r.bad && !st; i++) {
+        int64_t numel = 1;
+        for (int d = 0; d < ti[i].nd; d++) {
+            if (ti[i].sh[d] < 0 || ti[i].sh[d] > (1LL << 32)) r.bad = 1;
+            numel *= ti[i].sh[d];
+        }
+        size_t es = ti[i].ty == GGML_F32 ? 4 : ti[i].ty == GGML_F16 ? 2 : 0;
+        if (r.bad || !es || numel > (1LL << 36) || ti[i].off > (uint64_t)size || data + ti[i].off + (uint64_t)numel * es > (uint64_t)size) {
+            st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: tensor %s: type %d or extent outside the file", path,
+                            ti[i].name ? ti[i].name : "?", ti[i].ty);
+            break;
+        }
+        float *d = malloc(sizeof(float) * (size_t)(numel ? numel : 1));
+        if (!d || vlm_to_f32(buf + data + ti[i].off, es == 4 ? VLM_F32 : VLM_F16, numel, d, err)) {
+            free(d);
+            st = err->status ? err->status : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+            break;
+        }
+        char hn[256];
+        hf_of_gguf(ti[i].name, hn, sizeof hn);
+        st = vlm_fset_add(&hf, hn, ti[i].nd, ti[i].sh, es == 4 ? VLM_F32 : VLM_F16, d, err);
+    }
+    if (!st && r.bad) st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: malformed GGUF header", path);
+    if (!st) { // logit_scale lives in a key
+        float *ls = malloc(sizeof(float));
+        int64_t one[1] = {1};
+        if (ls) *ls = m.have_f ? m.f : 4.6051702f; // absent (clip.cpp's files): ln 100
+        st = ls ? vlm_fset_add(&hf, "logit_scale", 0, one, VLM_F32, ls, err) : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    }
+    if (!st) st = from_hf(&hf, s, err);
+    *hv = (int)m.u[0], *ht = (int)m.u[1];
+    if (*act < 0) *act = m.u[2] ? VLM_ACT_GELU : VLM_ACT_QUICK_GELU;
+    if (!st && tok && m.merges) { // "#version" + one merge per line, as the merges files
+        size_t len = 16;
+        for (int i = 0; i < m.n_merges; i++) len += strlen(m.merges[i] ? m.merges[i] : "") + 1;
+        char *t = malloc(len);
+        if (t) {
+            char *o = t + sprintf(t, "#version: 0.2\n");
+            for (int i = 0; i < m.n_merges; i++) o += sprintf(o, "%s\n", m.merges[i] ? m.merges[i] : "");
+            *tok = t;
+        }
+    }
+    for (uint64_t i = 0; ti && i < nt; i++) free(ti[i].name);
+    free(ti);
+    vlm_strlist_free(m.merges, m.n_merges);
+    vlm_fset_free(&hf);
+    free(buf);
+    return st;
+}
 
 vlm_status vlm_clip_export(const vlm_clip *m, const char *tok, vlm_export_kind kind, const char *out, vlm_error *err) {
     vlm_status st;
@@ -605,7 +1007,8 @@ vlm_status vlm_clip_export(const vlm_clip *m, const char *tok, vlm_export_kind k
         if ((st = make_dir(out, err)) || (st = export_hf_config(m, out, err)) || (st = export_hf_weights(m, out, err)))
             return st;
         return tok ? export_hf_tokenizer(out, tok, err) : VLM_OK;
-    case VLM_EXPORT_GGUF: return vlm_gguf_write_clip(m, tok, out, err);
+    case VLM_EXPORT_GGUF: return vlm_gguf_write_clip(m, tok, 1, out, err);
+    case VLM_EXPORT_GGUF_F32: return vlm_gguf_write_clip(m, tok, 0, out, err);
     }
     return vlm_errorf(err, VLM_ERR_ARG, "unknown export format %d", (int)kind);
 }

@@ -38,12 +38,12 @@ vlm_status vlm_clip_cfg_infer(const vlm_fset *s, int heads_v, int heads_t, vlm_a
 // NULL if the name has no counterpart.
 const char *vlm_hf_from_openai(const char *name, char *buf, size_t cap);
 
-typedef enum { VLM_EXPORT_VLM, VLM_EXPORT_HF, VLM_EXPORT_OPENCLIP, VLM_EXPORT_GGUF } vlm_export_kind;
+typedef enum { VLM_EXPORT_VLM, VLM_EXPORT_HF, VLM_EXPORT_OPENCLIP, VLM_EXPORT_GGUF, VLM_EXPORT_GGUF_F32 } vlm_export_kind;
 // "vlm" | "hf" | "open_clip" | "gguf"; -1 if unknown.
 int vlm_export_parse(const char *name);
 // Writes m (and the merges text, which HF and GGUF need) as a vlm model file,
 // an HF CLIPModel folder, an open_clip hub folder or a GGUF file (clip.cpp's
-// layout, f32 tensors).
+// layout: matrices and the patch kernel f16, the rest f32; GGUF_F32: all f32).
 vlm_status vlm_clip_export(const vlm_clip *m, const char *tokenizer_text, vlm_export_kind kind, const char *out,
                            vlm_error *err);
 

@@ -42,7 +42,7 @@ static void test_help_and_unknown(void) {
     static const char *cmds[] = {"pretrain", "finetune", "zeroshot", "linprobe", "detect eval", "detect train",
                                  "detect predict", "generate train", "generate sample", "generate eval", "data stats",
                                  "data preview", "data convert", "data bench", "data scenes", "preprocess",
-                                 "tokenize", "bpe train", "bench", "bench ops", "clip-step"};
+                                 "tokenize", "bpe train", "bench", "bench ops", "clip-step", "convert"};
     char a[256];
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         snprintf(a, sizeof a, "%s --help", cmds[i]);
@@ -148,12 +148,53 @@ static void test_text_commands(void) {
           "tokenize: %s %s", out_buf, err_buf);
 }
 
+// vlm convert, and an imported model without a tokenizer refused by zeroshot.
+static void test_convert(void) {
+    char a[2048];
+    snprintf(a, sizeof a, "convert %s " DIRN "/hf --to=hf --tokenizer %s", tu_src("tests/fixtures/import/openai_micro.pt"),
+             tu_src("../shared/reference/openai-clip/bpe_simple_vocab_16e6.txt.gz"));
+    CHECK(vlm(a) == 0 && strstr(err_buf, "OpenAI TorchScript") && strstr(err_buf, "QuickGELU") && strstr(out_buf, "wrote"),
+          "convert to hf: %s", err_buf);
+    struct stat sb;
+    CHECK(stat(DIRN "/hf/vocab.json", &sb) == 0 && stat(DIRN "/hf/config.json", &sb) == 0, "HF folder written");
+    CHECK(vlm("convert " DIRN "/hf " DIRN "/m.gguf --to gguf") == 0 && strstr(err_buf, "Hugging Face"), "hf to gguf: %s",
+          err_buf);
+    CHECK(vlm("convert " DIRN "/m.gguf " DIRN "/m.safetensors") == 0 && strstr(err_buf, "GGUF"), "gguf to vlm: %s", err_buf);
+    // clip-step takes the config from the weights: OpenAI's .pt gives the reference features
+    snprintf(a, sizeof a, "clip-step --weights %s --inputs %s --out " DIRN "/step.safetensors",
+             tu_src("tests/fixtures/import/openai_micro.pt"), tu_src("tests/fixtures/import/micro.io.safetensors"));
+    CHECK(vlm(a) == 0, "clip-step without --config: %s", err_buf);
+    vlm_st_file f1, f2;
+    vlm_error err = {0};
+    if (!vlm_st_read(&f1, DIRN "/step.safetensors", &err)) {
+        if (!vlm_st_read(&f2, tu_src("tests/fixtures/import/micro.io.safetensors"), &err)) {
+            const vlm_st_entry *x = vlm_st_find(&f1, "image_features"), *y = vlm_st_find(&f2, "image_features");
+            CHECK(x && y && x->numel == y->numel &&
+                      tu_rel_err(vlm_st_data(&f1, x), vlm_st_data(&f2, y), (long)x->numel, 1e-3) < 1e-4,
+                  "clip-step features of the imported weights");
+            vlm_st_free(&f2);
+        }
+        vlm_st_free(&f1);
+    } else
+        CHECK(0, "clip-step output: %s", err.msg);
+    CHECK(vlm("convert a b --to onnx") == 2 && strstr(err_buf, "onnx"), "bad --to: %s", err_buf);
+    CHECK(vlm("convert a") == 2, "one path: exit 2");
+    snprintf(a, sizeof a, "zeroshot --clip %s --data " DIRN "/sq/train.tsv --classnames " DIRN "/sq/classnames.txt",
+             tu_src("tests/fixtures/import/openai_micro.pt"));
+    CHECK(vlm(a) == 1 && strstr(err_buf, "without a tokenizer") && strstr(err_buf, "bpe_simple_vocab_16e6.txt.gz"),
+          "no tokenizer invented: %s", err_buf);
+    snprintf(a, sizeof a, "pretrain --pretrained %s --train-data " DIRN "/sq/train.tsv --logs " DIRN "/logs --max-steps 1",
+             tu_src("tests/fixtures/import/hf_micro"));
+    CHECK(vlm(a) == 1 && strstr(err_buf, "without a tokenizer"), "pretrain --pretrained without a tokenizer: %s", err_buf);
+}
+
 int main(void) {
     if (system("rm -rf " DIRN " && mkdir -p " DIRN) != 0) return 1;
     test_help_and_unknown();
     test_values();
     test_data_commands();
     test_text_commands();
+    test_convert();
     if (!tu_failures && system("rm -rf " DIRN) != 0) fprintf(stderr, "cleanup failed\n");
     return tu_done("test_cli");
 }

@@ -116,6 +116,40 @@ static void test_round_trips(const vlm_st_file *io) {
         free(tok);
         vlm_clip_free(&b);
     }
+    // GGUF: f32 exact (weights and tokenizer), f16 within its rounding; an
+    // independent reader (tests/reference/check_gguf.py) agrees where Python is here
+    for (int f16 = 0; f16 < 2; f16++) {
+        const char *g = f16 ? TMP "/m16.gguf" : TMP "/m32.gguf";
+        CHECK(vlm_clip_export(&m, merges, f16 ? VLM_EXPORT_GGUF : VLM_EXPORT_GGUF_F32, g, &err) == VLM_OK, "gguf: %s", err.msg);
+        vlm_clip b;
+        char *tok = NULL;
+        if (vlm_clip_import(g, NULL, &b, &tok, NULL, 0, &err)) {
+            CHECK(0, "re-import %s: %s", g, err.msg);
+            continue;
+        }
+        if (!f16) {
+            CHECK(params_equal(&m, &b), "gguf f32: the round trip is exact");
+            CHECK(tok != NULL, "gguf f32: the tokenizer comes back (tokenizer.ggml.merges)");
+            check_features(g, &b, io);
+        } else {
+            double e = tu_rel_err(b.ps.data, m.ps.data, (long)m.ps.total, 1e-2);
+            CHECK(e < 2e-3, "gguf f16: weights within f16 rounding (%.2e)", e);
+        }
+        CHECK(b.cfg.text.heads == 2 && b.cfg.vision.heads == 1 && b.cfg.vision.act == VLM_ACT_QUICK_GELU, "gguf config");
+        if (tok) {
+            vlm_tokenizer t1;
+            CHECK(!vlm_tokenizer_init_from_memory(&t1, tok, strlen(tok), &err) && vlm_tokenizer_vocab_size(&t1) == 49408,
+                  "gguf tokenizer: %s", err.msg);
+            vlm_tokenizer_free(&t1);
+        }
+        free(tok);
+        vlm_clip_free(&b);
+        if (!system("/usr/bin/python3 -c 'import numpy' 2>/dev/null")) {
+            char cmd[1024];
+            snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s " TMP "/hf", tu_src("tests/reference/check_gguf.py"), g);
+            CHECK(system(cmd) == 0, "independent GGUF reader on %s", g);
+        }
+    }
     // HF vocab.json: CLIP's ids (byte tokens in bytes_to_unicode order, then merges, SOT/EOT last)
     char *vj = tu_read_file(TMP "/hf/vocab.json", NULL);
     CHECK(vj && strstr(vj, "\"!\": 0") && strstr(vj, "\"<|endoftext|>\": 49407") && strstr(vj, "\"!</w>\": 256"),

@@ -131,7 +131,7 @@ typedef struct {
 // The zero-shot head: 100 x the class embeddings of the names x templates.
 static vlm_status zeroshot_head(ft_task *p, vlm_error *err) {
     const vlm_finetune_opts *o = p->o;
-    if (!p->merges) return vlm_errorf(err, VLM_ERR_FORMAT, "%s: checkpoint carries no tokenizer", o->checkpoint);
+    if (!p->merges) return vlm_errorf(err, VLM_ERR_FORMAT, VLM_NO_TOKENIZER, o->checkpoint);
     if (!p->cls_names) return vlm_errorf(err, VLM_ERR_ARG, "--zeroshot-init needs class names (--classnames FILE)");
     char **tmpl = NULL;
     int T = 0, own = 0;

@@ -17,7 +17,7 @@ void vlm_pretrain_opts_default(vlm_pretrain_opts *o) {
     vlm_train_common_default(&o->c);
     o->c.batch = 64, o->c.epochs = 1, o->c.warmup = 100, o->c.save_every = 200, o->c.log_every = 10;
     o->c.lr = 5e-4, o->c.wd = 0.2, o->c.beta2 = 0.98, o->c.eps = 1e-6;
-    o->dtype = "auto", o->img_key = "filepath", o->cap_key = "title", o->model = "tiny", o->sep = '\t';
+    o->dtype = "auto", o->img_key = "filepath", o->cap_key = "title", o->model = NULL, o->sep = '\t';
     o->accum = 1, o->save_freq = 1, o->keep = 3, o->nsynth = 4096, o->cooldown_power = 1.0;
     vlm_decode_opts_default(&o->dec);
 }
@@ -328,6 +328,45 @@ static vlm_status train_vocab(pretrain_task *p, vlm_error *err) {
     return st;
 }
 
+// --pretrained: the model as the weights define it (any format fusion/import.h
+// reads; --model, if given, must agree), with the tokenizer that came with
+// them or --tokenizer; never a newly trained vocabulary.
+static vlm_status from_pretrained(pretrain_task *p, vlm_error *err) {
+    const vlm_pretrain_opts *o = p->o;
+    char *tok = NULL;
+    vlm_clip w;
+    vlm_status st = vlm_ckpt_load_model(o->pretrained, &w, &tok, err);
+    if (st) return st;
+    vlm_clip_cfg cfg = w.cfg;
+    if (o->model) {
+        vlm_clip_cfg want;
+        if (!(st = vlm_clip_cfg_load(o->model, &want, err)) &&
+            (want.embed_dim != cfg.embed_dim || want.vision.width != cfg.vision.width || want.vision.layers != cfg.vision.layers ||
+             want.vision.patch_size != cfg.vision.patch_size || want.text.width != cfg.text.width ||
+             want.text.layers != cfg.text.layers || want.text.vocab_size != cfg.text.vocab_size))
+            st = vlm_errorf(err, VLM_ERR_ARG, "--model %s does not match the weights of %s (leave --model out: the "
+                            "weights define the model)", o->model, o->pretrained);
+        if (!st) cfg = want, cfg.vision.act = w.cfg.vision.act, cfg.text.act = w.cfg.text.act;
+    }
+    cfg.siglip = o->siglip;
+    if (o->patch_dropout > 0) cfg.vision.patch_dropout = (float)o->patch_dropout;
+    if (!st && !(st = vlm_clip_init(&p->m, &cfg, err))) {
+        p->have_model = 1;
+        vlm_clip_init_weights(&p->m, (uint64_t)o->c.seed); // a SigLIP bias the weights lack keeps its init
+        for (int i = 0; i < p->m.ps.n; i++) {
+            int j = vlm_params_find(&w.ps, p->m.ps.p[i].name);
+            if (j >= 0 && w.ps.p[j].numel == p->m.ps.p[i].numel)
+                memcpy(p->m.ps.p[i].t.data, w.ps.p[j].t.data, sizeof(float) * (size_t)w.ps.p[j].numel);
+        }
+    }
+    vlm_clip_free(&w);
+    if (!st && o->tokenizer) free(tok), tok = NULL, st = vlm_tokenizer_read_merges(o->tokenizer, &tok, err);
+    if (!st && !tok) st = vlm_errorf(err, VLM_ERR_ARG, VLM_NO_TOKENIZER, o->pretrained);
+    if (st) return free(tok), st;
+    p->merges = tok;
+    return VLM_OK;
+}
+
 // The model and its tokenizer: fresh (+ --pretrained weights, + a vocabulary)
 // or the resumed state's; vocab.txt in the run folder; locked towers frozen.
 static vlm_status build_model(pretrain_task *p, vlm_error *err) {
@@ -338,15 +377,16 @@ static vlm_status build_model(pretrain_task *p, vlm_error *err) {
         if ((st = vlm_ckpt_load_model(run->resume, &p->m, &p->merges, err))) return st;
         p->have_model = 1;
         if (!p->merges) return vlm_errorf(err, VLM_ERR_FORMAT, "%s: checkpoint carries no tokenizer", run->resume);
+    } else if (o->pretrained) {
+        if ((st = from_pretrained(p, err))) return st;
     } else {
         vlm_clip_cfg cfg;
-        if ((st = vlm_clip_cfg_load(o->model, &cfg, err))) return st;
+        if ((st = vlm_clip_cfg_load(o->model ? o->model : "tiny", &cfg, err))) return st;
         cfg.siglip = o->siglip;
         if (o->patch_dropout > 0) cfg.vision.patch_dropout = (float)o->patch_dropout;
         if ((st = vlm_clip_init(&p->m, &cfg, err))) return st;
         p->have_model = 1;
         vlm_clip_init_weights(&p->m, (uint64_t)o->c.seed);
-        if (o->pretrained && (st = vlm_clip_load_weights(&p->m, o->pretrained, err))) return st;
         st = o->tokenizer ? vlm_tokenizer_read_merges(o->tokenizer, &p->merges, err) : train_vocab(p, err);
         if (st) return st;
     }
@@ -471,10 +511,10 @@ static vlm_status setup(pretrain_task *p, vlm_trainer *t, vlm_error *err) {
                          p->B * p->K * W);
     if (o->c.time_schedule && !o->c.max_steps)
         vlm_trainer_logf(t, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, steps of %d x %d pairs for %.1f minutes, run dir %s",
-                         o->model, (long long)p->m.ps.total, p->epoch_size * W, p->B, p->K, o->c.max_minutes, t->run.dir);
+                         o->model ? o->model : o->pretrained ? o->pretrained : "tiny", (long long)p->m.ps.total, p->epoch_size * W, p->B, p->K, o->c.max_minutes, t->run.dir);
     else
         vlm_trainer_logf(t, "pretrain: %s, %lld params, %" PRId64 " samples/epoch, %" PRId64 " steps of %d x %d pairs, run dir %s",
-                         o->model, (long long)p->m.ps.total, p->epoch_size * W, t->cfg.total_steps, p->B, p->K, t->run.dir);
+                         o->model ? o->model : o->pretrained ? o->pretrained : "tiny", (long long)p->m.ps.total, p->epoch_size * W, t->cfg.total_steps, p->B, p->K, t->run.dir);
     return VLM_OK;
 }
 
@@ -487,7 +527,8 @@ vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_
     char name[512];
     if (o->c.name) snprintf(name, sizeof name, "%s", o->c.name);
     else {
-        const char *base = strrchr(o->model, '/') ? strrchr(o->model, '/') + 1 : o->model;
+        const char *mn = o->model ? o->model : o->pretrained ? o->pretrained : "tiny";
+        const char *base = strrchr(mn, '/') ? strrchr(mn, '/') + 1 : mn;
         snprintf(name, sizeof name, "%s-b%lld-s%lld", base, o->c.batch, o->c.seed);
     }
     vlm_trainer t;
