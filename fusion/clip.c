@@ -21,7 +21,17 @@ vlm_status vlm_clip_cfg_preset(const char *name, vlm_clip_cfg *cfg, vlm_error *e
     else if (!strcmp(name, "ViT-S-16")) set_cfg(cfg, 384, 224, 16, 384, 12, 6, 77, 49408, 384, 12, 6, VLM_ACT_GELU);
     else if (!strcmp(name, "ViT-S-32")) set_cfg(cfg, 384, 224, 32, 384, 12, 6, 77, 49408, 384, 12, 6, VLM_ACT_GELU);
     else if (!strcmp(name, "ViT-B-32")) set_cfg(cfg, 512, 224, 32, 768, 12, 12, 77, 49408, 512, 12, 8, VLM_ACT_GELU);
-    else return vlm_errorf(err, VLM_ERR_ARG, "unknown model '%s' (presets: tiny, small, ViT-S-16, ViT-S-32, ViT-B-32; or a JSON file)", name);
+    // OpenAI's released models (QuickGELU), as their weights define them
+    else if (!strcmp(name, "ViT-B/32") || !strcmp(name, "openai-ViT-B-32"))
+        set_cfg(cfg, 512, 224, 32, 768, 12, 12, 77, 49408, 512, 12, 8, VLM_ACT_QUICK_GELU);
+    else if (!strcmp(name, "ViT-B/16") || !strcmp(name, "openai-ViT-B-16"))
+        set_cfg(cfg, 512, 224, 16, 768, 12, 12, 77, 49408, 512, 12, 8, VLM_ACT_QUICK_GELU);
+    else if (!strcmp(name, "ViT-L/14") || !strcmp(name, "openai-ViT-L-14"))
+        set_cfg(cfg, 768, 224, 14, 1024, 24, 16, 77, 49408, 768, 12, 12, VLM_ACT_QUICK_GELU);
+    else if (!strcmp(name, "ViT-L/14@336px") || !strcmp(name, "openai-ViT-L-14-336"))
+        set_cfg(cfg, 768, 336, 14, 1024, 24, 16, 77, 49408, 768, 12, 12, VLM_ACT_QUICK_GELU);
+    else return vlm_errorf(err, VLM_ERR_ARG, "unknown model '%s' (presets: tiny, small, ViT-S-16, ViT-S-32, ViT-B-32, "
+                           "OpenAI's ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px; or a JSON file)", name);
     return VLM_OK;
 }
 

@@ -22,7 +22,8 @@ typedef struct {
     int logit_scale, logit_bias; // param indices (logit_bias -1 unless siglip)
 } vlm_clip;
 
-// Presets: tiny, small, ViT-S-16, ViT-S-32, ViT-B-32 (open_clip's configs).
+// Presets: tiny, small, ViT-S-16, ViT-S-32, ViT-B-32 (open_clip's configs) and OpenAI's
+// ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px (QuickGELU; also openai-ViT-L-14-336 etc.).
 vlm_status vlm_clip_cfg_preset(const char *name, vlm_clip_cfg *cfg, vlm_error *err);
 // JSON text in either OpenAI's CLIP(...) argument names (embed_dim,
 // image_resolution, vision_layers, vision_width, vision_patch_size,

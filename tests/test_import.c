@@ -212,6 +212,49 @@ static void test_f16_bf16(void) {
     CHECK(o[0] == 1 && o[1] == -3 && fabsf(o[2] - 0.333984375f) < 1e-9, "bf16: %g %g %g", o[0], o[1], o[2]);
 }
 
+// OpenAI's released shapes give the presets (tensors calloc'd: untouched pages cost nothing).
+static void add_shape(vlm_fset *s, const char *name, int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
+    int64_t sh[4] = {a, b, c, d}, n = 1;
+    for (int i = 0; i < nd; i++) n *= sh[i];
+    vlm_error err;
+    vlm_fset_add(s, name, nd, sh, VLM_F16, calloc((size_t)n, sizeof(float)), &err);
+}
+
+static void test_presets(void) {
+    const char *names[4] = {"ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px"};
+    for (int i = 0; i < 4; i++) {
+        vlm_clip_cfg want, got;
+        vlm_error err = {0};
+        CHECK(vlm_clip_cfg_preset(names[i], &want, &err) == VLM_OK, "preset %s: %s", names[i], err.msg);
+        const vlm_vit_cfg *v = &want.vision;
+        const vlm_text_cfg *t = &want.text;
+        vlm_fset s = {0};
+        int64_t grid = v->image_size / v->patch_size;
+        add_shape(&s, "visual.conv1.weight", 4, v->width, 3, v->patch_size, v->patch_size);
+        add_shape(&s, "visual.positional_embedding", 2, grid * grid + 1, v->width, 0, 0);
+        add_shape(&s, "text_projection", 2, t->width, want.embed_dim, 0, 0);
+        add_shape(&s, "positional_embedding", 2, t->context_length, t->width, 0, 0);
+        add_shape(&s, "token_embedding.weight", 2, t->vocab_size, t->width, 0, 0);
+        add_shape(&s, "ln_final.weight", 1, t->width, 0, 0, 0);
+        char n[128];
+        for (int l = 0; l < v->layers; l++) {
+            snprintf(n, sizeof n, "visual.transformer.resblocks.%d.attn.in_proj_weight", l);
+            add_shape(&s, n, 2, 3 * v->width, v->width, 0, 0);
+        }
+        for (int l = 0; l < t->layers; l++) {
+            snprintf(n, sizeof n, "transformer.resblocks.%d.attn.in_proj_weight", l);
+            add_shape(&s, n, 2, 3 * t->width, t->width, 0, 0);
+        }
+        add_shape(&s, "visual.transformer.resblocks.0.mlp.c_fc.weight", 2, 4 * v->width, v->width, 0, 0);
+        add_shape(&s, "transformer.resblocks.0.mlp.c_fc.weight", 2, 4 * t->width, t->width, 0, 0);
+        CHECK(vlm_clip_cfg_infer(&s, 0, 0, VLM_ACT_QUICK_GELU, &got, &err) == VLM_OK, "infer %s: %s", names[i], err.msg);
+        CHECK(!memcmp(&got, &want, sizeof got), "%s: inferred config = preset (vision %d/%d/%d/%d, text %d/%d/%d)",
+              names[i], got.vision.image_size, got.vision.width, got.vision.layers, got.vision.heads, got.text.width,
+              got.text.layers, got.text.heads);
+        vlm_fset_free(&s);
+    }
+}
+
 int main(void) {
     if (system("rm -rf " TMP " && mkdir -p " TMP) != 0) return 1;
     vlm_st_file io;
@@ -221,6 +264,7 @@ int main(void) {
         return tu_done("test_import");
     }
     test_f16_bf16();
+    test_presets();
     test_formats(&io);
     test_round_trips(&io);
     test_hostile();
