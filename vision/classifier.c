@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "core/op_ext.h"
 #include "core/safetensors.h"
 
@@ -442,6 +443,13 @@ vlm_status vlm_classifier_save(const char *path, const vlm_classifier *m, const 
 }
 
 int vlm_classifier_file_is(const char *path, vlm_error *err) {
+    struct stat sb;
+    if (!stat(path, &sb) && S_ISDIR(sb.st_mode)) return 0; // a weights folder (HF, open_clip hub)
+    FILE *fp = fopen(path, "rb");
+    char magic[4] = {0};
+    size_t got = fp ? fread(magic, 1, 4, fp) : 0;
+    if (fp) fclose(fp);
+    if (got == 4 && (!memcmp(magic, "PK\003\004", 4) || !memcmp(magic, "GGUF", 4))) return 0; // PyTorch zip, GGUF
     vlm_st_file f;
     if (vlm_st_read(&f, path, err)) return -1;
     const char *fmt = vlm_st_meta(&f, "format");
