@@ -188,6 +188,9 @@ def main():
     pkl = (b"\x80\x02}X\x01\x00\x00\x00w"  # {"w": _rebuild_tensor_v2(storage(4 floats), 2, (4,), (1,))}
            b"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000"
            b"X\x03\x00\x00\x00cpuK\x04tQK\x02K\x04\x85K\x01\x85\x89)tRs.")
+    with zipfile.ZipFile(os.path.join(OUT, "evil_dtype.pt"), "w") as z:  # a storage type no state dict of floats has
+        z.writestr("archive/data.pkl", pkl.replace(b"torch\nFloatStorage", b"torch\nComplexFloatStorage"))
+        z.writestr("archive/data/0", np.arange(4, dtype=np.float32).tobytes())
     with zipfile.ZipFile(os.path.join(OUT, "evil_offset.pt"), "w") as z:
         z.writestr("archive/data.pkl", pkl)
         z.writestr("archive/data/0", np.arange(4, dtype=np.float32).tobytes())
