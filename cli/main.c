@@ -20,6 +20,8 @@ static const struct {
     {"linprobe", cmd_linprobe, "logistic-regression linear probe on frozen image features"},
     {"detect", cmd_detect, "`vlm detect eval|train|predict`: open-vocabulary detection, COCO evaluation"},
     {"generate", cmd_generate, "`vlm generate train|sample|eval`: CLIP-conditioned diffusion (DiT) image generation"},
+    {"embed", cmd_embed, "images or texts to an embeddings file (L2-normalised, with ids; resumable)"},
+    {"search", cmd_search, "exact top-k search of an embeddings file by text or image"},
     {"convert", cmd_convert, "CLIP weights between vlm, OpenAI .pt, open_clip, Hugging Face and GGUF layouts"},
     {"clip-step", cmd_clip_step, "reference harness: one CLIP forward/backward (+ AdamW steps) to safetensors"},
     {"data", cmd_data, "`vlm data stats|preview|convert|bench|scenes`: inspect, convert, time datasets; detection scenes"},

@@ -61,19 +61,27 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *const *tabl
               vlm_error *err) {
     struct option lo[MAX_OPTS + 2];
     const cli_opt *ref[MAX_OPTS];
-    int n = 0;
+    int n = 0, short_ref[128];
+    char shorts[MAX_OPTS * 2 + 4] = ":h";
+    size_t ns = 2;
     for (int t = 0; t < n_tables; t++)
         for (const cli_opt *o = tables[t]; o->name && n < MAX_OPTS; o++, n++) {
             int has = o->kind == CLI_FLAG || o->kind == CLI_FN0 ? no_argument : required_argument;
             lo[n] = (struct option){o->name, has, NULL, 1000 + n};
             ref[n] = o;
+            if (strlen(o->name) == 1 && o->name[0] != 'h' && (unsigned char)o->name[0] < 128) { // also -k V
+                short_ref[(int)o->name[0]] = n;
+                shorts[ns++] = o->name[0];
+                if (has == required_argument) shorts[ns++] = ':';
+                shorts[ns] = 0;
+            }
         }
     lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
     lo[n] = (struct option){NULL, 0, NULL, 0};
     optind = 0; // a fresh scan (GNU: also resets the parser's internal state)
     opterr = 0;
     int c, noted[MAX_OPTS] = {0};
-    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, shorts, lo, NULL)) != -1) {
         const char *bad = argv[optind - 1];
         if (c == 'h') return 1;
         if (c == ':') {
@@ -84,6 +92,7 @@ int cli_parse(const char *cmd, int argc, char **argv, const cli_opt *const *tabl
             vlm_errorf(err, VLM_ERR_ARG, "unknown option '%s' (see vlm %s --help)", bad, cmd);
             return -1;
         }
+        if (c < 1000) c = 1000 + short_ref[c & 127];
         const cli_opt *o = ref[c - 1000];
         if (o->renamed_to && !noted[c - 1000]++)
             fprintf(stderr, "vlm %s: note: --%s is now --%s (the old name still works)\n", cmd, o->name, o->renamed_to);
