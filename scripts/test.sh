@@ -4,7 +4,8 @@
 # (-DVLM_MPI=ON, build-mpi/) and its mpirun tests; then the suite under
 # AddressSanitizer+UBSan.
 # usage: scripts/test.sh [--fast | --asan-only | --tsan]
-#   (default)    Release build + ctest, MPI build + its tests, then ASan+UBSan build + ctest
+#   (default)    Release build + ctest, the examples against the installed package (scripts/examples.sh),
+#                MPI build + its tests, then ASan+UBSan build + ctest
 #   --fast       Release build + ctest, MPI build + its tests
 #   --asan-only  ASan+UBSan build + ctest only
 #   --tsan       ThreadSanitizer build + ctest of the threaded tests
@@ -19,7 +20,8 @@ run_suite() { # builddir sanitize [ctest args...]
   local dir=$1 san=$2 mpi=OFF; shift 2
   [[ $dir == build-mpi ]] && mpi=ON
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=$([[ -z $san ]] && echo Release || echo RelWithDebInfo) \
-    -DVLM_WERROR=ON -DVLM_SANITIZE="$san" -DVLM_MPI=$mpi >/dev/null
+    -DVLM_WERROR=ON -DVLM_SANITIZE="$san" -DVLM_MPI=$mpi \
+    -DVLM_SHARED=$([[ -z $san && $mpi == OFF ]] && echo ON || echo OFF) >/dev/null
   if [[ $mpi == ON ]]; then # only the CLI and the mpirun tests (the rest is the same code as build/)
     cmake --build "$dir" -j"$jobs" --target vlm_cli $(basename -s .c tests/test_mpi_*.c)
   else
@@ -31,9 +33,10 @@ run_suite() { # builddir sanitize [ctest args...]
 case "$mode" in
   all|--all)
     run_suite build ""
+    bash scripts/examples.sh build
     run_suite build-mpi "" -R '^test_mpi_'
     ASAN_OPTIONS=detect_leaks=1 run_suite build-asan address -E '^test_slow_' ;;
-  --fast) run_suite build ""; run_suite build-mpi "" -R '^test_mpi_' ;;
+  --fast) run_suite build ""; bash scripts/examples.sh build; run_suite build-mpi "" -R '^test_mpi_' ;;
   --asan-only) ASAN_OPTIONS=detect_leaks=1 run_suite build-asan address ;;
   --tsan)
     # The loader's worker threads (pthreads) are what TSan checks. libgomp is
