@@ -30,6 +30,7 @@ int cmd_linprobe(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 // `vlm detect eval|train|predict`: cli/cmd_detect.c (dispatch, eval),
 // cli/cmd_detect_train.c, cli/cmd_detect_predict.c.
 int cmd_detect(int argc, char **argv);

@@ -22,6 +22,7 @@ static const struct {
     {"generate", cmd_generate, "`vlm generate train|sample|eval`: CLIP-conditioned diffusion (DiT) image generation"},
     {"embed", cmd_embed, "images or texts to an embeddings file (L2-normalised, with ids; resumable)"},
     {"search", cmd_search, "exact top-k search of an embeddings file by text or image"},
+    {"serve", cmd_serve, "HTTP JSON API over a CLIP: embed, zero-shot classify, metrics, a browser page"},
     {"convert", cmd_convert, "CLIP weights between vlm, OpenAI .pt, open_clip, Hugging Face and GGUF layouts"},
     {"clip-step", cmd_clip_step, "reference harness: one CLIP forward/backward (+ AdamW steps) to safetensors"},
     {"data", cmd_data, "`vlm data stats|preview|convert|bench|scenes`: inspect, convert, time datasets; detection scenes"},

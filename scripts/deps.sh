@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-openmp
       libjansson-dev libutf8proc-dev libpng-dev libjpeg62-turbo-dev
-      libarchive-dev zlib1g-dev openmpi-bin libopenmpi-dev)
+      libarchive-dev zlib1g-dev openmpi-bin libopenmpi-dev libmicrohttpd-dev)
 if [[ "${1:-}" == "--reference" ]]; then
   pkgs+=(python3-torch python3-torchvision python3-pil python3-numpy)
 fi

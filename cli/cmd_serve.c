@@ -1,0 +1,507 @@
+// `vlm serve`: an HTTP/1.1 JSON API on libmicrohttpd over one model. Request
+// threads parse and decode; one worker thread owns the model and embeds the
+// images of concurrent requests together (dynamic batching: up to
+// --max-batch, waiting at most --max-wait-ms); the queue is bounded (503),
+// bodies are limited (413), every request has a deadline (408); SIGTERM
+// drains what is in flight and exits 0.
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "api/model.h"
+#include "cli/cli.h"
+#include "cli/opts.h"
+#include "core/clock.h"
+#include "data/image.h"
+#include "data/transform.h"
+
+static const char *usage =
+    "usage: vlm serve --checkpoint C [--host 127.0.0.1] [--port 8080] [options]\n"
+    "Serves a CLIP over HTTP/1.1 (JSON):\n"
+    "  POST /v1/embed      {\"text\": \"...\"} or {\"image\": BASE64} or the image bytes (Content-Type image/*)\n"
+    "                      -> {\"embedding\": [...], \"dim\": E}\n"
+    "  POST /v1/classify   {\"image\": BASE64, \"labels\": [...], \"templates\": [...] (optional, \"{}\")}\n"
+    "                      -> {\"labels\": [...], \"probs\": [...]}\n"
+    "  GET /healthz, GET /metrics (Prometheus text), GET / (a page: drop an image, type labels)\n"
+    "  --tokenizer FILE        the weights' BPE merges if they lack one\n"
+    "  --token T               require Authorization: Bearer T (401 otherwise)\n"
+    "  --max-batch N (32)  --max-wait-ms MS (5)   dynamic batching of concurrent images\n"
+    "  --queue N (256)         queued requests before 503 (Retry-After: 1)\n"
+    "  --max-body BYTES (16 MiB) larger bodies get 413   --timeout S (30) a request's deadline (408)\n"
+    "Binds 127.0.0.1 unless --host says otherwise. SIGTERM/SIGINT: stop accepting, finish in-flight, exit 0.\n";
+
+// ---------------------------------------------------------------- jobs
+
+typedef struct job {
+    int kind;              // 0 image, 1 text, 2 classify
+    uint8_t *rgb;          // [S, S, 3] eval-transformed (image, classify)
+    char *text;            // text
+    char **labels, **tmpl; // classify
+    int n_labels, n_tmpl;
+    float *out;            // [E] embedding, then (classify) probs [n_labels]
+    float *probs;
+    int done, status;      // status: HTTP code of a failure, 0 ok
+    char err[256];
+    struct job *next;
+} job;
+
+typedef struct {
+    vlm_model *m;
+    int S, E, max_batch, max_wait_ms, queue_cap;
+    pthread_mutex_t mu;
+    pthread_cond_t more, finished;
+    job *head, *tail;
+    int depth, stop;
+    // metrics
+    long long req[8][6]; // route x status class (2xx 4xx 5xx, 401 413 503)
+    long long lat[12], batch_hist[7];
+    double lat_sum;
+    long long in_flight;
+} server;
+
+static const char *routes[8] = {"/", "/healthz", "/metrics", "/v1/embed", "/v1/classify", "other", "", ""};
+static const double lat_bounds[11] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+static const int batch_bounds[6] = {1, 2, 4, 8, 16, 32};
+
+static void job_free(job *j) {
+    if (!j) return;
+    free(j->rgb), free(j->text), free(j->out), free(j->probs);
+    for (int i = 0; i < j->n_labels; i++) free(j->labels[i]);
+    for (int i = 0; i < j->n_tmpl; i++) free(j->tmpl[i]);
+    free(j->labels), free(j->tmpl), free(j);
+}
+
+// Runs the batch's image embeddings together, then each job's text part.
+static void run_batch(server *s, job **b, int n) {
+    uint8_t *rgb = malloc((size_t)n * s->S * s->S * 3);
+    float *e = malloc(sizeof(float) * (size_t)n * s->E);
+    int ni = 0;
+    job *img[256];
+    for (int i = 0; i < n; i++)
+        if (b[i]->kind != 1 && rgb) memcpy(rgb + (size_t)ni * s->S * s->S * 3, b[i]->rgb, (size_t)s->S * s->S * 3), img[ni++] = b[i];
+    vlm_error err = {0};
+    if (!rgb || !e || (ni && vlm_model_embed_rgb(s->m, rgb, ni, s->S, s->S, e, &err)))
+        for (int i = 0; i < ni; i++) img[i]->status = 500, snprintf(img[i]->err, sizeof img[i]->err, "%s", err.msg);
+    for (int i = 0; i < ni && !img[0]->status; i++) memcpy(img[i]->out, e + (size_t)i * s->E, sizeof(float) * s->E);
+    for (int i = 0; i < n; i++) {
+        job *j = b[i];
+        if (j->status) continue;
+        vlm_status st = VLM_OK;
+        if (j->kind == 1) st = vlm_model_embed_texts(s->m, (const char *const *)&j->text, 1, j->out, &err);
+        else if (j->kind == 2)
+            st = vlm_model_classify(s->m, j->out, (const char *const *)j->labels, j->n_labels,
+                                    j->n_tmpl ? (const char *const *)j->tmpl : NULL, j->n_tmpl, j->probs, &err);
+        if (st) j->status = st == VLM_ERR_ARG ? 400 : 500, snprintf(j->err, sizeof j->err, "%s", err.msg);
+    }
+    free(rgb), free(e);
+}
+
+static void *worker(void *arg) {
+    server *s = arg;
+    job *b[256];
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && !s->stop) pthread_cond_wait(&s->more, &s->mu);
+        if (!s->head && s->stop) break;
+        // wait up to max_wait for the batch to fill
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)s->max_wait_ms * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L, until.tv_nsec %= 1000000000L;
+        while (s->depth < s->max_batch && !s->stop && pthread_cond_timedwait(&s->more, &s->mu, &until) == 0) {}
+        int n = 0;
+        while (s->head && n < s->max_batch) b[n++] = s->head, s->head = s->head->next, s->depth--;
+        if (!s->head) s->tail = NULL;
+        int hb = 0;
+        while (hb < 5 && n > batch_bounds[hb]) hb++;
+        s->batch_hist[hb]++;
+        pthread_mutex_unlock(&s->mu);
+        run_batch(s, b, n);
+        pthread_mutex_lock(&s->mu);
+        for (int i = 0; i < n; i++) b[i]->done = 1;
+        pthread_cond_broadcast(&s->finished);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+// Queues j and waits for it (deadline: timeout_s). 0 ok; else the HTTP status.
+static int submit(server *s, job *j, double timeout_s) {
+    pthread_mutex_lock(&s->mu);
+    if (s->depth >= s->queue_cap || s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        return 503;
+    }
+    if (s->tail) s->tail->next = j;
+    else s->head = j;
+    s->tail = j, s->depth++;
+    pthread_cond_signal(&s->more);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)timeout_s;
+    int rc = 0;
+    while (!j->done && rc == 0) rc = pthread_cond_timedwait(&s->finished, &s->mu, &until);
+    int timed_out = !j->done;
+    while (!j->done) pthread_cond_wait(&s->finished, &s->mu); // the worker still holds it: wait, then answer 408
+    pthread_mutex_unlock(&s->mu);
+    return timed_out ? 408 : j->status;
+}
+
+// ---------------------------------------------------------------- requests
+
+typedef struct {
+    char *body;
+    size_t n, cap;
+    int too_big;
+    double t0;
+} conn_state;
+
+typedef struct {
+    server *s;
+    const char *token;
+    size_t max_body;
+    double timeout;
+} app;
+
+static enum MHD_Result reply(struct MHD_Connection *c, int code, const char *type, const char *body, size_t n) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(n, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", type);
+    if (code == 503) MHD_add_response_header(r, "Retry-After", "1");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)code, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result reply_err(struct MHD_Connection *c, int code, const char *msg) {
+    json_t *j = json_pack("{s:s, s:i}", "error", msg, "status", code);
+    char *t = json_dumps(j, JSON_COMPACT);
+    enum MHD_Result r = reply(c, code, "application/json", t ? t : "{}", t ? strlen(t) : 2);
+    free(t);
+    json_decref(j);
+    return r;
+}
+
+static int b64val(int c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    return c == '+' || c == '-' ? 62 : c == '/' || c == '_' ? 63 : -1;
+}
+
+// Base64 (standard or URL alphabet, padding optional, a data: prefix allowed) -> bytes; NULL if invalid.
+static uint8_t *b64_decode(const char *s, size_t *n) {
+    const char *comma = strncmp(s, "data:", 5) ? NULL : strchr(s, ',');
+    if (comma) s = comma + 1;
+    size_t L = strlen(s), o = 0;
+    uint8_t *out = malloc(L / 4 * 3 + 4);
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; out && i < L; i++) {
+        if (s[i] == '=' || s[i] == '\n' || s[i] == '\r') continue;
+        int v = b64val((unsigned char)s[i]);
+        if (v < 0) return free(out), NULL;
+        acc = acc << 6 | (uint32_t)v, bits += 6;
+        if (bits >= 8) bits -= 8, out[o++] = (uint8_t)(acc >> bits);
+    }
+    *n = o;
+    return out;
+}
+
+// Decodes and eval-transforms an image into j->rgb; 0 or an HTTP status (message in j->err).
+static int prepare_image(server *s, job *j, const void *data, size_t n) {
+    vlm_image img;
+    vlm_image_init(&img);
+    vlm_decode_opts dec;
+    vlm_decode_opts_default(&dec);
+    vlm_transform t;
+    vlm_transform_init(&t, s->S);
+    vlm_transform_scratch sc;
+    vlm_transform_scratch_init(&sc);
+    vlm_error err = {0};
+    j->rgb = malloc((size_t)s->S * s->S * 3);
+    int code = !j->rgb ? 500 : vlm_image_decode(&img, data, n, "image", &dec, &err) ? 400
+               : vlm_transform_eval_u8(&t, &img, j->rgb, &sc, &err) ? 400 : 0;
+    if (code) snprintf(j->err, sizeof j->err, "%s", err.msg[0] ? err.msg : "out of memory");
+    vlm_image_free(&img);
+    vlm_transform_scratch_free(&sc);
+    return code;
+}
+
+static char **str_array(json_t *a, int *n) {
+    *n = 0;
+    if (!json_is_array(a) || json_array_size(a) > 1000) return NULL;
+    char **v = calloc(json_array_size(a) + 1, sizeof *v);
+    for (size_t i = 0; v && i < json_array_size(a); i++) {
+        const char *x = json_string_value(json_array_get(a, i));
+        if (!x || !*x) {
+            for (int k = 0; k < *n; k++) free(v[k]);
+            free(v);
+            *n = -1;
+            return NULL;
+        }
+        v[(*n)++] = strdup(x);
+    }
+    return v;
+}
+
+// Builds the job of a POST body; 0 or an HTTP status (message in j->err).
+static int parse_job(server *s, int classify, const char *ctype, const conn_state *cs, job *j) {
+    j->out = malloc(sizeof(float) * (size_t)s->E);
+    if (!j->out) return 500;
+    if (ctype && !strncmp(ctype, "image/", 6) && !classify) {
+        j->kind = 0;
+        return prepare_image(s, j, cs->body, cs->n);
+    }
+    if (!ctype || strncmp(ctype, "application/json", 16))
+        return snprintf(j->err, sizeof j->err, "Content-Type must be application/json%s", classify ? "" : " or image/*"), 415;
+    json_error_t je;
+    json_t *root = json_loadb(cs->body ? cs->body : "", cs->n, 0, &je);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return snprintf(j->err, sizeof j->err, "bad JSON: %s", je.text), 400;
+    }
+    const char *text = json_string_value(json_object_get(root, "text")), *b64 = json_string_value(json_object_get(root, "image"));
+    int code = 0;
+    if (classify) {
+        j->kind = 2;
+        j->labels = str_array(json_object_get(root, "labels"), &j->n_labels);
+        j->tmpl = str_array(json_object_get(root, "templates"), &j->n_tmpl);
+        if (j->n_tmpl < 0) j->n_tmpl = 0, code = 400, snprintf(j->err, sizeof j->err, "templates: non-empty strings expected");
+        if (j->n_labels < 1) j->n_labels = 0, code = 400, snprintf(j->err, sizeof j->err, "labels: 1 to 1000 non-empty strings expected");
+        if (!code && !(j->probs = malloc(sizeof(float) * (size_t)j->n_labels))) code = 500;
+    } else if (text) {
+        j->kind = 1;
+        if (!(j->text = strdup(text))) code = 500;
+    } else
+        j->kind = 0;
+    if (!code && j->kind != 1) {
+        size_t n = 0;
+        uint8_t *bytes = b64 ? b64_decode(b64, &n) : NULL;
+        if (!bytes) code = 400, snprintf(j->err, sizeof j->err, "%s", b64 ? "image: invalid base64" : "give \"text\" or \"image\" (base64)");
+        else code = prepare_image(s, j, bytes, n);
+        free(bytes);
+    }
+    json_decref(root);
+    return code;
+}
+
+static enum MHD_Result answer_job(struct MHD_Connection *c, server *s, const job *j) {
+    json_t *r = json_object(), *a = json_array();
+    if (j->kind == 2) {
+        json_t *l = json_array();
+        for (int i = 0; i < j->n_labels; i++) json_array_append_new(l, json_string(j->labels[i])), json_array_append_new(a, json_real(j->probs[i]));
+        json_object_set_new(r, "labels", l);
+        json_object_set_new(r, "probs", a);
+    } else {
+        for (int i = 0; i < s->E; i++) json_array_append_new(a, json_real(j->out[i]));
+        json_object_set_new(r, "embedding", a);
+        json_object_set_new(r, "dim", json_integer(s->E));
+    }
+    char *t = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(7));
+    json_decref(r);
+    enum MHD_Result ret = reply(c, 200, "application/json", t ? t : "{}", t ? strlen(t) : 2);
+    free(t);
+    return ret;
+}
+
+static const char *page =
+    "<!doctype html><html><head><meta charset=utf-8><title>vlm</title><style>"
+    "body{font:15px sans-serif;max-width:720px;margin:2em auto}#drop{border:2px dashed #888;padding:2em;text-align:center}"
+    "img{max-width:256px;margin:1em 0}td{padding:2px 8px}.bar{background:#4a8;height:12px}</style></head><body>"
+    "<h2>vlm: zero-shot classification</h2><div id=drop>drop an image here, or <input type=file id=file accept='image/*'></div>"
+    "<p><label>labels (comma-separated) <input id=labels size=50 value='a cat, a dog, a car'></label>"
+    " <button id=go>classify</button></p><img id=preview><table id=out></table><pre id=err></pre><script>"
+    "let b64=null;function load(f){const r=new FileReader();r.onload=()=>{preview.src=r.result;b64=r.result;};r.readAsDataURL(f);}"
+    "file.onchange=e=>load(e.target.files[0]);drop.ondragover=e=>e.preventDefault();"
+    "drop.ondrop=e=>{e.preventDefault();load(e.dataTransfer.files[0]);};"
+    "go.onclick=async()=>{err.textContent='';out.innerHTML='';if(!b64){err.textContent='no image';return;}"
+    "const labels=document.getElementById('labels').value.split(',').map(s=>s.trim()).filter(s=>s);"
+    "const r=await fetch('/v1/classify',{method:'POST',headers:{'Content-Type':'application/json'},"
+    "body:JSON.stringify({image:b64,labels})});const j=await r.json();if(!r.ok){err.textContent=j.error;return;}"
+    "j.labels.map((l,i)=>[l,j.probs[i]]).sort((a,b)=>b[1]-a[1]).forEach(([l,p])=>{out.insertRow().innerHTML="
+    "`<td>${l}</td><td>${p.toFixed(4)}</td><td><div class=bar style='width:${Math.round(300*p)}px'></div></td>`;});};"
+    "</script></body></html>";
+
+static void metrics_text(server *s, char *buf, size_t cap) {
+    static const char *cls[6] = {"2xx", "4xx", "5xx", "401", "413", "503"};
+    size_t o = (size_t)snprintf(buf, cap, "# TYPE vlm_requests_total counter\n");
+    pthread_mutex_lock(&s->mu);
+    for (int r = 0; r < 6; r++)
+        for (int k = 0; k < 6; k++)
+            if (s->req[r][k] && o < cap)
+                o += (size_t)snprintf(buf + o, cap - o, "vlm_requests_total{route=\"%s\",status=\"%s\"} %lld\n", routes[r], cls[k], s->req[r][k]);
+    long long cum = 0, total = 0;
+    for (int i = 0; i < 12; i++) total += s->lat[i];
+    if (o < cap) o += (size_t)snprintf(buf + o, cap - o, "# TYPE vlm_request_seconds histogram\n");
+    for (int i = 0; i < 11 && o < cap; i++)
+        cum += s->lat[i], o += (size_t)snprintf(buf + o, cap - o, "vlm_request_seconds_bucket{le=\"%g\"} %lld\n", lat_bounds[i], cum);
+    if (o < cap)
+        o += (size_t)snprintf(buf + o, cap - o, "vlm_request_seconds_bucket{le=\"+Inf\"} %lld\nvlm_request_seconds_sum %.6f\n"
+                                                "vlm_request_seconds_count %lld\n# TYPE vlm_batch_size histogram\n", total, s->lat_sum, total);
+    cum = 0;
+    long long nb = 0;
+    for (int i = 0; i < 7; i++) nb += s->batch_hist[i];
+    for (int i = 0; i < 6 && o < cap; i++)
+        cum += s->batch_hist[i], o += (size_t)snprintf(buf + o, cap - o, "vlm_batch_size_bucket{le=\"%d\"} %lld\n", batch_bounds[i], cum);
+    if (o < cap)
+        snprintf(buf + o, cap - o, "vlm_batch_size_bucket{le=\"+Inf\"} %lld\nvlm_batch_size_count %lld\n"
+                                   "# TYPE vlm_queue_depth gauge\nvlm_queue_depth %d\n# TYPE vlm_in_flight gauge\nvlm_in_flight %lld\n",
+                 nb, nb, s->depth, s->in_flight);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void count(server *s, int route, int code, double secs) {
+    int k = code == 401 ? 3 : code == 413 ? 4 : code == 503 ? 5 : code >= 500 ? 2 : code >= 400 ? 1 : 0;
+    int b = 0;
+    while (b < 11 && secs > lat_bounds[b]) b++;
+    pthread_mutex_lock(&s->mu);
+    s->req[route][k]++, s->lat[b]++, s->lat_sum += secs;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static enum MHD_Result counted(app *a, int route, conn_state *cs, int code, enum MHD_Result r) {
+    count(a->s, route, code, vlm_now() - cs->t0);
+    return r;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    app *a = cls;
+    conn_state *cs = *con_cls;
+    if (!cs) { // headers are in: start the body
+        if (!(cs = calloc(1, sizeof *cs))) return MHD_NO;
+        cs->t0 = vlm_now();
+        *con_cls = cs;
+        return MHD_YES;
+    }
+    if (*upload_size) { // body bytes
+        if (cs->n + *upload_size > a->max_body) cs->too_big = 1;
+        else {
+            if (cs->n + *upload_size > cs->cap) {
+                size_t nc = (cs->n + *upload_size) * 2;
+                char *nb = realloc(cs->body, nc + 1);
+                if (!nb) return MHD_NO;
+                cs->body = nb, cs->cap = nc;
+            }
+            memcpy(cs->body + cs->n, upload, *upload_size);
+            cs->n += *upload_size;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    int route = !strcmp(url, "/") ? 0 : !strcmp(url, "/healthz") ? 1 : !strcmp(url, "/metrics") ? 2
+              : !strcmp(url, "/v1/embed") ? 3 : !strcmp(url, "/v1/classify") ? 4 : 5;
+    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    if (a->token && route >= 3 && route <= 4) {
+        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        char want[300];
+        snprintf(want, sizeof want, "Bearer %s", a->token);
+        if (!auth || strcmp(auth, want)) return counted(a, route, cs, 401, reply_err(c, 401, "missing or wrong bearer token"));
+    }
+    if (route == 5) return counted(a, route, cs, 404, reply_err(c, 404, "no such route"));
+    if (route <= 2 && !get) return counted(a, route, cs, 405, reply_err(c, 405, "GET only"));
+    if (route >= 3 && !post) return counted(a, route, cs, 405, reply_err(c, 405, "POST only"));
+    if (route == 0) return counted(a, route, cs, 200, reply(c, 200, "text/html; charset=utf-8", page, strlen(page)));
+    if (route == 1) return counted(a, route, cs, 200, reply(c, 200, "application/json", "{\"status\": \"ok\"}", 16));
+    if (route == 2) {
+        char *buf = malloc(1 << 16);
+        if (!buf) return MHD_NO;
+        metrics_text(a->s, buf, 1 << 16);
+        enum MHD_Result r = reply(c, 200, "text/plain; version=0.0.4", buf, strlen(buf));
+        free(buf);
+        return counted(a, route, cs, 200, r);
+    }
+    if (cs->too_big) return counted(a, route, cs, 413, reply_err(c, 413, "request body too large"));
+    job *j = calloc(1, sizeof *j);
+    if (!j) return MHD_NO;
+    const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    int code = parse_job(a->s, route == 4, ctype, cs, j);
+    pthread_mutex_lock(&a->s->mu);
+    a->s->in_flight++;
+    pthread_mutex_unlock(&a->s->mu);
+    if (!code) code = submit(a->s, j, a->timeout);
+    pthread_mutex_lock(&a->s->mu);
+    a->s->in_flight--;
+    pthread_mutex_unlock(&a->s->mu);
+    enum MHD_Result r = !code ? answer_job(c, a->s, j)
+                        : reply_err(c, code, code == 503 ? "queue full" : code == 408 ? "timed out" : j->err[0] ? j->err : "error");
+    job_free(j);
+    return counted(a, route, cs, code ? code : 200, r);
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)c, (void)toe;
+    conn_state *cs = *con_cls;
+    if (cs) free(cs->body), free(cs);
+    *con_cls = NULL;
+}
+
+static volatile sig_atomic_t stop_now;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_now = 1;
+}
+
+int cmd_serve(int argc, char **argv) {
+    const char *ckpt = NULL, *host = "127.0.0.1", *tokenizer = NULL, *token = NULL;
+    long long port = 8080, max_batch = 32, max_wait = 5, queue = 256, max_body = 16 << 20;
+    double timeout = 30;
+    vlm_error err = {0};
+    const cli_opt own[] = {
+        {"checkpoint", CLI_STR, &ckpt, 0, 0, NULL, NULL}, {"clip", CLI_STR, &ckpt, 0, 0, NULL, NULL},
+        {"host", CLI_STR, &host, 0, 0, NULL, NULL}, {"port", CLI_INT, &port, 0, 65535, NULL, NULL},
+        {"tokenizer", CLI_STR, &tokenizer, 0, 0, NULL, NULL}, {"token", CLI_STR, &token, 0, 0, NULL, NULL},
+        {"max-batch", CLI_INT, &max_batch, 1, 256, NULL, NULL}, {"max-wait-ms", CLI_INT, &max_wait, 0, 10000, NULL, NULL},
+        {"queue", CLI_INT, &queue, 1, 1 << 20, NULL, NULL}, {"max-body", CLI_INT, &max_body, 1024, 1LL << 31, NULL, NULL},
+        {"timeout", CLI_FLT, &timeout, 0.01, 3600, NULL, NULL}, CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int pr = cli_parse_flags("serve", argc, argv, tabs, 1, &err);
+    if (pr) return cli_parse_exit(pr, "serve", usage, &err);
+    if (!ckpt) return cli_usagef("serve", "--checkpoint is required (see vlm serve --help)");
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) return cli_usagef("serve", "--host: an IPv4 address, not '%s'", host);
+    server s = {.max_batch = (int)max_batch, .max_wait_ms = (int)max_wait, .queue_cap = (int)queue};
+    if (vlm_model_open(&s.m, ckpt, tokenizer, &err)) return cli_fail("serve", &err);
+    s.S = vlm_model_image_size(s.m), s.E = vlm_model_dim(s.m);
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.more, NULL);
+    pthread_cond_init(&s.finished, NULL);
+    pthread_t w;
+    pthread_create(&w, NULL, worker, &s);
+    app a = {&s, token, (size_t)max_body, timeout};
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, (uint16_t)port,
+                                            NULL, NULL, handle, &a, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+                                            (unsigned int)ceil(timeout), MHD_OPTION_END);
+    int rc = 0;
+    if (!d) rc = cli_failf("serve", "cannot listen on %s:%lld (in use?)", host, port);
+    else {
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+        fprintf(stderr, "serve: %s on http://%s:%u/ (dim %d, image %d, max batch %d)\n", ckpt, host,
+                info ? (unsigned)info->port : (unsigned)port, s.E, s.S, s.max_batch);
+        signal(SIGTERM, on_signal);
+        signal(SIGINT, on_signal);
+        while (!stop_now) usleep(50000);
+        fprintf(stderr, "serve: stopping: no new connections, finishing %lld in flight\n", s.in_flight);
+        MHD_quiesce_daemon(d);
+        for (int i = 0; i < 600 && s.in_flight; i++) usleep(50000);
+        MHD_stop_daemon(d);
+    }
+    pthread_mutex_lock(&s.mu);
+    s.stop = 1;
+    pthread_cond_broadcast(&s.more);
+    pthread_mutex_unlock(&s.mu);
+    pthread_join(w, NULL);
+    vlm_model_close(s.m);
+    return rc;
+}
