@@ -130,8 +130,8 @@ static vlm_status embed_images(vlm_model *m, const embed_opts *o, vlm_index *ix,
         }
     }
     if (bad) fprintf(stderr, "embed: skipped %lld unreadable images (first: %s)\n", (long long)bad, first_bad);
-    if (!st) fprintf(stderr, "embed: %lld images in %.1f s (%.0f img/s)\n", (long long)(ix->next - start), vlm_now() - t0,
-                     (double)(ix->next - start) / (vlm_now() - t0 + 1e-9));
+    if (!st) fprintf(stderr, "embed: %lld images embedded (%lld read) in %.1f s (%.0f img/s)\n", (long long)(ix->n),
+                     (long long)(ix->next - start), vlm_now() - t0, (double)(ix->next - start - bad) / (vlm_now() - t0 + 1e-9));
     free(rgb), free(e);
     vlm_dataset_free(&ds);
     return st;

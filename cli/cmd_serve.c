@@ -293,21 +293,26 @@ static int parse_job(server *s, int classify, const char *ctype, const conn_stat
     return code;
 }
 
+// The reply: floats printed directly (a JSON value per float would cost more than the model).
 static enum MHD_Result answer_job(struct MHD_Connection *c, server *s, const job *j) {
-    json_t *r = json_object(), *a = json_array();
+    const int n = j->kind == 2 ? j->n_labels : s->E;
+    size_t cap = 64 + (size_t)n * 20, o = 0;
+    for (int i = 0; j->kind == 2 && i < n; i++) cap += 2 * strlen(j->labels[i]) + 8;
+    char *t = malloc(cap);
+    if (!t) return MHD_NO;
     if (j->kind == 2) {
         json_t *l = json_array();
-        for (int i = 0; i < j->n_labels; i++) json_array_append_new(l, json_string(j->labels[i])), json_array_append_new(a, json_real(j->probs[i]));
-        json_object_set_new(r, "labels", l);
-        json_object_set_new(r, "probs", a);
-    } else {
-        for (int i = 0; i < s->E; i++) json_array_append_new(a, json_real(j->out[i]));
-        json_object_set_new(r, "embedding", a);
-        json_object_set_new(r, "dim", json_integer(s->E));
-    }
-    char *t = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(7));
-    json_decref(r);
-    enum MHD_Result ret = reply(c, 200, "application/json", t ? t : "{}", t ? strlen(t) : 2);
+        for (int i = 0; i < n; i++) json_array_append_new(l, json_string(j->labels[i]));
+        char *ls = json_dumps(l, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(l);
+        o += (size_t)snprintf(t + o, cap - o, "{\"labels\":%s,\"probs\":[", ls ? ls : "[]");
+        free(ls);
+    } else
+        o += (size_t)snprintf(t + o, cap - o, "{\"dim\":%d,\"embedding\":[", s->E);
+    const float *v = j->kind == 2 ? j->probs : j->out;
+    for (int i = 0; i < n && o < cap; i++) o += (size_t)snprintf(t + o, cap - o, "%s%.7g", i ? "," : "", (double)v[i]);
+    if (o < cap) o += (size_t)snprintf(t + o, cap - o, "]}");
+    enum MHD_Result ret = reply(c, 200, "application/json", t, o < cap ? o : cap - 1);
     free(t);
     return ret;
 }
