@@ -333,6 +333,9 @@ static const char *page =
     "body:JSON.stringify({image:b64,labels})});const j=await r.json();if(!r.ok){err.textContent=j.error;return;}"
     "j.labels.map((l,i)=>[l,j.probs[i]]).sort((a,b)=>b[1]-a[1]).forEach(([l,p])=>{out.insertRow().innerHTML="
     "`<td>${l}</td><td>${p.toFixed(4)}</td><td><div class=bar style='width:${Math.round(300*p)}px'></div></td>`;});};"
+    // ?image=DATA_URL&labels=a,b fills the form and classifies on load (headless tests, shareable links)
+    "const q=new URLSearchParams(location.search);if(q.get('labels'))document.getElementById('labels').value=q.get('labels');"
+    "if(q.get('image')){b64=q.get('image');preview.src=b64;go.onclick();}"
     "</script></body></html>";
 
 static void metrics_text(server *s, char *buf, size_t cap) {

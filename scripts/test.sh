@@ -5,7 +5,8 @@
 # AddressSanitizer+UBSan.
 # usage: scripts/test.sh [--fast | --asan-only | --tsan]
 #   (default)    Release build + ctest, the examples against the installed package (scripts/examples.sh),
-#                MPI build + its tests, then ASan+UBSan build + ctest
+#                the serve page in headless Chromium (scripts/page_test.sh), MPI build + its tests,
+#                then ASan+UBSan build + ctest
 #   --fast       Release build + ctest, MPI build + its tests
 #   --asan-only  ASan+UBSan build + ctest only
 #   --tsan       ThreadSanitizer build + ctest of the threaded tests
@@ -34,6 +35,7 @@ case "$mode" in
   all|--all)
     run_suite build ""
     bash scripts/examples.sh build
+    bash scripts/page_test.sh build
     run_suite build-mpi "" -R '^test_mpi_'
     ASAN_OPTIONS=detect_leaks=1 run_suite build-asan address -E '^test_slow_' ;;
   --fast) run_suite build ""; bash scripts/examples.sh build; run_suite build-mpi "" -R '^test_mpi_' ;;
