@@ -21,6 +21,9 @@
 #include "core/clock.h"
 #include "data/image.h"
 #include "data/transform.h"
+#include "fusion/detection.h"
+#include "fusion/generator.h"
+#include "train/gen_data.h"
 
 static const char *usage =
     "usage: vlm serve --checkpoint C [--host 127.0.0.1] [--port 8080] [options]\n"
@@ -29,7 +32,11 @@ static const char *usage =
     "                      -> {\"embedding\": [...], \"dim\": E}\n"
     "  POST /v1/classify   {\"image\": BASE64, \"labels\": [...], \"templates\": [...] (optional, \"{}\")}\n"
     "                      -> {\"labels\": [...], \"probs\": [...]}\n"
+    "  POST /v1/detect     {\"image\": BASE64, \"queries\": [...], \"threshold\": 0.1, \"max_det\": 20} (with --detector)\n"
+    "                      -> {\"detections\": [{\"query\", \"score\", \"bbox\": [x, y, w, h]}]}\n"
+    "  POST /v1/generate   {\"prompt\": \"...\", \"steps\": 50, \"guidance\": 3, \"seed\": 0} (with --generator) -> image/png\n"
     "  GET /healthz, GET /metrics (Prometheus text), GET / (a page: drop an image, type labels)\n"
+    "  --detector D  --generator G   models for /v1/detect and /v1/generate\n"
     "  --tokenizer FILE        the weights' BPE merges if they lack one\n"
     "  --token T               require Authorization: Bearer T (401 otherwise)\n"
     "  --max-batch N (32)  --max-wait-ms MS (5)   dynamic batching of concurrent images\n"
@@ -40,13 +47,21 @@ static const char *usage =
 // ---------------------------------------------------------------- jobs
 
 typedef struct job {
-    int kind;              // 0 image, 1 text, 2 classify
+    int kind;              // 0 image, 1 text, 2 classify, 3 detect, 4 generate
     uint8_t *rgb;          // [S, S, 3] eval-transformed (image, classify)
     char *text;            // text
     char **labels, **tmpl; // classify
     int n_labels, n_tmpl;
     float *out;            // [E] embedding, then (classify) probs [n_labels]
     float *probs;
+    vlm_image img;         // detect: the decoded image
+    double threshold;
+    int max_det, n_det, steps;
+    vlm_det_box *det;
+    float guidance;
+    uint64_t seed;
+    uint8_t *png;          // generate: the encoded result
+    size_t png_n;
     int done, status;      // status: HTTP code of a failure, 0 ok
     char err[256];
     struct job *next;
@@ -54,6 +69,8 @@ typedef struct job {
 
 typedef struct {
     vlm_model *m;
+    vlm_owl *det;          // --detector (NULL: no /v1/detect)
+    vlm_gen *gen;          // --generator (NULL: no /v1/generate)
     int S, E, max_batch, max_wait_ms, queue_cap;
     pthread_mutex_t mu;
     pthread_cond_t more, finished;
@@ -66,16 +83,44 @@ typedef struct {
     long long in_flight;
 } server;
 
-static const char *routes[8] = {"/", "/healthz", "/metrics", "/v1/embed", "/v1/classify", "other", "", ""};
+enum { R_PAGE, R_HEALTH, R_METRICS, R_EMBED, R_CLASSIFY, R_DETECT, R_GENERATE, R_OTHER };
+static const char *routes[8] = {"/", "/healthz", "/metrics", "/v1/embed", "/v1/classify", "/v1/detect", "/v1/generate", "other"};
 static const double lat_bounds[11] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 static const int batch_bounds[6] = {1, 2, 4, 8, 16, 32};
 
 static void job_free(job *j) {
     if (!j) return;
-    free(j->rgb), free(j->text), free(j->out), free(j->probs);
+    free(j->rgb), free(j->text), free(j->out), free(j->probs), free(j->det), free(j->png);
+    vlm_image_free(&j->img);
     for (int i = 0; i < j->n_labels; i++) free(j->labels[i]);
     for (int i = 0; i < j->n_tmpl; i++) free(j->tmpl[i]);
     free(j->labels), free(j->tmpl), free(j);
+}
+
+static vlm_status run_detect(server *s, job *j, vlm_error *err) {
+    const int Q = j->n_labels, E = s->det->det.cfg.embed_dim;
+    float *qe = malloc(sizeof(float) * (size_t)Q * E);
+    j->det = malloc(sizeof(vlm_det_box) * (size_t)j->max_det);
+    vlm_status st = qe && j->det ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    if (!st) st = vlm_owl_queries(s->det, (const char *const *)j->labels, Q, NULL, 0, qe, err);
+    if (!st) st = vlm_owl_detect(s->det, &j->img, qe, Q, (float)j->threshold, j->max_det, j->det, &j->n_det, err);
+    free(qe);
+    return st;
+}
+
+static vlm_status run_generate(server *s, job *j, vlm_error *err) {
+    const int E = s->gen->dit.cfg.cond_dim, S = s->gen->dit.cfg.image_size, C = s->gen->dit.cfg.in_channels;
+    float *emb = malloc(sizeof(float) * (size_t)E), *x = malloc(sizeof(float) * (size_t)C * S * S);
+    uint8_t *rgb = malloc((size_t)S * S * 3);
+    vlm_status st = emb && x && rgb ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
+    vlm_gen_sample_opts so;
+    vlm_gen_sample_opts_default(&so);
+    so.steps = j->steps, so.guidance = j->guidance, so.seed = j->seed;
+    if (!st) st = vlm_gen_embed_texts(s->gen, (const char *const *)&j->text, 1, emb, err);
+    if (!st) st = vlm_gen_sample(s->gen, emb, 1, &so, x, err);
+    if (!st) vlm_gen_to_rgb(x, 1, C, S, rgb), st = vlm_image_encode_png(rgb, S, S, 3, &j->png, &j->png_n, err);
+    free(emb), free(x), free(rgb);
+    return st;
 }
 
 // Runs the batch's image embeddings together, then each job's text part.
@@ -85,7 +130,7 @@ static void run_batch(server *s, job **b, int n) {
     int ni = 0;
     job *img[256];
     for (int i = 0; i < n; i++)
-        if (b[i]->kind != 1 && rgb) memcpy(rgb + (size_t)ni * s->S * s->S * 3, b[i]->rgb, (size_t)s->S * s->S * 3), img[ni++] = b[i];
+        if ((b[i]->kind == 0 || b[i]->kind == 2) && rgb) memcpy(rgb + (size_t)ni * s->S * s->S * 3, b[i]->rgb, (size_t)s->S * s->S * 3), img[ni++] = b[i];
     vlm_error err = {0};
     if (!rgb || !e || (ni && vlm_model_embed_rgb(s->m, rgb, ni, s->S, s->S, e, &err)))
         for (int i = 0; i < ni; i++) img[i]->status = 500, snprintf(img[i]->err, sizeof img[i]->err, "%s", err.msg);
@@ -98,6 +143,8 @@ static void run_batch(server *s, job **b, int n) {
         else if (j->kind == 2)
             st = vlm_model_classify(s->m, j->out, (const char *const *)j->labels, j->n_labels,
                                     j->n_tmpl ? (const char *const *)j->tmpl : NULL, j->n_tmpl, j->probs, &err);
+        else if (j->kind == 3) st = run_detect(s, j, &err);
+        else if (j->kind == 4) st = run_generate(s, j, &err);
         if (st) j->status = st == VLM_ERR_ARG ? 400 : 500, snprintf(j->err, sizeof j->err, "%s", err.msg);
     }
     free(rgb), free(e);
@@ -252,16 +299,50 @@ static char **str_array(json_t *a, int *n) {
     return v;
 }
 
+// /v1/detect and /v1/generate bodies (JSON object root); 0 or an HTTP status.
+static int parse_other(server *s, int route, json_t *root, job *j) {
+    if (route == R_GENERATE) {
+        const char *p = json_string_value(json_object_get(root, "prompt"));
+        json_t *st = json_object_get(root, "steps"), *g = json_object_get(root, "guidance"), *sd = json_object_get(root, "seed");
+        j->kind = 4, j->steps = st ? (int)json_integer_value(st) : 50;
+        j->guidance = g ? (float)json_number_value(g) : 3.0f, j->seed = sd ? (uint64_t)json_integer_value(sd) : 0;
+        if (!p || !*p) return snprintf(j->err, sizeof j->err, "prompt: a non-empty string expected"), 400;
+        if (j->steps < 1 || j->steps > 1000 || !(j->guidance >= 0 && j->guidance <= 100))
+            return snprintf(j->err, sizeof j->err, "steps 1..1000 and guidance 0..100 expected"), 400;
+        return (j->text = strdup(p)) ? 0 : 500;
+    }
+    json_t *th = json_object_get(root, "threshold"), *md = json_object_get(root, "max_det");
+    j->kind = 3, j->threshold = th ? json_number_value(th) : 0.1, j->max_det = md ? (int)json_integer_value(md) : 20;
+    j->labels = str_array(json_object_get(root, "queries"), &j->n_labels);
+    if (j->n_labels < 1) return j->n_labels = 0, snprintf(j->err, sizeof j->err, "queries: 1 to 1000 non-empty strings expected"), 400;
+    if (j->max_det < 1 || j->max_det > 1000 || !(j->threshold >= 0 && j->threshold <= 1))
+        return snprintf(j->err, sizeof j->err, "max_det 1..1000 and threshold 0..1 expected"), 400;
+    const char *b64 = json_string_value(json_object_get(root, "image"));
+    size_t n = 0;
+    uint8_t *bytes = b64 ? b64_decode(b64, &n) : NULL;
+    if (!bytes) return snprintf(j->err, sizeof j->err, "image: base64 expected"), 400;
+    vlm_decode_opts dec;
+    vlm_decode_opts_default(&dec);
+    vlm_error err = {0};
+    int code = vlm_image_decode(&j->img, bytes, n, "image", &dec, &err) ? 400 : 0;
+    if (code) snprintf(j->err, sizeof j->err, "%s", err.msg);
+    free(bytes);
+    (void)s;
+    return code;
+}
+
 // Builds the job of a POST body; 0 or an HTTP status (message in j->err).
-static int parse_job(server *s, int classify, const char *ctype, const conn_state *cs, job *j) {
+static int parse_job(server *s, int route, const char *ctype, const conn_state *cs, job *j) {
+    const int classify = route == R_CLASSIFY;
+    vlm_image_init(&j->img);
     j->out = malloc(sizeof(float) * (size_t)s->E);
     if (!j->out) return 500;
-    if (ctype && !strncmp(ctype, "image/", 6) && !classify) {
+    if (ctype && !strncmp(ctype, "image/", 6) && route == R_EMBED) {
         j->kind = 0;
         return prepare_image(s, j, cs->body, cs->n);
     }
     if (!ctype || strncmp(ctype, "application/json", 16))
-        return snprintf(j->err, sizeof j->err, "Content-Type must be application/json%s", classify ? "" : " or image/*"), 415;
+        return snprintf(j->err, sizeof j->err, "Content-Type must be application/json%s", route == R_EMBED ? " or image/*" : ""), 415;
     json_error_t je;
     json_t *root = json_loadb(cs->body ? cs->body : "", cs->n, 0, &je);
     if (!json_is_object(root)) {
@@ -270,6 +351,11 @@ static int parse_job(server *s, int classify, const char *ctype, const conn_stat
     }
     const char *text = json_string_value(json_object_get(root, "text")), *b64 = json_string_value(json_object_get(root, "image"));
     int code = 0;
+    if (route == R_DETECT || route == R_GENERATE) {
+        code = parse_other(s, route, root, j);
+        json_decref(root);
+        return code;
+    }
     if (classify) {
         j->kind = 2;
         j->labels = str_array(json_object_get(root, "labels"), &j->n_labels);
@@ -295,6 +381,20 @@ static int parse_job(server *s, int classify, const char *ctype, const conn_stat
 
 // The reply: floats printed directly (a JSON value per float would cost more than the model).
 static enum MHD_Result answer_job(struct MHD_Connection *c, server *s, const job *j) {
+    if (j->kind == 4) return reply(c, 200, "image/png", (const char *)j->png, j->png_n);
+    if (j->kind == 3) {
+        json_t *a = json_array();
+        for (int i = 0; i < j->n_det; i++)
+            json_array_append_new(a, json_pack("{s:s, s:f, s:[f, f, f, f]}", "query", j->labels[j->det[i].query], "score",
+                                               (double)j->det[i].score, "bbox", (double)j->det[i].x, (double)j->det[i].y,
+                                               (double)j->det[i].w, (double)j->det[i].h));
+        json_t *r = json_pack("{s:o}", "detections", a);
+        char *t = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        json_decref(r);
+        enum MHD_Result ret = reply(c, 200, "application/json", t ? t : "{}", t ? strlen(t) : 2);
+        free(t);
+        return ret;
+    }
     const int n = j->kind == 2 ? j->n_labels : s->E;
     size_t cap = 64 + (size_t)n * 20, o = 0;
     for (int i = 0; j->kind == 2 && i < n; i++) cap += 2 * strlen(j->labels[i]) + 8;
@@ -342,7 +442,7 @@ static void metrics_text(server *s, char *buf, size_t cap) {
     static const char *cls[6] = {"2xx", "4xx", "5xx", "401", "413", "503"};
     size_t o = (size_t)snprintf(buf, cap, "# TYPE vlm_requests_total counter\n");
     pthread_mutex_lock(&s->mu);
-    for (int r = 0; r < 6; r++)
+    for (int r = 0; r < 8; r++)
         for (int k = 0; k < 6; k++)
             if (s->req[r][k] && o < cap)
                 o += (size_t)snprintf(buf + o, cap - o, "vlm_requests_total{route=\"%s\",status=\"%s\"} %lld\n", routes[r], cls[k], s->req[r][k]);
@@ -406,16 +506,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
-    int route = !strcmp(url, "/") ? 0 : !strcmp(url, "/healthz") ? 1 : !strcmp(url, "/metrics") ? 2
-              : !strcmp(url, "/v1/embed") ? 3 : !strcmp(url, "/v1/classify") ? 4 : 5;
+    int route = R_OTHER;
+    for (int r = 0; r < R_OTHER; r++)
+        if (!strcmp(url, routes[r])) route = r;
     int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
-    if (a->token && route >= 3 && route <= 4) {
+    if (a->token && route >= R_EMBED && route < R_OTHER) {
         const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
         char want[300];
         snprintf(want, sizeof want, "Bearer %s", a->token);
         if (!auth || strcmp(auth, want)) return counted(a, route, cs, 401, reply_err(c, 401, "missing or wrong bearer token"));
     }
-    if (route == 5) return counted(a, route, cs, 404, reply_err(c, 404, "no such route"));
+    if (route == R_OTHER) return counted(a, route, cs, 404, reply_err(c, 404, "no such route"));
+    if ((route == R_DETECT && !a->s->det) || (route == R_GENERATE && !a->s->gen))
+        return counted(a, route, cs, 404, reply_err(c, 404, route == R_DETECT ? "start vlm serve with --detector D"
+                                                                               : "start vlm serve with --generator G"));
     if (route <= 2 && !get) return counted(a, route, cs, 405, reply_err(c, 405, "GET only"));
     if (route >= 3 && !post) return counted(a, route, cs, 405, reply_err(c, 405, "POST only"));
     if (route == 0) return counted(a, route, cs, 200, reply(c, 200, "text/html; charset=utf-8", page, strlen(page)));
@@ -432,7 +536,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     job *j = calloc(1, sizeof *j);
     if (!j) return MHD_NO;
     const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    int code = parse_job(a->s, route == 4, ctype, cs, j);
+    int code = parse_job(a->s, route, ctype, cs, j);
     pthread_mutex_lock(&a->s->mu);
     a->s->in_flight++;
     pthread_mutex_unlock(&a->s->mu);
@@ -460,7 +564,7 @@ static void on_signal(int sig) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *ckpt = NULL, *host = "127.0.0.1", *tokenizer = NULL, *token = NULL;
+    const char *ckpt = NULL, *host = "127.0.0.1", *tokenizer = NULL, *token = NULL, *detector = NULL, *generator = NULL;
     long long port = 8080, max_batch = 32, max_wait = 5, queue = 256, max_body = 16 << 20;
     double timeout = 30;
     vlm_error err = {0};
@@ -470,7 +574,8 @@ int cmd_serve(int argc, char **argv) {
         {"tokenizer", CLI_STR, &tokenizer, 0, 0, NULL, NULL}, {"token", CLI_STR, &token, 0, 0, NULL, NULL},
         {"max-batch", CLI_INT, &max_batch, 1, 256, NULL, NULL}, {"max-wait-ms", CLI_INT, &max_wait, 0, 10000, NULL, NULL},
         {"queue", CLI_INT, &queue, 1, 1 << 20, NULL, NULL}, {"max-body", CLI_INT, &max_body, 1024, 1LL << 31, NULL, NULL},
-        {"timeout", CLI_FLT, &timeout, 0.01, 3600, NULL, NULL}, CLI_END,
+        {"timeout", CLI_FLT, &timeout, 0.01, 3600, NULL, NULL}, {"detector", CLI_STR, &detector, 0, 0, NULL, NULL},
+        {"generator", CLI_STR, &generator, 0, 0, NULL, NULL}, CLI_END,
     };
     const cli_opt *tabs[] = {own};
     int pr = cli_parse_flags("serve", argc, argv, tabs, 1, &err);
@@ -481,6 +586,13 @@ int cmd_serve(int argc, char **argv) {
     server s = {.max_batch = (int)max_batch, .max_wait_ms = (int)max_wait, .queue_cap = (int)queue};
     if (vlm_model_open(&s.m, ckpt, tokenizer, &err)) return cli_fail("serve", &err);
     s.S = vlm_model_image_size(s.m), s.E = vlm_model_dim(s.m);
+    vlm_owl owl;
+    vlm_gen gen;
+    memset(&owl, 0, sizeof owl), memset(&gen, 0, sizeof gen);
+    if (detector && !vlm_owl_load(&owl, detector, NULL, &err)) s.det = &owl;
+    else if (detector) return vlm_model_close(s.m), cli_fail("serve", &err);
+    if (generator && !vlm_gen_load(generator, &gen, &err)) s.gen = &gen;
+    else if (generator) return vlm_model_close(s.m), s.det ? vlm_owl_free(&owl) : (void)0, cli_fail("serve", &err);
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.more, NULL);
     pthread_cond_init(&s.finished, NULL);
@@ -511,5 +623,7 @@ int cmd_serve(int argc, char **argv) {
     pthread_mutex_unlock(&s.mu);
     pthread_join(w, NULL);
     vlm_model_close(s.m);
+    if (s.det) vlm_owl_free(&owl);
+    if (s.gen) vlm_gen_free(&gen);
     return rc;
 }

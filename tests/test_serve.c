@@ -16,6 +16,8 @@
 #include "api/model.h"
 #include "data/image.h"
 #include "fusion/checkpoint.h"
+#include "fusion/detection.h"
+#include "fusion/generator.h"
 #include "testutil.h"
 
 #define TMP "/tmp/vlm_test_serve"
@@ -80,6 +82,18 @@ int main(void) {
     }
     vlm_clip_free(&m);
     free(vocab);
+    // a detector and a generator on that CLIP (untrained heads: the routes, not the quality)
+    vlm_owl o;
+    vlm_gen g;
+    vlm_dit_cfg dc;
+    vlm_dit_cfg_default(&dc);
+    dc.image_size = 16, dc.patch_size = 4, dc.width = 32, dc.layers = 1, dc.heads = 2, dc.timesteps = 100;
+    CHECK(!vlm_owl_from_clip(&o, TMP "/tiny.safetensors", 64, 0, 5, &err) && !vlm_owl_save(TMP "/det.safetensors", &o, NULL, &err),
+          "detector: %s", err.msg);
+    vlm_owl_free(&o);
+    CHECK(!vlm_gen_from_clip(&g, TMP "/tiny.safetensors", dc, 3, &err) && !vlm_gen_save(TMP "/gen.safetensors", &g, NULL, 0, &err),
+          "generator: %s", err.msg);
+    vlm_gen_free(&g);
     unsigned char px[20 * 20 * 3];
     for (int i = 0; i < (int)sizeof px; i++) px[i] = (unsigned char)(i * 7);
     vlm_image_write_png(TMP "/x.png", px, 20, 20, &err);
@@ -91,7 +105,8 @@ int main(void) {
     if (pid == 0) {
         freopen(TMP "/serve.log", "w", stderr);
         execl(VLM_BINARY_DIR "/vlm", "vlm", "serve", "--checkpoint", TMP "/tiny.safetensors", "--port", "0", "--token", "s3",
-              "--max-body", "65536", "--max-wait-ms", "50", (char *)NULL);
+              "--max-body", "65536", "--max-wait-ms", "50", "--detector", TMP "/det.safetensors",
+              "--generator", TMP "/gen.safetensors", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 200 && !port; i++) { // the log names the port
@@ -136,6 +151,14 @@ int main(void) {
     snprintf(body, sizeof body, "{\"image\": \"%s\", \"labels\": [\"a cat\", \"a dog\"], \"templates\": [\"a photo of {}\"]}", png_b64);
     CHECK(http("POST", "/v1/classify", "application/json", body, strlen(body), auth, out, sizeof out) == 200 &&
               strstr(out, "\"probs\""), "classify: %.200s", out);
+    snprintf(body, sizeof body, "{\"image\": \"%s\", \"queries\": [\"a cat\", \"a dog\"], \"threshold\": 0, \"max_det\": 3}", png_b64);
+    CHECK(http("POST", "/v1/detect", "application/json", body, strlen(body), auth, out, sizeof out) == 200 &&
+              strstr(out, "\"detections\":[{\"query\":") && strstr(out, "\"bbox\""), "detect: %.300s", out);
+    const char *gq = "{\"prompt\": \"a cat\", \"steps\": 3, \"seed\": 1}";
+    CHECK(http("POST", "/v1/generate", "application/json", gq, strlen(gq), auth, out, sizeof out) == 200 &&
+              !memcmp(out, "\x89PNG", 4), "generate returns a PNG");
+    const char *gbad = "{\"prompt\": \"\"}";
+    CHECK(http("POST", "/v1/generate", "application/json", gbad, strlen(gbad), auth, out, sizeof out) == 400, "empty prompt");
     // errors
     CHECK(http("POST", "/v1/embed", "application/json", "{\"text\": ", 9, auth, out, sizeof out) == 400 && strstr(out, "JSON"), "bad JSON");
     const char *bad = "{\"image\": \"iVBORw0KGgoAAAA\"}";
