@@ -60,6 +60,55 @@ static char *b64(const unsigned char *d, size_t n) {
 }
 
 static char *png_b64;
+
+// Starts `vlm serve` with extra flags; returns its pid, sets port.
+static pid_t start(const char *log, const char *const *extra, int n_extra) {
+    const char *args[32] = {"vlm", "serve", "--checkpoint", TMP "/tiny.safetensors", "--port", "0", "--token", "s3",
+                            "--max-body", "65536", "--detector", TMP "/det.safetensors", "--generator", TMP "/gen.safetensors"};
+    int n = 14;
+    for (int i = 0; i < n_extra; i++) args[n++] = extra[i];
+    args[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(log, "w", stderr)) _exit(126);
+        execv(VLM_BINARY_DIR "/vlm", (char *const *)args);
+        _exit(127);
+    }
+    port = 0;
+    for (int i = 0; i < 200 && !port; i++) { // the log names the port
+        usleep(50000);
+        char *l = tu_read_file(log, NULL);
+        const char *p = l ? strstr(l, "http://127.0.0.1:") : NULL;
+        if (p) port = atoi(p + 17);
+        free(l);
+    }
+    return pid;
+}
+
+static void *slow_generate(void *arg) {
+    char out[4096];
+    const char *g = "{\"prompt\": \"a cat\", \"steps\": 300}";
+    *(int *)arg = http("POST", "/v1/generate", "application/json", g, strlen(g), "Authorization: Bearer s3\r\n", out, sizeof out);
+    return NULL;
+}
+
+// A queue of 1 and a 0.1 s deadline: concurrent slow requests get 503 and 408, and the server lives on.
+static void test_overload(void) {
+    const char *extra[4] = {"--queue", "1", "--timeout", "0.1"};
+    pid_t pid = start(TMP "/serve2.log", extra, 4);
+    CHECK(port > 0, "second server up");
+    pthread_t th[6];
+    int codes[6], n503 = 0, n408 = 0;
+    for (int i = 0; i < 6; i++) pthread_create(&th[i], NULL, slow_generate, &codes[i]);
+    for (int i = 0; i < 6; i++) pthread_join(th[i], NULL), n503 += codes[i] == 503, n408 += codes[i] == 408;
+    CHECK(n503 > 0 && n408 > 0, "overload: %d x 503, %d x 408 of 6", n503, n408);
+    char out[4096];
+    CHECK(http("GET", "/healthz", NULL, "", 0, NULL, out, sizeof out) == 200, "alive after overload");
+    kill(pid, SIGTERM);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "overloaded server: SIGTERM exit 0");
+}
 static void *client(void *arg) {
     char body[4096], out[65536];
     snprintf(body, sizeof body, "{\"image\": \"%s\", \"labels\": [\"a\", \"b\"]}", png_b64);
@@ -101,21 +150,8 @@ int main(void) {
     char *png = tu_read_file(TMP "/x.png", &pn);
     png_b64 = b64((unsigned char *)png, pn);
 
-    pid_t pid = fork();
-    if (pid == 0) {
-        freopen(TMP "/serve.log", "w", stderr);
-        execl(VLM_BINARY_DIR "/vlm", "vlm", "serve", "--checkpoint", TMP "/tiny.safetensors", "--port", "0", "--token", "s3",
-              "--max-body", "65536", "--max-wait-ms", "50", "--detector", TMP "/det.safetensors",
-              "--generator", TMP "/gen.safetensors", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 200 && !port; i++) { // the log names the port
-        usleep(50000);
-        char *log = tu_read_file(TMP "/serve.log", NULL);
-        const char *p = log ? strstr(log, "http://127.0.0.1:") : NULL;
-        if (p) port = atoi(p + 17);
-        free(log);
-    }
+    const char *extra[2] = {"--max-wait-ms", "50"};
+    pid_t pid = start(TMP "/serve.log", extra, 2);
     CHECK(port > 0, "server up");
     if (!port) {
         kill(pid, SIGKILL);
@@ -195,6 +231,7 @@ int main(void) {
     int st = 0;
     waitpid(pid, &st, 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM: exit 0");
+    test_overload();
     free(png), free(png_b64);
     if (!tu_failures && system("rm -rf " TMP) != 0) fprintf(stderr, "cleanup failed\n");
     return tu_done("test_serve");
