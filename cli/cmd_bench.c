@@ -1,5 +1,7 @@
 // `vlm bench ops`: GFLOPS of the core ops at transformer shapes, with raw
 // cblas_sgemm measured in the same run as the yardstick for the matmul op.
+#include "core/bf16.h"
+#include "core/cpu.h"
 #include <math.h>
 #include "core/clock.h"
 #include <stdio.h>
@@ -65,11 +67,20 @@ static void bench_gemms(vlm_ctx *c, vlm_rng *rng, int reps, result *res, int *nr
             vlm_ctx_reset(c);
             vlm_op_matmul(c, vlm_tensor_wrap(c, VLM_F32, 2, sa, A, NULL), vlm_tensor_wrap(c, VLM_F32, 2, sb, B, NULL));
         });
-        static char names[8][2][64];
+        c->precision = VLM_PREC_AMP_BF16;
+        double ms_bf = 0;
+        TIME_BEST(ms_bf, reps, {
+            vlm_ctx_reset(c);
+            vlm_op_matmul(c, vlm_tensor_wrap(c, VLM_F32, 2, sa, A, NULL), vlm_tensor_wrap(c, VLM_F32, 2, sb, B, NULL));
+        });
+        c->precision = VLM_PREC_FP32;
+        static char names[8][3][64];
         snprintf(names[g][0], 64, "sgemm_raw %lldx%lldx%lld", (long long)M, (long long)K, (long long)N);
         snprintf(names[g][1], 64, "matmul_op %lldx%lldx%lld", (long long)M, (long long)K, (long long)N);
         res[(*nres)++] = (result){names[g][0], ms_raw > 0 ? flops / ms_raw * 1e-6 : 0, ms_raw};
         res[(*nres)++] = (result){names[g][1], flops / ms_op * 1e-6, ms_op};
+        snprintf(names[g][2], 64, "matmul_op_amp_bf16 %lldx%lldx%lld", (long long)M, (long long)K, (long long)N);
+        res[(*nres)++] = (result){names[g][2], flops / ms_bf * 1e-6, ms_bf};
         if (ms_raw > 0 && ms_raw / ms_op < *worst_ratio) *worst_ratio = ms_raw / ms_op;
         free(A);
         free(B);
@@ -170,7 +181,7 @@ static int bench_ops(int argc, char **argv) {
 #ifdef _OPENMP
     nthreads = omp_get_max_threads();
 #endif
-    result res[16];
+    result res[32];
     int nres = 0;
     double worst_ratio = 1e9;
     bench_gemms(&c, &rng, reps, res, &nres, &worst_ratio);
@@ -199,14 +210,14 @@ static int bench_ops(int argc, char **argv) {
 static const char *bench_usage =
     "usage: vlm bench ops [--reps N] [--json]\n"
     "       vlm bench [--model NAME|CONFIG.json] [--batch-size B] [--steps N] [--warmup N] [--siglip]\n"
-    "                 [--precision fp32] [--json]\n"
+    "                 [--precision fp32|amp_bf16|bf16] [--json]\n"
     "The second form times full CLIP training steps (forward, loss, backward, AdamW) on synthetic data\n"
     "and reports pairs_per_s, step_ms and peak_rss_mb.\n";
 
 static int bench_model(int argc, char **argv) {
     const char *model = "tiny";
     long long batch_ll = 64, steps_ll = 20, warmup_ll = 3;
-    int json = 0, siglip = 0;
+    int json = 0, siglip = 0, precision = VLM_PREC_FP32;
     vlm_error err = {0};
     const cli_opt own[] = {
         {"model", CLI_STR, &model, 0, 0, NULL, NULL},
@@ -214,7 +225,7 @@ static int bench_model(int argc, char **argv) {
         {"steps", CLI_INT, &steps_ll, 1, 1000000, NULL, NULL},
         {"warmup", CLI_INT, &warmup_ll, 0, 1000000, NULL, NULL},
         {"siglip", CLI_FLAG, &siglip, 0, 0, NULL, NULL},
-        {"precision", CLI_FN, NULL, 0, 0, cli_fn_precision, NULL},
+        {"precision", CLI_FN, &precision, 0, 0, cli_fn_precision, NULL},
         {"json", CLI_FLAG, &json, 0, 0, NULL, NULL},
         CLI_END,
     };
@@ -233,6 +244,7 @@ static int bench_model(int argc, char **argv) {
     if (vlm_adamw_init(&opt, &m.ps, (vlm_adamw_cfg){5e-4f, 0.9f, 0.98f, 1e-6f, 0.2f}, &err) ||
         vlm_ctx_init(&c, 64u << 20, 0, &err))
         return cli_fail("bench", &err);
+    c.precision = precision;
     int S = cfg.vision.image_size, T = cfg.text.context_length, V = cfg.text.vocab_size;
     float *images = malloc(sizeof(float) * (size_t)batch * 3 * S * S);
     int32_t *text = calloc((size_t)batch * T, sizeof(int32_t));
@@ -262,6 +274,7 @@ static int bench_model(int argc, char **argv) {
         if (!l || vlm_backward(&c, l)) return cli_fail("bench", &c.err);
         vlm_clip_grad_norm(&m.ps, 1.0f);
         vlm_adamw_step(&opt, &m.ps, 5e-4f);
+        if (precision == VLM_PREC_BF16) vlm_bf16_round(m.ps.data, m.ps.total);
         vlm_clip_clamp_logit_scale(&m);
         double dt = vlm_now() - t0;
         if (step >= warmup) t_total += dt;
@@ -275,9 +288,11 @@ static int bench_model(int argc, char **argv) {
     threads = omp_get_max_threads();
 #endif
     if (json)
-        printf("{\"model\": \"%s\", \"batch_size\": %d, \"steps\": %d, \"threads\": %d, \"pairs_per_s\": %.1f, "
-               "\"step_ms\": %.2f, \"peak_rss_mb\": %.1f, \"params\": %lld, \"last_loss\": %.4f}\n",
-               model, batch, steps, threads, pairs, step_ms, rss, (long long)m.ps.total, loss);
+        printf("{\"model\": \"%s\", \"batch_size\": %d, \"steps\": %d, \"threads\": %d, \"precision\": \"%s\", "
+               "\"isa\": \"%s\", \"pairs_per_s\": %.1f, \"step_ms\": %.2f, \"peak_rss_mb\": %.1f, \"params\": %lld, "
+               "\"last_loss\": %.4f}\n",
+               model, batch, steps, threads, vlm_precision_name(precision), vlm_isa_name(vlm_cpu_isa()), pairs, step_ms,
+               rss, (long long)m.ps.total, loss);
     else
         printf("model %s  batch %d  threads %d  params %lld\nstep %.2f ms  %.1f pairs/s  peak RSS %.1f MB  loss %.4f\n",
                model, batch, threads, (long long)m.ps.total, step_ms, pairs, rss, loss);

@@ -1,4 +1,5 @@
 // The CLI's option parser over getopt_long (see opts.h).
+#include "core/bf16.h"
 #include "cli/opts.h"
 #include <errno.h>
 #include <getopt.h>
@@ -137,10 +138,13 @@ int cli_fn_composite(const char *v, void *dst, vlm_error *err) {
 }
 
 int cli_fn_precision(const char *v, void *dst, vlm_error *err) {
-    (void)dst;
-    if (!strcmp(v, "fp32") || !strcmp(v, "float32")) return 0;
-    vlm_errorf(err, VLM_ERR_ARG, "--precision: vlm trains in fp32 only for now; '%s' is not available (use fp32)", v);
-    return -1;
+    int p = vlm_precision_parse(!strcmp(v, "float32") ? "fp32" : v);
+    if (p < 0) {
+        vlm_errorf(err, VLM_ERR_ARG, "--precision must be fp32, amp_bf16 or bf16, not '%s'", v);
+        return -1;
+    }
+    if (dst) *(int *)dst = p;
+    return 0;
 }
 
 static int fn_fault(const char *v, void *dst, vlm_error *err) {
@@ -193,7 +197,7 @@ void cli_train_table(cli_opt *tab, vlm_train_common *c, cli_dist_opts *d, int *j
         {"lr-scheduler", CLI_FN, &c->lr_scheduler, 0, 0, fn_sched, NULL},
         {"lr-schedule", CLI_FN, &c->lr_scheduler, 0, 0, fn_sched, "lr-scheduler"},
         {"time-schedule", CLI_FLAG, &c->time_schedule, 0, 0, NULL, NULL},
-        {"precision", CLI_FN, NULL, 0, 0, cli_fn_precision, NULL},
+        {"precision", CLI_FN, &c->precision, 0, 0, cli_fn_precision, NULL},
         {"dist-timeout", CLI_FLT, &d->timeout_s, 0.1, 1e7, NULL, NULL},
         {"debug-fault", CLI_FN, d, 0, 0, fn_fault, NULL},
         {"json", CLI_FLAG, json, 0, 0, NULL, NULL},

@@ -23,5 +23,15 @@ typedef struct {
 } vlm_mat;
 int vlm_mat_blas_ok(const vlm_mat *m);
 void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta);
+// vlm_gemm in the context's precision (c->precision: amp_bf16 and bf16 round
+// A and B to bf16 and accumulate in fp32). Called outside parallel regions,
+// it splits large products across the threads like vlm_gemm.
+struct vlm_ctx;
+void vlm_ctx_gemm(struct vlm_ctx *c, vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta);
+// This thread's bf16 packing space of c, or NULL (fp32, or out of memory:
+// then the caller falls back to fp32). Valid inside parallel regions once
+// vlm_ctx_gemm_prepare(c) has run outside them.
+void *vlm_ctx_gemm_scratch(struct vlm_ctx *c);
+int vlm_ctx_gemm_prepare(struct vlm_ctx *c);
 
 #endif

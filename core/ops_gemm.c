@@ -1,6 +1,7 @@
 // GEMM-backed ops: matmul, linear, attention, patchify and conv2d (im2col).
 #include <math.h>
 #include <string.h>
+#include "core/bf16.h"
 #include "core/ops_internal.h"
 #ifdef VLM_HAVE_OPENBLAS
 #include <cblas.h>
@@ -36,9 +37,6 @@ static vlm_mat mat_t(vlm_mat m) {
     return t;
 }
 
-#if defined(VLM_HAVE_OPENBLAS) && defined(_OPENMP)
-static void gemm_blas(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta);
-
 // Part id of nt of one large GEMM: a block of rows (or, for wide C, of
 // columns) of C. Returns 0 when the part is empty.
 static int gemm_part(vlm_mat *C, vlm_mat *A, vlm_mat *B, int id, int nt) {
@@ -60,6 +58,9 @@ static int gemm_part(vlm_mat *C, vlm_mat *A, vlm_mat *B, int id, int nt) {
     }
     return 1;
 }
+
+#if defined(VLM_HAVE_OPENBLAS) && defined(_OPENMP)
+static void gemm_blas(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta);
 
 // One large GEMM as one part per thread (each part single-threaded OpenBLAS:
 // inside a parallel region OpenBLAS does not thread, and its own threaded
@@ -123,6 +124,56 @@ void vlm_gemm(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
     gemm_blas(C, A, B, alpha, beta);
 }
 
+// ---- the context's precision ---------------------------------------------------
+static size_t scratch_slice(void) { return (vlm_gemm_bf16_scratch_bytes() + 63) / 64 * 64; }
+
+int vlm_ctx_gemm_prepare(vlm_ctx *c) {
+    if (!c->precision) return 1;
+    size_t need = scratch_slice() * (size_t)vlm_nthreads();
+    if (c->gemm_scratch_bytes >= need) return 1;
+    free(c->gemm_scratch);
+    c->gemm_scratch = aligned_alloc(64, need);
+    c->gemm_scratch_bytes = c->gemm_scratch ? need : 0;
+    if (!c->gemm_scratch) vlm_ctx_fail(c, VLM_ERR_OOM, "gemm: cannot allocate %zu bytes of bf16 packing space", need);
+    return c->gemm_scratch != NULL;
+}
+
+void *vlm_ctx_gemm_scratch(vlm_ctx *c) {
+    size_t per = scratch_slice(), off = per * (size_t)vlm_thread_id();
+    if (!c->precision || !c->gemm_scratch || off + per > c->gemm_scratch_bytes) return NULL;
+    return (char *)c->gemm_scratch + off;
+}
+
+void vlm_ctx_gemm(vlm_ctx *c, vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
+    if (!c || !c->precision || C.rows == 0 || C.cols == 0 || A.cols == 0) {
+        vlm_gemm(C, A, B, alpha, beta);
+        return;
+    }
+#ifdef _OPENMP
+    if (omp_in_parallel()) { // one thread's part of a parallel op
+        void *s = vlm_ctx_gemm_scratch(c);
+        if (s) vlm_gemm_bf16(C, A, B, alpha, beta, s);
+        else vlm_gemm(C, A, B, alpha, beta);
+        return;
+    }
+#endif
+    if (!vlm_ctx_gemm_prepare(c)) return;
+    if (vlm_nthreads() > 1 && C.rows * C.cols * A.cols >= (1 << 18)) {
+#pragma omp parallel
+        {
+            vlm_mat Cb = C, Ab = A, Bb = B;
+            int nt = 1;
+#ifdef _OPENMP
+            nt = omp_get_num_threads();
+#endif
+            if (gemm_part(&Cb, &Ab, &Bb, vlm_thread_id(), nt))
+                vlm_gemm_bf16(Cb, Ab, Bb, alpha, beta, vlm_ctx_gemm_scratch(c));
+        }
+        return;
+    }
+    vlm_gemm_bf16(C, A, B, alpha, beta, c->gemm_scratch);
+}
+
 // ---- matmul -------------------------------------------------------------------
 static vlm_mat tmat(const vlm_tensor *t, float *p, int64_t off) {
     int n = t->ndim;
@@ -154,8 +205,8 @@ static void matmul_backward(vlm_ctx *c, vlm_node *n) {
         int64_t oa = batch_off(a, nb, o->shape, bi), ob = batch_off(b, nb, o->shape, bi), oo = batch_off(o, nb, o->shape, bi);
         vlm_mat G = tmat(o, o->grad, oo);
         // dA += dC B^T ; dB += A^T dC
-        if (a->requires_grad) vlm_gemm(tmat(a, a->grad, oa), G, mat_t(tmat(b, b->data, ob)), 1, 1);
-        if (b->requires_grad) vlm_gemm(tmat(b, b->grad, ob), mat_t(tmat(a, a->data, oa)), G, 1, 1);
+        if (a->requires_grad) vlm_ctx_gemm(c, tmat(a, a->grad, oa), G, mat_t(tmat(b, b->data, ob)), 1, 1);
+        if (b->requires_grad) vlm_ctx_gemm(c, tmat(b, b->grad, ob), mat_t(tmat(a, a->data, oa)), G, 1, 1);
     }
 }
 
@@ -196,7 +247,7 @@ vlm_tensor *vlm_op_matmul(vlm_ctx *c, vlm_tensor *a, vlm_tensor *b) {
                      tmat(b, b->data, batch_off(b, nb, shape, bi)), 1, 0);
     } else {
         for (int64_t bi = 0; bi < nbatch; bi++)
-            vlm_gemm(tmat(o, o->data, batch_off(o, nb, shape, bi)), tmat(a, a->data, batch_off(a, nb, shape, bi)),
+            vlm_ctx_gemm(c, tmat(o, o->data, batch_off(o, nb, shape, bi)), tmat(a, a->data, batch_off(a, nb, shape, bi)),
                      tmat(b, b->data, batch_off(b, nb, shape, bi)), 1, 0);
     }
     if (g) vlm_record(c, "matmul", o, matmul_backward, a, b, NULL, NULL);
@@ -212,11 +263,11 @@ static void linear_backward(vlm_ctx *c, vlm_node *n) {
     vlm_mat dY = {y->grad, R, N, N, 1};
     if (x->requires_grad) { // dX[R,K] += dY[R,N] W[N,K]
         vlm_mat dX = {x->grad, R, K, K, 1}, W = {vlm_f32(w), N, K, K, 1};
-        vlm_gemm(dX, dY, W, 1, 1);
+        vlm_ctx_gemm(c, dX, dY, W, 1, 1);
     }
     if (w->requires_grad) { // dW[N,K] += dY^T[N,R] X[R,K]
         vlm_mat dW = {w->grad, N, K, K, 1}, X = {vlm_f32(x), R, K, K, 1};
-        vlm_gemm(dW, mat_t(dY), X, 1, 1);
+        vlm_ctx_gemm(c, dW, mat_t(dY), X, 1, 1);
     }
     if (b && b->requires_grad) { // db[N] += sum_r dY[r, :]
         const float *g = y->grad;
@@ -259,7 +310,7 @@ vlm_tensor *vlm_op_linear(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tensor *
         beta = 1;
     }
     vlm_mat Y = {yo, R, N, N, 1}, X = {vlm_f32(x), R, K, K, 1}, W = {vlm_f32(w), N, K, K, 1};
-    vlm_gemm(Y, X, mat_t(W), 1, beta);
+    vlm_ctx_gemm(c, Y, X, mat_t(W), 1, beta);
     if (g) vlm_record(c, "linear", y, linear_backward, x, w, b, NULL);
     return y;
 }
@@ -408,7 +459,7 @@ static void patchify_backward(vlm_ctx *c, vlm_node *n) {
     vlm_mat dY = {y->grad, R, D, D, 1};
     if (w->requires_grad) {
         vlm_mat dW = {w->grad, D, K, K, 1}, X = {cols, R, K, K, 1};
-        vlm_gemm(dW, mat_t(dY), X, 1, 1);
+        vlm_ctx_gemm(c, dW, mat_t(dY), X, 1, 1);
     }
     if (b && b->requires_grad)
         for (int64_t r = 0; r < R; r++)
@@ -417,7 +468,7 @@ static void patchify_backward(vlm_ctx *c, vlm_node *n) {
         float *dcols = vlm_scratch(c, R * K);
         if (!dcols) return;
         vlm_mat dC = {dcols, R, K, K, 1}, Wm = {vlm_f32(w), D, K, K, 1};
-        vlm_gemm(dC, dY, Wm, 1, 0);
+        vlm_ctx_gemm(c, dC, dY, Wm, 1, 0);
         patch_im2col(x->grad, dcols, B, C, H, W, p, 1);
     }
 }
@@ -448,7 +499,7 @@ vlm_tensor *vlm_op_patchify(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tensor
         beta = 1;
     }
     vlm_mat Y = {vlm_f32(y), B * N, D, D, 1}, X = {cols, B * N, K, K, 1}, Wm = {vlm_f32(w), D, K, K, 1};
-    vlm_gemm(Y, X, mat_t(Wm), 1, beta);
+    vlm_ctx_gemm(c, Y, X, mat_t(Wm), 1, beta);
     if (g) {
         vlm_node *nd = vlm_record(c, "patchify", y, patchify_backward, x, w, b, NULL);
         if (nd) nd->saved = cols;
@@ -489,12 +540,12 @@ static void conv2d_backward(vlm_ctx *c, vlm_node *n) {
     float *cols = (float *)(g + 1);
     int64_t K = g->Ci * g->kh * g->kw, L = g->Ho * g->Wo;
     float *dcols = x->requires_grad ? vlm_scratch(c, (int64_t)vlm_nthreads() * K * L) : NULL;
-    if (x->requires_grad && !dcols) return;
+    if ((x->requires_grad && !dcols) || !vlm_ctx_gemm_prepare(c)) return;
     for (int64_t bi = 0; bi < g->B; bi++) {
         vlm_mat dY = {y->grad + bi * g->Co * L, g->Co, L, L, 1};
         if (w->requires_grad) { // dW[Co, K] += dY[Co, L] cols^T[L, K]
             vlm_mat dW = {w->grad, g->Co, K, K, 1}, C = {cols + bi * K * L, K, L, L, 1};
-            vlm_gemm(dW, dY, mat_t(C), 1, 1);
+            vlm_ctx_gemm(c, dW, dY, mat_t(C), 1, 1);
         }
         if (b && b->requires_grad)
             for (int64_t co = 0; co < g->Co; co++)
@@ -506,7 +557,7 @@ static void conv2d_backward(vlm_ctx *c, vlm_node *n) {
             float *dc = dcols + (int64_t)vlm_thread_id() * K * L;
             vlm_mat dC = {dc, K, L, L, 1}, Wm = {vlm_f32(w), g->Co, K, K, 1},
                     dY = {y->grad + bi * g->Co * L, g->Co, L, L, 1};
-            vlm_gemm(dC, mat_t(Wm), dY, 1, 0); // dcols = W^T dY
+            vlm_ctx_gemm(c, dC, mat_t(Wm), dY, 1, 0); // dcols = W^T dY
             conv_im2col(g, x->grad + bi * g->Ci * g->H * g->W, dc, 1);
         }
     }
@@ -534,7 +585,7 @@ vlm_tensor *vlm_op_conv2d(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tensor *
     int g = vlm_needs_grad(c, x, w, b);
     int64_t shape[4] = {gm.B, gm.Co, gm.Ho, gm.Wo};
     vlm_tensor *y = vlm_out(c, 4, shape, g);
-    if (!y) return NULL;
+    if (!y || !vlm_ctx_gemm_prepare(c)) return NULL;
 #pragma omp parallel for schedule(static)
     for (int64_t bi = 0; bi < gm.B; bi++) {
         float *cb = cols + bi * K * L, *yb = vlm_f32(y) + bi * gm.Co * L;
@@ -546,7 +597,7 @@ vlm_tensor *vlm_op_conv2d(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tensor *
             beta = 1;
         }
         vlm_mat Y = {yb, gm.Co, L, L, 1}, Wm = {vlm_f32(w), gm.Co, K, K, 1}, C = {cb, K, L, L, 1};
-        vlm_gemm(Y, Wm, C, 1, beta);
+        vlm_ctx_gemm(c, Y, Wm, C, 1, beta);
     }
     if (g) {
         vlm_node *nd = vlm_record(c, "conv2d", y, conv2d_backward, x, w, b, NULL);

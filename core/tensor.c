@@ -119,7 +119,12 @@ vlm_status vlm_ctx_init(vlm_ctx *c, size_t arena_bytes, uint64_t seed, vlm_error
     return vlm_arena_init(&c->arena, arena_bytes, err);
 }
 
-void vlm_ctx_free(vlm_ctx *c) { vlm_arena_free(&c->arena); }
+void vlm_ctx_free(vlm_ctx *c) {
+    vlm_arena_free(&c->arena);
+    free(c->gemm_scratch);
+    c->gemm_scratch = NULL;
+    c->gemm_scratch_bytes = 0;
+}
 
 void vlm_ctx_reset(vlm_ctx *c) {
     vlm_arena_reset(&c->arena);

@@ -76,6 +76,11 @@ typedef struct vlm_ctx {
     // gradients that are already final while the rest of backward runs.
     void (*backward_hook)(void *user, const vlm_node *next);
     void *backward_hook_user;
+    // GEMM precision (core/bf16.h vlm_precision; 0 = fp32) and the bf16
+    // packing space of its GEMMs (one slice per thread, grown once, kept).
+    int precision;
+    void *gemm_scratch;
+    size_t gemm_scratch_bytes;
 } vlm_ctx;
 
 vlm_status vlm_ctx_init(vlm_ctx *c, size_t arena_bytes, uint64_t seed, vlm_error *err);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <math.h>
 #include "core/fastmath.h"
+#include "core/bf16.h"
 #include "core/ops_internal.h"
 
 struct vlm_transformer_ws {
@@ -136,6 +137,13 @@ static vlm_mat tr(vlm_mat m) {
     vlm_mat t = {m.p, m.cols, m.rows, m.cs, m.rs};
     return t;
 }
+// The block GEMMs of one thread: bf16 inputs when the context runs amp_bf16
+// (bf: this thread's packing space), else fp32.
+static void tgemm(void *bf, vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta) {
+    if (bf) vlm_gemm_bf16(C, A, B, alpha, beta, bf);
+    else vlm_gemm(C, A, B, alpha, beta);
+}
+
 static inline int64_t rup16(int64_t n) { return (n + 15) / 16 * 16; }
 
 // What the backward needs, per layer (offsets in floats inside one layer's block).
@@ -770,6 +778,7 @@ typedef struct {
     int64_t C, M;
     float *A, *Bb; // [R, max(M, 3C)], [R, C]
     float *g[13];  // this thread's gradient accumulators (NULL: no gradient wanted)
+    void *bf;      // this thread's bf16 GEMM packing space (amp_bf16), or NULL (fp32)
 } bwd_ctx;
 
 enum { G_LN1_W, G_LN1_B, G_IN_W, G_IN_B, G_OUT_W, G_OUT_B, G_LN2_W, G_LN2_B, G_FC_W, G_FC_B, G_PROJ_W, G_PROJ_B, G_BELOW_B };
@@ -787,17 +796,17 @@ static void mlp_out_bwd(const bwd_ctx *b, const vlm_block *bk, int top, int64_t 
     if (top && g[G_PROJ_B]) colsum(dres, n, C, g[G_PROJ_B]);
     // act(h) for dW_proj and act'(h) in place of h (its last use) in one pass
     for (int64_t r = 0; r < n; r++) vlm_act_fwd_grad_n(act, h + r * M, A + r * M, h + r * M, M);
-    if (g[G_PROJ_W]) vlm_gemm(mat(g[G_PROJ_W], C, M, M), tr(mat(dres, n, C, C)), mat(A, n, M, M), 1, 1);
-    vlm_gemm(mat(A, n, M, M), mat(dres, n, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
+    if (g[G_PROJ_W]) tgemm(b->bf, mat(g[G_PROJ_W], C, M, M), tr(mat(dres, n, C, C)), mat(A, n, M, M), 1, 1);
+    tgemm(b->bf, mat(A, n, M, M), mat(dres, n, C, C), mat(pdata(ps, bk->proj_w), C, M, M), 1, 0); // d act(h)
     mul_colsum(A, h, n, M, g[G_FC_B]); // dh = d act(h) * act'(h)
     if (g[G_FC_W]) {
         ln_out(xh2, pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), Bb, n, C);
-        vlm_gemm(mat(g[G_FC_W], M, C, C), tr(mat(A, n, M, M)), mat(Bb, n, C, C), 1, 1);
+        tgemm(b->bf, mat(g[G_FC_W], M, C, C), tr(mat(A, n, M, M)), mat(Bb, n, C, C), 1, 1);
     }
-    vlm_gemm(mat(datt, n, C, C), mat(A, n, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
+    tgemm(b->bf, mat(datt, n, C, C), mat(A, n, M, M), mat(pdata(ps, bk->fc_w), M, C, C), 1, 0); // d ln_2 out
     ln_bwd(datt, xh2, rstd2, pdata(ps, bk->ln2_w), dres, g[G_LN2_W], g[G_LN2_B], g[G_OUT_B], n, C);
-    if (g[G_OUT_W]) vlm_gemm(mat(g[G_OUT_W], C, C, C), tr(mat(dres, n, C, C)), mat(att, n, C, C), 1, 1);
-    vlm_gemm(mat(datt, n, C, C), mat(dres, n, C, C), mat(pdata(ps, bk->out_w), C, C, C), 1, 0);
+    if (g[G_OUT_W]) tgemm(b->bf, mat(g[G_OUT_W], C, C, C), tr(mat(dres, n, C, C)), mat(att, n, C, C), 1, 1);
+    tgemm(b->bf, mat(datt, n, C, C), mat(dres, n, C, C), mat(pdata(ps, bk->out_w), C, C, C), 1, 0);
 }
 
 static void gather_rows(float *dst, const float *src, const int32_t *idx, int64_t k, int64_t w) {
@@ -870,12 +879,12 @@ static void bwd_chunk(const bwd_ctx *bc, const tr_saved *s, const tr_layout *lay
         gather_rows(kx, sv.xh1, kidx, k, C);
         if (g[G_IN_W]) {
             ln_out(kx, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), Bb, k, C);
-            vlm_gemm(mat(g[G_IN_W], 3 * C, C, C), tr(mat(kh, k, 3 * C, 3 * C)), mat(Bb, k, C, C), 1, 1);
+            tgemm(bc->bf, mat(g[G_IN_W], 3 * C, C, C), tr(mat(kh, k, 3 * C, 3 * C)), mat(Bb, k, C, C), 1, 1);
         }
         if (lnw) {
             gather_rows(kr, sv.rstd1, kidx, k, 1);
             gather_rows(kd, dres, kidx, k, C);
-            vlm_gemm(mat(kc, k, C, C), mat(kh, k, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
+            tgemm(bc->bf, mat(kc, k, C, C), mat(kh, k, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
             ln_bwd(kc, kx, kr, pdata(ps, bk->ln1_w), dx_needed ? kd : NULL, g[G_LN1_W], g[G_LN1_B], NULL, k, C);
             if (dx_needed)
                 for (int64_t i = 0; i < k; i++)
@@ -886,10 +895,10 @@ static void bwd_chunk(const bwd_ctx *bc, const tr_saved *s, const tr_layout *lay
         if (g[G_IN_B]) colsum(A, n, 3 * C, g[G_IN_B]);
         if (g[G_IN_W]) {
             ln_out(sv.xh1, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), Bb, n, C);
-            vlm_gemm(mat(g[G_IN_W], 3 * C, C, C), tr(mat(A, n, 3 * C, 3 * C)), mat(Bb, n, C, C), 1, 1);
+            tgemm(bc->bf, mat(g[G_IN_W], 3 * C, C, C), tr(mat(A, n, 3 * C, 3 * C)), mat(Bb, n, C, C), 1, 1);
         }
         if (lnw) {
-            vlm_gemm(mat(Cc, n, C, C), mat(A, n, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
+            tgemm(bc->bf, mat(Cc, n, C, C), mat(A, n, 3 * C, 3 * C), mat(pdata(ps, bk->in_w), 3 * C, C, C), 1, 0);
             ln_bwd(Cc, sv.xh1, sv.rstd1, pdata(ps, bk->ln1_w), dx_needed ? dres : NULL, g[G_LN1_W], g[G_LN1_B],
                    g[G_BELOW_B], n, C);
         }
@@ -907,6 +916,7 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
     int64_t CB = chunk_seqs(B, T, nt), R = CB * T, nch = (B + CB - 1) / CB;
     tr_layout lay = layout(B, T, C, M, H);
     bwd_ws wl = bwd_ws_layout(t, ps, R, T);
+    if (!vlm_ctx_gemm_prepare(c)) return;
     int64_t o_vm = (int64_t)nt * wl.size;
     float *ws = ws_get(c, t, o_vm + rup16(N));
     if (!ws) return;
@@ -926,7 +936,7 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
 #endif
             float *w = ws + (int64_t)tid * wl.size, *gb = w + wl.grads;
             memset(gb, 0, sizeof(float) * (size_t)wl.gsize);
-            bwd_ctx bc = {t, ps, C, M, w + wl.A, w + wl.Bb, {0}};
+            bwd_ctx bc = {t, ps, C, M, w + wl.A, w + wl.Bb, {0}, vlm_ctx_gemm_scratch(c)};
             for (int k = 0; k < 13; k++) bc.g[k] = want[k] ? gb + wl.goff[k] : NULL;
             for (int64_t ch = tid; ch < nch; ch += nth) {
                 int64_t b0 = ch * CB, nb = B - b0 < CB ? B - b0 : CB;
@@ -957,7 +967,7 @@ static void transformer_backward(vlm_ctx *c, vlm_node *nd) {
 // Forward of block l over the sequences [b0, b0 + nb) (one thread); pending:
 // the previous block's c_proj bias, folded into this LN_1 pass.
 static void fwd_chunk(const vlm_transformer *t, vlm_params *ps, tr_rows sv, float *xs, float *w, const fwd_ws *wl,
-                      const float *vmask, const float *pending, int l, int64_t T, int64_t nb) {
+                      const float *vmask, const float *pending, int l, int64_t T, int64_t nb, void *bf) {
     const vlm_transformer_cfg *cf = &t->cfg;
     const vlm_block *bk = &t->blocks[l];
     int64_t C = cf->width, H = cf->heads, D = C / H, M = cf->mlp_width, n = nb * T;
@@ -966,19 +976,19 @@ static void fwd_chunk(const vlm_transformer *t, vlm_params *ps, tr_rows sv, floa
     const float *bin = pdata(ps, bk->in_b), *bfc = pdata(ps, bk->fc_b);
     ln_fwd(xs, pending, pdata(ps, bk->ln1_w), pdata(ps, bk->ln1_b), cf->ln_eps, sv.xh1, lo, sv.rstd1, n, C);
     for (int64_t r = 0; r < n; r++) memcpy(sv.qkv + r * 3 * C, bin, sizeof(float) * (size_t)(3 * C));
-    vlm_gemm(mat(sv.qkv, n, 3 * C, 3 * C), mat(lo, n, C, C), tr(mat(pdata(ps, bk->in_w), 3 * C, C, C)), 1, 1);
+    tgemm(bf, mat(sv.qkv, n, 3 * C, 3 * C), mat(lo, n, C, C), tr(mat(pdata(ps, bk->in_w), 3 * C, C, C)), 1, 1);
     attn_fwd(&ag, sv.qkv, sv.att, sv.lse, w + wl->attn);
-    vlm_gemm(mat(xs, n, C, C), mat(sv.att, n, C, C), tr(mat(pdata(ps, bk->out_w), C, C, C)), 1, 1);
+    tgemm(bf, mat(xs, n, C, C), mat(sv.att, n, C, C), tr(mat(pdata(ps, bk->out_w), C, C, C)), 1, 1);
     ln_fwd(xs, pdata(ps, bk->out_b), pdata(ps, bk->ln2_w), pdata(ps, bk->ln2_b), cf->ln_eps, sv.xh2, lo, sv.rstd2, n,
            C);
-    vlm_gemm(mat(sv.h, n, M, M), mat(lo, n, C, C), tr(mat(pdata(ps, bk->fc_w), M, C, C)), 1, 0);
+    tgemm(bf, mat(sv.h, n, M, M), mat(lo, n, C, C), tr(mat(pdata(ps, bk->fc_w), M, C, C)), 1, 0);
     for (int64_t r = 0; r < n; r++) {
         float *hr = sv.h + r * M;
 #pragma omp simd
         for (int64_t j = 0; j < M; j++) hr[j] += bfc[j];
         vlm_act_fwd_n(cf->act, hr, gb + r * M, M);
     }
-    vlm_gemm(mat(xs, n, C, C), mat(gb, n, M, M), tr(mat(pdata(ps, bk->proj_w), C, M, M)), 1, 1);
+    tgemm(bf, mat(xs, n, C, C), mat(gb, n, M, M), tr(mat(pdata(ps, bk->proj_w), C, M, M)), 1, 1);
 }
 
 vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params *ps, vlm_tensor *x,
@@ -1021,6 +1031,7 @@ vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params 
         }
     }
     fwd_ws wl = fwd_ws_layout(R, T, C, M, D, need ? 0 : clay.size); // no grad: one chunk's "saved" block per thread
+    if (!vlm_ctx_gemm_prepare(c)) return NULL;
     int64_t o_vm = (int64_t)nt * wl.size;
     float *ws = ws_get(c, t, o_vm + rup16(N));
     if (!ws) return NULL;
@@ -1033,6 +1044,7 @@ vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params 
         nth = omp_get_num_threads();
 #endif
         float *w = ws + (int64_t)tid * wl.size;
+        void *bf = vlm_ctx_gemm_scratch(c);
         for (int64_t ch = tid; ch < nch; ch += nth) {
             int64_t b0 = ch * CB, nb = B - b0 < CB ? B - b0 : CB;
             float *xs = xs_all + b0 * T * C;
@@ -1040,7 +1052,7 @@ vlm_tensor *vlm_op_transformer(vlm_ctx *c, const vlm_transformer *t, vlm_params 
             for (int l = 0; l < cf->layers; l++) {
                 tr_rows sv = need ? rows_at(s->save + (int64_t)l * lay.size, &lay, b0, T, C, M, H)
                                   : rows_at(w + wl.sv, &clay, 0, T, C, M, H);
-                fwd_chunk(t, ps, sv, xs, w, &wl, vmask ? vmask + b0 * T : NULL, pending, l, T, nb);
+                fwd_chunk(t, ps, sv, xs, w, &wl, vmask ? vmask + b0 * T : NULL, pending, l, T, nb, bf);
                 pending = pdata(ps, t->blocks[l].proj_b);
             }
             for (int64_t r = 0; r < nb * T; r++)

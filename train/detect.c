@@ -228,7 +228,9 @@ static vlm_status prepare(det_task *p, vlm_trainer *t, vlm_error *err) {
     p->epoch_shuffled = -1;
     t->cfg.total_steps = o->c.max_steps ? o->c.max_steps : p->steps_per_epoch * o->c.epochs;
     t->cfg.epoch_size = p->steps_per_epoch * p->B;
-    return vlm_ctx_init(&p->c, 256u << 20, (uint64_t)o->c.seed, err);
+    vlm_status cst = vlm_ctx_init(&p->c, 256u << 20, (uint64_t)o->c.seed, err);
+    p->c.precision = (int)o->c.precision;
+    return cst;
 }
 
 static void task_free(det_task *p) {

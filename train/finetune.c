@@ -552,6 +552,7 @@ vlm_status vlm_finetune(const vlm_finetune_opts *o, vlm_finetune_result *r, vlm_
     if (!(st = open_data(&p, err)) && !(st = build_model(&p, err)) &&
         !(st = vlm_ctx_init(&p.c, 64u << 20, (uint64_t)o->c.seed, err))) {
         p.S = p.m.cfg.vit.image_size, p.B = (int)o->c.batch;
+        p.c.precision = (int)o->c.precision;
         st = o->eval_only ? eval_only(&p, r, err) : train(&p, &t, r, err);
     }
     if (!st && !o->eval_only) {

@@ -226,7 +226,9 @@ static vlm_status prepare(gen_task *p, vlm_trainer *t, vlm_error *err) {
              "\"max_minutes\": %g, \"min_snr\": %g, \"t_sampling\": \"%s\"}",
              o->train, o->cond, o->tmpl, B, o->c.lr, o->c.wd, o->c.warmup, o->c.lr_scheduler, o->p_uncond, o->ema, o->hflip,
              o->c.seed, o->c.max_minutes, o->min_snr, o->t_sampling);
-    return vlm_ctx_init(&p->c, 256u << 20, (uint64_t)o->c.seed, err);
+    vlm_status cst = vlm_ctx_init(&p->c, 256u << 20, (uint64_t)o->c.seed, err);
+    p->c.precision = (int)o->c.precision;
+    return cst;
 }
 
 static vlm_status train(gen_task *p, vlm_trainer *t, vlm_generate_result *r, vlm_error *err) {

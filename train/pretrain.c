@@ -494,6 +494,7 @@ static vlm_status setup(pretrain_task *p, vlm_trainer *t, vlm_error *err) {
     vlm_status st;
     if ((st = open_data(p, err)) || (st = build_model(p, err))) return st;
     if ((st = vlm_ctx_init(&p->c, 64u << 20, (uint64_t)o->c.seed, err))) return st;
+    p->c.precision = (int)o->c.precision;
     p->B = (int)o->c.batch, p->K = (int)o->accum, p->S = p->m.cfg.vision.image_size, p->T = p->m.cfg.text.context_length;
     // W > 1: the text tower's parameters come first in the store and get their
     // last gradient before the image tower's backward runs, so their allreduce

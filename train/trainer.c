@@ -1,4 +1,5 @@
 // The training loop shared by every trainer (see trainer.h).
+#include "core/bf16.h"
 #include "train/trainer.h"
 #include "core/clock.h"
 #include <inttypes.h>
@@ -63,6 +64,7 @@ void vlm_train_common_cfg(const vlm_train_common *c, const char *tag, const char
     cfg->sched = (vlm_sched){VLM_SCHED_COSINE, (float)c->lr, c->warmup, 1, 0, 1.0f, 0.0f};
     vlm_sched_parse(c->lr_scheduler, &cfg->sched.kind);
     cfg->time_schedule = c->time_schedule;
+    cfg->precision = c->precision;
     cfg->clip_norm = c->clip_norm;
     cfg->log_every = c->log_every;
     cfg->save_every = c->save_every;
@@ -196,6 +198,7 @@ static void update(vlm_trainer *t, double clock_s) {
     t->lr = vlm_sched_lr_at(&c->sched, t->st.step, c->time_schedule, budget > 0 ? clock_s / budget : 0);
     if (c->groups) vlm_adamw_step_groups(&t->opt, t->ps, c->groups, c->group_scale, c->n_groups, t->lr, t->frozen_saved);
     else vlm_adamw_step(&t->opt, t->ps, t->lr);
+    if (c->precision == VLM_PREC_BF16) vlm_bf16_round(t->ps->data, t->ps->total); // pure bf16 weights
     if (t->task->after_update) t->task->after_update(t->task_user, t);
 }
 

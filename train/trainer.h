@@ -74,6 +74,7 @@ typedef struct {
     vlm_adamw_cfg adamw;
     vlm_sched sched;           // .total is set to total_steps by vlm_trainer_run
     int time_schedule;         // cosine over the fraction of the time budget used
+    int precision;             // vlm_precision: bf16 rounds the weights after every update
     double clip_norm;          // 0: no clipping
     const int *groups;         // per-parameter LR group (NULL: one group)
     const float *group_scale;  // [n_groups] LR multipliers
@@ -102,6 +103,7 @@ typedef struct {
     double lr, wd, beta1, beta2, eps, clip_norm, max_minutes;
     const char *lr_scheduler;         // cosine | const | const-cooldown
     int time_schedule;
+    int precision;                    // vlm_precision (core/bf16.h): fp32 | amp_bf16 | bf16
     // reporting and control (not flags)
     vlm_train_log_fn log;
     void *log_user;
