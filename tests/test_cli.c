@@ -69,7 +69,7 @@ static void test_values(void) {
     CHECK(vlm("pretrain --lr abc --train-data x") == 2 && strstr(err_buf, "--lr"), "bad float: %s", err_buf);
     CHECK(vlm("pretrain --lr-scheduler=sawtooth --train-data x") == 2 && strstr(err_buf, "sawtooth"),
           "bad scheduler: %s", err_buf);
-    CHECK(vlm("finetune --precision amp_bf16") == 2 && strstr(err_buf, "--precision"), "precision: %s", err_buf);
+    CHECK(vlm("finetune --precision fp16") == 2 && strstr(err_buf, "fp32, amp_bf16 or bf16"), "precision: %s", err_buf);
     CHECK(vlm("zeroshot --data x") == 2 && strstr(err_buf, "--clip"), "missing required: %s", err_buf);
     CHECK(vlm("linprobe --checkpoint a --train-data b --val-data c --features mid") == 2 && strstr(err_buf, "mid"),
           "bad choice: %s", err_buf);
