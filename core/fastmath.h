@@ -8,7 +8,8 @@
 //                 SSE2), any x86-64 (or other GCC target);
 //   vlm_x8<name>  __m256 with FMA, only inside functions compiled with
 //                 __attribute__((target("avx2,fma"))) and called after a
-//                 runtime CPU check (VLM_FASTMATH_X8 is defined when available).
+//                 runtime CPU check (VLM_FASTMATH_X8 is defined when available);
+//   vlm_x16<name> __m512, the same inside AVX-512 functions (VLM_FASTMATH_X16).
 // Accuracy, measured against double-precision libm (both instantiations):
 //   exp            <= 1.4 ulp on [-87, 88] (Cephes expf polynomial, Cody-Waite
 //                  reduction); inputs are clamped to [-87, 88], so it never
@@ -65,6 +66,23 @@ typedef int32_t vlm_x8i __attribute__((vector_size(32)));
 #define FM(name) vlm_x8##name
 #define FM_ATTR static inline __attribute__((target("avx2,fma")))
 #define FM_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#include "core/fastmath.h"
+#undef FM_VF
+#undef FM_VI
+#undef FM_W
+#undef FM
+#undef FM_ATTR
+#undef FM_FMA
+
+// ---- AVX-512 instantiation (16 lanes) ----
+#define VLM_FASTMATH_X16 1
+typedef int32_t vlm_x16i __attribute__((vector_size(64)));
+#define FM_VF __m512
+#define FM_VI vlm_x16i
+#define FM_W 16
+#define FM(name) vlm_x16##name
+#define FM_ATTR static inline __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl")))
+#define FM_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #include "core/fastmath.h"
 #undef FM_VF
 #undef FM_VI

@@ -398,16 +398,17 @@ __attribute__((target("avx2,fma"))) static void act_bwd_x8(int act, const float 
     int64_t i = 0;
     ACT_VEC_SWITCH_GRAD(ACT_BWD_LOOP, vlm_x8, 8)
 }
-int vlm_use_x8(void) {
-    static int state = -1; // -1 unknown, 0 portable, 1 AVX2+FMA
-    int s = __atomic_load_n(&state, __ATOMIC_RELAXED);
-    if (s < 0) {
-        const char *e = getenv("VLM_FASTMATH_PORTABLE");
-        s = !(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&state, s, __ATOMIC_RELAXED);
-    }
-    return s;
+#define X16 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl")))
+X16 static void act_fwd_x16(int act, const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+    ACT_VEC_SWITCH(ACT_FWD_LOOP, vlm_x16, 16)
 }
+X16 static void act_bwd_x16(int act, const float *x, const float *g, float *dx, int64_t n, int acc) {
+    int64_t i = 0;
+    ACT_VEC_SWITCH_GRAD(ACT_BWD_LOOP, vlm_x16, 16)
+}
+int vlm_use_x8(void) { return vlm_cpu_isa() >= VLM_ISA_AVX2; }
+int vlm_use_x16(void) { return vlm_cpu_isa() >= VLM_ISA_AVX512; }
 #endif
 
 #define ACT_BOTH_LOOP(V, W)                                                                    \
@@ -429,6 +430,10 @@ __attribute__((target("avx2,fma"))) static void gelu_both_x8(const float *x, flo
     int64_t i = 0;
     ACT_BOTH_LOOP(vlm_x8, 8);
 }
+X16 static void gelu_both_x16(const float *x, float *y, float *d, int64_t n) {
+    int64_t i = 0;
+    ACT_BOTH_LOOP(vlm_x16, 16);
+}
 #endif
 
 void vlm_act_fwd_grad_n(int act, const float *x, float *y, float *d, int64_t n) {
@@ -443,6 +448,10 @@ void vlm_act_fwd_grad_n(int act, const float *x, float *y, float *d, int64_t n) 
         return;
     }
 #ifdef VLM_FASTMATH_X8
+    if (vlm_use_x16()) {
+        gelu_both_x16(x, y, d, n);
+        return;
+    }
     if (vlm_use_x8()) {
         gelu_both_x8(x, y, d, n);
         return;
@@ -459,6 +468,10 @@ void vlm_act_fwd_n(int act, const float *x, float *y, int64_t n) {
         return;
     }
 #ifdef VLM_FASTMATH_X8
+    if (vlm_use_x16()) {
+        act_fwd_x16(act, x, y, n);
+        return;
+    }
     if (vlm_use_x8()) {
         act_fwd_x8(act, x, y, n);
         return;
@@ -477,6 +490,10 @@ void vlm_act_bwd_n(int act, const float *x, const float *y, const float *g, floa
         return;
     }
 #ifdef VLM_FASTMATH_X8
+    if (vlm_use_x16()) {
+        act_bwd_x16(act, x, g, dx, n, acc);
+        return;
+    }
     if (vlm_use_x8()) {
         act_bwd_x8(act, x, g, dx, n, acc);
         return;

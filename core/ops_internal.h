@@ -3,6 +3,7 @@
 #define VLM_CORE_OPS_INTERNAL_H
 
 #include <math.h>
+#include "core/cpu.h"
 #include "core/fastmath.h"
 #include "core/op_ext.h"
 #include "core/ops.h"
@@ -49,9 +50,11 @@ void vlm_act_bwd_n(int act, const float *x, const float *y, const float *g, floa
 // d may alias x (x is read before d is written), not y.
 void vlm_act_fwd_grad_n(int act, const float *x, float *y, float *d, int64_t n);
 #ifdef VLM_FASTMATH_X8
-// Whether the AVX2+FMA kernels (core/fastmath.h vlm_x8*) may run: the CPU has
-// both and VLM_FASTMATH_PORTABLE is unset or 0 (checked once).
+// Whether the AVX2+FMA kernels (core/fastmath.h vlm_x8*) may run, and the
+// AVX-512 ones (vlm_x16*): vlm_cpu_isa() (core/cpu.h: the CPU, capped by
+// VLM_ISA; VLM_FASTMATH_PORTABLE=1 forces the portable kernels).
 int vlm_use_x8(void);
+int vlm_use_x16(void);
 #endif
 
 #endif

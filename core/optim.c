@@ -1,4 +1,5 @@
 // AdamW / SGD updates over the parameter store, grad clipping, LR schedules.
+#include "core/isa_internal.h"
 #include "core/optim.h"
 #include <math.h>
 #include <string.h>
@@ -9,25 +10,43 @@ vlm_status vlm_adamw_init(vlm_adamw *o, vlm_params *ps, vlm_adamw_cfg cfg, vlm_e
     return vlm_params_alloc_moments(ps, err);
 }
 
+// One tensor's update (torch.optim.AdamW, foreach=False order of operations).
+VLM_INLINE void adamw_kernel_body(float *w, const float *g, float *m, float *v, int64_t n, float decay, float b1, float b2,
+                           float step_size, float bc2_sqrt, float eps) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        float gj = g[j], wj = w[j] * decay;
+        float mj = b1 * m[j] + (1.0f - b1) * gj;
+        float vj = b2 * v[j] + (1.0f - b2) * gj * gj;
+        m[j] = mj;
+        v[j] = vj;
+        w[j] = wj - step_size * mj / (__builtin_sqrtf(vj) / bc2_sqrt + eps);
+    }
+}
+VLM_MULTIVERSION(adamw_kernel,
+                 (float *w, const float *g, float *m, float *v, int64_t n, float decay, float b1, float b2,
+                  float step_size, float bc2_sqrt, float eps),
+                 (w, g, m, v, n, decay, b1, b2, step_size, bc2_sqrt, eps))
+
+#define ADAMW_CHUNK 8192 // floats per work item: whole tensors are too uneven to split by
+
 void vlm_adamw_step(vlm_adamw *o, vlm_params *ps, float lr) {
     o->step++;
     const float b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps, wd = o->cfg.weight_decay;
     // torch: step_size = lr / bc1; denom = sqrt(v) / sqrt(bc2) + eps
     const float bc1 = 1.0f - powf(b1, (float)o->step), bc2 = 1.0f - powf(b2, (float)o->step);
     const float step_size = lr / bc1, bc2_sqrt = sqrtf(bc2);
-    for (int i = 0; i < ps->n; i++) {
-        const vlm_param *p = &ps->p[i];
-        if (p->frozen) continue;
-        float *w = ps->data + p->offset, *g = ps->grad + p->offset, *m = ps->m + p->offset, *v = ps->v + p->offset;
-        const float decay = p->no_decay ? 1.0f : 1.0f - lr * wd;
-        const int64_t n = p->numel;
-#pragma omp parallel for schedule(static)
-        for (int64_t j = 0; j < n; j++) {
-            float gj = g[j];
-            w[j] *= decay;
-            m[j] = b1 * m[j] + (1.0f - b1) * gj;
-            v[j] = b2 * v[j] + (1.0f - b2) * gj * gj;
-            w[j] -= step_size * m[j] / (sqrtf(v[j]) / bc2_sqrt + eps);
+    // one parallel region over all tensors: chunks of every trainable tensor
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int64_t c = 0; c < (ps->total + ADAMW_CHUNK - 1) / ADAMW_CHUNK; c++) {
+        int64_t lo = c * ADAMW_CHUNK, hi = lo + ADAMW_CHUNK < ps->total ? lo + ADAMW_CHUNK : ps->total;
+        for (int i = 0; i < ps->n; i++) { // the tensors overlapping [lo, hi)
+            const vlm_param *p = &ps->p[i];
+            int64_t a = p->offset > lo ? p->offset : lo, b = p->offset + p->numel < hi ? p->offset + p->numel : hi;
+            if (p->frozen || a >= b) continue;
+            const float decay = p->no_decay ? 1.0f : 1.0f - lr * wd;
+            adamw_kernel(ps->data + a, ps->grad + a, ps->m + a, ps->v + a, b - a, decay, b1, b2, step_size, bc2_sqrt,
+                         eps);
         }
     }
 }

@@ -347,95 +347,18 @@ typedef struct {
 } attn_geom;
 
 #ifdef VLM_FASTMATH_X8
-// ---- AVX2+FMA attention: per-head small GEMMs (T x T x D) in registers --------------
+// ---- SIMD attention: per-head small GEMMs (T x T x D) in registers ----------------
 // OpenBLAS spends more time packing and dispatching than multiplying at these
-// sizes, so each (b, h) runs on these kernels instead.
+// sizes, so each (b, h) runs on these kernels instead: core/attn_kern_internal.h
+// compiled for AVX2 (8 lanes) and AVX-512 (16 lanes).
 #define X8 __attribute__((target("avx2,fma")))
+#define X16 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl")))
 
 X8 static inline __m256i x8_mask(int64_t n) { // lanes [0, n) on
     const int32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     __m256i i;
     memcpy(&i, idx, sizeof i);
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), i);
-}
-
-// Lanes [0, w) of p (w <= 8), zero beyond; stores only lanes [0, w).
-X8 static inline __m256 x8_ld(const float *p, int64_t w) {
-    return w == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, x8_mask(w));
-}
-X8 static inline void x8_st(float *p, __m256 v, int64_t w) {
-    if (w == 8) _mm256_storeu_ps(p, v);
-    else _mm256_maskstore_ps(p, x8_mask(w), v);
-}
-
-// C[i, j] (+)= alpha * sum_p A(i, p) B(p, j) for a block of MR rows x 16 (or
-// nr < 16, masked) columns. A(i, p) = A[i*ars + p*acs]; B(p, j) = B[p*brs + j];
-// C(i, j) = C[i*crs + j].
-#define X8_KERNEL(MR)                                                                                              \
-    X8 static void x8_kern##MR(int64_t nr, int64_t k, float alpha, const float *A, int64_t ars, int64_t acs,       \
-                               const float *B, int64_t brs, float *C, int64_t crs, int acc) {                      \
-        __m256 c0[MR], c1[MR];                                                                                     \
-        for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm256_setzero_ps();                                          \
-        if (nr == 16) {                                                                                            \
-            for (int64_t p = 0; p < k; p++) {                                                                      \
-                __m256 b0 = _mm256_loadu_ps(B + p * brs), b1 = _mm256_loadu_ps(B + p * brs + 8);                   \
-                for (int r = 0; r < MR; r++) {                                                                     \
-                    __m256 a = _mm256_broadcast_ss(A + r * ars + p * acs);                                         \
-                    c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                                         \
-                    c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);                                                         \
-                }                                                                                                  \
-            }                                                                                                      \
-        } else if (nr <= 8) {                                                                                      \
-            __m256i m0 = x8_mask(nr);                                                                              \
-            for (int64_t p = 0; p < k; p++) {                                                                      \
-                __m256 b0 = _mm256_maskload_ps(B + p * brs, m0);                                                   \
-                for (int r = 0; r < MR; r++)                                                                       \
-                    c0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(A + r * ars + p * acs), b0, c0[r]);                \
-            }                                                                                                      \
-        } else {                                                                                                   \
-            __m256i m0 = x8_mask(nr), m1 = x8_mask(nr - 8);                                                        \
-            for (int64_t p = 0; p < k; p++) {                                                                      \
-                __m256 b0 = _mm256_maskload_ps(B + p * brs, m0), b1 = _mm256_maskload_ps(B + p * brs + 8, m1);     \
-                for (int r = 0; r < MR; r++) {                                                                     \
-                    __m256 a = _mm256_broadcast_ss(A + r * ars + p * acs);                                         \
-                    c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);                                                         \
-                    c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);                                                         \
-                }                                                                                                  \
-            }                                                                                                      \
-        }                                                                                                          \
-        __m256 al = _mm256_set1_ps(alpha);                                                                         \
-        __m256i m0 = x8_mask(nr), m1 = x8_mask(nr - 8);                                                            \
-        for (int r = 0; r < MR; r++) {                                                                             \
-            float *cr = C + r * crs;                                                                               \
-            __m256 v0 = _mm256_mul_ps(al, c0[r]), v1 = _mm256_mul_ps(al, c1[r]);                                   \
-            if (nr == 16) {                                                                                        \
-                if (acc) {                                                                                         \
-                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(cr));                                                   \
-                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(cr + 8));                                               \
-                }                                                                                                  \
-                _mm256_storeu_ps(cr, v0);                                                                          \
-                _mm256_storeu_ps(cr + 8, v1);                                                                      \
-            } else {                                                                                               \
-                if (acc) {                                                                                         \
-                    v0 = _mm256_add_ps(v0, _mm256_maskload_ps(cr, m0));                                            \
-                    v1 = _mm256_add_ps(v1, _mm256_maskload_ps(cr + 8, m1));                                        \
-                }                                                                                                  \
-                _mm256_maskstore_ps(cr, m0, v0);                                                                   \
-                if (nr > 8) _mm256_maskstore_ps(cr + 8, m1, v1);                                                   \
-            }                                                                                                      \
-        }                                                                                                          \
-    }
-X8_KERNEL(4)
-X8_KERNEL(1)
-
-// C[m x n] (+)= alpha * A B with the layouts of x8_kern*.
-X8 static void x8_gemm(int64_t m, int64_t n, int64_t k, float alpha, const float *A, int64_t ars, int64_t acs,
-                       const float *B, int64_t brs, float *C, int64_t crs, int acc) {
-    for (int64_t j = 0; j < n; j += 16) {
-        int64_t nr = n - j < 16 ? n - j : 16, i = 0;
-        for (; i + 4 <= m; i += 4) x8_kern4(nr, k, alpha, A + i * ars, ars, acs, B + j, brs, C + i * crs + j, crs, acc);
-        for (; i < m; i++) x8_kern1(nr, k, alpha, A + i * ars, ars, acs, B + j, brs, C + i * crs + j, crs, acc);
-    }
 }
 
 // dst[p*T + j] = src[j*ld + p] (p < D, j < T): a head's K or V transposed,
@@ -469,143 +392,39 @@ X8 static void x8_transpose(float *dst, const float *src, int64_t T, int64_t D, 
         for (int64_t p = jj < j ? D8 : 0; p < D; p++) dst[p * T + jj] = src[jj * ld + p];
 }
 
-// Softmax of r[0, n) on valid keys (vm[j] != 0; vm NULL: all), zero up to T;
-// returns the log-sum-exp, INFINITY when no key is valid (row zeroed).
-X8 static float x8_softmax_row(float *r, int64_t n, int64_t T, const float *vm) {
-    __m256 vmx = vlm_x8set(-INFINITY), ninf = vmx;
-    for (int64_t j = 0; j < n; j += 8) {
-        int64_t w = n - j < 8 ? n - j : 8;
-        __m256 v = w == 8 ? x8_ld(r + j, w) : vlm_x8sel((vlm_x8i)x8_mask(w), x8_ld(r + j, w), ninf);
-        if (vm) v = vlm_x8sel(x8_ld(vm + j, w) != 0.0f, v, ninf);
-        vmx = vlm_x8max(vmx, v);
-    }
-    float mx = vlm_x8hmax(vmx);
-    if (mx == -INFINITY) {
-        memset(r, 0, sizeof(float) * (size_t)T);
-        return INFINITY;
-    }
-    __m256 vs = vlm_x8set(0);
-    for (int64_t j = 0; j < n; j += 8) {
-        int64_t w = n - j < 8 ? n - j : 8;
-        __m256 e = vlm_x8exp(x8_ld(r + j, w) - mx);
-        if (vm) e = e * x8_ld(vm + j, w);
-        if (w < 8) e = vlm_x8sel((vlm_x8i)x8_mask(w), e, vlm_x8set(0));
-        x8_st(r + j, e, w);
-        vs += e;
-    }
-    float sum = vlm_x8hsum(vs);
-    __m256 inv = vlm_x8set(1.0f / sum);
-    for (int64_t j = 0; j < n; j += 8) {
-        int64_t w = n - j < 8 ? n - j : 8;
-        x8_st(r + j, x8_ld(r + j, w) * inv, w);
-    }
-    for (int64_t j = n; j < T; j++) r[j] = 0;
-    return mx + logf(sum);
-}
+#define KW 8
+#define KATTR X8
+#define K(name) x8_##name
+#define FMV(name) vlm_x8##name
+#define VF __m256
+#define VI vlm_x8i
+#define KIOTA ((VI){0, 1, 2, 3, 4, 5, 6, 7})
+#define KMASK __m256i
+#define KMK(w) x8_mask(w)
+#define KLDU(p) _mm256_loadu_ps(p)
+#define KSTU(p, v) _mm256_storeu_ps((p), (v))
+#define KLDM(p, m) _mm256_maskload_ps((p), (m))
+#define KSTM(p, v, m) _mm256_maskstore_ps((p), (m), (v))
+#define KBC(p) _mm256_broadcast_ss(p)
+#define KFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#include "core/attn_kern_internal.h"
 
-X8 static void x8_prob_row(float *r, int64_t n, int64_t T, const float *vm, float lse) {
-    if (isinf(lse)) {
-        memset(r, 0, sizeof(float) * (size_t)T);
-        return;
-    }
-    for (int64_t j = 0; j < n; j += 8) {
-        int64_t w = n - j < 8 ? n - j : 8;
-        __m256 e = vlm_x8exp(x8_ld(r + j, w) - lse);
-        if (vm) e = e * x8_ld(vm + j, w);
-        x8_st(r + j, e, w);
-    }
-    for (int64_t j = n; j < T; j++) r[j] = 0;
-}
-
-// pbuf: per thread T*T (+ D*T for K^T), see attn_fwd.
-X8 static void x8_attn_fwd_head(const attn_geom *g, const float *qkv, float *att, float *lse, float *S, float *kT,
-                                int64_t b, int64_t h) {
-    int64_t T = g->T, C = g->C, H = g->H, D = g->D;
-    float scale = 1.0f / sqrtf((float)D);
-    const float *q = qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
-    x8_transpose(kT, k, T, D, 3 * C);
-    x8_gemm(T, T, D, scale, q, 3 * C, 1, kT, T, S, T, 0); // S = q k^T / sqrt D
-    const float *vm = g->vmask ? g->vmask + b * T : NULL;
-    float *l = lse + (b * H + h) * T;
-    for (int64_t i = 0; i < T; i++) l[i] = x8_softmax_row(S + i * T, g->causal ? i + 1 : T, T, vm);
-    x8_gemm(T, D, T, 1.0f, S, T, 1, v, 3 * C, att + b * T * C + h * D, C, 0); // O = P v
-}
-
-// dS = P * (dP - rowsum(P * dP)) / sqrt D over m rows of length T (in place in dP).
-X8 static void x8_dsoftmax(const float *P, float *dP, int64_t m, int64_t T, float scale) {
-    for (int64_t i = 0; i < m; i++) {
-        const float *pr = P + i * T;
-        float *dr = dP + i * T;
-        __m256 vd = vlm_x8set(0);
-        for (int64_t j = 0; j < T; j += 8) {
-            int64_t w = T - j < 8 ? T - j : 8;
-            vd += x8_ld(pr + j, w) * x8_ld(dr + j, w);
-        }
-        float dot = vlm_x8hsum(vd);
-        for (int64_t j = 0; j < T; j += 8) {
-            int64_t w = T - j < 8 ? T - j : 8;
-            x8_st(dr + j, x8_ld(pr + j, w) * (x8_ld(dr + j, w) - dot) * scale, w);
-        }
-    }
-}
-
-// Backward of one head when only the nr query rows `rows` have a nonzero
-// output gradient (the others contribute nothing): the work shrinks to nr rows.
-// sc: 2 * D * T floats.
-X8 static void x8_attn_bwd_head_rows(const attn_geom *g, const float *qkv, const float *datt, const float *lse,
-                                     float *dqkv, float *P, float *dP, float *kT, float *sc, const int32_t *rows,
-                                     int64_t nr, int64_t b, int64_t h) {
-    int64_t T = g->T, C = g->C, H = g->H, D = g->D;
-    float scale = 1.0f / sqrtf((float)D);
-    const float *q = qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
-    float *dq = dqkv + b * T * 3 * C + h * D, *dk = dq + C, *dv = dq + 2 * C;
-    const float *dO = datt + b * T * C + h * D;
-    float *qk = sc, *dok = sc + D * T; // the rows' q and dO, compact [nr, D]
-    for (int64_t t = 0; t < T; t++) memset(dq + t * 3 * C, 0, sizeof(float) * (size_t)D);
-    if (nr == 0) {
-        for (int64_t t = 0; t < T; t++) {
-            memset(dk + t * 3 * C, 0, sizeof(float) * (size_t)D);
-            memset(dv + t * 3 * C, 0, sizeof(float) * (size_t)D);
-        }
-        return;
-    }
-    for (int64_t r = 0; r < nr; r++) {
-        memcpy(qk + r * D, q + (int64_t)rows[r] * 3 * C, sizeof(float) * (size_t)D);
-        memcpy(dok + r * D, dO + (int64_t)rows[r] * C, sizeof(float) * (size_t)D);
-    }
-    x8_transpose(kT, k, T, D, 3 * C);
-    x8_gemm(nr, T, D, scale, qk, D, 1, kT, T, P, T, 0);
-    const float *vm = g->vmask ? g->vmask + b * T : NULL;
-    const float *l = lse + (b * H + h) * T;
-    for (int64_t r = 0; r < nr; r++) x8_prob_row(P + r * T, g->causal ? rows[r] + 1 : T, T, vm, l[rows[r]]);
-    x8_gemm(T, D, nr, 1.0f, P, 1, T, dok, D, dv, 3 * C, 0); // dV = P^T dO
-    x8_transpose(kT, v, T, D, 3 * C);                      // V^T
-    x8_gemm(nr, T, D, 1.0f, dok, D, 1, kT, T, dP, T, 0);   // dP = dO V^T
-    x8_dsoftmax(P, dP, nr, T, scale);
-    x8_gemm(nr, D, T, 1.0f, dP, T, 1, k, 3 * C, dok, D, 0); // dQ = dS K (compact, reusing dok)
-    for (int64_t r = 0; r < nr; r++) memcpy(dq + (int64_t)rows[r] * 3 * C, dok + r * D, sizeof(float) * (size_t)D);
-    x8_gemm(T, D, nr, 1.0f, dP, 1, T, qk, D, dk, 3 * C, 0); // dK = dS^T Q
-}
-
-X8 static void x8_attn_bwd_head(const attn_geom *g, const float *qkv, const float *datt, const float *lse, float *dqkv,
-                                float *P, float *dP, float *kT, int64_t b, int64_t h) {
-    int64_t T = g->T, C = g->C, H = g->H, D = g->D;
-    float scale = 1.0f / sqrtf((float)D);
-    const float *q = qkv + b * T * 3 * C + h * D, *k = q + C, *v = q + 2 * C;
-    float *dq = dqkv + b * T * 3 * C + h * D, *dk = dq + C, *dv = dq + 2 * C;
-    const float *dO = datt + b * T * C + h * D;
-    x8_transpose(kT, k, T, D, 3 * C);
-    x8_gemm(T, T, D, scale, q, 3 * C, 1, kT, T, P, T, 0);
-    const float *vm = g->vmask ? g->vmask + b * T : NULL;
-    const float *l = lse + (b * H + h) * T;
-    for (int64_t i = 0; i < T; i++) x8_prob_row(P + i * T, g->causal ? i + 1 : T, T, vm, l[i]);
-    x8_gemm(T, D, T, 1.0f, P, 1, T, dO, C, dv, 3 * C, 0); // dV = P^T dO
-    x8_transpose(kT, v, T, D, 3 * C);                     // V^T
-    x8_gemm(T, T, D, 1.0f, dO, C, 1, kT, T, dP, T, 0);    // dP = dO V^T
-    x8_dsoftmax(P, dP, T, T, scale);
-    x8_gemm(T, D, T, 1.0f, dP, T, 1, k, 3 * C, dq, 3 * C, 0); // dQ = dS K
-    x8_gemm(T, D, T, 1.0f, dP, 1, T, q, 3 * C, dk, 3 * C, 0); // dK = dS^T Q
-}
+#define KW 16
+#define KATTR X16
+#define K(name) x16_##name
+#define FMV(name) vlm_x16##name
+#define VF __m512
+#define VI vlm_x16i
+#define KIOTA ((VI){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+#define KMASK __mmask16
+#define KMK(w) ((__mmask16)((w) >= 16 ? 0xFFFFu : (w) <= 0 ? 0u : (1u << (w)) - 1u))
+#define KLDU(p) _mm512_loadu_ps(p)
+#define KSTU(p, v) _mm512_storeu_ps((p), (v))
+#define KLDM(p, m) _mm512_maskz_loadu_ps((m), (p))
+#define KSTM(p, v, m) _mm512_mask_storeu_ps((p), (m), (v))
+#define KBC(p) _mm512_set1_ps(*(p))
+#define KFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#include "core/attn_kern_internal.h"
 #endif
 
 // att[b, t, h*D:(h+1)*D] = softmax(q k^T / sqrt D) v per (b, h) of the chunk;
@@ -616,6 +435,10 @@ static void attn_fwd(const attn_geom *g, const float *qkv, float *att, float *ls
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++) {
 #ifdef VLM_FASTMATH_X8
+            if (vlm_use_x16()) {
+                x16_attn_fwd_head(g, qkv, att, lse, S, S + T * T, b, h);
+                continue;
+            }
             if (vlm_use_x8()) {
                 x8_attn_fwd_head(g, qkv, att, lse, S, S + T * T, b, h);
                 continue;
@@ -646,10 +469,19 @@ static void attn_bwd(const attn_geom *g, const float *qkv, const float *datt, co
                 if (nz)
                     for (int64_t i = 0; i < T; i++)
                         if (nz[b * T + i]) rows[nr++] = (int32_t)i;
-                if (nz && nr < T)
-                    x8_attn_bwd_head_rows(g, qkv, datt, lse, dqkv, P, dP, P + T * T, P + T * T + D * T, rows, nr, b, h);
-                else
+                int x16 = vlm_use_x16();
+                if (nz && nr < T) {
+                    if (x16)
+                        x16_attn_bwd_head_rows(g, qkv, datt, lse, dqkv, P, dP, P + T * T, P + T * T + D * T, rows, nr,
+                                               b, h);
+                    else
+                        x8_attn_bwd_head_rows(g, qkv, datt, lse, dqkv, P, dP, P + T * T, P + T * T + D * T, rows, nr,
+                                              b, h);
+                } else if (x16) {
+                    x16_attn_bwd_head(g, qkv, datt, lse, dqkv, P, dP, P + T * T, b, h);
+                } else {
                     x8_attn_bwd_head(g, qkv, datt, lse, dqkv, P, dP, P + T * T, b, h);
+                }
                 continue;
             }
 #endif
