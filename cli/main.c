@@ -1,4 +1,5 @@
 // The `vlm` command: dispatches to subcommands (cli/cmd_*.c).
+#include "core/cpu.h"
 #include "cli/cli.h"
 #include <stdarg.h>
 #include <stdio.h>
@@ -96,16 +97,9 @@ static void version(void) {
 #ifdef __AVX2__
     printf(", compiled with AVX2");
 #endif
-    printf("\ncpu:");
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) printf(" avx2");
-    if (__builtin_cpu_supports("fma")) printf(" fma");
-    if (__builtin_cpu_supports("avx512f")) printf(" avx512f");
-    if (__builtin_cpu_supports("avx512bw")) printf(" avx512bw");
-    if (__builtin_cpu_supports("avx512vl")) printf(" avx512vl");
-#endif
-    printf("\n");
+    vlm_isa hw = vlm_cpu_detect(), used = vlm_cpu_isa();
+    printf("\ncpu: %s (kernels: %s%s; bf16 GEMM: %s)\n", vlm_isa_name(hw), vlm_isa_name(used),
+           used < hw ? ", capped by VLM_ISA" : "", used >= VLM_ISA_AVX512_BF16 ? "vdpbf16ps" : "emulated in fp32");
 }
 
 static void usage(FILE *f) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/fastmath.h"
+#include "core/isa_internal.h"
 #include "core/ops_internal.h"
 
 // ---- helpers ------------------------------------------------------------------
@@ -537,6 +538,47 @@ vlm_tensor *vlm_op_act(vlm_ctx *c, vlm_tensor *x, vlm_act act) {
 }
 
 // ---- layernorm -------------------------------------------------------------------------
+// One row of the backward: pw/pb (this thread's partial dw/db, NULL: not
+// needed) and dx (NULL: not needed) accumulate.
+VLM_INLINE void ln_row_bwd_body(const float *xr, const float *gr, const float *wd, float m, float rs, float *pw,
+                                float *pb, float *dx, int64_t C) {
+    float sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+    for (int64_t j = 0; j < C; j++) {
+        float xh = (xr[j] - m) * rs, gw = gr[j] * (wd ? wd[j] : 1.0f);
+        sum_g += gw;
+        sum_gx += gw * xh;
+    }
+    if (pw)
+        for (int64_t j = 0; j < C; j++) {
+            pw[j] += gr[j] * (xr[j] - m) * rs;
+            pb[j] += gr[j];
+        }
+    if (dx) {
+        float inv = 1.0f / (float)C;
+        for (int64_t j = 0; j < C; j++) {
+            float xh = (xr[j] - m) * rs, gw = gr[j] * (wd ? wd[j] : 1.0f);
+            dx[j] += rs * (gw - inv * sum_g - xh * inv * sum_gx);
+        }
+    }
+}
+VLM_MULTIVERSION(ln_row_bwd,
+                 (const float *xr, const float *gr, const float *wd, float m, float rs, float *pw, float *pb,
+                  float *dx, int64_t C),
+                 (xr, gr, wd, m, rs, pw, pb, dx, C))
+
+// One row of the forward: y = (x - mean) * rstd * w + b; returns mean, rstd.
+VLM_INLINE void ln_row_fwd_body(const float *xr, const float *wd, const float *bd, float eps, float *yr, float *ms,
+                                int64_t C) {
+    float m, rs;
+    vlm_ln_row_stats(xr, C, eps, &m, &rs);
+    ms[0] = m;
+    ms[1] = rs;
+    for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * rs * (wd ? wd[j] : 1.0f) + (bd ? bd[j] : 0.0f);
+}
+VLM_MULTIVERSION(ln_row_fwd, (const float *xr, const float *wd, const float *bd, float eps, float *yr, float *ms, int64_t C),
+                 (xr, wd, bd, eps, yr, ms, C))
+
 // x: [R, C] rows; saved: mean[R], rstd[R]
 static void layernorm_backward(vlm_ctx *c, vlm_node *n) {
     vlm_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2], *y = n->out;
@@ -549,29 +591,9 @@ static void layernorm_backward(vlm_ctx *c, vlm_node *n) {
     if (part) memset(part, 0, sizeof(float) * (size_t)(nt * 2 * C));
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
-        const float *xr = xd + r * C, *gr = y->grad + r * C;
-        float m = mean[r], rs = rstd[r];
-        float sum_g = 0, sum_gx = 0;
-#pragma omp simd reduction(+ : sum_g, sum_gx)
-        for (int64_t j = 0; j < C; j++) {
-            float xh = (xr[j] - m) * rs, gw = gr[j] * (wd ? wd[j] : 1.0f);
-            sum_g += gw;
-            sum_gx += gw * xh;
-        }
-        if (part) {
-            float *pw = part + (int64_t)vlm_thread_id() * 2 * C, *pb = pw + C;
-            for (int64_t j = 0; j < C; j++) {
-                pw[j] += gr[j] * (xr[j] - m) * rs;
-                pb[j] += gr[j];
-            }
-        }
-        if (x->requires_grad) {
-            float *dx = x->grad + r * C, inv = 1.0f / (float)C;
-            for (int64_t j = 0; j < C; j++) {
-                float xh = (xr[j] - m) * rs, gw = gr[j] * (wd ? wd[j] : 1.0f);
-                dx[j] += rs * (gw - inv * sum_g - xh * inv * sum_gx);
-            }
-        }
+        float *pw = part ? part + (int64_t)vlm_thread_id() * 2 * C : NULL;
+        ln_row_bwd(xd + r * C, y->grad + r * C, wd, mean[r], rstd[r], pw, pw ? pw + C : NULL,
+                   x->requires_grad ? x->grad + r * C : NULL, C);
     }
     if (part)
         for (int t = 0; t < nt; t++)
@@ -601,13 +623,10 @@ vlm_tensor *vlm_op_layernorm(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tenso
     float *yo = vlm_f32(y);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
-        const float *xr = xd + r * C;
-        float m, rs;
-        vlm_ln_row_stats(xr, C, eps, &m, &rs);
-        stats[r] = m;
-        stats[R + r] = rs;
-        float *yr = yo + r * C;
-        for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * rs * (wd ? wd[j] : 1.0f) + (bd ? bd[j] : 0.0f);
+        float ms[2];
+        ln_row_fwd(xd + r * C, wd, bd, eps, yo + r * C, ms, C);
+        stats[r] = ms[0];
+        stats[R + r] = ms[1];
     }
     if (g) {
         vlm_node *nd = vlm_record(c, "layernorm", y, layernorm_backward, x, w, b, NULL);
@@ -617,6 +636,33 @@ vlm_tensor *vlm_op_layernorm(vlm_ctx *c, vlm_tensor *x, vlm_tensor *w, vlm_tenso
 }
 
 // ---- softmax / log-softmax (last dim) -----------------------------------------------
+VLM_INLINE void softmax_row_bwd_body(const float *yr, const float *gr, float *dx, int64_t C, int log_form) {
+    float s = 0;
+    if (log_form) { // dx = g - softmax * sum(g)
+        for (int64_t j = 0; j < C; j++) s += gr[j];
+        for (int64_t j = 0; j < C; j++) dx[j] += gr[j] - expf(yr[j]) * s;
+    } else { // dx = y * (g - sum(g * y))
+        for (int64_t j = 0; j < C; j++) s += gr[j] * yr[j];
+        for (int64_t j = 0; j < C; j++) dx[j] += yr[j] * (gr[j] - s);
+    }
+}
+VLM_MULTIVERSION(softmax_row_bwd, (const float *yr, const float *gr, float *dx, int64_t C, int log_form),
+                 (yr, gr, dx, C, log_form))
+
+VLM_INLINE void softmax_row_fwd_body(const float *xr, float *yr, int64_t C, int log_form) {
+    float mx = -INFINITY, s = 0;
+    for (int64_t j = 0; j < C; j++) mx = xr[j] > mx ? xr[j] : mx;
+    for (int64_t j = 0; j < C; j++) s += expf(xr[j] - mx);
+    if (log_form) {
+        float lse = mx + logf(s);
+        for (int64_t j = 0; j < C; j++) yr[j] = xr[j] - lse;
+    } else {
+        float inv = 1.0f / s;
+        for (int64_t j = 0; j < C; j++) yr[j] = expf(xr[j] - mx) * inv;
+    }
+}
+VLM_MULTIVERSION(softmax_row_fwd, (const float *xr, float *yr, int64_t C, int log_form), (xr, yr, C, log_form))
+
 static void softmax_backward(vlm_ctx *c, vlm_node *n) {
     vlm_tensor *x = n->in[0], *y = n->out;
     int log_form = (int)n->i[0];
@@ -625,15 +671,7 @@ static void softmax_backward(vlm_ctx *c, vlm_node *n) {
     (void)c;
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
-        const float *yr = yd + r * C, *gr = y->grad + r * C;
-        float *dx = x->grad + r * C, s = 0;
-        if (log_form) { // dx = g - softmax * sum(g)
-            for (int64_t j = 0; j < C; j++) s += gr[j];
-            for (int64_t j = 0; j < C; j++) dx[j] += gr[j] - expf(yr[j]) * s;
-        } else { // dx = y * (g - sum(g * y))
-            for (int64_t j = 0; j < C; j++) s += gr[j] * yr[j];
-            for (int64_t j = 0; j < C; j++) dx[j] += yr[j] * (gr[j] - s);
-        }
+        softmax_row_bwd(yd + r * C, y->grad + r * C, x->grad + r * C, C, log_form);
     }
 }
 
@@ -651,17 +689,7 @@ static vlm_tensor *softmax_impl(vlm_ctx *c, vlm_tensor *x, int log_form) {
     float *yo = vlm_f32(y);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < R; r++) {
-        const float *xr = xd + r * C;
-        float *yr = yo + r * C, mx = -INFINITY, s = 0;
-        for (int64_t j = 0; j < C; j++) mx = xr[j] > mx ? xr[j] : mx;
-        for (int64_t j = 0; j < C; j++) s += expf(xr[j] - mx);
-        if (log_form) {
-            float lse = mx + logf(s);
-            for (int64_t j = 0; j < C; j++) yr[j] = xr[j] - lse;
-        } else {
-            float inv = 1.0f / s;
-            for (int64_t j = 0; j < C; j++) yr[j] = expf(xr[j] - mx) * inv;
-        }
+        softmax_row_fwd(xd + r * C, yo + r * C, C, log_form);
     }
     if (g) {
         vlm_node *nd = vlm_record(c, name, y, softmax_backward, x, NULL, NULL, NULL);
@@ -950,6 +978,17 @@ typedef struct {
     int64_t count;
 } ce_saved;
 
+// dx += scale * (softmax(x) - smoothed one-hot(t)) for one row.
+VLM_INLINE void ce_row_bwd_body(const float *xr, float *dx, float lse, int32_t t, float ls, float scale, int64_t K) {
+    for (int64_t j = 0; j < K; j++) {
+        float p = expf(xr[j] - lse);
+        float tj = (j == t ? 1.0f - ls : 0.0f) + ls / (float)K;
+        dx[j] += scale * (p - tj);
+    }
+}
+VLM_MULTIVERSION(ce_row_bwd, (const float *xr, float *dx, float lse, int32_t t, float ls, float scale, int64_t K),
+                 (xr, dx, lse, t, ls, scale, K))
+
 static void ce_backward(vlm_ctx *c, vlm_node *n) {
     vlm_tensor *x = n->in[0];
     ce_saved *s = n->saved;
@@ -961,13 +1000,7 @@ static void ce_backward(vlm_ctx *c, vlm_node *n) {
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < N; r++) {
         if (s->targets[r] < 0) continue;
-        const float *xr = vlm_f32(x) + r * K;
-        float *dx = x->grad + r * K;
-        for (int64_t j = 0; j < K; j++) {
-            float p = expf(xr[j] - s->lse[r]);
-            float t = (j == s->targets[r] ? 1.0f - ls : 0.0f) + ls / (float)K;
-            dx[j] += scale * (p - t);
-        }
+        ce_row_bwd(vlm_f32(x) + r * K, x->grad + r * K, s->lse[r], s->targets[r], ls, scale, K);
     }
 }
 

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 #include "core/bf16.h"
+#include "core/isa_internal.h"
 #include "core/ops_internal.h"
 #ifdef VLM_HAVE_OPENBLAS
 #include <cblas.h>
@@ -432,23 +433,31 @@ vlm_tensor *vlm_op_attention(vlm_ctx *c, vlm_tensor *q, vlm_tensor *k, vlm_tenso
 // ---- patchify (kernel = stride conv) ------------------------------------------
 // cols: [B*N, C*p*p] with patch-major rows (n = py * (W/p) + px) and
 // (c, ky, kx) columns, matching w.view(D, C*p*p).
+// One patch row of cols from (or, add_back, into) image b at grid cell (py, px).
+VLM_INLINE void patch_row_body(const float *x, float *row, int64_t b, int64_t py, int64_t px, int64_t C, int64_t H,
+                               int64_t W, int64_t p, int add_back) {
+    for (int64_t ch = 0; ch < C; ch++)
+        for (int64_t ky = 0; ky < p; ky++) {
+            const float *src = x + ((b * C + ch) * H + py * p + ky) * W + px * p;
+            float *dst = row + (ch * p + ky) * p;
+            if (add_back) // col2im for the backward pass: dx += dcols
+                for (int64_t kx = 0; kx < p; kx++) ((float *)src)[kx] += dst[kx];
+            else
+                for (int64_t kx = 0; kx < p; kx++) dst[kx] = src[kx];
+        }
+}
+VLM_MULTIVERSION(patch_row,
+                 (const float *x, float *row, int64_t b, int64_t py, int64_t px, int64_t C, int64_t H, int64_t W,
+                  int64_t p, int add_back),
+                 (x, row, b, py, px, C, H, W, p, add_back))
+
 static void patch_im2col(const float *x, float *cols, int64_t B, int64_t C, int64_t H, int64_t W, int64_t p, int add_back) {
     int64_t gh = H / p, gw = W / p, K = C * p * p;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t py = 0; py < gh; py++)
-            for (int64_t px = 0; px < gw; px++) {
-                float *row = cols + ((b * gh + py) * gw + px) * K;
-                for (int64_t ch = 0; ch < C; ch++)
-                    for (int64_t ky = 0; ky < p; ky++) {
-                        const float *src = x + ((b * C + ch) * H + py * p + ky) * W + px * p;
-                        float *dst = row + (ch * p + ky) * p;
-                        if (add_back) // col2im for the backward pass: dx += dcols
-                            for (int64_t kx = 0; kx < p; kx++) ((float *)src)[kx] += dst[kx];
-                        else
-                            memcpy(dst, src, sizeof(float) * (size_t)p);
-                    }
-            }
+            for (int64_t px = 0; px < gw; px++)
+                patch_row(x, cols + ((b * gh + py) * gw + px) * K, b, py, px, C, H, W, p, add_back);
 }
 
 static void patchify_backward(vlm_ctx *c, vlm_node *n) {

@@ -30,7 +30,7 @@ static inline int vlm_thread_id(void) {
 
 // Layernorm statistics of one row x[0..C): *mean and *rstd = 1 / sqrt(var + eps)
 // (biased variance, two passes), shared by layernorm and the adaLN op.
-static inline void vlm_ln_row_stats(const float *x, int64_t C, float eps, float *mean, float *rstd) {
+static inline __attribute__((always_inline)) void vlm_ln_row_stats(const float *x, int64_t C, float eps, float *mean, float *rstd) {
     float s = 0;
 #pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < C; j++) s += x[j];

@@ -7,6 +7,7 @@
 #include <math.h>
 #include "core/fastmath.h"
 #include "core/bf16.h"
+#include "core/isa_internal.h"
 #include "core/ops_internal.h"
 
 struct vlm_transformer_ws {
@@ -199,7 +200,7 @@ static inline float *pgr(vlm_params *ps, int idx) { return vlm_params_get(ps, id
 
 // Rows of x (+= pending bias pb first, if any) -> xh = (x - mean) * rstd and
 // lo = xh * w + b; rstd per row.
-static void ln_fwd(float *x, const float *pb, const float *w, const float *b, float eps, float *xh, float *lo,
+VLM_INLINE void ln_fwd_body(float *x, const float *pb, const float *w, const float *b, float eps, float *xh, float *lo,
                    float *rstd, int64_t N, int64_t C) {
     for (int64_t r = 0; r < N; r++) {
         float *xr = x + r * C, *hr = xh + r * C, *lr = lo + r * C;
@@ -217,19 +218,25 @@ static void ln_fwd(float *x, const float *pb, const float *w, const float *b, fl
         }
     }
 }
+VLM_MULTIVERSION(ln_fwd,
+                 (float *x, const float *pb, const float *w, const float *b, float eps, float *xh, float *lo,
+                  float *rstd, int64_t N, int64_t C),
+                 (x, pb, w, b, eps, xh, lo, rstd, N, C))
 
 // lo = xh * w + b (the LN output, recomputed in the backward)
-static void ln_out(const float *xh, const float *w, const float *b, float *lo, int64_t N, int64_t C) {
+VLM_INLINE void ln_out_body(const float *xh, const float *w, const float *b, float *lo, int64_t N, int64_t C) {
     for (int64_t r = 0; r < N; r++)
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) lo[r * C + j] = xh[r * C + j] * w[j] + b[j];
 }
+VLM_MULTIVERSION(ln_out, (const float *xh, const float *w, const float *b, float *lo, int64_t N, int64_t C),
+                 (xh, w, b, lo, N, C))
 
 // LayerNorm backward from dl = d(LN output): dx += rstd * (dl*w - mean(dl*w) -
 // xh * mean(dl*w*xh)) (dx NULL: skipped); dw += sum_r dl*xh, db += sum_r dl,
 // dsum += sum_r dx (the updated rows: the next bias gradient down the stack)
 // (NULL: skipped).
-static void ln_bwd(const float *dl, const float *xh, const float *rstd, const float *w, float *dx, float *dw, float *db,
+VLM_INLINE void ln_bwd_body(const float *dl, const float *xh, const float *rstd, const float *w, float *dx, float *dw, float *db,
                    float *dsum, int64_t N, int64_t C) {
     for (int64_t r = 0; r < N; r++) {
         const float *g = dl + r * C, *h = xh + r * C;
@@ -256,9 +263,13 @@ static void ln_bwd(const float *dl, const float *xh, const float *rstd, const fl
             for (int64_t j = 0; j < C; j++) dsum[j] += d[j];
     }
 }
+VLM_MULTIVERSION(ln_bwd,
+                 (const float *dl, const float *xh, const float *rstd, const float *w, float *dx, float *dw,
+                  float *db, float *dsum, int64_t N, int64_t C),
+                 (dl, xh, rstd, w, dx, dw, db, dsum, N, C))
 
 // a *= d elementwise ([N, K]); out[j] += sum_r a[r, j] after (out NULL: skipped).
-static void mul_colsum(float *a, const float *d, int64_t N, int64_t K, float *out) {
+VLM_INLINE void mul_colsum_body(float *a, const float *d, int64_t N, int64_t K, float *out) {
     for (int64_t r = 0; r < N; r++) {
         float *ar = a + r * K;
         const float *dr = d + r * K;
@@ -269,13 +280,15 @@ static void mul_colsum(float *a, const float *d, int64_t N, int64_t K, float *ou
             for (int64_t j = 0; j < K; j++) out[j] += ar[j];
     }
 }
+VLM_MULTIVERSION(mul_colsum, (float *a, const float *d, int64_t N, int64_t K, float *out), (a, d, N, K, out))
 
 // out[j] += sum_r a[r, j] (a: [N, K])
-static void colsum(const float *a, int64_t N, int64_t K, float *out) {
+VLM_INLINE void colsum_body(const float *a, int64_t N, int64_t K, float *out) {
     for (int64_t r = 0; r < N; r++)
 #pragma omp simd
         for (int64_t j = 0; j < K; j++) out[j] += a[r * K + j];
 }
+VLM_MULTIVERSION(colsum, (const float *a, int64_t N, int64_t K, float *out), (a, N, K, out))
 
 // Softmax of row r[0, n) where vm[j] != 0 (vm NULL: all), zero elsewhere
 // up to T; returns the log-sum-exp, or INFINITY when no key is valid (row zeroed).

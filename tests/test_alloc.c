@@ -1,9 +1,11 @@
 // Zero mallocs in a steady-state training step: a 2-layer transformer with
 // embedding, attention, MLP, loss, backward and AdamW runs several steps; from
 // the third step on, no malloc/calloc/realloc may happen anywhere in the process
-// (our code, OpenBLAS and libgomp included; counted by interposing the allocator).
+// (our code, OpenBLAS and libgomp included; counted by interposing the allocator),
+// in fp32 and in amp_bf16.
 #include <stdlib.h>
 #include <string.h>
+#include "core/bf16.h"
 #include "core/optim.h"
 #include "core/transformer.h"
 #include "tests/testutil.h"
@@ -43,8 +45,10 @@ int posix_memalign(void **p, size_t al, size_t n) {
     return *p ? 0 : 12;
 }
 
-int main(void) {
+// One run at a GEMM precision (core/bf16.h vlm_precision).
+static void run(int precision) {
     vlm_error err = {0};
+    n_allocs = 0;
     vlm_params ps;
     vlm_params_init(&ps);
     vlm_transformer tr;
@@ -55,8 +59,8 @@ int main(void) {
     int head = vlm_params_add(&ps, "head.weight", 2, hshape, &err);
     if (emb < 0 || head < 0 || vlm_transformer_init(&tr, &ps, "transformer.", cfg, &err) ||
         vlm_params_alloc(&ps, &err)) {
-        fprintf(stderr, "setup: %s\n", err.msg);
-        return 1;
+        CHECK(0, "setup: %s", err.msg);
+        return;
     }
     vlm_rng rng;
     vlm_rng_init(&rng, 1, VLM_RNG_INIT, 0);
@@ -66,7 +70,11 @@ int main(void) {
     vlm_adamw opt;
     vlm_adamw_cfg oc = {1e-3f, 0.9f, 0.98f, 1e-6f, 0.1f};
     vlm_ctx c;
-    if (vlm_adamw_init(&opt, &ps, oc, &err) || vlm_ctx_init(&c, 1 << 16, 1, &err)) return 1; // small arena: must grow
+    if (vlm_adamw_init(&opt, &ps, oc, &err) || vlm_ctx_init(&c, 1 << 16, 1, &err)) { // small arena: must grow
+        CHECK(0, "setup: %s", err.msg);
+        return;
+    }
+    c.precision = precision;
     int32_t ids[8 * 16], targets[8];
     for (int i = 0; i < B * T; i++) ids[i] = (int32_t)vlm_rng_below(&rng, (uint64_t)V);
     for (int i = 0; i < B; i++) targets[i] = i % 10;
@@ -85,8 +93,8 @@ int main(void) {
         vlm_tensor *loss = vlm_op_cross_entropy(&c, logits, targets, 0.1f);
         if (!loss || vlm_backward(&c, loss)) {
             counting = 0;
-            fprintf(stderr, "step %d: %s\n", step, c.err.msg);
-            return 1;
+            CHECK(0, "step %d: %s", step, c.err.msg);
+            return;
         }
         vlm_clip_grad_norm(&ps, 1.0f);
         vlm_adamw_step(&opt, &ps, 1e-3f);
@@ -94,12 +102,20 @@ int main(void) {
         if (step == 0) first_loss = vlm_f32(loss)[0];
         last_loss = vlm_f32(loss)[0];
     }
-    printf("allocations in steady-state steps 3..6: %ld (arena high water %zu bytes)\n", n_allocs, c.arena.high_water);
-    CHECK(n_allocs == 0, "steady-state training steps made %ld allocations", n_allocs);
-    CHECK(last_loss < first_loss, "loss did not fall: %g -> %g", first_loss, last_loss);
+    printf("%s: allocations in steady-state steps 3..6: %ld (arena high water %zu bytes)\n",
+           vlm_precision_name(precision), n_allocs, c.arena.high_water);
+    CHECK(n_allocs == 0, "%s: steady-state training steps made %ld allocations", vlm_precision_name(precision),
+          n_allocs);
+    CHECK(last_loss < first_loss, "%s: loss did not fall: %g -> %g", vlm_precision_name(precision), first_loss,
+          last_loss);
     vlm_ctx_free(&c);
     vlm_transformer_free(&tr);
     vlm_params_free(&ps);
+}
+
+int main(void) {
+    run(VLM_PREC_FP32);
+    run(VLM_PREC_AMP_BF16); // the bf16 packing space is allocated once, in the first step
     return tu_done("test_alloc");
 }
 #endif
