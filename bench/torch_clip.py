@@ -1,7 +1,9 @@
 """The same CLIP architecture in PyTorch, timed like `vlm bench` for a side-by-side run.
 
 usage: OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/torch_clip.py --model tiny --batch-size 64 --steps 10
+                                                                  [--precision fp32|amp_bf16]
 Prints one JSON line: pairs_per_s, step_ms, peak_rss_mb (ru_maxrss of this process).
+amp_bf16 runs the forward pass (and so the loss) under torch.autocast("cpu", dtype=torch.bfloat16).
 Presets mirror vlm's (fusion/clip.c): tiny, small. GELU (open_clip default), pre-LN blocks,
 class-token pooling, EOT (argmax) pooling, symmetric InfoNCE, AdamW, grad clipping 1.0.
 """
@@ -77,6 +79,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "amp_bf16"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -93,7 +96,8 @@ def main():
     for s in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = m(img, txt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "amp_bf16"):
+            loss = m(img, txt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
@@ -103,7 +107,7 @@ def main():
             total += time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"impl": "pytorch " + torch.__version__, "model": a.model, "batch_size": B, "steps": a.steps,
-                      "threads": a.threads, "pairs_per_s": round(B * a.steps / total, 1),
+                      "threads": a.threads, "precision": a.precision, "pairs_per_s": round(B * a.steps / total, 1),
                       "step_ms": round(1e3 * total / a.steps, 2), "peak_rss_mb": round(rss, 1),
                       "last_loss": round(loss.item(), 4)}))
 
