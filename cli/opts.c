@@ -1,5 +1,6 @@
 // The CLI's option parser over getopt_long (see opts.h).
 #include "core/bf16.h"
+#include "core/cpu.h"
 #include "cli/opts.h"
 #include <errno.h>
 #include <getopt.h>
@@ -144,6 +145,9 @@ int cli_fn_precision(const char *v, void *dst, vlm_error *err) {
         return -1;
     }
     if (dst) *(int *)dst = p;
+    if (p != VLM_PREC_FP32 && vlm_cpu_isa() < VLM_ISA_AVX512_BF16)
+        fprintf(stderr, "note: --precision %s: this CPU (or VLM_ISA) has no AVX512-BF16, so the bf16 GEMMs are "
+                        "emulated in fp32: same numerics, about fp32 speed\n", v);
     return 0;
 }
 

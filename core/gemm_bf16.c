@@ -5,6 +5,7 @@
 #include <math.h>
 #include "core/bf16.h"
 #include "core/cpu.h"
+#include "core/isa_internal.h"
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_X86 1
@@ -34,7 +35,8 @@ void vlm_bf16_round(float *x, int64_t n) {
 
 // Packed A block: [MC/MR panels][KC/2 pairs][MR] of 32-bit (k, k+1) pairs;
 // packed B block: [NC/NR panels][KC/2 pairs][NR] pairs.
-size_t vlm_gemm_bf16_scratch_bytes(void) { return (size_t)(MC + NC) * KC * 2 + 128; }
+// (The emulation packs fp32: twice the bytes.)
+size_t vlm_gemm_bf16_scratch_bytes(void) { return (size_t)(MC + NC) * KC * 4 + 128; }
 
 static inline float at(const vlm_mat *m, int64_t i, int64_t j) { return m->p[i * m->rs + j * m->cs]; }
 
@@ -180,23 +182,134 @@ X16BF static void ukernel_x16(int64_t kp, const uint32_t *a, const uint32_t *b, 
 }
 #endif
 
-// The emulation: products of bf16 values are exact in fp32, so only the
-// order of the fp32 sums can differ from vdpbf16ps.
-static void ukernel_emul(int64_t kp, const uint32_t *a, const uint32_t *b, float *c, int64_t ldc, float alpha,
-                         float beta, int64_t m, int64_t n) {
-    for (int64_t i = 0; i < m; i++) {
-        float acc[NR] = {0};
-        for (int64_t p = 0; p < kp; p++) {
-            uint32_t ai = a[p * MR + i];
-            float a0 = vlm_bf16_to_f32((uint16_t)ai), a1 = vlm_bf16_to_f32((uint16_t)(ai >> 16));
-            const uint32_t *bp = b + p * NR;
-            for (int j = 0; j < NR; j++) {
-                acc[j] += a1 * vlm_bf16_to_f32((uint16_t)(bp[j] >> 16));
-                acc[j] += a0 * vlm_bf16_to_f32((uint16_t)bp[j]);
+// ---- the emulation (no AVX512-BF16): fp32 blocks of bf16-rounded values ------
+// Products of bf16 values are exact in fp32, so an fp32 GEMM on rounded
+// inputs differs from vdpbf16ps only in the order of the fp32 sums. Packed
+// A: [MC/MR][KC][MR] floats, B: [NC/NR][KC][NR].
+
+VLM_INLINE float bfr(float x) { return vlm_bf16_to_f32(vlm_f32_to_bf16(x)); }
+
+VLM_INLINE void pack_af_body(const vlm_mat *A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float *dst) {
+    for (int64_t r0 = 0; r0 < mc; r0 += MR, dst += kc * MR)
+        for (int64_t i = 0; i < MR; i++) {
+            const float *row = A->p + (i0 + r0 + i) * A->rs + k0 * A->cs;
+            if (r0 + i >= mc)
+                for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0;
+            else
+                for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = bfr(row[k * A->cs]);
+        }
+}
+VLM_MULTIVERSION(pack_af, (const vlm_mat *A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float *dst),
+                 (A, i0, mc, k0, kc, dst))
+
+VLM_INLINE void pack_bf_body(const vlm_mat *B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *dst) {
+    for (int64_t c0 = 0; c0 < nc; c0 += NR, dst += kc * NR) {
+        int64_t w = nc - c0 < NR ? nc - c0 : NR;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = B->p + (k0 + k) * B->rs + (j0 + c0) * B->cs;
+            float *d = dst + k * NR;
+            if (B->cs == 1)
+                for (int64_t j = 0; j < w; j++) d[j] = bfr(src[j]);
+            else
+                for (int64_t j = 0; j < w; j++) d[j] = bfr(src[j * B->cs]);
+            for (int64_t j = w; j < NR; j++) d[j] = 0;
+        }
+    }
+}
+VLM_MULTIVERSION(pack_bf, (const vlm_mat *B, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *dst),
+                 (B, k0, kc, j0, nc, dst))
+
+// C[0:m, 0:n] = alpha * acc + beta * C from a full MR x NR tile.
+static void store_tile(const float *acc, float *c, int64_t ldc, float alpha, float beta, int64_t m, int64_t n) {
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) c[i * ldc + j] = alpha * acc[i * NR + j] + (beta != 0 ? c[i * ldc + j] : 0);
+}
+
+static void ukf_portable(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, float alpha, float beta,
+                         int64_t m, int64_t n) {
+    float acc[MR * NR] = {0};
+    for (int64_t k = 0; k < kc; k++)
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) acc[i * NR + j] += a[k * MR + i] * b[k * NR + j];
+    store_tile(acc, c, ldc, alpha, beta, m, n);
+}
+
+#ifdef HAVE_X86
+// 6 x 16 sub-tiles (12 ymm accumulators) of the 12 x 32 tile.
+VLM_TARGET_X8 static void ukf_x8(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, float alpha,
+                                 float beta, int64_t m, int64_t n) {
+    float acc[MR * NR];
+    for (int rh = 0; rh < MR; rh += 6)
+        for (int ch = 0; ch < NR; ch += 16) {
+            __m256 s[6][2];
+            for (int i = 0; i < 6; i++) s[i][0] = s[i][1] = _mm256_setzero_ps();
+            for (int64_t k = 0; k < kc; k++) {
+                __m256 b0 = _mm256_loadu_ps(b + k * NR + ch), b1 = _mm256_loadu_ps(b + k * NR + ch + 8);
+                for (int i = 0; i < 6; i++) {
+                    __m256 av = _mm256_broadcast_ss(a + k * MR + rh + i);
+                    s[i][0] = _mm256_fmadd_ps(av, b0, s[i][0]);
+                    s[i][1] = _mm256_fmadd_ps(av, b1, s[i][1]);
+                }
+            }
+            for (int i = 0; i < 6; i++) {
+                _mm256_storeu_ps(acc + (rh + i) * NR + ch, s[i][0]);
+                _mm256_storeu_ps(acc + (rh + i) * NR + ch + 8, s[i][1]);
             }
         }
-        for (int64_t j = 0; j < n; j++) c[i * ldc + j] = alpha * acc[j] + (beta != 0 ? c[i * ldc + j] : 0);
+    store_tile(acc, c, ldc, alpha, beta, m, n);
+}
+
+// The whole 12 x 32 tile in 24 zmm accumulators.
+VLM_TARGET_X16 static void ukf_x16(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, float alpha,
+                                   float beta, int64_t m, int64_t n) {
+    __m512 s[MR][2];
+    for (int i = 0; i < MR; i++) s[i][0] = s[i][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b + k * NR), b1 = _mm512_loadu_ps(b + k * NR + 16);
+        for (int i = 0; i < MR; i++) {
+            __m512 av = _mm512_set1_ps(a[k * MR + i]);
+            s[i][0] = _mm512_fmadd_ps(av, b0, s[i][0]);
+            s[i][1] = _mm512_fmadd_ps(av, b1, s[i][1]);
+        }
     }
+    float acc[MR * NR];
+    for (int i = 0; i < MR; i++) {
+        _mm512_storeu_ps(acc + i * NR, s[i][0]);
+        _mm512_storeu_ps(acc + i * NR + 16, s[i][1]);
+    }
+    store_tile(acc, c, ldc, alpha, beta, m, n);
+}
+#endif
+
+static void gemm_emul(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta, void *scratch) {
+    int64_t M = C.rows, N = C.cols, K = A.cols;
+    float *pa = scratch, *pb = pa + (size_t)MC * KC;
+    vlm_isa isa = vlm_cpu_isa();
+    for (int64_t j0 = 0; j0 < N; j0 += NC) {
+        int64_t nc = N - j0 < NC ? N - j0 : NC;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            int64_t kc = K - k0 < KC ? K - k0 : KC;
+            float bk = k0 == 0 ? beta : 1.0f;
+            pack_bf(&B, k0, kc, j0, nc, pb);
+            for (int64_t i0 = 0; i0 < M; i0 += MC) {
+                int64_t mc = M - i0 < MC ? M - i0 : MC;
+                pack_af(&A, i0, mc, k0, kc, pa);
+                for (int64_t c0 = 0; c0 < nc; c0 += NR)
+                    for (int64_t r0 = 0; r0 < mc; r0 += MR) {
+                        const float *a = pa + r0 * kc, *b = pb + c0 * kc;
+                        float *c = C.p + (i0 + r0) * C.rs + j0 + c0;
+                        int64_t m = mc - r0 < MR ? mc - r0 : MR, n = nc - c0 < NR ? nc - c0 : NR;
+#ifdef HAVE_X86
+                        if (isa >= VLM_ISA_AVX512) ukf_x16(kc, a, b, c, C.rs, alpha, bk, m, n);
+                        else if (isa >= VLM_ISA_AVX2) ukf_x8(kc, a, b, c, C.rs, alpha, bk, m, n);
+                        else
+#endif
+                            ukf_portable(kc, a, b, c, C.rs, alpha, bk, m, n);
+                    }
+            }
+        }
+    }
+    (void)isa;
 }
 
 static vlm_mat mat_t(vlm_mat m) {
@@ -224,10 +337,12 @@ void vlm_gemm_bf16(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta, voi
             }
         return;
     }
-    int x16 = 0;
+    if (vlm_cpu_isa() < VLM_ISA_AVX512_BF16) {
+        gemm_emul(C, A, B, alpha, beta, scratch);
+        return;
+    }
 #ifdef HAVE_X86
-    x16 = vlm_cpu_isa() >= VLM_ISA_AVX512_BF16;
-#endif
+    int x16 = 1;
     uint32_t *pa = (uint32_t *)scratch, *pb = pa + (size_t)MC * KC / 2;
     for (int64_t j0 = 0; j0 < N; j0 += NC) {
         int64_t nc = N - j0 < NC ? N - j0 : NC;
@@ -257,15 +372,10 @@ void vlm_gemm_bf16(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta, voi
                         const uint32_t *a = pa + r0 * kp, *b = pb + c0 * kp;
                         float *c = C.p + (i0 + r0) * C.rs + j0 + c0;
                         int64_t m = mc - r0 < MR ? mc - r0 : MR, n = nc - c0 < NR ? nc - c0 : NR;
-#ifdef HAVE_X86
-                        if (x16) {
-                            ukernel_x16(kp, a, b, c, C.rs, alpha, bk, m, n);
-                            continue;
-                        }
-#endif
-                        ukernel_emul(kp, a, b, c, C.rs, alpha, bk, m, n);
+                        ukernel_x16(kp, a, b, c, C.rs, alpha, bk, m, n);
                     }
             }
         }
     }
+#endif
 }
