@@ -312,6 +312,37 @@ static void gemm_emul(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta, 
     (void)isa;
 }
 
+#ifdef HAVE_X86
+// The vdpbf16ps path: bf16 pairs packed with AVX-512 where the layout allows.
+static void gemm_x16(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta, void *scratch) {
+    int64_t M = C.rows, N = C.cols, K = A.cols;
+    uint32_t *pa = (uint32_t *)scratch, *pb = pa + (size_t)MC * KC / 2;
+    for (int64_t j0 = 0; j0 < N; j0 += NC) {
+        int64_t nc = N - j0 < NC ? N - j0 : NC;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            int64_t kc = K - k0 < KC ? K - k0 : KC, kp = (kc + 1) / 2;
+            float bk = k0 == 0 ? beta : 1.0f;
+            if (B.cs == 1) pack_b_x16(&B, k0, kc, j0, nc, pb);
+            else if (B.rs == 1) pack_b_cols_x16(&B, k0, kc, j0, nc, pb);
+            else pack_b(&B, k0, kc, j0, nc, pb);
+            for (int64_t i0 = 0; i0 < M; i0 += MC) {
+                int64_t mc = M - i0 < MC ? M - i0 : MC;
+                if (A.cs == 1) pack_a_rows_x16(&A, i0, mc, k0, kc, pa);
+                else if (A.rs == 1) pack_a_x16(&A, i0, mc, k0, kc, pa);
+                else pack_a(&A, i0, mc, k0, kc, pa);
+                for (int64_t c0 = 0; c0 < nc; c0 += NR)
+                    for (int64_t r0 = 0; r0 < mc; r0 += MR) {
+                        const uint32_t *a = pa + r0 * kp, *b = pb + c0 * kp;
+                        float *c = C.p + (i0 + r0) * C.rs + j0 + c0;
+                        int64_t m = mc - r0 < MR ? mc - r0 : MR, n = nc - c0 < NR ? nc - c0 : NR;
+                        ukernel_x16(kp, a, b, c, C.rs, alpha, bk, m, n);
+                    }
+            }
+        }
+    }
+}
+#endif
+
 static vlm_mat mat_t(vlm_mat m) {
     vlm_mat t = {m.p, m.cols, m.rows, m.cs, m.rs};
     return t;
@@ -342,40 +373,6 @@ void vlm_gemm_bf16(vlm_mat C, vlm_mat A, vlm_mat B, float alpha, float beta, voi
         return;
     }
 #ifdef HAVE_X86
-    int x16 = 1;
-    uint32_t *pa = (uint32_t *)scratch, *pb = pa + (size_t)MC * KC / 2;
-    for (int64_t j0 = 0; j0 < N; j0 += NC) {
-        int64_t nc = N - j0 < NC ? N - j0 : NC;
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            int64_t kc = K - k0 < KC ? K - k0 : KC, kp = (kc + 1) / 2;
-            float bk = k0 == 0 ? beta : 1.0f;
-#ifdef HAVE_X86
-            if (x16 && B.cs == 1)
-                pack_b_x16(&B, k0, kc, j0, nc, pb);
-            else if (x16 && B.rs == 1)
-                pack_b_cols_x16(&B, k0, kc, j0, nc, pb);
-            else
-#endif
-                pack_b(&B, k0, kc, j0, nc, pb);
-            for (int64_t i0 = 0; i0 < M; i0 += MC) {
-                int64_t mc = M - i0 < MC ? M - i0 : MC;
-#ifdef HAVE_X86
-                if (x16 && A.cs == 1)
-                    pack_a_rows_x16(&A, i0, mc, k0, kc, pa);
-                else if (x16 && A.rs == 1)
-                    pack_a_x16(&A, i0, mc, k0, kc, pa);
-                else
-#endif
-                    pack_a(&A, i0, mc, k0, kc, pa);
-                for (int64_t c0 = 0; c0 < nc; c0 += NR)
-                    for (int64_t r0 = 0; r0 < mc; r0 += MR) {
-                        const uint32_t *a = pa + r0 * kp, *b = pb + c0 * kp;
-                        float *c = C.p + (i0 + r0) * C.rs + j0 + c0;
-                        int64_t m = mc - r0 < MR ? mc - r0 : MR, n = nc - c0 < NR ? nc - c0 : NR;
-                        ukernel_x16(kp, a, b, c, C.rs, alpha, bk, m, n);
-                    }
-            }
-        }
-    }
+    gemm_x16(C, A, B, alpha, beta, scratch);
 #endif
 }
