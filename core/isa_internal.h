@@ -8,9 +8,12 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #define VLM_ISA_X86 1
 #define VLM_TARGET_X8 __attribute__((target("avx2,fma")))
-// prefer-vector-width: let the vectoriser use 16-float vectors, not 8
+#if defined(__clang__) // (clang's vectoriser uses 512-bit vectors for AVX-512 targets by itself)
+#define VLM_TARGET_X16 __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl")))
+#else // prefer-vector-width: let GCC's vectoriser use 16-float vectors, not 8
 #define VLM_TARGET_X16 \
     __attribute__((target("avx2,fma,avx512f,avx512dq,avx512bw,avx512vl,prefer-vector-width=512")))
+#endif
 #else
 #define VLM_TARGET_X8
 #define VLM_TARGET_X16
