@@ -387,6 +387,7 @@ static void test_cli(void) {
     double full[64] = {0}, res[64] = {0};
     int n = read_losses("full", full, 64);
     CHECK(n == 30, "logged %d steps, expected 30", n);
+    tu_check_steps(LOGS, "full", -1, 30);
     double first = full[1], last = (full[26] + full[27] + full[28] + full[29] + full[30]) / 5;
     CHECK(fabs(first - log(4.0)) < 0.05, "first loss %g, expected ~ln 4", first);
     CHECK(last < first - 0.4, "loss did not fall: %g -> %g", first, last);
@@ -395,12 +396,16 @@ static void test_cli(void) {
     // Stopped mid-epoch between checkpoints, resumed: the same curve bit for bit.
     snprintf(cmd, sizeof cmd, "%s --name stopped --stop-at-step 13", base);
     CHECK(run_json(cmd, js, sizeof js) == 0, "stopped run failed");
+    CHECK(tu_state_step(LOGS, "stopped") == 13, "stopped run saved its state at step %lld, not 13",
+          tu_state_step(LOGS, "stopped"));
     snprintf(cmd, sizeof cmd, "%s --name stopped --resume latest", base);
     CHECK(run_json(cmd, js, sizeof js) == 0, "resumed run failed");
     int nr = read_losses("stopped", res, 64);
     int same = nr == n;
     for (int s = 1; s <= n; s++) same &= res[s] == full[s];
     CHECK(same, "resumed loss curve differs from the uninterrupted one");
+    tu_check_steps(LOGS, "stopped", 13, 30); // the resumed process starts at step 14
+    tu_check_same_final(LOGS, "full", "stopped");
     CHECK(jnum(js, "top1") == top1, "resumed top-1 %g vs %g", jnum(js, "top1"), top1);
     // Evaluating the saved classifier gives the same figure.
     snprintf(cmd, sizeof cmd, "%s/vlm finetune --eval-only --checkpoint " LOGS "/full/checkpoints/epoch_latest.safetensors "

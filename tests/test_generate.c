@@ -288,10 +288,14 @@ static void test_cli(void) {
     CHECK(fm >= 0 && fm <= fd + 1e-9 && fc && fcr && atof(fc + 13) > 0 && atof(fcr + 23) > 0,
           "eval JSON: fd_mean / fd_class: %s", js);
     // (3) resume: 20 steps straight vs 10 + resume to 20 -> identical model files
-    CHECK(sh("%s --max-steps 20 --grid-n 0 --name straight", base) == 0, "straight run failed");
-    CHECK(sh("%s --max-steps 10 --grid-n 0 --name resumed", base) == 0 &&
-              sh("%s --max-steps 20 --grid-n 0 --name resumed --resume latest", base) == 0,
+    CHECK(sh("%s --max-steps 20 --grid-n 0 --log-every 1 --name straight", base) == 0, "straight run failed");
+    CHECK(sh("%s --max-steps 10 --grid-n 0 --log-every 1 --name resumed", base) == 0 &&
+              sh("%s --max-steps 20 --grid-n 0 --log-every 1 --name resumed --resume latest", base) == 0,
           "stop/resume runs failed");
+    // a resume that retrained from step 1 would also end at identical files: the log must show
+    // steps 1..10 from the first process and 11..20 from the second, each once
+    CHECK(tu_state_step(LOGS, "resumed") == 20, "resumed run's state at step %lld", tu_state_step(LOGS, "resumed"));
+    tu_check_steps(LOGS, "resumed", 10, 20);
     CHECK(files_equal(LOGS "/straight/checkpoints/epoch_latest.safetensors", LOGS "/resumed/checkpoints/epoch_latest.safetensors"),
           "resumed run's model differs from the uninterrupted run's");
     CHECK(same_state(LOGS "/straight/checkpoints/epoch_latest.state.safetensors",

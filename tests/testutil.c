@@ -1,4 +1,5 @@
 // Shared helpers for the CTest executables (see testutil.h).
+#include "core/safetensors.h"
 #include "tests/testutil.h"
 #include <math.h>
 #include <stdlib.h>
@@ -83,6 +84,126 @@ int tu_read_losses(const char *metrics_path, double *loss, int cap) {
     }
     if (f) fclose(f);
     return maxs;
+}
+
+int tu_read_metric(const char *metrics_path, const char *key, double *values, int cap) {
+    char line[4096], k[64];
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    FILE *f = fopen(metrics_path, "r");
+    int maxs = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        int s;
+        double v;
+        char *ps = strstr(line, "\"step\": "), *pv = strstr(line, k);
+        if (ps && pv && sscanf(ps + 8, "%d", &s) == 1 && sscanf(pv + strlen(k), "%lf", &v) == 1 && s >= 0 && s < cap) {
+            values[s] = v;
+            if (s > maxs) maxs = s;
+        }
+    }
+    if (f) fclose(f);
+    return maxs;
+}
+
+int tu_read_step_seq(const char *metrics_path, int *steps, int cap) {
+    char line[4096];
+    FILE *f = fopen(metrics_path, "r");
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        int s;
+        char *ps = strstr(line, "\"step\": ");
+        if (ps && strstr(line, "\"loss\": ") && sscanf(ps + 8, "%d", &s) == 1 && n < cap) steps[n++] = s;
+    }
+    if (f) fclose(f);
+    return n;
+}
+
+int tu_steps_resumed(const int *seq, int n, int resumed_from, int last, char *why, size_t cap) {
+    int i = 0, expect = 1;
+    while (i < n && seq[i] == expect) i++, expect++; // the first process: 1, 2, ...
+    if (resumed_from < 0) {
+        if (i == n && expect == last + 1) return 1;
+        snprintf(why, cap, "logged steps are not 1..%d once each (entry %d is step %d)", last, i, i < n ? seq[i] : -1);
+        return 0;
+    }
+    if (i == n && expect == last + 1 && resumed_from <= last) return 1; // resumed exactly where it stopped
+    if (resumed_from > expect - 1) {
+        snprintf(why, cap, "the saved state is at step %d but the first process logged only up to %d", resumed_from,
+                 expect - 1);
+        return 0;
+    }
+    if (i == n || seq[i] != resumed_from + 1) {
+        snprintf(why, cap, "the resumed process starts at step %d, not at %d (the saved state's step + 1)",
+                 i < n ? seq[i] : -1, resumed_from + 1);
+        return 0;
+    }
+    for (expect = resumed_from + 1; i < n && seq[i] == expect; i++, expect++) {}
+    if (i != n || expect != last + 1) {
+        snprintf(why, cap, "after resuming, the steps are not %d..%d once each (entry %d is step %d)",
+                 resumed_from + 1, last, i, i < n ? seq[i] : -1);
+        return 0;
+    }
+    return 1;
+}
+
+int tu_same_tensors(const char *a, const char *b, char *why, size_t cap) {
+    vlm_st_file fa, fb;
+    vlm_error err = {0};
+    if (vlm_st_read(&fa, a, &err)) {
+        snprintf(why, cap, "%s", err.msg);
+        return 0;
+    }
+    if (vlm_st_read(&fb, b, &err)) {
+        snprintf(why, cap, "%s", err.msg);
+        vlm_st_free(&fa);
+        return 0;
+    }
+    int same = fa.n == fb.n;
+    if (!same) snprintf(why, cap, "%d tensors vs %d", fa.n, fb.n);
+    for (int i = 0; same && i < fa.n; i++) {
+        const vlm_st_entry *ea = &fa.entries[i], *eb = vlm_st_find(&fb, ea->name);
+        if (!eb || eb->dtype != ea->dtype || eb->numel != ea->numel || eb->end - eb->begin != ea->end - ea->begin) {
+            snprintf(why, cap, "tensor %s: missing or of another type/shape", ea->name);
+            same = 0;
+        } else if (memcmp(vlm_st_data(&fa, ea), vlm_st_data(&fb, eb), (size_t)(ea->end - ea->begin))) {
+            snprintf(why, cap, "tensor %s: data differs", ea->name);
+            same = 0;
+        }
+    }
+    vlm_st_free(&fa);
+    vlm_st_free(&fb);
+    return same;
+}
+
+void tu_check_steps(const char *logs, const char *name, int resumed_from, int last) {
+    char p[512], why[256];
+    static int seq[1 << 16];
+    snprintf(p, sizeof p, "%s/%s/metrics.jsonl", logs, name);
+    int n = tu_read_step_seq(p, seq, 1 << 16);
+    CHECK(tu_steps_resumed(seq, n, resumed_from, last, why, sizeof why), "%s: %s", name, why);
+}
+
+void tu_check_same_final(const char *logs, const char *a, const char *b) {
+    static const char *files[2] = {"epoch_latest.safetensors", "epoch_latest.state.safetensors"};
+    for (int k = 0; k < 2; k++) {
+        char pa[512], pb[512], why[256];
+        snprintf(pa, sizeof pa, "%s/%s/checkpoints/%s", logs, a, files[k]);
+        snprintf(pb, sizeof pb, "%s/%s/checkpoints/%s", logs, b, files[k]);
+        CHECK(tu_same_tensors(pa, pb, why, sizeof why), "%s of %s and %s differ: %s", files[k], a, b, why);
+    }
+}
+
+long long tu_state_step(const char *logs, const char *name) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s/checkpoints/epoch_latest.state.safetensors", logs, name);
+    vlm_st_file st;
+    vlm_error err;
+    long long step = -1;
+    if (vlm_st_read(&st, p, &err) == VLM_OK) {
+        const char *v = vlm_st_meta(&st, "step");
+        step = v ? atoll(v) : -1;
+        vlm_st_free(&st);
+    }
+    return step;
 }
 
 void tu_make_squares(const char *dir, int n, int detailed) {

@@ -33,6 +33,30 @@ const char *tu_src(const char *rel);
 // losses[step] from a training run's metrics.jsonl (a later line for the same
 // step wins); returns the largest step seen (0 if none).
 int tu_read_losses(const char *metrics_path, double *loss, int cap);
+// values[step] of a numeric field ("grad_norm", ...) of metrics.jsonl's
+// training lines (a later line for the same step wins); returns the largest
+// step seen (0 if none).
+int tu_read_metric(const char *metrics_path, const char *key, double *values, int cap);
+// The steps of the training lines of metrics.jsonl (lines with "step" and
+// "loss") in file order, appended runs included; returns how many (<= cap).
+int tu_read_step_seq(const char *metrics_path, int *steps, int cap);
+// Checks that seq (n logged steps of a run, then of its resumption, appended)
+// is 1..a then (resumed_from + 1)..last, each exactly once, with the second
+// process starting where the saved state left off (resumed_from <= a). With
+// resumed_from < 0: the run was never interrupted, seq must be 1..last.
+// Returns 1 when it is; *why gets a message otherwise.
+int tu_steps_resumed(const int *seq, int n, int resumed_from, int last, char *why, size_t cap);
+// 1 when the two safetensors files hold the same tensors (names, dtypes,
+// shapes) with byte-identical data; *why gets the first difference.
+int tu_same_tensors(const char *a, const char *b, char *why, size_t cap);
+// For a run folder LOGS/NAME: CHECKs that its metrics log holds steps 1..last
+// once each across the processes that wrote it (tu_steps_resumed);
+// CHECKs that runs a and b ended with byte-identical weights and training
+// state (checkpoints/epoch_latest.safetensors and .state.safetensors); the
+// step of its saved training state (-1 if none).
+void tu_check_steps(const char *logs, const char *name, int resumed_from, int last);
+void tu_check_same_final(const char *logs, const char *a, const char *b);
+long long tu_state_step(const char *logs, const char *name);
 // n 20x20 PNGs DIR/NNN.png (a square of one of 8 colours at one of 10
 // positions on grey) and DIR/train.tsv "filepath<TAB>title" with captions
 // "a <colour> square"; detailed: captions "a <colour> square at <pos>" and a

@@ -235,9 +235,9 @@ static void log_step(vlm_trainer *t) {
     }
     if (t->metrics) {
         fprintf(t->metrics,
-                "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f%s, \"lr\": %.6g, \"%s_per_s\": %.1f, "
-                "\"elapsed_s\": %.1f}\n",
-                s->step, t->batch_epoch, loss, json, t->lr, c->unit, rate, s->elapsed_s);
+                "{\"step\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.6f%s, \"lr\": %.6g, \"grad_norm\": %.7g, "
+                "\"%s_per_s\": %.1f, \"elapsed_s\": %.1f}\n",
+                s->step, t->batch_epoch, loss, json, t->lr, t->grad_norm, c->unit, rate, s->elapsed_s);
         fflush(t->metrics);
     }
     t->t_last = now;
@@ -315,7 +315,8 @@ static vlm_status run_step(vlm_trainer *t, double *clock_s, int *stop, vlm_error
         return vlm_errorf(err, VLM_ERR_NUMERIC, "%s at step %" PRId64 " (lr %.3g); stopping. The last good checkpoint is %s",
                           isfinite(t->loss) ? "non-finite gradients" : "loss is NaN/Inf", t->st.step,
                           vlm_sched_lr_at(&t->cfg.sched, t->st.step, 0, 0), t->run.state);
-    if (t->cfg.clip_norm > 0) vlm_clip_grad_norm(t->ps, (float)t->cfg.clip_norm);
+    // the norm before clipping (logged: what data-parallel runs must agree on)
+    t->grad_norm = vlm_clip_grad_norm(t->ps, t->cfg.clip_norm > 0 ? (float)t->cfg.clip_norm : 0.0f);
     return VLM_OK;
 }
 

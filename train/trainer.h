@@ -143,6 +143,7 @@ struct vlm_trainer {
     vlm_loader_pos next;
     // the loop's view
     float lr, loss;            // last step's
+    float grad_norm;           // last step's global gradient norm before clipping
     int64_t cur_epoch;
     double t_start;            // clock origin: now - elapsed training time
     const char *stop_reason;
