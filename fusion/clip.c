@@ -1,4 +1,5 @@
 // CLIP model: configs, parameters, weight loading and the contrastive forward.
+#include <limits.h>
 #include "fusion/clip.h"
 #include <jansson.h>
 #include <math.h>
@@ -35,12 +36,14 @@ vlm_status vlm_clip_cfg_preset(const char *name, vlm_clip_cfg *cfg, vlm_error *e
     return VLM_OK;
 }
 
+// 1: *out set; 0: absent; -1: not a number, or outside int's range (a
+// float-to-int conversion out of range would be undefined behaviour).
 static int jint(json_t *o, const char *k, int *out) {
     json_t *v = json_object_get(o, k);
     if (!v) return 0;
-    if (json_is_integer(v)) *out = (int)json_integer_value(v);
-    else if (json_is_real(v)) *out = (int)json_real_value(v);
-    else return -1;
+    double d = json_is_integer(v) ? (double)json_integer_value(v) : json_is_real(v) ? json_real_value(v) : NAN;
+    if (!(d >= INT_MIN && d <= INT_MAX)) return -1;
+    *out = (int)d;
     return 1;
 }
 
@@ -87,9 +90,16 @@ vlm_status vlm_clip_cfg_from_json(const char *text, vlm_clip_cfg *cfg, vlm_error
         }
         v->heads = v->width / head_width;
         if (jint(vc, "heads", &v->heads) < 0) { st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: vision heads"); goto done; }
-        v->mlp_width = (int)(v->width * jnum(vc, "mlp_ratio", 4.0));
-        v->patch_dropout = (float)jnum(vc, "patch_dropout", 0.0);
-        t->mlp_width = (int)(t->width * jnum(tc, "mlp_ratio", 4.0));
+        double vr = jnum(vc, "mlp_ratio", 4.0), tr = jnum(tc, "mlp_ratio", 4.0), pd = jnum(vc, "patch_dropout", 0.0);
+        if (!(vr > 0 && vr <= 64 && tr > 0 && tr <= 64 && pd >= 0 && pd < 1) || v->width < 0 || t->width < 0 ||
+            v->width > (1 << 20) || t->width > (1 << 20)) {
+            st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: mlp_ratio must be in (0, 64], patch_dropout in [0, 1), "
+                                                 "widths in [0, 2^20]");
+            goto done;
+        }
+        v->mlp_width = (int)(v->width * vr);
+        v->patch_dropout = (float)pd;
+        t->mlp_width = (int)(t->width * tr);
         v->act = t->act = act;
         v->output_dim = t->output_dim = embed;
         json_t *sg = json_object_get(root, "init_logit_bias");
@@ -106,13 +116,25 @@ vlm_status vlm_clip_cfg_from_json(const char *text, vlm_clip_cfg *cfg, vlm_error
                 st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: missing or non-numeric '%s'", need[i]);
                 goto done;
             }
+        if (v->width < 0 || v->width > (1 << 20) || t->width < 0 || t->width > (1 << 20)) {
+            st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: widths must be in [0, 2^20]");
+            goto done;
+        }
         v->heads = v->width / 64 > 0 ? v->width / 64 : 1; // OpenAI: vision_heads = vision_width // 64
         v->mlp_width = 4 * v->width;
         t->mlp_width = 4 * t->width;
         v->act = t->act = VLM_ACT_QUICK_GELU;
         v->output_dim = t->output_dim = embed;
     }
-    if (cfg->vision.width <= 0 || cfg->vision.heads <= 0 || cfg->vision.width % cfg->vision.heads || cfg->text.width <= 0 ||
+    const vlm_vit_cfg *cv = &cfg->vision;
+    const vlm_text_cfg *ct = &cfg->text;
+    if (st == VLM_OK && (embed > (1 << 20) || cv->layers > 1024 || ct->layers > 1024 || cv->image_size <= 0 ||
+                         cv->image_size > (1 << 14) || ct->context_length <= 0 || ct->context_length > (1 << 16) ||
+                         ct->vocab_size <= 0 || ct->vocab_size > (1 << 24)))
+        st = vlm_errorf(err, VLM_ERR_FORMAT,
+                        "model config: sizes out of range (embed_dim <= 2^20, layers <= 1024, image 1..16384, "
+                        "context 1..65536, vocab 1..2^24)");
+    else if (cfg->vision.width <= 0 || cfg->vision.heads <= 0 || cfg->vision.width % cfg->vision.heads || cfg->text.width <= 0 ||
         cfg->text.heads <= 0 || cfg->text.width % cfg->text.heads || cfg->vision.layers < 0 || cfg->text.layers < 0 ||
         cfg->vision.patch_size <= 0 || cfg->vision.image_size % cfg->vision.patch_size)
         st = vlm_errorf(err, VLM_ERR_FORMAT,
