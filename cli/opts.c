@@ -156,11 +156,13 @@ static int fn_fault(const char *v, void *dst, vlm_error *err) {
     char k[16];
     int r;
     long long st;
-    if (sscanf(v, "%15[a-z]:%d:%lld", k, &r, &st) != 3 || (strcmp(k, "hang") && strcmp(k, "exit")) || r < 0 || st < 0) {
-        vlm_errorf(err, VLM_ERR_ARG, "--debug-fault: expected hang:RANK:STEP or exit:RANK:STEP, got '%s'", v);
+    if (sscanf(v, "%15[a-z]:%d:%lld", k, &r, &st) != 3 || (strcmp(k, "hang") && strcmp(k, "exit") && strcmp(k, "nan")) ||
+        r < 0 || st < 0) {
+        vlm_errorf(err, VLM_ERR_ARG, "--debug-fault: expected hang:RANK:STEP, exit:RANK:STEP or nan:RANK:STEP, got '%s'",
+                   v);
         return -1;
     }
-    o->fault_kind = strcmp(k, "hang") ? 2 : 1;
+    o->fault_kind = !strcmp(k, "hang") ? 1 : !strcmp(k, "exit") ? 2 : 3;
     o->fault_rank = r;
     o->fault_step = st;
     return 0;

@@ -62,7 +62,7 @@ int cli_fn_precision(const char *v, void *dst, vlm_error *err); // open_clip's -
 // and --json (the int given).
 typedef struct {
     double timeout_s;
-    int fault_kind; // 0 none, 1 hang, 2 exit
+    int fault_kind; // 0 none, 1 hang, 2 exit, 3 a NaN loss
     int fault_rank;
     long long fault_step;
 } cli_dist_opts;

@@ -55,7 +55,7 @@ void cli_progress_end(void) {
 static void fault_hook(void *user, int64_t step) {
     const cli_dist_opts *o = user;
     const vlm_dist *d = cli_dist();
-    if (!o->fault_kind || d->rank != o->fault_rank || step != o->fault_step) return;
+    if (!o->fault_kind || o->fault_kind == 3 || d->rank != o->fault_rank || step != o->fault_step) return;
     if (o->fault_kind == 2) _exit(9);
     for (;;) sleep(1);
 }
@@ -69,6 +69,7 @@ void cli_trainer_setup(vlm_train_common *c, cli_dist_opts *d) {
     c->stop_flag = &g_stop;
     c->before_step = fault_hook;
     c->hook_user = d;
+    if (d->fault_kind == 3 && D->rank == d->fault_rank) c->debug_nan_after = d->fault_step;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 void vlm_st_free(vlm_st_file *f) {
     if (!f) return;
@@ -142,6 +143,34 @@ static vlm_status check_overlap(const vlm_st_file *f, const char *what, vlm_erro
 }
 
 // Takes ownership of buf (freed on error too).
+// Files vlm writes carry the CRC-32 of their data section in the metadata
+// ("vlm_crc32", 8 hex digits): a flipped or lost byte anywhere in the tensors
+// is refused on read instead of loaded. Files from elsewhere have none.
+#define CRC_KEY "vlm_crc32"
+static uint32_t crc_of(uint32_t crc, const void *p, uint64_t n) {
+    const unsigned char *b = p;
+    while (n > 0) { // zlib's crc32 takes a uInt length
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, b, k);
+        b += k;
+        n -= k;
+    }
+    return crc;
+}
+
+static vlm_status check_crc(const vlm_st_file *f, const char *what, vlm_error *err) {
+    const char *want = vlm_st_meta(f, CRC_KEY);
+    if (!want) return VLM_OK;
+    uint32_t got = crc_of((uint32_t)crc32(0, Z_NULL, 0), f->buf + f->data_start, f->size - f->data_start);
+    char hex[16];
+    snprintf(hex, sizeof hex, "%08x", got);
+    if (strcmp(hex, want))
+        return vlm_errorf(err, VLM_ERR_FORMAT,
+                          "%s: corrupted: the data's CRC-32 is %s, the header records %.16s (a damaged or partly "
+                          "overwritten file)", what, hex, want);
+    return VLM_OK;
+}
+
 static vlm_status parse_owned(vlm_st_file *f, unsigned char *buf, size_t size, const char *what, vlm_error *err) {
     memset(f, 0, sizeof *f);
     f->buf = buf;
@@ -176,6 +205,7 @@ static vlm_status parse_owned(vlm_st_file *f, unsigned char *buf, size_t size, c
         if ((st = parse_entry(e, key, val, data_size, what, err))) goto fail;
     }
     if ((st = check_overlap(f, what, err))) goto fail;
+    if ((st = check_crc(f, what, err))) goto fail;
     json_decref(root);
     return VLM_OK;
 fail:
@@ -272,12 +302,19 @@ static int write_all(int fd, const void *p, size_t n) {
 
 vlm_status vlm_st_write(const char *path, const vlm_st_tensor *t, int n, const char *const *meta_keys,
                         const char *const *meta_vals, int n_meta, vlm_error *err) {
-    json_t *root = json_object();
-    if (n_meta > 0) {
-        json_t *m = json_object();
-        for (int i = 0; i < n_meta; i++) json_object_set_new(m, meta_keys[i], json_string(meta_vals[i]));
-        json_object_set_new(root, "__metadata__", m);
+    json_t *root = json_object(), *m = json_object();
+    uint32_t crc = (uint32_t)crc32(0, Z_NULL, 0);
+    for (int i = 0; i < n; i++) {
+        uint64_t numel = 1;
+        for (int d = 0; d < t[i].ndim; d++) numel *= (uint64_t)t[i].shape[d];
+        crc = crc_of(crc, t[i].data, numel * vlm_dtype_size(t[i].dtype));
     }
+    char hex[16];
+    snprintf(hex, sizeof hex, "%08x", crc);
+    for (int i = 0; i < n_meta; i++)
+        if (strcmp(meta_keys[i], CRC_KEY)) json_object_set_new(m, meta_keys[i], json_string(meta_vals[i]));
+    json_object_set_new(m, CRC_KEY, json_string(hex));
+    json_object_set_new(root, "__metadata__", m);
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         uint64_t numel = 1;

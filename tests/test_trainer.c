@@ -244,12 +244,14 @@ int main(void) {
           "budget: %" PRId64 " %s", t.st.step, t.stop_reason);
 
     // A NaN loss at step 10 (0-based: the 11th): VLM_ERR_NUMERIC naming the last
-    // good state, which holds step 9 (saved every 3).
+    // good state, saved at the stop: step 10 (the periodic saves, every 3, had
+    // reached 9), nothing of the failed step applied.
     ro = (run_opts){"nan", NULL, 0, 10, -1, 0};
     vlm_status st = run(&ro, wb, &t, NULL, &err);
-    CHECK(st == VLM_ERR_NUMERIC && strstr(err.msg, "step 10") && strstr(err.msg, "nan/checkpoints/epoch_latest.state.safetensors"),
+    CHECK(st == VLM_ERR_NUMERIC && strstr(err.msg, "at step 11") && strstr(err.msg, "saved just now, at step 10") &&
+              strstr(err.msg, "nan/checkpoints/epoch_latest.state.safetensors"),
           "NaN stop: %d %s", st, err.msg);
-    CHECK(vlm_state_load(LOGS "/nan/checkpoints/epoch_latest.state.safetensors", &ps, &s, "toy", &err) == VLM_OK && s.step == 9,
+    CHECK(vlm_state_load(LOGS "/nan/checkpoints/epoch_latest.state.safetensors", &ps, &s, "toy", &err) == VLM_OK && s.step == 10,
           "last good state at step %" PRId64, s.step);
     for (int i = 0; i <= D; i++) CHECK(isfinite(ps.data[i]), "saved weights finite");
     vlm_params_free(&ps);

@@ -19,6 +19,7 @@ void vlm_trainer_cfg_default(vlm_trainer_cfg *c) {
     c->log_every = 10;
     c->save_every = 200;
     c->keep = 3;
+    c->debug_nan_after = -1;
     c->adamw = (vlm_adamw_cfg){1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f};
     c->sched = (vlm_sched){VLM_SCHED_COSINE, 1e-3f, 0, 1, 0, 1.0f, 0.0f};
 }
@@ -35,6 +36,7 @@ void vlm_train_common_default(vlm_train_common *c) {
     c->eps = 1e-8;
     c->clip_norm = 1.0;
     c->lr_scheduler = "cosine";
+    c->debug_nan_after = -1;
     c->log_every = 20;
     c->save_every = 500;
 }
@@ -65,6 +67,7 @@ void vlm_train_common_cfg(const vlm_train_common *c, const char *tag, const char
     vlm_sched_parse(c->lr_scheduler, &cfg->sched.kind);
     cfg->time_schedule = c->time_schedule;
     cfg->precision = c->precision;
+    cfg->debug_nan_after = c->debug_nan_after;
     cfg->clip_norm = c->clip_norm;
     cfg->log_every = c->log_every;
     cfg->save_every = c->save_every;
@@ -270,6 +273,23 @@ static vlm_status save_step(vlm_trainer *t, int last, int epoch_done, vlm_error 
     return VLM_OK;
 }
 
+// A non-finite loss or gradient: nothing of the failed step was applied, so
+// the parameters, moments and recorded state are still those of the last
+// good step; save them (unless that step was just saved) and stop with
+// VLM_ERR_NUMERIC, the message naming the state file.
+static vlm_status save_last_good(vlm_trainer *t, vlm_error *err) {
+    vlm_error e2 = {0};
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    int saved = t->st.step > 0 && t->st.step % t->cfg.save_every != 0 && t->io;
+    if (saved && t->task->save(t->task_user, t, &e2))
+        vlm_errorf(err, VLM_ERR_NUMERIC, "%s; saving the last good state (step %" PRId64 ") also failed: %s", msg,
+                   t->st.step, e2.msg);
+    else if (saved)
+        vlm_errorf(err, VLM_ERR_NUMERIC, "%s (saved just now, at step %" PRId64 ")", msg, t->st.step);
+    return VLM_ERR_NUMERIC;
+}
+
 // Validation on rank 0 (the other ranks wait at their next collective); its
 // time does not count against the training budget.
 static vlm_status validate(vlm_trainer *t, vlm_error *err) {
@@ -301,6 +321,7 @@ static vlm_status run_step(vlm_trainer *t, double *clock_s, int *stop, vlm_error
     double loss = 0;
     vlm_status st = t->task->step(t->task_user, t, &loss, err);
     if (st) return st;
+    if (t->st.step == t->cfg.debug_nan_after) loss = NAN; // fault injection (tests)
     if (t->overlap.st) {
         *err = t->overlap.err;
         return t->overlap.st;
@@ -313,7 +334,7 @@ static vlm_status run_step(vlm_trainer *t, double *clock_s, int *stop, vlm_error
     t->loss = (float)loss;
     if (!isfinite(t->loss) || !vlm_grads_finite(t->ps))
         return vlm_errorf(err, VLM_ERR_NUMERIC, "%s at step %" PRId64 " (lr %.3g); stopping. The last good checkpoint is %s",
-                          isfinite(t->loss) ? "non-finite gradients" : "loss is NaN/Inf", t->st.step,
+                          isfinite(t->loss) ? "non-finite gradients" : "loss is NaN/Inf", t->st.step + 1,
                           vlm_sched_lr_at(&t->cfg.sched, t->st.step, 0, 0), t->run.state);
     // the norm before clipping (logged: what data-parallel runs must agree on)
     t->grad_norm = vlm_clip_grad_norm(t->ps, t->cfg.clip_norm > 0 ? (float)t->cfg.clip_norm : 0.0f);
@@ -335,6 +356,7 @@ vlm_status vlm_trainer_run(vlm_trainer *t, vlm_error *err) {
         double clock_s;
         int stop_sig;
         vlm_status st = run_step(t, &clock_s, &stop_sig, err);
+        if (st == VLM_ERR_NUMERIC) return save_last_good(t, err);
         if (st) return st;
         update(t, clock_s);
         t->st.step++;

@@ -70,6 +70,7 @@ typedef struct {
     int64_t epoch_size;        // samples per epoch on this rank (for the epoch end)
     double max_minutes;        // 0: no time budget
     int64_t stop_at;           // stop cleanly at this step (0: never), schedule unchanged
+    int64_t debug_nan_after;   // testing: the step after this many completed ones has a NaN loss (-1: never)
     // optimisation
     vlm_adamw_cfg adamw;
     vlm_sched sched;           // .total is set to total_steps by vlm_trainer_run
@@ -104,6 +105,7 @@ typedef struct {
     const char *lr_scheduler;         // cosine | const | const-cooldown
     int time_schedule;
     int precision;                    // vlm_precision (core/bf16.h): fp32 | amp_bf16 | bf16
+    long long debug_nan_after;        // testing (--debug-fault nan:RANK:STEP): NaN loss after STEP steps; -1 off
     // reporting and control (not flags)
     vlm_train_log_fn log;
     void *log_user;
