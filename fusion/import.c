@@ -938,7 +938,8 @@ static vlm_status read_gguf(const char *path, vlm_fset *s, int *hv, int *ht, int
     if (!align || (align & (align - 1))) r.bad = 1;
     vlm_fset hf = {0};
     typedef struct { char *name; int nd, ty; int64_t sh[4]; uint64_t off; } info;
-    info *ti = calloc((size_t)(nt ? nt : 1), sizeof *ti);
+    uint64_t nti = nt && !r.bad ? nt : 1; // entries of ti (nt is only trusted once checked)
+    info *ti = calloc((size_t)nti, sizeof *ti);
     vlm_status st = ti ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "out of memory");
     for (uint64_t i = 0; i < nt && !r.bad && !st; i++) {
         ti[i].name = r_str(&r);
@@ -950,9 +951,9 @@ static vlm_status read_gguf(const char *path, vlm_fset *s, int *hv, int *ht, int
     size_t data = (size_t)(r.p - buf + align - 1) / align * align;
     for (uint64_t i = 0; i < nt && !r.bad && !st; i++) {
         int64_t numel = 1;
-        for (int d = 0; d < ti[i].nd; d++) {
+        for (int d = 0; d < ti[i].nd && !r.bad; d++) { // (stops before the product could overflow)
             if (ti[i].sh[d] < 0 || ti[i].sh[d] > (1LL << 32)) r.bad = 1;
-            numel *= ti[i].sh[d];
+            else if ((numel *= ti[i].sh[d]) > (1LL << 36)) r.bad = 1;
         }
         size_t es = ti[i].ty == GGML_F32 ? 4 : ti[i].ty == GGML_F16 ? 2 : 0;
         if (r.bad || !es || numel > (1LL << 36) || ti[i].off > (uint64_t)size || data + ti[i].off + (uint64_t)numel * es > (uint64_t)size) {
@@ -990,7 +991,7 @@ static vlm_status read_gguf(const char *path, vlm_fset *s, int *hv, int *ht, int
             *tok = t;
         }
     }
-    for (uint64_t i = 0; ti && i < nt; i++) free(ti[i].name);
+    for (uint64_t i = 0; ti && i < nti; i++) free(ti[i].name);
     free(ti);
     vlm_strlist_free(m.merges, m.n_merges);
     vlm_fset_free(&hf);

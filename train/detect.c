@@ -149,8 +149,9 @@ static vlm_status task_load(void *user, vlm_trainer *t, const char *path, vlm_tr
 
 static vlm_status task_save(void *user, vlm_trainer *t, vlm_error *err) {
     det_task *p = user;
-    vlm_status st = vlm_owl_save_state(t->run.state, &p->m, p->classnames, &t->st, p->args_json, err);
-    return st ? st : vlm_owl_save(t->run.model, &p->m, p->classnames, err);
+    // model first, state last (the commit point; see pretrain's task_save)
+    vlm_status st = vlm_owl_save(t->run.model, &p->m, p->classnames, err);
+    return st ? st : vlm_owl_save_state(t->run.state, &p->m, p->classnames, &t->st, p->args_json, err);
 }
 
 static void task_log_fields(void *user, vlm_trainer *t, char *text, size_t tcap, char *json, size_t jcap) {

@@ -137,8 +137,9 @@ static vlm_status task_load(void *user, vlm_trainer *t, const char *path, vlm_tr
 
 static vlm_status task_save(void *user, vlm_trainer *t, vlm_error *err) {
     gen_task *p = user;
-    vlm_status st = vlm_gen_save_state(t->run.state, &p->g, &t->st, p->args_json, err);
-    return st ? st : vlm_gen_save(t->run.model, &p->g, p->g.ema, t->st.step, err);
+    // model first, state last (the commit point; see pretrain's task_save)
+    vlm_status st = vlm_gen_save(t->run.model, &p->g, p->g.ema, t->st.step, err);
+    return st ? st : vlm_gen_save_state(t->run.state, &p->g, &t->st, p->args_json, err);
 }
 
 static void task_after_update(void *user, vlm_trainer *t) {

@@ -207,8 +207,11 @@ static vlm_status task_load(void *user, vlm_trainer *t, const char *path, vlm_tr
 
 static vlm_status task_save(void *user, vlm_trainer *t, vlm_error *err) {
     pretrain_task *p = user;
-    vlm_status st = vlm_ckpt_save_state(t->run.state, &p->m, p->merges, &t->st, p->args_json, err);
-    return st ? st : vlm_ckpt_save_model(t->run.model, &p->m, p->merges, t->st.step, t->st.epoch, err);
+    // the model file first, the state last: the state is the commit point, so a kill between
+    // the two leaves a model file ahead of the state (rewritten when the resumed run gets there),
+    // never a finished state with a stale model file
+    vlm_status st = vlm_ckpt_save_model(t->run.model, &p->m, p->merges, t->st.step, t->st.epoch, err);
+    return st ? st : vlm_ckpt_save_state(t->run.state, &p->m, p->merges, &t->st, p->args_json, err);
 }
 
 static vlm_status task_save_epoch(void *user, vlm_trainer *t, const char *path, int64_t epoch, vlm_error *err) {
