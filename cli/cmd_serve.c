@@ -18,6 +18,7 @@
 #include "api/model.h"
 #include "cli/cli.h"
 #include "cli/opts.h"
+#include "cli/serve_req.h"
 #include "core/clock.h"
 #include "data/image.h"
 #include "data/transform.h"
@@ -44,29 +45,6 @@ static const char *usage =
     "  --max-body BYTES (16 MiB) larger bodies get 413   --timeout S (30) a request's deadline (408)\n"
     "Binds 127.0.0.1 unless --host says otherwise. SIGTERM/SIGINT: stop accepting, finish in-flight, exit 0.\n";
 
-// ---------------------------------------------------------------- jobs
-
-typedef struct job {
-    int kind;              // 0 image, 1 text, 2 classify, 3 detect, 4 generate
-    uint8_t *rgb;          // [S, S, 3] eval-transformed (image, classify)
-    char *text;            // text
-    char **labels, **tmpl; // classify
-    int n_labels, n_tmpl;
-    float *out;            // [E] embedding, then (classify) probs [n_labels]
-    float *probs;
-    vlm_image img;         // detect: the decoded image
-    double threshold;
-    int max_det, n_det, steps;
-    vlm_det_box *det;
-    float guidance;
-    uint64_t seed;
-    uint8_t *png;          // generate: the encoded result
-    size_t png_n;
-    int done, status;      // status: HTTP code of a failure, 0 ok
-    char err[256];
-    struct job *next;
-} job;
-
 typedef struct {
     vlm_model *m;
     vlm_owl *det;          // --detector (NULL: no /v1/detect)
@@ -83,19 +61,10 @@ typedef struct {
     long long in_flight;
 } server;
 
-enum { R_PAGE, R_HEALTH, R_METRICS, R_EMBED, R_CLASSIFY, R_DETECT, R_GENERATE, R_OTHER };
 static const char *routes[8] = {"/", "/healthz", "/metrics", "/v1/embed", "/v1/classify", "/v1/detect", "/v1/generate", "other"};
 static const double lat_bounds[11] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 static const int batch_bounds[6] = {1, 2, 4, 8, 16, 32};
 
-static void job_free(job *j) {
-    if (!j) return;
-    free(j->rgb), free(j->text), free(j->out), free(j->probs), free(j->det), free(j->png);
-    vlm_image_free(&j->img);
-    for (int i = 0; i < j->n_labels; i++) free(j->labels[i]);
-    for (int i = 0; i < j->n_tmpl; i++) free(j->tmpl[i]);
-    free(j->labels), free(j->tmpl), free(j);
-}
 
 static vlm_status run_detect(server *s, job *j, vlm_error *err) {
     const int Q = j->n_labels, E = s->det->det.cfg.embed_dim;
@@ -234,149 +203,6 @@ static enum MHD_Result reply_err(struct MHD_Connection *c, int code, const char 
     free(t);
     json_decref(j);
     return r;
-}
-
-static int b64val(int c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    return c == '+' || c == '-' ? 62 : c == '/' || c == '_' ? 63 : -1;
-}
-
-// Base64 (standard or URL alphabet, padding optional, a data: prefix allowed) -> bytes; NULL if invalid.
-static uint8_t *b64_decode(const char *s, size_t *n) {
-    const char *comma = strncmp(s, "data:", 5) ? NULL : strchr(s, ',');
-    if (comma) s = comma + 1;
-    size_t L = strlen(s), o = 0;
-    uint8_t *out = malloc(L / 4 * 3 + 4);
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; out && i < L; i++) {
-        if (s[i] == '=' || s[i] == '\n' || s[i] == '\r') continue;
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0) return free(out), NULL;
-        acc = acc << 6 | (uint32_t)v, bits += 6;
-        if (bits >= 8) bits -= 8, out[o++] = (uint8_t)(acc >> bits);
-    }
-    *n = o;
-    return out;
-}
-
-// Decodes and eval-transforms an image into j->rgb; 0 or an HTTP status (message in j->err).
-static int prepare_image(server *s, job *j, const void *data, size_t n) {
-    vlm_image img;
-    vlm_image_init(&img);
-    vlm_decode_opts dec;
-    vlm_decode_opts_default(&dec);
-    vlm_transform t;
-    vlm_transform_init(&t, s->S);
-    vlm_transform_scratch sc;
-    vlm_transform_scratch_init(&sc);
-    vlm_error err = {0};
-    j->rgb = malloc((size_t)s->S * s->S * 3);
-    int code = !j->rgb ? 500 : vlm_image_decode(&img, data, n, "image", &dec, &err) ? 400
-               : vlm_transform_eval_u8(&t, &img, j->rgb, &sc, &err) ? 400 : 0;
-    if (code) snprintf(j->err, sizeof j->err, "%s", err.msg[0] ? err.msg : "out of memory");
-    vlm_image_free(&img);
-    vlm_transform_scratch_free(&sc);
-    return code;
-}
-
-static char **str_array(json_t *a, int *n) {
-    *n = 0;
-    if (!json_is_array(a) || json_array_size(a) > 1000) return NULL;
-    char **v = calloc(json_array_size(a) + 1, sizeof *v);
-    for (size_t i = 0; v && i < json_array_size(a); i++) {
-        const char *x = json_string_value(json_array_get(a, i));
-        if (!x || !*x) {
-            for (int k = 0; k < *n; k++) free(v[k]);
-            free(v);
-            *n = -1;
-            return NULL;
-        }
-        v[(*n)++] = strdup(x);
-    }
-    return v;
-}
-
-// /v1/detect and /v1/generate bodies (JSON object root); 0 or an HTTP status.
-static int parse_other(server *s, int route, json_t *root, job *j) {
-    if (route == R_GENERATE) {
-        const char *p = json_string_value(json_object_get(root, "prompt"));
-        json_t *st = json_object_get(root, "steps"), *g = json_object_get(root, "guidance"), *sd = json_object_get(root, "seed");
-        j->kind = 4, j->steps = st ? (int)json_integer_value(st) : 50;
-        j->guidance = g ? (float)json_number_value(g) : 3.0f, j->seed = sd ? (uint64_t)json_integer_value(sd) : 0;
-        if (!p || !*p) return snprintf(j->err, sizeof j->err, "prompt: a non-empty string expected"), 400;
-        if (j->steps < 1 || j->steps > 1000 || !(j->guidance >= 0 && j->guidance <= 100))
-            return snprintf(j->err, sizeof j->err, "steps 1..1000 and guidance 0..100 expected"), 400;
-        return (j->text = strdup(p)) ? 0 : 500;
-    }
-    json_t *th = json_object_get(root, "threshold"), *md = json_object_get(root, "max_det");
-    j->kind = 3, j->threshold = th ? json_number_value(th) : 0.1, j->max_det = md ? (int)json_integer_value(md) : 20;
-    j->labels = str_array(json_object_get(root, "queries"), &j->n_labels);
-    if (j->n_labels < 1) return j->n_labels = 0, snprintf(j->err, sizeof j->err, "queries: 1 to 1000 non-empty strings expected"), 400;
-    if (j->max_det < 1 || j->max_det > 1000 || !(j->threshold >= 0 && j->threshold <= 1))
-        return snprintf(j->err, sizeof j->err, "max_det 1..1000 and threshold 0..1 expected"), 400;
-    const char *b64 = json_string_value(json_object_get(root, "image"));
-    size_t n = 0;
-    uint8_t *bytes = b64 ? b64_decode(b64, &n) : NULL;
-    if (!bytes) return snprintf(j->err, sizeof j->err, "image: base64 expected"), 400;
-    vlm_decode_opts dec;
-    vlm_decode_opts_default(&dec);
-    vlm_error err = {0};
-    int code = vlm_image_decode(&j->img, bytes, n, "image", &dec, &err) ? 400 : 0;
-    if (code) snprintf(j->err, sizeof j->err, "%s", err.msg);
-    free(bytes);
-    (void)s;
-    return code;
-}
-
-// Builds the job of a POST body; 0 or an HTTP status (message in j->err).
-static int parse_job(server *s, int route, const char *ctype, const conn_state *cs, job *j) {
-    const int classify = route == R_CLASSIFY;
-    vlm_image_init(&j->img);
-    j->out = malloc(sizeof(float) * (size_t)s->E);
-    if (!j->out) return 500;
-    if (ctype && !strncmp(ctype, "image/", 6) && route == R_EMBED) {
-        j->kind = 0;
-        return prepare_image(s, j, cs->body, cs->n);
-    }
-    if (!ctype || strncmp(ctype, "application/json", 16))
-        return snprintf(j->err, sizeof j->err, "Content-Type must be application/json%s", route == R_EMBED ? " or image/*" : ""), 415;
-    json_error_t je;
-    json_t *root = json_loadb(cs->body ? cs->body : "", cs->n, 0, &je);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return snprintf(j->err, sizeof j->err, "bad JSON: %s", je.text), 400;
-    }
-    const char *text = json_string_value(json_object_get(root, "text")), *b64 = json_string_value(json_object_get(root, "image"));
-    int code = 0;
-    if (route == R_DETECT || route == R_GENERATE) {
-        code = parse_other(s, route, root, j);
-        json_decref(root);
-        return code;
-    }
-    if (classify) {
-        j->kind = 2;
-        j->labels = str_array(json_object_get(root, "labels"), &j->n_labels);
-        j->tmpl = str_array(json_object_get(root, "templates"), &j->n_tmpl);
-        if (j->n_tmpl < 0) j->n_tmpl = 0, code = 400, snprintf(j->err, sizeof j->err, "templates: non-empty strings expected");
-        if (j->n_labels < 1) j->n_labels = 0, code = 400, snprintf(j->err, sizeof j->err, "labels: 1 to 1000 non-empty strings expected");
-        if (!code && !(j->probs = malloc(sizeof(float) * (size_t)j->n_labels))) code = 500;
-    } else if (text) {
-        j->kind = 1;
-        if (!(j->text = strdup(text))) code = 500;
-    } else
-        j->kind = 0;
-    if (!code && j->kind != 1) {
-        size_t n = 0;
-        uint8_t *bytes = b64 ? b64_decode(b64, &n) : NULL;
-        if (!bytes) code = 400, snprintf(j->err, sizeof j->err, "%s", b64 ? "image: invalid base64" : "give \"text\" or \"image\" (base64)");
-        else code = prepare_image(s, j, bytes, n);
-        free(bytes);
-    }
-    json_decref(root);
-    return code;
 }
 
 // The reply: floats printed directly (a JSON value per float would cost more than the model).
@@ -536,7 +362,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     job *j = calloc(1, sizeof *j);
     if (!j) return MHD_NO;
     const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    int code = parse_job(a->s, route, ctype, cs, j);
+    int code = serve_parse_job(a->s->S, a->s->E, route, ctype, cs->body, cs->n, j);
     pthread_mutex_lock(&a->s->mu);
     a->s->in_flight++;
     pthread_mutex_unlock(&a->s->mu);
