@@ -865,6 +865,7 @@ static void r_value(gr *r, uint32_t ty, const char *key, gg_meta *m, int depth) 
         uint64_t n = r_n(r, 8);
         if (depth > 0 || et == GG_ARR || et > 12 || n > (1u << 26)) return (void)(r->bad = 1);
         int keep = key && !strcmp(key, "tokenizer.ggml.merges") && et == GG_STR;
+        if (keep && m->merges) return (void)(r->bad = 1); // a second merges key: refused (the array is sized once)
         if (keep && !(m->merges = calloc((size_t)n + 1, sizeof *m->merges))) return (void)(r->bad = 1);
         for (uint64_t i = 0; i < n && !r->bad; i++) {
             if (keep) m->merges[m->n_merges++] = r_str(r);
