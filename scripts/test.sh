@@ -6,7 +6,7 @@
 # usage: scripts/test.sh [--fast | --asan-only | --tsan]
 #   (default)    Release build + ctest, the examples against the installed package (scripts/examples.sh),
 #                the serve page in headless Chromium (scripts/page_test.sh), MPI build + its tests,
-#                then ASan+UBSan build + ctest
+#                ASan+UBSan build + ctest, then every libFuzzer harness for 15 s (scripts/fuzz.sh 15)
 #   --fast       Release build + ctest, MPI build + its tests
 #   --asan-only  ASan+UBSan build + ctest only
 #   --tsan       ThreadSanitizer build + ctest of the threaded tests
@@ -37,7 +37,8 @@ case "$mode" in
     bash scripts/examples.sh build
     bash scripts/page_test.sh build
     run_suite build-mpi "" -R '^test_mpi_'
-    ASAN_OPTIONS=detect_leaks=1 run_suite build-asan address -E '^test_slow_' ;;
+    ASAN_OPTIONS=detect_leaks=1 run_suite build-asan address -E '^test_slow_'
+    bash scripts/fuzz.sh 15 ;;
   --fast) run_suite build ""; bash scripts/examples.sh build; run_suite build-mpi "" -R '^test_mpi_' ;;
   --asan-only) ASAN_OPTIONS=detect_leaks=1 run_suite build-asan address ;;
   --tsan)
