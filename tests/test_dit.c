@@ -2,8 +2,10 @@
 // tests/reference/make_dit_fixtures.py): positional table, timestep embedding,
 // eps prediction, loss and every parameter gradient (adaLN-Zero blocks with
 // random modulation weights, extra condition tokens, a dropped row), plus the
-// adaLN-Zero property (freshly initialised: eps = 0, grads only where expected)
-// and a finite-difference check through the whole model.
+// adaLN-Zero property (freshly initialised: eps = 0, grads only where expected).
+// (The gradients are checked against PyTorch's autograd, not by finite
+// differences through the whole model; the ops' own finite-difference checks
+// are in test_ops_grad.)
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,8 @@
-// Train-time augmentation: RandomResizedCrop geometry (torchvision's
-// algorithm incl. the centre-crop fallback), reproducible draws from
-// (seed, epoch, index), flip, grayscale and colour-jitter formulas.
+// Train-time augmentation: RandomResizedCrop geometry (the algorithm of
+// torchvision's RandomResizedCrop.get_params, incl. the centre-crop fallback,
+// checked against its definition here: there is no torchvision fixture),
+// reproducible draws from (seed, epoch, index), flip, grayscale and
+// colour-jitter formulas.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
