@@ -43,6 +43,8 @@ run_one() {
   local result=ok
   ((rc)) && result="FAILED (rc $rc, see $log, input in $crashes/)"
   echo -e "$name\t$secs\t${execs:-0}\t${cov:-0}\t${ft:-0}\t$corp\t$result" >>"$report"
+  # every run, kept: build-fuzz/fuzz-history.tsv (date, harness, seconds asked, executions, edges, features, result)
+  echo -e "$(date -u +%FT%TZ)\t$name\t$secs\t${execs:-0}\t${cov:-0}\t${ft:-0}\t${result%% *}" >>build-fuzz/fuzz-history.tsv
   printf '%-20s %8s execs  cov %6s  ft %6s  corpus %5s  %s\n' "$name" "${execs:-0}" "${cov:-0}" "${ft:-0}" "$corp" "$result"
   return $rc
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "core/ops.h"
 #include "core/safetensors.h"
+#include "losses/contrastive.h"
 #include "tests/testutil.h"
 
 #define MAXIN 4
@@ -123,6 +124,13 @@ static vlm_tensor *b_concat(vlm_ctx *c, vlm_tensor **x, vlm_tensor **ix) {
 static vlm_tensor *b_gather(vlm_ctx *c, vlm_tensor **x, vlm_tensor **ix) {
     return vlm_op_gather_rows(c, x[0], (const int32_t *)ix[0]->data);
 }
+static vlm_tensor *b_elu1(vlm_ctx *c, vlm_tensor **x, vlm_tensor **ix) {
+    (void)ix;
+    return vlm_op_act(c, x[0], VLM_ACT_ELU1);
+}
+static vlm_tensor *b_siglip_groups(vlm_ctx *c, vlm_tensor **x, vlm_tensor **ix) {
+    return vlm_loss_siglip(c, x[0], x[1], x[2], x[3], (const int32_t *)ix[0]->data);
+}
 static vlm_tensor *b_ce(vlm_ctx *c, vlm_tensor **x, vlm_tensor **ix) {
     return vlm_op_cross_entropy(c, x[0], (const int32_t *)ix[0]->data, 0.0f);
 }
@@ -194,6 +202,8 @@ static const rcase cases[] = {
     {"cross_entropy_ls", b_ce_ls, 1, 1, T_EW, T_EW},
     {"cross_entropy_ls_ignore", b_ce_ls, 1, 1, T_EW, T_EW},
     {"mse", b_mse, 2, 0, T_EW, T_EW},
+    {"elu1", b_elu1, 1, 0, T_EW, T_EW},
+    {"siglip_groups", b_siglip_groups, 4, 1, T_EW, T_EW},
 };
 #define NCASES ((int)(sizeof cases / sizeof cases[0]))
 

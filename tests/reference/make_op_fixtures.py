@@ -49,6 +49,8 @@ Cases, in PyTorch terms (x = in0, y = in1, ...; vlm op in brackets):
   quick_gelu           x * torch.sigmoid(1.702 * x)                      [VLM_ACT_QUICK_GELU]
   silu                 F.silu(x)                                         [VLM_ACT_SILU]
   relu                 F.relu(x), |x| in [0.1, 2] (no kink at 0)         [VLM_ACT_RELU]
+  elu1                 F.elu(x) + 1 (OWL-ViT's logit scale)              [VLM_ACT_ELU1]
+  siglip_groups        SigLIP loss, duplicate captions as positives      [vlm_loss_siglip with groups]
   sigmoid              torch.sigmoid(x)                                  [VLM_ACT_SIGMOID]
   tanh                 torch.tanh(x), x in [-2,2]                        [VLM_ACT_TANH]
   exp                  torch.exp(x), x in [-2,2]                         [VLM_ACT_EXP]
@@ -249,6 +251,22 @@ def build():
     case("cross_entropy_ls_ignore", lambda x, t: F.cross_entropy(x, t.long(), label_smoothing=0.1).reshape(1),
          [uniform((6, 10), -3, 3)], [tg])
     case("mse", lambda a, b: F.mse_loss(a, b).reshape(1), [uniform((3, 4)), uniform((3, 4))])
+
+    # ---- added later (appended, so the earlier cases keep their random draws) ----
+    # OWL-ViT's per-token logit scale: elu(x) + 1
+    case("elu1", lambda x: F.elu(x) + 1, [uniform((6, 7), -3, 3)])
+
+    # SigLIP's pairwise sigmoid loss with vlm's duplicate-caption groups: the
+    # label of (i, j) is +1 on the diagonal and where captions i and j are the
+    # same (same group id), else -1; loss = -sum log sigmoid(z * (s x.y + b)) / B.
+    def siglip(img, txt, scale, bias, groups):
+        g = groups.long()
+        z = torch.where((g[:, None] == g[None, :]) | torch.eye(len(g), dtype=torch.bool), 1.0, -1.0).to(img.dtype)
+        logits = img @ txt.t() * scale + bias
+        return (-F.logsigmoid(z * logits).sum() / img.shape[0]).reshape(1)
+    groups = torch.tensor([0, 1, 2, 1, 3, 0, 4], dtype=torch.int32)
+    case("siglip_groups", siglip, [uniform((7, 5)), uniform((7, 5)), uniform((1,), 5, 15), uniform((1,), -3, 0)],
+         [groups])
 
 
 def write_safetensors(path, items, metadata):
