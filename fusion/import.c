@@ -936,7 +936,7 @@ static vlm_status read_gguf(const char *path, vlm_fset *s, int *hv, int *ht, int
         else r_value(&r, ty, k, &m, 0);
         free(k);
     }
-    if (!align || (align & (align - 1))) r.bad = 1;
+    if (!align || (align & (align - 1)) || align > (1u << 20)) r.bad = 1, align = GGUF_ALIGN; // (never divide by 0)
     vlm_fset hf = {0};
     typedef struct { char *name; int nd, ty; int64_t sh[4]; uint64_t off; } info;
     uint64_t nti = nt && !r.bad ? nt : 1; // entries of ti (nt is only trusted once checked)
