@@ -33,24 +33,6 @@
 
 static char pre_base[2048], ft_base[2048], gen_base[2048], det_base[2048];
 
-// The squares of tu_make_squares as COCO boxes (one 8x8 box per image).
-static void write_det_json(void) {
-    FILE *f = fopen(DIRN "/det.json", "w");
-    const char *names[8] = {"red", "green", "blue", "yellow", "purple", "cyan", "white", "black"};
-    fprintf(f, "{\"images\": [");
-    for (int i = 0; i < 256; i++)
-        fprintf(f, "%s{\"id\": %d, \"file_name\": \"%03d.png\", \"width\": 20, \"height\": 20}", i ? ", " : "", i + 1, i);
-    fprintf(f, "], \"annotations\": [");
-    for (int i = 0; i < 256; i++) {
-        int s = 4 + (i / 8) % 10;
-        fprintf(f, "%s{\"id\": %d, \"image_id\": %d, \"category_id\": %d, \"bbox\": [%d, %d, 8, 8], \"area\": 64, "
-                   "\"iscrowd\": 0}", i ? ", " : "", i + 1, i + 1, i % 8 + 1, s, s);
-    }
-    fprintf(f, "], \"categories\": [");
-    for (int k = 0; k < 8; k++) fprintf(f, "%s{\"id\": %d, \"name\": \"%s\"}", k ? ", " : "", k + 1, names[k]);
-    fprintf(f, "]}\n");
-    fclose(f);
-}
 
 // Runs cmd (stdout to /dev/null, stderr appended to LOGS/<name>.err); with
 // fsize > 0 under a file-size limit. Returns the exit status (128 + signal).
@@ -324,7 +306,7 @@ int main(void) {
              "--grid-n 0",
              VLM_BINARY_DIR);
     test_kills(gen_base, "gen", kills, 40);
-    write_det_json();
+    tu_make_squares_coco(DIRN "/det.json", 256);
     snprintf(det_base, sizeof det_base,
              "%s/vlm detect train --clip " LOGS "/pre-full/checkpoints/epoch_latest.safetensors --train-data " DIRN
              "/det.json --batch-size 8 --max-steps 40 --warmup 4 --lr 1e-3 --log-every 1 --save-every-steps 2",

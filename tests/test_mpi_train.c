@@ -274,21 +274,7 @@ int main(void) {
                          "--image-size 8 --patch-size 2 --width 32 --heads 2 --layers 2 --lr 2e-3 --grid-n 0", 16);
         // Detection: the same squares as COCO boxes (one per image, so the
         // per-rank box normalisation of the loss equals the global one).
-        FILE *f = fopen(DIRN "/det.json", "w");
-        const char *names[8] = {"red", "green", "blue", "yellow", "purple", "cyan", "white", "black"};
-        fprintf(f, "{\"images\": [");
-        for (int i = 0; i < 256; i++)
-            fprintf(f, "%s{\"id\": %d, \"file_name\": \"%03d.png\", \"width\": 20, \"height\": 20}", i ? ", " : "", i + 1, i);
-        fprintf(f, "], \"annotations\": [");
-        for (int i = 0; i < 256; i++) {
-            int s = 4 + (i / 8) % 10;
-            fprintf(f, "%s{\"id\": %d, \"image_id\": %d, \"category_id\": %d, \"bbox\": [%d, %d, 8, 8], \"area\": 64, "
-                       "\"iscrowd\": 0}", i ? ", " : "", i + 1, i + 1, i % 8 + 1, s, s);
-        }
-        fprintf(f, "], \"categories\": [");
-        for (int k = 0; k < 8; k++) fprintf(f, "%s{\"id\": %d, \"name\": \"%s\"}", k ? ", " : "", k + 1, names[k]);
-        fprintf(f, "]}\n");
-        fclose(f);
+        tu_make_squares_coco(DIRN "/det.json", 256);
         head_equivalence("detect", "detect train --clip " LOGS "/clip.safetensors --train-data " DIRN "/det.json --lr 1e-3", 8);
     }
 

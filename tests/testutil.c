@@ -206,6 +206,25 @@ long long tu_state_step(const char *logs, const char *name) {
     return step;
 }
 
+void tu_make_squares_coco(const char *path, int n) {
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    const char *names[8] = {"red", "green", "blue", "yellow", "purple", "cyan", "white", "black"};
+    fprintf(f, "{\"images\": [");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s{\"id\": %d, \"file_name\": \"%03d.png\", \"width\": 20, \"height\": 20}", i ? ", " : "", i + 1, i);
+    fprintf(f, "], \"annotations\": [");
+    for (int i = 0; i < n; i++) {
+        int s = 4 + (i / 8) % 10;
+        fprintf(f, "%s{\"id\": %d, \"image_id\": %d, \"category_id\": %d, \"bbox\": [%d, %d, 8, 8], \"area\": 64, "
+                   "\"iscrowd\": 0}", i ? ", " : "", i + 1, i + 1, i % 8 + 1, s, s);
+    }
+    fprintf(f, "], \"categories\": [");
+    for (int k = 0; k < 8; k++) fprintf(f, "%s{\"id\": %d, \"name\": \"%s\"}", k ? ", " : "", k + 1, names[k]);
+    fprintf(f, "]}\n");
+    fclose(f);
+}
+
 void tu_make_squares(const char *dir, int n, int detailed) {
     mkdir(dir, 0755);
     static const char *names[8] = {"red", "green", "blue", "yellow", "purple", "cyan", "white", "black"};

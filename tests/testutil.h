@@ -57,6 +57,9 @@ int tu_same_tensors(const char *a, const char *b, char *why, size_t cap);
 void tu_check_steps(const char *logs, const char *name, int resumed_from, int last);
 void tu_check_same_final(const char *logs, const char *a, const char *b);
 long long tu_state_step(const char *logs, const char *name);
+// The squares of tu_make_squares (n images) as COCO ground truth at path:
+// one 8x8 box per image, categories 1..8 named by the colours.
+void tu_make_squares_coco(const char *path, int n);
 // n 20x20 PNGs DIR/NNN.png (a square of one of 8 colours at one of 10
 // positions on grey) and DIR/train.tsv "filepath<TAB>title" with captions
 // "a <colour> square"; detailed: captions "a <colour> square at <pos>" and a
