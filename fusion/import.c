@@ -888,7 +888,8 @@ static void hf_of_gguf(const char *g, char *out, size_t cap) {
         {"ffn_down", "mlp.fc1"}, {"ffn_up", "mlp.fc2"}, {"token_embd", "embeddings.token_embedding"},
         {"position_embd", "embeddings.position_embedding"}, {"patch_embd", "embeddings.patch_embedding"},
         {"class_embd", "embeddings.class_embedding"}, {"pre_ln", "pre_layrnorm"}};
-    if (strstr(g, "projection")) return (void)snprintf(out, cap, "%s", g);
+    if (!g) g = "";
+    if (strstr(g, "projection") || strlen(g) < 3) return (void)snprintf(out, cap, "%s", g); // (short: no prefix to strip)
     int vis = g[0] == 'v';
     char rest[256];
     snprintf(rest, sizeof rest, "%s", g + 2);
