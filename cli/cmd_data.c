@@ -61,6 +61,7 @@ typedef struct {
     "  --csv-separator C    manifest separator: 'tab' (default, as open_clip) or one character\n" \
     "  --csv-img-key K      manifest image column (default filepath)\n" \
     "  --csv-caption-key K  manifest caption column (default title)\n" \
+    "  --csv-caption-sep S  a caption cell holds several captions split at S\n" \
     "  --csv-label-key K    manifest label column (default label)\n" \
     "                       (old spellings --sep, --img-key, --caption-key, --label-key still work)\n" \
     "  --classnames FILE    class names, one per line (label = line number)\n" \
@@ -496,16 +497,19 @@ static const char *convert_help =
     "original bytes), KEY.txt (caption), KEY.cls (label); KEY = 9-digit sample index.\n"
     "Unreadable samples are skipped and reported.\n"
     "  --shard-size N   samples per shard (default 1000)\n"
+    "  --rasterize S    draw SVG images with their longest side S pixels (over white, or over\n"
+    "                   --composite R,G,B) and store them as PNG; default: keep the SVG bytes\n"
     COMMON_HELP;
 
 static int data_convert(int argc, char **argv) {
     const char *cmd = "data convert", *spec = NULL, *out = NULL;
     common_opts c;
-    long long shard = 1000;
+    long long shard = 1000, rasterize = 0;
     vlm_error err = {0};
     const cli_opt own[] = {
         {"out", CLI_STR, &out, 0, 0, NULL, NULL},
         {"shard-size", CLI_INT, &shard, 1, 1099511627776.0, NULL, NULL},
+        {"rasterize", CLI_INT, &rasterize, 1, 8192, NULL, NULL},
         CLI_END,
     };
     int pr = parse_one(cmd, argc, argv, own, &c, 0, &spec, &err);
@@ -516,7 +520,9 @@ static int data_convert(int argc, char **argv) {
     print_open_bad(&ds);
     vlm_convert_report rep;
     double t0 = vlm_now();
-    vlm_status st = vlm_dataset_write_shards(&ds, out, shard, &rep, &err);
+    vlm_decode_opts raster = c.d.dec;
+    raster.svg_size = (int)rasterize;
+    vlm_status st = vlm_dataset_write_shards(&ds, out, shard, rasterize ? &raster : NULL, &rep, &err);
     int rc = 0;
     if (st) rc = cli_fail(cmd, &err);
     else {
@@ -613,6 +619,53 @@ static int data_bench(int argc, char **argv) {
     vlm_loader_free(L);
     vlm_dataset_free(&ds);
     return rc;
+}
+
+// ------------------------------------------------------------ data hash
+
+static const char *hash_help =
+    "usage: vlm data hash DATA [options]\n"
+    "Prints one line per sample: a 64-bit FNV-1a hash of the decoded RGB pixels (and the\n"
+    "size), then the sample's source. The same picture in any container or file name gives\n"
+    "the same hash, so two datasets' overlap is a join of their hash lists (used to check\n"
+    "that held-out images never reach a training corpus). Unreadable samples print\n"
+    "'unreadable' and are counted on stderr.\n"
+    COMMON_HELP;
+
+static int data_hash(int argc, char **argv) {
+    const char *cmd = "data hash", *spec = NULL;
+    common_opts c;
+    vlm_error err = {0};
+    const cli_opt own[] = {CLI_END};
+    int pr = parse_one(cmd, argc, argv, own, &c, 0, &spec, &err);
+    if (pr) return cli_parse_exit(pr, cmd, hash_help, &err);
+    vlm_dataset ds;
+    if (vlm_dataset_open(&ds, spec, &c.ds, &err)) return cli_fail(cmd, &err);
+    print_open_bad(&ds);
+    vlm_sample s;
+    vlm_image img;
+    vlm_sample_init(&s);
+    vlm_image_init(&img);
+    long long bad = 0;
+    char src[4200];
+    for (int64_t i = 0; i < ds.n; i++) {
+        vlm_error e2 = {0};
+        const char *where = vlm_dataset_source(&ds, i, src, sizeof src);
+        if (vlm_dataset_load_image(&ds, i, &s, &img, &c.d.dec, &e2)) {
+            printf("unreadable\t%s\n", where);
+            bad++;
+            continue;
+        }
+        uint64_t h = 1469598103934665603ULL;
+        size_t n = (size_t)img.w * (size_t)img.h * 3;
+        for (size_t k = 0; k < n; k++) h = (h ^ img.px[k]) * 1099511628211ULL;
+        printf("%016llx-%dx%d\t%s\n", (unsigned long long)h, img.w, img.h, where);
+    }
+    if (bad) fprintf(stderr, "data hash: %lld unreadable samples\n", bad);
+    vlm_sample_free(&s);
+    vlm_image_free(&img);
+    vlm_dataset_free(&ds);
+    return 0;
 }
 
 // ------------------------------------------------------------ data scenes
@@ -796,6 +849,7 @@ static void data_help(FILE *f) {
                "  convert   write webdataset tar shards\n"
                "  bench     loader throughput (images/s)\n"
                "  scenes    build the detection scenes dataset (COCO JSON + PNGs)\n"
+               "  hash      per-sample hashes of the decoded pixels (overlap checks)\n"
                "`vlm data <sub> --help` lists each one's options.\n");
 }
 
@@ -809,6 +863,7 @@ int cmd_data(int argc, char **argv) {
     if (!strcmp(argv[1], "convert")) return data_convert(argc - 1, argv + 1);
     if (!strcmp(argv[1], "bench")) return data_bench(argc - 1, argv + 1);
     if (!strcmp(argv[1], "scenes")) return data_scenes(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "hash")) return data_hash(argc - 1, argv + 1);
     data_help(stderr);
     return cli_usagef("data", "unknown subcommand '%s'", argv[1]);
 }

@@ -16,6 +16,8 @@ static const char *usage =
     "  --dataset-type T         csv | webdataset | synthetic | auto (default auto)\n"
     "  --csv-img-key K          image column (default filepath)\n"
     "  --csv-caption-key K      caption column (default title)\n"
+    "  --csv-caption-sep S      a caption cell holds several captions split at S (one is drawn per epoch;\n"
+    "                           webdataset .txt: one caption per line)\n"
     "  --csv-separator C        column separator (default tab; '\\t' or ',' etc.)\n"
     "  --train-num-samples N    samples per epoch for synthetic data (default 4096)\n"
     "  --workers N              decode threads (default 2)\n"
@@ -74,6 +76,7 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         {"dataset-type", CLI_FN, &o->dtype, 0, 0, fn_dtype, NULL},
         {"csv-img-key", CLI_STR, &o->img_key, 0, 0, NULL, NULL},
         {"csv-caption-key", CLI_STR, &o->cap_key, 0, 0, NULL, NULL},
+        {"csv-caption-sep", CLI_STR, &o->cap_sep, 0, 0, NULL, NULL},
         {"csv-separator", CLI_FN, &o->sep, 0, 0, cli_fn_sep, NULL},
         {"train-num-samples", CLI_INT, &o->nsynth, 1, 1099511627776.0, NULL, NULL},
         {"no-augment", CLI_FLAG, &o->no_augment, 0, 0, NULL, NULL},

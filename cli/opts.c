@@ -232,6 +232,7 @@ void cli_data_table(cli_opt *tab, cli_data_opts *o, int loader_flags) {
         {"csv-img-key", CLI_STR, &o->img_key, 0, 0, NULL, NULL},
         {"csv-label-key", CLI_STR, &o->label_key, 0, 0, NULL, NULL},
         {"csv-caption-key", CLI_STR, &o->cap_key, 0, 0, NULL, NULL},
+        {"csv-caption-sep", CLI_STR, &o->cap_sep, 0, 0, NULL, NULL},
         {"csv-separator", CLI_FN, &o->sep, 0, 0, cli_fn_sep, NULL},
         {"img-key", CLI_STR, &o->img_key, 0, 0, NULL, "csv-img-key"},
         {"label-key", CLI_STR, &o->label_key, 0, 0, NULL, "csv-label-key"},
@@ -254,6 +255,7 @@ void cli_data_dataset_opts(const cli_data_opts *o, vlm_dataset_opts *dso) {
     dso->img_key = o->img_key;
     dso->label_key = o->label_key;
     dso->caption_key = o->cap_key;
+    dso->caption_sep = o->cap_sep;
     dso->sep = o->sep;
     dso->idx_labels = o->idx_labels;
 }

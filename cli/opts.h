@@ -75,7 +75,7 @@ void cli_train_table(cli_opt *tab, vlm_train_common *c, cli_dist_opts *d, int *j
 // --label-key, --caption-key, --sep kept), --labels (IDX labels file),
 // --composite, --max-pixels; with loader flags also --batch-size, --workers.
 typedef struct {
-    const char *img_key, *label_key, *cap_key, *idx_labels;
+    const char *img_key, *label_key, *cap_key, *cap_sep, *idx_labels;
     char sep;
     vlm_decode_opts dec;
     long long batch, workers;

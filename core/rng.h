@@ -12,6 +12,7 @@ enum {
     VLM_RNG_DATA = 3,    // data order (shuffle)
     VLM_RNG_AUGMENT = 4, // augmentation draws
     VLM_RNG_SAMPLE = 5,  // generation / sampling noise
+    VLM_RNG_CAPTION = 6, // which of a sample's captions an epoch uses
 };
 
 typedef struct {

@@ -78,6 +78,55 @@ static int64_t str_add(vlm_dataset *ds, const char *s, size_t len) {
     return off;
 }
 
+// Adds captions: the text s [len] split into pieces at `sep` (a byte string;
+// NULL = '\n' with '\r' dropped), each trimmed of blanks, empty pieces
+// dropped, stored joined by '\n' (the multi-caption form). -1 on OOM; -2
+// if no caption is left.
+static int64_t caps_add(vlm_dataset *ds, const char *s, size_t len, const char *sep) {
+    char *tmp = malloc(len + 1);
+    if (!tmp) return -1;
+    size_t n = 0, seplen = sep ? strlen(sep) : 1;
+    const char *end = s + len;
+    while (s <= end) {
+        const char *e = s;
+        while (e < end && !(sep ? (size_t)(end - e) >= seplen && !memcmp(e, sep, seplen) : *e == '\n')) e++;
+        const char *a = s, *b = e;
+        while (a < b && (*a == ' ' || *a == '\t' || *a == '\r' || *a == '\n')) a++;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\r' || b[-1] == '\n')) b--;
+        if (b > a) {
+            if (n) tmp[n++] = '\n';
+            for (const char *q = a; q < b; q++) tmp[n++] = *q == '\n' || *q == '\r' ? ' ' : *q;
+        }
+        if (e >= end) break;
+        s = e + seplen;
+    }
+    int64_t off = n ? str_add(ds, tmp, n) : -2;
+    free(tmp);
+    return off;
+}
+
+int vlm_caption_count(const char *s) {
+    if (!s || !*s) return 0;
+    int n = 1;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+const char *vlm_caption_pick(const char *s, int k, size_t *len) {
+    if (!s) {
+        *len = 0;
+        return "";
+    }
+    for (; k > 0; k--) {
+        const char *nl = strchr(s, '\n');
+        if (!nl) break;
+        s = nl + 1;
+    }
+    const char *nl = strchr(s, '\n');
+    *len = nl ? (size_t)(nl - s) : strlen(s);
+    return s;
+}
+
 static int64_t mem_add(vlm_dataset *ds, const void *p, size_t len) {
     if (ds->mem_len + len > ds->mem_cap) {
         size_t c = ds->mem_cap ? ds->mem_cap : 1 << 20;
@@ -130,7 +179,7 @@ static int ends_with_ci(const char *s, const char *suf) {
 }
 
 static int is_image_ext(const char *ext) {
-    return !strcasecmp(ext, "png") || !strcasecmp(ext, "jpg") || !strcasecmp(ext, "jpeg");
+    return !strcasecmp(ext, "png") || !strcasecmp(ext, "jpg") || !strcasecmp(ext, "jpeg") || !strcasecmp(ext, "svg");
 }
 
 // Directory part of path including the trailing '/', or "" (cwd).
@@ -357,7 +406,11 @@ static vlm_status open_manifest(vlm_dataset *ds, const char *path, const vlm_dat
         // relative to the manifest's folder (out of memory: stop indexing here)
         if (ip[0] != '/' && dlen && !(ip = join_dir(dir, dlen, ip, &il, &pathbuf, &pbcap))) break;
         it.src = str_add(ds, ip, il);
-        if (ki >= 0) it.cap = str_add(ds, f[ki], strlen(f[ki]));
+        if (ki >= 0) {
+            it.cap = o->caption_sep ? caps_add(ds, f[ki], strlen(f[ki]), o->caption_sep)
+                                    : str_add(ds, f[ki], strlen(f[ki]));
+            if (it.cap == -2) it.cap = str_add(ds, "", 0);
+        }
         if (it.src < 0 || (ki >= 0 && it.cap < 0)) {
             st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
             break;
@@ -538,7 +591,7 @@ static vlm_status flush_group(vlm_dataset *ds, wds_group *g, const char *shard, 
     if (g->has_img < 0) {
         // oversized image: counted when seen
     } else if (!g->has_img) {
-        bad_add(ds, "%s: sample '%s' has no .png/.jpg/.jpeg member", shard, g->key);
+        bad_add(ds, "%s: sample '%s' has no .png/.jpg/.jpeg/.svg member", shard, g->key);
     } else if (g->bad_label) {
         bad_add(ds, "%s: sample '%s' has a bad .cls label", shard, g->key);
     } else {
@@ -554,11 +607,6 @@ static vlm_status flush_group(vlm_dataset *ds, wds_group *g, const char *shard, 
     free(g->key);
     memset(g, 0, sizeof *g);
     return st;
-}
-
-static int trim_len(const uint8_t *s, size_t n) {
-    while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
-    return (int)n;
 }
 
 // One shard being indexed: its tar reader, and scratch buffers shared by all shards.
@@ -659,7 +707,28 @@ static void parse_json_member(vlm_dataset *ds, wds_group *g, const uint8_t *buf,
     if (j && json_is_object(j)) {
         json_t *c = json_object_get(j, "caption");
         if (!json_is_string(c)) c = json_object_get(j, "text");
-        if (json_is_string(c)) g->json_cap = str_add(ds, json_string_value(c), json_string_length(c));
+        json_t *cs = json_object_get(j, "captions");
+        if (json_is_array(cs) && json_array_size(cs) > 0) {
+            // several captions: joined by '\n' (newlines inside one become spaces)
+            size_t tot = 0, k;
+            json_t *v;
+            json_array_foreach(cs, k, v) if (json_is_string(v)) tot += json_string_length(v) + 1;
+            char *all = tot ? malloc(tot) : NULL;
+            size_t n = 0;
+            if (all) {
+                json_array_foreach(cs, k, v) {
+                    if (!json_is_string(v)) continue;
+                    const char *t = json_string_value(v);
+                    size_t tl = json_string_length(v);
+                    if (n) all[n++] = '\n';
+                    for (size_t q = 0; q < tl; q++) all[n++] = t[q] == '\n' || t[q] == '\r' ? ' ' : t[q];
+                }
+                int64_t off = caps_add(ds, all, n, NULL);
+                if (off >= 0) g->json_cap = off;
+            }
+            free(all);
+        } else if (json_is_string(c))
+            g->json_cap = str_add(ds, json_string_value(c), json_string_length(c));
         json_t *l = json_object_get(j, "label");
         if (json_is_integer(l) && json_integer_value(l) >= 0 && json_integer_value(l) <= INT32_MAX)
             g->json_label = (int32_t)json_integer_value(l);
@@ -678,7 +747,9 @@ static int read_text(shard_rd *r, wds_group *g, const char *name, const char *ex
     }
     const uint8_t *b = *r->buf;
     if (!strcasecmp(ext, "txt")) {
-        g->txt = str_add(r->ds, (const char *)b, (size_t)trim_len(b, (size_t)got));
+        // one caption per line (blank lines dropped)
+        g->txt = caps_add(r->ds, (const char *)b, (size_t)got, NULL);
+        if (g->txt == -2) g->txt = str_add(r->ds, "", 0);
     } else if (!strcasecmp(ext, "cls")) {
         char *end;
         errno = 0;
@@ -1225,13 +1296,15 @@ static int put_sample(struct archive *a, int64_t i, const char *ext, const void 
 }
 
 vlm_status vlm_dataset_write_shards(const vlm_dataset *ds, const char *dir, int64_t shard_size,
-                                    vlm_convert_report *rep, vlm_error *err) {
+                                    const vlm_decode_opts *raster, vlm_convert_report *rep, vlm_error *err) {
     memset(rep, 0, sizeof *rep);
     if (shard_size <= 0) return vlm_errorf(err, VLM_ERR_ARG, "convert: shard size must be > 0");
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return vlm_errorf(err, VLM_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
     vlm_sample s;
     vlm_sample_init(&s);
+    vlm_image img;
+    vlm_image_init(&img);
     struct archive *a = NULL;
     char final[4096], tmp[4096 + 8];
     vlm_status st = VLM_OK;
@@ -1256,6 +1329,13 @@ vlm_status vlm_dataset_write_shards(const vlm_dataset *ds, const char *dir, int6
                 data = s.data;
                 size = s.size;
                 ext = vlm_image_format_ext(f);
+                if (f == VLM_IMAGE_SVG && raster) {
+                    if (vlm_image_decode(&img, s.data, s.size, s.name, raster, &e2) ||
+                        vlm_image_encode_png(img.px, img.w, img.h, 3, &png, &size, &e2))
+                        goto skip;
+                    data = png;
+                    ext = "png";
+                }
             }
         } else {
         skip:
@@ -1304,5 +1384,6 @@ vlm_status vlm_dataset_write_shards(const vlm_dataset *ds, const char *dir, int6
         }
     }
     vlm_sample_free(&s);
+    vlm_image_free(&img);
     return st;
 }

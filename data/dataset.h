@@ -24,6 +24,9 @@ typedef enum {
 typedef struct {
     const char *img_key;     // manifest image column, default "filepath"
     const char *caption_key; // manifest caption column, default "title" (optional column)
+    const char *caption_sep; // manifest: a cell holds several captions split at this string
+                             // (NULL: one caption per cell). Webdataset .txt members hold
+                             // one caption per line; .json members "caption" or "captions": [...]
     const char *label_key;   // manifest label column, default "label" (optional column)
     char sep;                // manifest separator, default '\t' (open_clip's default)
     int require_caption;     // error at open if the dataset has no captions
@@ -98,7 +101,11 @@ vlm_status vlm_dataset_read(const vlm_dataset *ds, int64_t i, vlm_sample *s, vlm
 vlm_status vlm_dataset_load_image(const vlm_dataset *ds, int64_t i, vlm_sample *s, vlm_image *img,
                                   const vlm_decode_opts *o, vlm_error *err);
 // Caption / label / printable source of sample i without reading the image.
+// A sample's captions are one string, several joined by '\n' (multi-caption).
 const char *vlm_dataset_caption(const vlm_dataset *ds, int64_t i); // NULL if none
+int vlm_caption_count(const char *s);                             // 0 for NULL or ""
+// Caption k (0-based; past the last gives the last) of s: start and *len bytes.
+const char *vlm_caption_pick(const char *s, int k, size_t *len);
 int32_t vlm_dataset_label(const vlm_dataset *ds, int64_t i);       // -1 if none
 const char *vlm_dataset_source(const vlm_dataset *ds, int64_t i, char *buf, size_t n);
 
@@ -117,9 +124,10 @@ typedef struct {
 // shard_size samples each: key.{png,jpg} (original bytes, extension from the
 // content), key.txt (caption), key.cls (label). Keys are the 9-digit sample
 // index. Unreadable samples are skipped and reported. Raw (IDX) samples are
-// stored as PNG.
+// stored as PNG. raster non-NULL: SVG images are drawn with these decode
+// options (svg_size, background) and stored as PNG; NULL keeps SVG bytes.
 vlm_status vlm_dataset_write_shards(const vlm_dataset *ds, const char *dir, int64_t shard_size,
-                                    vlm_convert_report *rep, vlm_error *err);
+                                    const vlm_decode_opts *raster, vlm_convert_report *rep, vlm_error *err);
 void vlm_convert_report_free(vlm_convert_report *r);
 
 #endif

@@ -9,6 +9,7 @@
 #include <jerror.h>
 #include <jpeglib.h>
 #include <png.h>
+#include "data/svg_internal.h"
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -55,11 +56,12 @@ vlm_image_format vlm_image_sniff(const void *data, size_t size) {
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (size >= 8 && !memcmp(p, png_sig, 8)) return VLM_IMAGE_PNG;
     if (size >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return VLM_IMAGE_JPEG;
+    if (vlm_svg_sniff(p, size)) return VLM_IMAGE_SVG;
     return VLM_IMAGE_UNKNOWN;
 }
 
 const char *vlm_image_format_ext(vlm_image_format f) {
-    return f == VLM_IMAGE_PNG ? "png" : f == VLM_IMAGE_JPEG ? "jpg" : "bin";
+    return f == VLM_IMAGE_PNG ? "png" : f == VLM_IMAGE_JPEG ? "jpg" : f == VLM_IMAGE_SVG ? "svg" : "bin";
 }
 
 static vlm_status check_pixels(const char *name, int64_t w, int64_t h, const vlm_decode_opts *o,
@@ -361,7 +363,7 @@ static vlm_status unknown_format(const uint8_t *p, size_t size, const char *name
     if (size == 0) return vlm_errorf(err, VLM_ERR_FORMAT, "%s: empty file (0 bytes)", name);
     char hex[3 * 8 + 1] = {0};
     for (size_t i = 0; i < size && i < 8; i++) snprintf(hex + 3 * i, 4, "%02x ", p[i]);
-    return vlm_errorf(err, VLM_ERR_FORMAT, "%s: not a PNG or JPEG file (%zu bytes, starts %s)", name, size, hex);
+    return vlm_errorf(err, VLM_ERR_FORMAT, "%s: not a PNG, JPEG or SVG file (%zu bytes, starts %s)", name, size, hex);
 }
 
 vlm_status vlm_image_probe(const void *data, size_t size, const char *name, int *w, int *h,
@@ -373,6 +375,7 @@ vlm_status vlm_image_probe(const void *data, size_t size, const char *name, int 
     if (fmt) *fmt = f;
     if (f == VLM_IMAGE_PNG) return decode_png(NULL, data, size, name, &o, 1, w, h, err);
     if (f == VLM_IMAGE_JPEG) return decode_jpeg(NULL, data, size, name, &o, 1, w, h, err);
+    if (f == VLM_IMAGE_SVG) return vlm_svg_probe(data, size, name, VLM_SVG_DEFAULT_SIZE, w, h, err);
     return unknown_format(data, size, name, err);
 }
 
@@ -387,6 +390,14 @@ vlm_status vlm_image_decode(vlm_image *img, const void *data, size_t size, const
     switch (vlm_image_sniff(data, size)) {
     case VLM_IMAGE_PNG: return decode_png(img, data, size, name, opts, 0, NULL, NULL, err);
     case VLM_IMAGE_JPEG: return decode_jpeg(img, data, size, name, opts, 0, NULL, NULL, err);
+    case VLM_IMAGE_SVG: {
+        static const uint8_t white[3] = {255, 255, 255};
+        int side = opts->svg_size > 0 ? opts->svg_size : VLM_SVG_DEFAULT_SIZE;
+        vlm_status st = check_pixels(name, side, side, opts, err);
+        if (st) return st;
+        return vlm_svg_decode(img, data, size, name, side,
+                              opts->alpha == VLM_ALPHA_COMPOSITE ? opts->background : white, err);
+    }
     default: return unknown_format(data, size, name, err);
     }
 }

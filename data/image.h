@@ -1,6 +1,7 @@
-// Image decoding (PNG via libpng, JPEG via libjpeg-turbo) into 8-bit RGB, and a
-// PNG writer. Decoding goes by content (magic bytes), never by file extension,
-// and matches PIL's `Image.open(f).convert("RGB")` pixel for pixel.
+// Image decoding (PNG via libpng, JPEG via libjpeg-turbo, SVG drawn by librsvg)
+// into 8-bit RGB, and a PNG writer. Decoding goes by content (magic bytes, an
+// <svg> root), never by file extension; PNG/JPEG match PIL's
+// `Image.open(f).convert("RGB")` pixel for pixel.
 #ifndef VLM_DATA_IMAGE_H
 #define VLM_DATA_IMAGE_H
 
@@ -16,7 +17,10 @@ typedef enum {
     VLM_IMAGE_UNKNOWN = 0,
     VLM_IMAGE_PNG,
     VLM_IMAGE_JPEG,
+    VLM_IMAGE_SVG,
 } vlm_image_format;
+
+#define VLM_SVG_DEFAULT_SIZE 64 // SVG longest side in pixels when decode opts say 0
 
 typedef enum {
     VLM_ALPHA_DROP = 0,   // like PIL convert("RGB"): alpha/tRNS ignored, colour kept
@@ -27,6 +31,9 @@ typedef struct {
     int64_t max_pixels;      // refuse w*h above this (<= 0: no limit)
     vlm_alpha_mode alpha;
     uint8_t background[3];   // RGB, used with VLM_ALPHA_COMPOSITE
+    int svg_size;            // SVG: drawn with its longest side this many pixels (0: 64).
+                             // SVG is always composited: over `background` with
+                             // VLM_ALPHA_COMPOSITE, else over white.
 } vlm_decode_opts;
 
 // An 8-bit RGB image. The pixel buffer is reused across decodes (grows only),
@@ -51,15 +58,16 @@ void vlm_image_free(vlm_image *img);
 // Makes px hold at least w*h*3 bytes and sets w, h.
 vlm_status vlm_image_alloc(vlm_image *img, int w, int h, vlm_error *err);
 
-// Format from the first bytes (PNG signature, JPEG SOI marker).
+// Format from the first bytes (PNG signature, JPEG SOI marker, an <svg> root
+// element after optional XML declaration, comments and DOCTYPE).
 vlm_image_format vlm_image_sniff(const void *data, size_t size);
-const char *vlm_image_format_ext(vlm_image_format f); // "png", "jpg" or "bin"
+const char *vlm_image_format_ext(vlm_image_format f); // "png", "jpg", "svg" or "bin"
 
 // Reads only the header: dimensions and format (no pixel decode).
 vlm_status vlm_image_probe(const void *data, size_t size, const char *name, int *w, int *h,
                            vlm_image_format *fmt, vlm_error *err);
 
-// Decodes an in-memory PNG/JPEG into img (RGB). `name` (a path) is used in
+// Decodes an in-memory PNG/JPEG/SVG into img (RGB). `name` (a path) is used in
 // error messages. opts may be NULL (defaults). Corrupt, truncated, unknown or
 // oversized input returns VLM_ERR_FORMAT (VLM_ERR_OOM for the pixel limit)
 // and never prints, aborts or exits.

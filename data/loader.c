@@ -250,9 +250,8 @@ static void record_bad(vlm_loader *L, int64_t idx, const vlm_error *e) {
 
 // ------------------------------------------------------------ worker
 
-// Cuts s to at most max-1 bytes without splitting a UTF-8 sequence.
-static void copy_caption(char *dst, const char *s, int max) {
-    size_t n = s ? strlen(s) : 0;
+// Cuts s [n] to at most max-1 bytes without splitting a UTF-8 sequence.
+static void copy_caption(char *dst, const char *s, size_t n, int max) {
     if (n > (size_t)max - 1) {
         n = (size_t)max - 1;
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
@@ -279,8 +278,19 @@ static int process(worker *w, lbuf *b, int slot, int64_t idx, int64_t epoch, vlm
     }
     b->labels[slot] = w->sample.label;
     b->indices[slot] = idx;
-    if (L->o.captions)
-        copy_caption(b->capbuf + (size_t)slot * L->o.caption_max, w->sample.caption, L->o.caption_max);
+    if (L->o.captions) {
+        // Several captions: training draws one per (epoch, sample) from its
+        // own stream, so the choice survives resume; evaluation takes the first.
+        int nc = vlm_caption_count(w->sample.caption), k = 0;
+        if (L->o.train && nc > 1) {
+            vlm_rng r;
+            vlm_rng_init(&r, L->o.seed, VLM_RNG_CAPTION, ((uint64_t)epoch << 40) ^ (uint64_t)idx);
+            k = (int)vlm_rng_below(&r, (uint32_t)nc);
+        }
+        size_t len;
+        const char *c = vlm_caption_pick(w->sample.caption, k, &len);
+        copy_caption(b->capbuf + (size_t)slot * L->o.caption_max, c, len, L->o.caption_max);
+    }
     return 0;
 }
 

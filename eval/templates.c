@@ -44,10 +44,14 @@ static const char *const cifar10[] = {
 static const char *const mnist[] = {"a photo of the number: \"{}\"."};
 static const char *const photo[] = {"a photo of a {}."};
 static const char *const name_only[] = {"{}"};
+// The caption forms of the corpus (data/corpus.py) for emoji and icons.
+static const char *const emoji[] = {"{}", "an emoji of a {}", "a {} emoji"};
+static const char *const icon[] = {"{}", "an icon of a {}", "a {} icon"};
 
 static const vlm_template_set sets[] = {
     {"imagenet", imagenet80, 80}, {"imagenet7", imagenet7, 7}, {"cifar10", cifar10, 18},
     {"mnist", mnist, 1},          {"photo", photo, 1},         {"name", name_only, 1},
+    {"emoji", emoji, 3},          {"icon", icon, 3},
 };
 
 const vlm_template_set *vlm_templates_builtin(const char *name) {
@@ -56,7 +60,7 @@ const vlm_template_set *vlm_templates_builtin(const char *name) {
     return NULL;
 }
 
-const char *vlm_templates_builtin_names(void) { return "imagenet (80), imagenet7, cifar10 (18), mnist, photo, name"; }
+const char *vlm_templates_builtin_names(void) { return "imagenet (80), imagenet7, cifar10 (18), mnist, photo, name, emoji (3), icon (3)"; }
 
 vlm_status vlm_templates_resolve(const char *name_or_file, char ***templates, int *n, int *owned, vlm_error *err) {
     *templates = NULL;

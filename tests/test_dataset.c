@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "tests/testutil.h"
 
 #define T "test_dataset_tmp"
@@ -136,7 +137,7 @@ static void test_shards(void) {
     vlm_error err = {0};
     CHECK(vlm_dataset_open(&ds, T "/m.tsv", NULL, &err) == VLM_OK, "%s", err.msg);
     vlm_convert_report rep;
-    CHECK(vlm_dataset_write_shards(&ds, T "/shards", 2, &rep, &err) == VLM_OK, "%s", err.msg);
+    CHECK(vlm_dataset_write_shards(&ds, T "/shards", 2, NULL, &rep, &err) == VLM_OK, "%s", err.msg);
     CHECK(rep.written == 3 && rep.bad == 1 && rep.shards == 2, "written %lld bad %lld shards %lld",
           (long long)rep.written, (long long)rep.bad, (long long)rep.shards);
     CHECK(rep.bad_first[0] && strstr(rep.bad_first[0], "missing.png"), "%s", rep.bad_first[0]);
@@ -328,6 +329,103 @@ static void test_idx(void) {
           "%s", err.msg);
 }
 
+// Several captions per sample: webdataset .txt (one per line, blank lines
+// and CR dropped), .json "captions", a manifest cell split at caption_sep;
+// the loader draws one per (seed, epoch, sample) in training and the first
+// in evaluation.
+static void add_member(struct archive *ar, const char *name, const void *data, size_t n) {
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_set_pathname(e, name);
+    archive_entry_set_size(e, (la_int64_t)n);
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_write_header(ar, e);
+    archive_write_data(ar, data, n);
+    archive_entry_free(e);
+}
+
+#define NE 20 // epochs of caption draws
+static void draw_captions(const vlm_dataset *ds, uint64_t seed, int train, char out[NE][3][32]) {
+    vlm_loader_opts o;
+    vlm_loader_opts_default(&o, 8, 3);
+    o.seed = seed;
+    o.train = train;
+    o.epochs = NE;
+    o.workers = 2;
+    vlm_loader *L;
+    vlm_error err = {0};
+    memset(out, 0, sizeof(char[NE][3][32]));
+    CHECK(vlm_loader_open(&L, ds, &o, &err) == VLM_OK, "%s", err.msg);
+    vlm_batch b;
+    for (int e = 0; e < NE; e++) {
+        CHECK(vlm_loader_next(L, &b, &err) == VLM_OK && b.n == 3, "epoch %d: %s", e, err.msg);
+        for (int i = 0; i < b.n; i++) snprintf(out[e][b.indices[i]], 32, "%s", b.captions[i]);
+    }
+    vlm_loader_free(L);
+}
+
+static void test_multicaption(void) {
+    const char *path = T "/multi.tar";
+    struct archive *ar = archive_write_new();
+    archive_write_set_format_pax_restricted(ar);
+    CHECK(archive_write_open_filename(ar, path) == ARCHIVE_OK, "open %s", path);
+    size_t pn;
+    make_png(T "/mc.png", 3, 8, 8);
+    uint8_t *png = slurp(T "/mc.png", &pn);
+    const char *txt_a = "cat\n\n  a cat icon \r\nkitten\n", *json_b = "{\"captions\": [\"dog\", \"a\\ndog\"]}";
+    add_member(ar, "a.png", png, pn);
+    add_member(ar, "a.txt", txt_a, strlen(txt_a));
+    add_member(ar, "b.png", png, pn);
+    add_member(ar, "b.json", json_b, strlen(json_b));
+    add_member(ar, "c.png", png, pn);
+    add_member(ar, "c.txt", "one only", 8);
+    archive_write_close(ar);
+    archive_write_free(ar);
+    vlm_dataset ds;
+    vlm_error err = {0};
+    CHECK(vlm_dataset_open(&ds, path, NULL, &err) == VLM_OK && ds.n == 3, "%s", err.msg);
+    if (ds.n != 3) return;
+    CHECK(!strcmp(vlm_dataset_caption(&ds, 0), "cat\na cat icon\nkitten"), "a: '%s'", vlm_dataset_caption(&ds, 0));
+    CHECK(!strcmp(vlm_dataset_caption(&ds, 1), "dog\na dog"), "b: '%s'", vlm_dataset_caption(&ds, 1));
+    CHECK(vlm_caption_count(vlm_dataset_caption(&ds, 0)) == 3 && vlm_caption_count(vlm_dataset_caption(&ds, 2)) == 1 &&
+              vlm_caption_count("") == 0 && vlm_caption_count(NULL) == 0, "counts");
+    size_t len;
+    const char *c = vlm_caption_pick(vlm_dataset_caption(&ds, 0), 1, &len);
+    CHECK(len == 10 && !strncmp(c, "a cat icon", len), "pick 1: '%.*s'", (int)len, c);
+    c = vlm_caption_pick(vlm_dataset_caption(&ds, 0), 9, &len);
+    CHECK(len == 6 && !strncmp(c, "kitten", len), "pick past the end: '%.*s'", (int)len, c);
+    // training draws: every caption of a used, each draw one of the sample's,
+    // the same seed gives the same draws, another seed other draws
+    char d1[NE][3][32], d2[NE][3][32], d3[NE][3][32], ev[NE][3][32];
+    draw_captions(&ds, 7, 1, d1);
+    draw_captions(&ds, 7, 1, d2);
+    draw_captions(&ds, 8, 1, d3);
+    draw_captions(&ds, 7, 0, ev);
+    CHECK(!memcmp(d1, d2, sizeof d1), "same seed, different caption draws");
+    CHECK(memcmp(d1, d3, sizeof d1), "another seed drew the same 60 captions");
+    int seen[3] = {0};
+    for (int e = 0; e < NE; e++) {
+        const char *a = d1[e][0];
+        seen[0] += !strcmp(a, "cat"), seen[1] += !strcmp(a, "a cat icon"), seen[2] += !strcmp(a, "kitten");
+        CHECK(!strcmp(d1[e][1], "dog") || !strcmp(d1[e][1], "a dog"), "b drew '%s'", d1[e][1]);
+        CHECK(!strcmp(d1[e][2], "one only"), "c drew '%s'", d1[e][2]);
+        CHECK(!strcmp(ev[e][0], "cat") && !strcmp(ev[e][1], "dog"), "eval drew '%s' '%s'", ev[e][0], ev[e][1]);
+    }
+    CHECK(seen[0] && seen[1] && seen[2] && seen[0] + seen[1] + seen[2] == NE, "draws of a: %d %d %d", seen[0],
+          seen[1], seen[2]);
+    vlm_dataset_free(&ds);
+    // a manifest cell split at a separator
+    write_text(T "/mc.tsv", "filepath\ttitle\nmc.png\tred || a red square ||  || square\n");
+    vlm_dataset_opts o;
+    vlm_dataset_opts_default(&o);
+    o.caption_sep = "||";
+    CHECK(vlm_dataset_open(&ds, T "/mc.tsv", &o, &err) == VLM_OK && ds.n == 1, "%s", err.msg);
+    if (ds.n == 1)
+        CHECK(!strcmp(vlm_dataset_caption(&ds, 0), "red\na red square\nsquare"), "'%s'", vlm_dataset_caption(&ds, 0));
+    vlm_dataset_free(&ds);
+    free(png);
+}
+
 int main(void) {
     rm_rf(T);
     mkdir(T, 0755);
@@ -336,6 +434,7 @@ int main(void) {
     test_shards();
     test_imagefolder();
     test_idx();
+    test_multicaption();
     int rc = tu_done("test_dataset");
     if (!rc) rm_rf(T);
     return rc;

@@ -97,7 +97,7 @@ static void test_bad_inputs(void) {
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         char nm[64];
         snprintf(nm, sizeof nm, "trunc%zu.png", cuts[i]);
-        expect_fail(png, cuts[i], nm, VLM_ERR_FORMAT, cuts[i] < 8 ? "not a PNG or JPEG" : "PNG");
+        expect_fail(png, cuts[i], nm, VLM_ERR_FORMAT, cuts[i] < 8 ? "not a PNG, JPEG or SVG" : "PNG");
     }
     // corrupt IDAT byte -> CRC error
     uint8_t *bad = malloc(n);
@@ -160,7 +160,7 @@ static void test_bad_inputs(void) {
 
     // zero bytes, unknown format
     expect_fail("", 0, "empty.png", VLM_ERR_FORMAT, "empty file");
-    expect_fail("GIF89a......", 12, "anim.gif", VLM_ERR_FORMAT, "not a PNG or JPEG");
+    expect_fail("GIF89a......", 12, "anim.gif", VLM_ERR_FORMAT, "not a PNG, JPEG or SVG");
     // a JPEG named .png decodes by content
     CHECK(vlm_image_load(&img, tu_src(DIR "src/jpeg_named.png"), NULL, &err) == VLM_OK, "%s", err.msg);
     CHECK(img.src_format == VLM_IMAGE_JPEG && img.w == 52 && img.h == 39, "jpeg_named.png decoded as %d", img.src_format);

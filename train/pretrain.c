@@ -281,6 +281,7 @@ static vlm_status open_data(pretrain_task *p, vlm_error *err) {
     vlm_dataset_opts_default(&dso);
     dso.img_key = o->img_key;
     dso.caption_key = o->cap_key;
+    dso.caption_sep = o->cap_sep;
     dso.sep = o->sep;
     dso.require_caption = 1;
     vlm_status st;

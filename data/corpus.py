@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""Writes the source shards of the image-caption corpus (data/get-corpus.sh).
+
+Stage 1 of 2: every sample goes into an uncompressed tar `raw/NNNNNN.tar` as
+KEY.svg|png plus KEY.txt (several captions, one per line). Stage 2 (the shell
+script) rasterises the SVG with `vlm data convert --rasterize`. Only the
+standard library; deterministic (sorted inputs, fixed tar metadata); a shard
+that already exists is not written again, so an interrupted build resumes.
+
+usage: corpus.py OUT ICONIFY_DIR EMOJI_DIR EMOJILIB_JSON CLDR_JSON FMNIST_DIR
+       [--icons-per-set N] [--emoji-repeat R] [--shard-size N]
+"""
+import argparse
+import hashlib
+import io
+import json
+import os
+import re
+import struct
+import sys
+import tarfile
+import zlib
+import gzip
+
+# Style words that name how an icon is drawn, not what it shows.
+STYLE = set("""outline outlined outlines fill filled solid line lines linear bold light thin duotone twotone
+two tone round rounded sharp regular broken bulk stroke strokes alt variant sm lg md xs xl baseline o r s
+fat duo glyph glyphs 16 20 24 28 32 48 64 12 10 14 18 96 mini micro small large""".split())
+
+
+def words_of(name):
+    """'shopping-cart-outline-24' -> ['shopping', 'cart']"""
+    parts = [p for p in re.split(r"[-_:/\s.]+", name.lower()) if p]
+    return [p for p in parts if p not in STYLE]
+
+
+def article(phrase):
+    return "an" if phrase[:1] in "aeiou" else "a"
+
+
+def icon_captions(name, aliases, cats):
+    w = words_of(name)
+    if not w:
+        return []
+    phrase = " ".join(w)
+    caps = [phrase, f"an icon of {article(phrase)} {phrase}", f"{article(phrase)} {phrase} icon"]
+    for a in aliases:
+        aw = " ".join(words_of(a))
+        if aw and aw != phrase:
+            caps.append(f"{phrase}, {aw}")
+    for c in cats:
+        cw = re.sub(r"\s*[/+&]\s*", ", ", c.lower()).strip()
+        if cw:
+            caps.append(f"{phrase}, {cw}")
+    seen, out = set(), []
+    for c in caps:
+        if c not in seen:
+            seen.add(c)
+            out.append(c)
+    return out
+
+
+# Monochrome icons are drawn in black half of the time and otherwise in one of
+# these colours (chosen by a hash of the icon's name, so builds repeat), so
+# that colour is not a shortcut between icons and emoji.
+PALETTE = ["#d32f2f", "#1976d2", "#388e3c", "#fbc02d", "#7b1fa2", "#f57c00", "#0097a7", "#5d4037",
+           "#c2185b", "#455a64", "#689f38", "#303f9f"]
+
+
+def svg_of(name, icon, dw, dh):
+    left, top = icon.get("left", 0), icon.get("top", 0)
+    w, h = icon.get("width", dw), icon.get("height", dh)
+    hb = hashlib.sha1(name.encode()).digest()
+    color = "#000" if hb[0] < 128 else PALETTE[hb[1] % len(PALETTE)]
+    body = icon["body"].replace("currentColor", color)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+            f'width="{w}" height="{h}" viewBox="{left} {top} {w} {h}">{body}</svg>').encode()
+
+
+def iconify_samples(root, per_set):
+    """(source, set, key, ext, bytes, captions) for every icon outside the Emoji category."""
+    coll = json.load(open(os.path.join(root, "collections.json"), encoding="utf-8"))
+    for prefix in sorted(coll):
+        if coll[prefix].get("category") == "Emoji":
+            continue  # no emoji image of any style enters through iconify
+        path = os.path.join(root, "json", prefix + ".json")
+        if not os.path.isfile(path):
+            continue
+        d = json.load(open(path, encoding="utf-8"))
+        dw, dh = d.get("width", 16), d.get("height", 16)
+        cats = {}
+        for c, names in (d.get("categories") or {}).items():
+            for n in names:
+                cats.setdefault(n, []).append(c)
+        aliases = {}
+        for a, v in (d.get("aliases") or {}).items():
+            if set(v) <= {"parent"}:  # a plain second name (no flip/rotate)
+                aliases.setdefault(v["parent"], []).append(a)
+        names = sorted(d.get("icons", {}))
+        if per_set:
+            names = names[:per_set]
+        for n in names:
+            icon = d["icons"][n]
+            if icon.get("hidden") or "body" not in icon:
+                continue
+            caps = icon_captions(n, sorted(aliases.get(n, [])), sorted(cats.get(n, [])))
+            if caps:
+                yield ("iconify", prefix, f"{prefix}:{n}", "svg", svg_of(f"{prefix}:{n}", icon, dw, dh), caps)
+
+
+def emoji_char(unified):
+    return "".join(chr(int(u, 16)) for u in unified.split("-"))
+
+
+def emoji_samples(edir, emojilib, cldr, repeat, exclude):
+    """The training split of the emoji (train.tsv), captioned with name + keywords,
+    less the images in `exclude` (real paths: pixel-identical to a held-out one)."""
+    lib = json.load(open(emojilib, encoding="utf-8"))
+    ann = json.load(open(cldr, encoding="utf-8"))["annotations"]["annotations"]
+    rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(edir, "train.tsv"), encoding="utf-8")][1:]
+    for rep in range(repeat):
+        for i, (rel, title) in enumerate(rows):
+            if os.path.realpath(os.path.join(edir, rel)) in exclude:
+                continue
+            base = os.path.basename(rel).rsplit(".", 1)[0]
+            ch = emoji_char(base.upper())
+            kw = []
+            for k in lib.get(ch, []) + lib.get(ch.replace("\ufe0f", ""), []):
+                k = k.replace("_", " ").lower()
+                if re.search(r"[a-z]", k) and k != title and k not in kw:
+                    kw.append(k)
+            a = ann.get(ch) or ann.get(ch.replace("\ufe0f", "")) or {}
+            for k in a.get("default", []):
+                k = k.lower()
+                if k != title and k not in kw:
+                    kw.append(k)
+            caps = [title, f"an emoji of {article(title)} {title}"]
+            if kw:
+                caps.append(f"{title}: {', '.join(kw[:8])}")
+                caps.append(f"{article(title)} {title} emoji, {', '.join(kw[:3])}")
+            with open(os.path.join(edir, rel), "rb") as f:
+                data = f.read()
+            yield ("emoji", rel.split("/")[1], f"emoji:{rep}:{i}", "png", data, caps)
+
+
+def png_gray(px, w, h):
+    raw = b"".join(b"\0" + px[y * w:(y + 1) * w] for y in range(h))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def fashion_samples(fdir):
+    names = [l.strip() for l in open(os.path.join(fdir, "classnames.txt"), encoding="utf-8") if l.strip()]
+    img = gzip.open(os.path.join(fdir, "train-images-idx3-ubyte.gz")).read()
+    lab = gzip.open(os.path.join(fdir, "train-labels-idx1-ubyte.gz")).read()
+    n, h, w = struct.unpack(">III", img[4:16])
+    for i in range(n):
+        c = names[lab[8 + i]].lower()
+        parts = [p.strip() for p in c.split("/")]
+        phrase = " or ".join(parts)
+        caps = [phrase, f"a photo of {article(phrase)} {phrase}", f"a grayscale photo of {article(phrase)} {phrase}",
+                f"{phrase}, clothing"]
+        px = img[16 + i * h * w:16 + (i + 1) * h * w]
+        yield ("fashion-mnist", "train", f"fmnist:{i}", "png", png_gray(px, w, h), caps)
+
+
+def add(tar, name, data):
+    ti = tarfile.TarInfo(name)
+    ti.size = len(data)
+    ti.mtime = 0
+    ti.mode = 0o644
+    tar.addfile(ti, io.BytesIO(data))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for a in ("out", "iconify", "emoji", "emojilib", "cldr", "fmnist"):
+        ap.add_argument(a)
+    ap.add_argument("--icons-per-set", type=int, default=0)
+    ap.add_argument("--emoji-repeat", type=int, default=3)
+    ap.add_argument("--shard-size", type=int, default=5000)
+    ap.add_argument("--exclude", help="file of image paths to leave out (one per line)")
+    args = ap.parse_args()
+    exclude = set()
+    if args.exclude:
+        exclude = {os.path.realpath(l.rstrip("\n")) for l in open(args.exclude, encoding="utf-8") if l.strip()}
+    raw = os.path.join(args.out, "raw")
+    os.makedirs(raw, exist_ok=True)
+    sources = [iconify_samples(args.iconify, args.icons_per_set),
+               emoji_samples(args.emoji, args.emojilib, args.cldr, args.emoji_repeat, exclude),
+               fashion_samples(args.fmnist)]
+    stats = {}
+    images, captions, words = set(), set(), set()
+    manifest = open(os.path.join(args.out, "manifest.tsv.tmp"), "w", encoding="utf-8")
+    manifest.write("shard\tkey\tsource\tset\tname\tcaptions\n")
+    shard, in_shard, tar, k = 0, 0, None, 0
+    for src in sources:
+        for source, sub, name, ext, data, caps in src:
+            if tar is None or in_shard == args.shard_size:
+                if tar is not None:
+                    tar.close()
+                    os.rename(tmp, final)
+                    shard += 1
+                final = os.path.join(raw, f"{shard:06d}.tar")
+                tmp = final + ".tmp"
+                # an existing shard is complete (written by rename): skip its samples
+                done = os.path.join(args.out, "shards", f"{shard:06d}.tar")
+                tar = (None if os.path.exists(final) or os.path.exists(done)
+                       else tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT))
+                in_shard = 0
+            key = f"{k:09d}"
+            if tar is not None:
+                add(tar, f"{key}.{ext}", data)
+                add(tar, f"{key}.txt", ("\n".join(caps) + "\n").encode())
+            manifest.write(f"{shard:06d}\t{key}\t{source}\t{sub}\t{name}\t{' || '.join(caps)}\n")
+            s = stats.setdefault(source, {"pairs": 0, "images": 0, "captions": set(), "words": set()})
+            h = hashlib.sha1(data).digest()
+            s["pairs"] += len(caps)
+            s["images"] += h not in images
+            images.add(h)
+            for c in caps:
+                s["captions"].add(c)
+                captions.add(c)
+                for w in re.findall(r"[a-z0-9']+", c.lower()):
+                    s["words"].add(w)
+                    words.add(w)
+            s.setdefault("samples", 0)
+            s["samples"] += 1
+            in_shard += 1
+            k += 1
+    if tar is not None:
+        tar.close()
+        os.rename(tmp, final)
+    manifest.close()
+    os.rename(os.path.join(args.out, "manifest.tsv.tmp"), os.path.join(args.out, "manifest.tsv"))
+    out = {"samples": k, "pairs": sum(s["pairs"] for s in stats.values()), "distinct_images": len(images),
+           "distinct_captions": len(captions), "distinct_words": len(words), "shards": shard + 1 if k else 0,
+           "emoji_repeat": args.emoji_repeat, "excluded_heldout_twins": len(exclude), "per_source": {}}
+    for src, s in stats.items():
+        out["per_source"][src] = {"samples": s["samples"], "pairs": s["pairs"], "distinct_images": s["images"],
+                                  "distinct_captions": len(s["captions"]), "distinct_words": len(s["words"])}
+    with open(os.path.join(args.out, "stats.json"), "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
+    print(json.dumps({k2: v for k2, v in out.items() if k2 != "per_source"}))
+
+
+if __name__ == "__main__":
+    main()
