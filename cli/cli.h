@@ -38,5 +38,7 @@ int cmd_detect_train(int argc, char **argv);
 int cmd_detect_predict(int argc, char **argv);
 // `vlm generate train|sample|eval`: cli/cmd_generate.c.
 int cmd_generate(int argc, char **argv);
+// `vlm lm train|eval|sample`: cli/cmd_lm.c.
+int cmd_lm(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const struct {
     {"finetune", cmd_finetune, "train/fine-tune a ViT image classifier (from a CLIP or scratch)"},
     {"linprobe", cmd_linprobe, "logistic-regression linear probe on frozen image features"},
     {"detect", cmd_detect, "`vlm detect eval|train|predict`: open-vocabulary detection, COCO evaluation"},
+    {"lm", cmd_lm, "`vlm lm train|eval|sample`: masked-token (BERT) or causal (GPT) language models on the text tower"},
     {"generate", cmd_generate, "`vlm generate train|sample|eval`: CLIP-conditioned diffusion (DiT) image generation"},
     {"embed", cmd_embed, "images or texts to an embeddings file (L2-normalised, with ids; resumable)"},
     {"search", cmd_search, "exact top-k search of an embeddings file by text or image"},
@@ -74,7 +75,8 @@ vlm_dist *cli_dist(void) { return &process_dist; }
 // run W identical copies, so it is refused.
 static int runs_distributed(int argc, char **argv) {
     if (!strcmp(argv[1], "pretrain") || !strcmp(argv[1], "finetune")) return 1;
-    return argc > 2 && (!strcmp(argv[1], "generate") || !strcmp(argv[1], "detect")) && !strcmp(argv[2], "train");
+    return argc > 2 && (!strcmp(argv[1], "generate") || !strcmp(argv[1], "detect") || !strcmp(argv[1], "lm")) &&
+           !strcmp(argv[2], "train");
 }
 
 // `vlm --version`: version, commit, build options and the CPU features the
@@ -129,7 +131,7 @@ int main(int argc, char **argv) {
             if (d->world > 1 && !runs_distributed(argc, argv)) {
                 if (d->rank == 0)
                     fprintf(stderr, "vlm %s: error: does not run data-parallel; run it without mpirun "
-                                    "(mpirun runs: pretrain, finetune, detect train, generate train)\n", argv[1]);
+                                    "(mpirun runs: pretrain, finetune, detect train, generate train, lm train)\n", argv[1]);
                 vlm_dist_free(d);
                 return 2;
             }

@@ -127,12 +127,12 @@ def emoji_samples(edir, emojilib, cldr, repeat, exclude):
             kw = []
             for k in lib.get(ch, []) + lib.get(ch.replace("\ufe0f", ""), []):
                 k = k.replace("_", " ").lower()
-                if re.search(r"[a-z]", k) and k != title and k not in kw:
+                if re.fullmatch(r"[a-z0-9][a-z0-9 '&.-]*", k) and k != title and k not in kw:  # no ":D"
                     kw.append(k)
             a = ann.get(ch) or ann.get(ch.replace("\ufe0f", "")) or {}
             for k in a.get("default", []):
                 k = k.lower()
-                if k != title and k not in kw:
+                if re.fullmatch(r"[a-z0-9][a-z0-9 '&.-]*", k) and k != title and k not in kw:
                     kw.append(k)
             caps = [title, f"an emoji of {article(title)} {title}"]
             if kw:
@@ -194,14 +194,14 @@ def main():
     images, captions, words = set(), set(), set()
     manifest = open(os.path.join(args.out, "manifest.tsv.tmp"), "w", encoding="utf-8")
     manifest.write("shard\tkey\tsource\tset\tname\tcaptions\n")
-    shard, in_shard, tar, k = 0, 0, None, 0
+    shard, in_shard, tar, k = -1, 0, None, 0
     for src in sources:
         for source, sub, name, ext, data, caps in src:
-            if tar is None or in_shard == args.shard_size:
+            if shard < 0 or in_shard == args.shard_size:
                 if tar is not None:
                     tar.close()
                     os.rename(tmp, final)
-                    shard += 1
+                shard += 1
                 final = os.path.join(raw, f"{shard:06d}.tar")
                 tmp = final + ".tmp"
                 # an existing shard is complete (written by rename): skip its samples
@@ -209,7 +209,7 @@ def main():
                 tar = (None if os.path.exists(final) or os.path.exists(done)
                        else tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT))
                 in_shard = 0
-            key = f"{k:09d}"
+            key = f"{in_shard:09d}"  # as vlm data convert names it in the final shard
             if tar is not None:
                 add(tar, f"{key}.{ext}", data)
                 add(tar, f"{key}.txt", ("\n".join(caps) + "\n").encode())

@@ -10,7 +10,7 @@
 # line), DIR/shards.txt (the brace pattern to train on), DIR/manifest.tsv and
 # DIR/stats.json. Deterministic; an interrupted build resumes where it stopped.
 # usage: data/get-corpus.sh [DIR]
-#   env: ICONS_PER_SET=N (0 = all), EMOJI_REPEAT=R (emoji copies, default 3),
+#   env: ICONS_PER_SET=N (0 = all), EMOJI_REPEAT=R (emoji copies, default 3), SHARD_SIZE=N (5000),
 #        SIZE=S (raster size, default 64), VLM=path/to/vlm (default build/vlm),
 #        ICONIFY_DIR, EMOJI_DIR, EMOJILIB_JSON, CLDR_JSON, FMNIST_DIR (use these
 #        inputs instead of fetching them; the tests build a small corpus so)
@@ -66,7 +66,7 @@ echo "get-corpus: $(wc -l < "$dir/exclude.txt") emoji training images match a he
 # Stage 1: source shards (SVG / PNG + captions) in DIR/raw.
 echo "get-corpus: writing source shards" >&2
 /usr/bin/python3 "$here/corpus.py" "$dir" "$ICONIFY_DIR" "$EMOJI_DIR" "$EMOJILIB_JSON" "$CLDR_JSON" "$FMNIST_DIR" \
-  --icons-per-set "${ICONS_PER_SET:-0}" --emoji-repeat "${EMOJI_REPEAT:-3}" --exclude "$dir/exclude.txt" >&2
+  --icons-per-set "${ICONS_PER_SET:-0}" --emoji-repeat "${EMOJI_REPEAT:-3}" --shard-size "${SHARD_SIZE:-5000}" --exclude "$dir/exclude.txt" >&2
 
 # Stage 2: SVG drawn at SIZE px over white and stored as PNG, one raw shard
 # at a time on every core; each finished shard replaces its raw one.
