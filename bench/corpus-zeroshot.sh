@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-60}
 MODEL=${MODEL:-tiny}
 BATCH=${BATCH:-256}
-LR=${LR:-2e-3}
+LR=${LR:-1e-3}
 PRECISION=${PRECISION:-amp_bf16}
-PD=${PATCH_DROPOUT:-0.25}
+PD=${PATCH_DROPOUT:-0}
+LOSS=${LOSS:-clip}
 TRAIN=${TRAIN:-corpus}
 LOGS=${LOGS:-runs}
 RUN=${RUN:-$TRAIN-zeroshot-${MINUTES}m}
@@ -30,13 +31,15 @@ else
 fi
 export OMP_WAIT_POLICY=PASSIVE
 t0=$(date +%s)
-# SigLIP (duplicate captions in a batch are not negatives: the corpus has few
-# distinct Fashion-MNIST captions), patch dropout (FLIP) for speed, the RandomResizedCrop
-# augmentation of the trainer, one of each sample's captions drawn per epoch,
-# a cosine over the time budget.
+# The CLIP loss (duplicate captions in a batch are not negatives: the corpus
+# has few distinct Fashion-MNIST captions; LOSS=siglip for SigLIP, which sat
+# at its trivial solution for the first 650 steps at LR 2e-3), the
+# RandomResizedCrop augmentation of the trainer, one of each sample's captions
+# drawn per epoch, bf16 autocast, a cosine over the time budget;
+# PATCH_DROPOUT=P for FLIP's patch dropout.
 build/vlm pretrain --train-data "$DATA" --val-data data/emoji/val_twitter.tsv --model "$MODEL" \
   --batch-size "$BATCH" --max-minutes "$MINUTES" --time-schedule --lr "$LR" --warmup 300 --wd 0.1 \
-  --siglip --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 --workers 2 \
+  $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 --workers 2 \
   --logs "$LOGS" --name "$RUN" --save-every-steps 500 --log-every 50 > "$LOGS.$RUN.pretrain.json"
 CKPT="$LOGS/$RUN/checkpoints/epoch_latest.safetensors"
 zs() { build/vlm zeroshot --clip "$CKPT" --data "$1" --classnames "$2" --templates "$3" --composite 255,255,255 --json | tail -n 1; }

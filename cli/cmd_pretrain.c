@@ -30,6 +30,8 @@ static const char *usage =
     "                           hub folder, a Hugging Face CLIPModel folder, an OpenAI-named safetensors file\n"
     "  --tokenizer FILE         BPE merges file (CLIP format, .gz ok); default: the one that came with\n"
     "                           --pretrained (refused if none), else train one on the captions\n"
+    "  --pretrained-text LM     start the text tower (and the tokenizer) from a vlm lm train model: the\n"
+    "                           tensors whose names and shapes match; says which are new\n"
     "  --patch-dropout P        fraction of patch tokens dropped while training (default 0)\n"
     "  --siglip                 SigLIP sigmoid loss instead of InfoNCE\n"
     "  --lock-image / --lock-text   freeze a tower\n"
@@ -83,6 +85,7 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         {"composite", CLI_FN, &o->dec, 0, 0, cli_fn_composite, NULL},
         {"model", CLI_STR, &o->model, 0, 0, NULL, NULL},
         {"pretrained", CLI_STR, &o->pretrained, 0, 0, NULL, NULL},
+        {"pretrained-text", CLI_STR, &o->pretrained_text, 0, 0, NULL, NULL},
         {"tokenizer", CLI_STR, &o->tokenizer, 0, 0, NULL, NULL},
         {"patch-dropout", CLI_FLT, &o->patch_dropout, 0, 0.95, NULL, NULL},
         {"siglip", CLI_FLAG, &o->siglip, 0, 0, NULL, NULL},

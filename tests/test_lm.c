@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/safetensors.h"
+#include "fusion/checkpoint.h"
 #include "text/lm.h"
 #include "train/lm.h"
+#include "train/pretrain.h"
 #include "tests/testutil.h"
 
 static vlm_status fixture_model(const vlm_st_file *f, const char *obj, vlm_lm *m, vlm_error *err) {
@@ -239,6 +241,60 @@ static void test_train_and_files(void) {
           "%s", err.msg);
 }
 
+// vlm pretrain --pretrained-text: the CLIP's text tower starts as the LM's
+// (every matching tensor equal after one step at LR ~0), text_projection and
+// the image tower new, the LM's tokenizer taken; a tower that does not fit is
+// refused.
+static void test_pretrained_text(void) {
+    const char *lm_path = "test_lm_tmp/full/checkpoints/epoch_latest.safetensors";
+    tu_make_squares("test_lm_tmp/sq", 16, 0);
+    FILE *f = fopen("test_lm_tmp/clip.json", "w");
+    fputs("{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 16, \"patch_size\": 8, \"width\": 32, \"layers\": 1, "
+          "\"head_width\": 16}, \"text_cfg\": {\"context_length\": 16, \"vocab_size\": 1024, \"width\": 64, "
+          "\"heads\": 2, \"layers\": 2}}", f);
+    fclose(f);
+    vlm_pretrain_opts o;
+    vlm_pretrain_opts_default(&o);
+    o.train = "test_lm_tmp/sq/train.tsv", o.model = "test_lm_tmp/clip.json", o.pretrained_text = lm_path;
+    o.c.batch = 8, o.c.max_steps = 1, o.c.lr = 1e-12, o.c.warmup = 0, o.c.logs = "test_lm_tmp", o.c.name = "clip";
+    o.c.workers = 1;
+    vlm_pretrain_result r;
+    vlm_error err = {0};
+    CHECK(vlm_pretrain(&o, &r, &err) == VLM_OK, "%s", err.msg);
+    vlm_clip m;
+    vlm_lm lm;
+    char *tok = NULL, *ltok = NULL;
+    CHECK(vlm_ckpt_load_model(r.checkpoint, &m, &tok, &err) == VLM_OK, "%s", err.msg);
+    CHECK(vlm_lm_load(lm_path, &lm, &ltok, &err) == VLM_OK, "%s", err.msg);
+    CHECK(tok && ltok && !strcmp(tok, ltok), "the CLIP did not take the language model's tokenizer");
+    int same = 0;
+    for (int i = 0; i < m.ps.n; i++) {
+        int j = vlm_params_find(&lm.ps, m.ps.p[i].name);
+        if (j < 0) {
+            CHECK(!strncmp(m.ps.p[i].name, "visual.", 7) || !strcmp(m.ps.p[i].name, "text_projection") ||
+                      !strcmp(m.ps.p[i].name, "logit_scale"), "%s has no source", m.ps.p[i].name);
+            continue;
+        }
+        int64_t n = m.ps.p[i].numel < lm.ps.p[j].numel ? m.ps.p[i].numel : lm.ps.p[j].numel;
+        double d = 0;
+        for (int64_t k = 0; k < n; k++) d = fmax(d, fabs(m.ps.p[i].t.data ? ((float *)m.ps.p[i].t.data)[k] - ((float *)lm.ps.p[j].t.data)[k] : 1));
+        CHECK(d < 1e-6, "%s differs from the language model's by %g", m.ps.p[i].name, d);
+        same++;
+    }
+    CHECK(same == 4 + 12 * 2, "%d tensors copied, want 28", same);
+    free(tok), free(ltok);
+    vlm_lm_free(&lm);
+    vlm_clip_free(&m);
+    // a text tower of another width is refused with both shapes named
+    f = fopen("test_lm_tmp/clip2.json", "w");
+    fputs("{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 16, \"patch_size\": 8, \"width\": 32, \"layers\": 1, "
+          "\"head_width\": 16}, \"text_cfg\": {\"context_length\": 16, \"vocab_size\": 1024, \"width\": 32, "
+          "\"heads\": 2, \"layers\": 2}}", f);
+    fclose(f);
+    o.model = "test_lm_tmp/clip2.json", o.c.name = "clip2";
+    CHECK(vlm_pretrain(&o, &r, &err) == VLM_ERR_SHAPE && strstr(err.msg, "does not fit"), "%s", err.msg);
+}
+
 int main(void) {
     test_torch_parity("clm");
     test_torch_parity("mlm");
@@ -246,6 +302,7 @@ int main(void) {
     test_finite_differences(VLM_LM_MLM);
     test_masking();
     test_train_and_files();
+    test_pretrained_text();
     int rc = tu_done("test_lm");
     if (!rc) (void)!system("rm -rf test_lm_tmp");
     return rc;

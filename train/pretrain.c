@@ -1,5 +1,6 @@
 // Contrastive CLIP pretraining on the trainer layer (see pretrain.h).
 #include "train/pretrain.h"
+#include "text/lm.h"
 #include "core/clock.h"
 #include <inttypes.h>
 #include <math.h>
@@ -371,6 +372,56 @@ static vlm_status from_pretrained(pretrain_task *p, vlm_error *err) {
     return VLM_OK;
 }
 
+// --pretrained-text: the text tower's tensors from a language model (vlm lm
+// train) where names and shapes match (the token embedding's first rows, the
+// positional embedding's first context rows), and its tokenizer; the rest
+// (text_projection, the image tower, the logit scale) stays new.
+static vlm_status text_from_lm(pretrain_task *p, vlm_error *err) {
+    const char *path = p->o->pretrained_text;
+    vlm_lm lm;
+    char *tok = NULL;
+    vlm_status st = vlm_lm_load(path, &lm, &tok, err);
+    if (st) return st;
+    const vlm_text_cfg *tc = &p->m.cfg.text;
+    if (!tok) st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: carries no tokenizer", path);
+    else if (lm.cfg.width != tc->width || lm.cfg.heads != tc->heads || lm.cfg.layers != tc->layers ||
+             lm.cfg.mlp_width != tc->mlp_width || lm.cfg.context_length < tc->context_length)
+        st = vlm_errorf(err, VLM_ERR_SHAPE,
+                        "%s: language model %d x %d (heads %d, mlp %d, context %d) does not fit the text tower %d x %d "
+                        "(heads %d, mlp %d, context %d)", path, lm.cfg.layers, lm.cfg.width, lm.cfg.heads,
+                        lm.cfg.mlp_width, lm.cfg.context_length, tc->layers, tc->width, tc->heads, tc->mlp_width,
+                        tc->context_length);
+    int copied = 0;
+    char fresh[512] = "";
+    for (int i = 0; !st && i < p->m.ps.n; i++) {
+        vlm_param *d = &p->m.ps.p[i];
+        int j = strncmp(d->name, "visual.", 7) ? vlm_params_find(&lm.ps, d->name) : -1;
+        if (j < 0) {
+            if (strncmp(d->name, "visual.", 7) && strlen(fresh) + strlen(d->name) + 3 < sizeof fresh)
+                snprintf(fresh + strlen(fresh), sizeof fresh - strlen(fresh), "%s%s", fresh[0] ? ", " : "", d->name);
+            continue;
+        }
+        const vlm_param *s = &lm.ps.p[j];
+        int rows_only = !strcmp(d->name, "token_embedding.weight") || !strcmp(d->name, "positional_embedding");
+        if (d->t.ndim != s->t.ndim || (d->t.ndim == 2 && d->t.shape[1] != s->t.shape[1]) ||
+            (!rows_only && d->numel != s->numel)) {
+            st = vlm_errorf(err, VLM_ERR_SHAPE, "%s: %s has another shape in the language model", path, d->name);
+            break;
+        }
+        int64_t n = d->numel < s->numel ? d->numel : s->numel; // first rows of the embeddings
+        memcpy(d->t.data, s->t.data, sizeof(float) * (size_t)n);
+        copied++;
+    }
+    if (!st)
+        vlm_trainer_logf(p->t, "pretrain: text tower from the %s language model %s: %d tensors copied; new: %s and the image "
+                         "tower%s", vlm_lm_objective_name(lm.cfg.objective), path, copied, fresh,
+                         lm.cfg.objective == VLM_LM_MLM ? " (it was trained with bidirectional attention; CLIP's is causal)" : "");
+    vlm_lm_free(&lm);
+    if (st) free(tok);
+    else p->merges = tok;
+    return st;
+}
+
 // The model and its tokenizer: fresh (+ --pretrained weights, + a vocabulary)
 // or the resumed state's; vocab.txt in the run folder; locked towers frozen.
 static vlm_status build_model(pretrain_task *p, vlm_error *err) {
@@ -391,7 +442,9 @@ static vlm_status build_model(pretrain_task *p, vlm_error *err) {
         if ((st = vlm_clip_init(&p->m, &cfg, err))) return st;
         p->have_model = 1;
         vlm_clip_init_weights(&p->m, (uint64_t)o->c.seed);
-        st = o->tokenizer ? vlm_tokenizer_read_merges(o->tokenizer, &p->merges, err) : train_vocab(p, err);
+        st = o->pretrained_text ? text_from_lm(p, err)
+             : o->tokenizer     ? vlm_tokenizer_read_merges(o->tokenizer, &p->merges, err)
+                                : train_vocab(p, err);
         if (st) return st;
     }
     if ((st = vlm_tokenizer_init_from_memory(&p->tok, p->merges, strlen(p->merges), err))) return st;
@@ -529,6 +582,9 @@ vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_
     if (st) return st;
     if (o->c.dist && o->c.dist->world > 1 && o->accum > 1)
         return vlm_errorf(err, VLM_ERR_ARG, "--accum-freq > 1 does not combine with mpirun yet (raise --batch-size or the ranks)");
+    if (o->pretrained_text && (o->pretrained || o->tokenizer))
+        return vlm_errorf(err, VLM_ERR_ARG, "--pretrained-text brings the text tower and its tokenizer: it does not combine "
+                          "with --pretrained or --tokenizer");
     char name[512];
     if (o->c.name) snprintf(name, sizeof name, "%s", o->c.name);
     else {

@@ -41,7 +41,8 @@ vlm_status vlm_clip_train_step(vlm_ctx *c, vlm_clip *m, float *images, int32_t *
 typedef struct {
     vlm_train_common c;
     const char *train, *val, *dtype, *img_key, *cap_key, *model, *tokenizer, *pretrained, *sched;
-    const char *cap_sep; // manifest: several captions per cell split at this (NULL: one)
+    const char *cap_sep;
+    const char *pretrained_text; // a vlm lm model file: the text tower (and tokenizer) start from it // manifest: several captions per cell split at this (NULL: one)
     char sep;
     long long accum, save_freq, keep, nsynth;
     double patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
