@@ -1,6 +1,6 @@
 // Faults, through the `vlm` binary on small runs:
 //  - SIGKILL at random moments (K per trainer; 20 by default, VLM_FAULT_KILLS
-//    sets it): pretrain, finetune, generate train and detect train are killed
+//    sets it): pretrain, finetune, generate train, detect train and lm train (mlm) are killed
 //    and resumed again and again until they finish; the final weights and training state
 //    equal the uninterrupted run's byte for byte, and after every kill each
 //    checkpoint file on disk is whole (its CRC-32 checks out);
@@ -31,7 +31,7 @@
 #define LOGS "faults_logs"
 #define MNT "faults_tmpfs"
 
-static char pre_base[2048], ft_base[2048], gen_base[2048], det_base[2048];
+static char pre_base[2048], ft_base[2048], gen_base[2048], det_base[2048], lm_base[2048];
 
 
 // Runs cmd (stdout to /dev/null, stderr appended to LOGS/<name>.err); with
@@ -312,6 +312,17 @@ int main(void) {
              "/det.json --batch-size 8 --max-steps 40 --warmup 4 --lr 1e-3 --log-every 1 --save-every-steps 2",
              VLM_BINARY_DIR);
     test_kills(det_base, "det", kills, 40);
+    FILE *tf = fopen(DIRN "/text.txt", "w");
+    CHECK(tf != NULL, "cannot write " DIRN "/text.txt");
+    for (int i = 0; tf && i < 400; i++)
+        fprintf(tf, "the %s square is next to the %s one\n", (const char *[]){"red", "green", "blue", "grey"}[i % 4],
+                (const char *[]){"big", "small", "round"}[i % 3]);
+    if (tf) fclose(tf);
+    snprintf(lm_base, sizeof lm_base,
+             "%s/vlm lm train --train-data " DIRN "/text.txt --objective mlm --model micro --context 16 --vocab-size 600 "
+             "--batch-size 8 --max-steps 40 --warmup 4 --log-every 1 --save-every-steps 2",
+             VLM_BINARY_DIR);
+    test_kills(lm_base, "lm", kills, 40);
     if (!tu_failures && system("rm -rf " LOGS " " DIRN " " MNT) != 0) fprintf(stderr, "cleanup failed\n");
     return tu_done("test_faults");
 }
