@@ -2,6 +2,7 @@
 // masked-token (BERT) or causal (GPT) pretraining on plain text or captions,
 // held-out perplexity / masked-token accuracy, and seeded sampling.
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,10 +84,11 @@ static int lm_train(int argc, char **argv) {
 
 // ---------------------------------------------------------------- eval
 static const char *eval_usage =
-    "usage: vlm lm eval --checkpoint MODEL --data TEXT [--batch-size B] [--csv-caption-key K]\n"
+    "usage: vlm lm eval --checkpoint MODEL --data TEXT [--batch-size B] [--csv-caption-key K] [--unigram-from TRAIN]\n"
     "Held-out figures of a language model on TEXT (packed as in training): perplexity and next-token\n"
     "top-1 (clm), or masked-token top-1 (mlm; the masks come from a fixed seed, so the figure repeats).\n"
-    "Prints one JSON line.\n";
+    "--unigram-from TRAIN adds unigram_perplexity: a unigram model of TRAIN's tokens (same tokenizer,\n"
+    "add-one smoothing) scored on the same targets, the baseline a clm must beat. Prints one JSON line.\n";
 
 // Loads a model and its tokenizer (the model file carries it).
 static int load(const char *cmd, const char *path, vlm_lm *m, vlm_tokenizer *tok) {
@@ -107,13 +109,14 @@ static int load(const char *cmd, const char *path, vlm_lm *m, vlm_tokenizer *tok
 }
 
 static int lm_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL, *capkey = NULL;
+    const char *ckpt = NULL, *data = NULL, *capkey = NULL, *uni = NULL;
     long long B = 64;
     vlm_error err = {0};
     const cli_opt own[] = {
         {"checkpoint", CLI_STR, &ckpt, 0, 0, NULL, NULL},
         {"data", CLI_STR, &data, 0, 0, NULL, NULL},
         {"csv-caption-key", CLI_STR, &capkey, 0, 0, NULL, NULL},
+        {"unigram-from", CLI_STR, &uni, 0, 0, NULL, NULL},
         {"batch-size", CLI_INT, &B, 1, 1 << 16, NULL, NULL},
         CLI_END,
     };
@@ -134,11 +137,24 @@ static int lm_eval(int argc, char **argv) {
         vlm_docs_free(&d);
     }
     if (!st) st = vlm_lm_evaluate(&m, &s, (int)B, &r, &err);
+    double uppl = NAN;
+    if (!st && uni) {
+        vlm_token_stream ts = {0};
+        if (!(st = vlm_docs_read(&d, uni, capkey, &err))) {
+            st = vlm_docs_tokenize(&d, &tok, &ts, &err);
+            vlm_docs_free(&d);
+        }
+        if (!st) uppl = vlm_unigram_perplexity(&ts, &s, vlm_tokenizer_vocab_size(&tok), m.cfg.context_length);
+        vlm_token_stream_free(&ts);
+    }
     if (st) rc = cli_fail("lm eval", &err);
-    else
+    else {
         printf("{\"objective\": \"%s\", \"rows\": %" PRId64 ", \"tokens\": %" PRId64 ", \"loss\": %.5f, \"perplexity\": %.4f, "
-               "\"top1\": %.5f}\n",
+               "\"top1\": %.5f",
                vlm_lm_objective_name(m.cfg.objective), r.rows, r.tokens, r.loss, r.perplexity, r.top1);
+        if (uni) printf(", \"unigram_perplexity\": %.4f", uppl);
+        printf("}\n");
+    }
     vlm_token_stream_free(&s);
     vlm_tokenizer_free(&tok);
     vlm_lm_free(&m);

@@ -133,6 +133,26 @@ int64_t vlm_lm_rows(const vlm_lm *m, const vlm_token_stream *s, int T) {
     return m->cfg.objective == VLM_LM_CLM ? (s->n > 0 ? (s->n - 1) / T : 0) : s->n / T;
 }
 
+double vlm_unigram_perplexity(const vlm_token_stream *train, const vlm_token_stream *s, int V, int T) {
+    double *cnt = calloc((size_t)V, sizeof(double));
+    if (!cnt || T < 1 || s->n < 2) {
+        free(cnt);
+        return NAN;
+    }
+    for (int64_t i = 0; i < train->n; i++)
+        if (train->ids[i] >= 0 && train->ids[i] < V) cnt[train->ids[i]] += 1;
+    double tot = (double)train->n + V, nll = 0;
+    int64_t rows = (s->n - 1) / T, n = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int t = 1; t <= T; t++) { // the targets of row r: tokens r*T+1 .. r*T+T
+            int32_t id = s->ids[r * T + t];
+            nll -= log(((id >= 0 && id < V ? cnt[id] : 0) + 1) / tot);
+            n++;
+        }
+    free(cnt);
+    return n ? exp(nll / (double)n) : NAN;
+}
+
 vlm_status vlm_lm_evaluate(vlm_lm *m, const vlm_token_stream *s, int B, vlm_lm_eval_result *r, vlm_error *err) {
     memset(r, 0, sizeof *r);
     const int T = m->cfg.context_length, clm = m->cfg.objective == VLM_LM_CLM;

@@ -44,4 +44,8 @@ typedef struct {
 // figure repeats. Context T = the model's.
 vlm_status vlm_lm_evaluate(vlm_lm *m, const vlm_token_stream *s, int B, vlm_lm_eval_result *r, vlm_error *err);
 
+// The baseline a clm must beat: the perplexity on the clm targets of s's rows
+// (context T) of a unigram model counted on train (add-one smoothing over V ids).
+double vlm_unigram_perplexity(const vlm_token_stream *train, const vlm_token_stream *s, int V, int T);
+
 #endif
