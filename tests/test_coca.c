@@ -1,0 +1,166 @@
+// CoCa's multimodal decoder (fusion/coca.h) against PyTorch
+// (tests/reference/make_coca_fixtures.py): one cross-attention block forward
+// and backward (parameters and both inputs), the whole decoder with the
+// caption loss (loss, logits and every gradient), and central differences
+// of the cross-attention block's inputs.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/safetensors.h"
+#include "fusion/coca.h"
+#include "tests/testutil.h"
+
+static vlm_st_file F;
+
+static int meta(const char *k) { return atoi(vlm_st_meta(&F, k)); }
+
+static float *get(const char *name, int64_t n) {
+    const vlm_st_entry *e = vlm_st_find(&F, name);
+    CHECK(e != NULL, "fixture lacks %s", name);
+    float *p = calloc((size_t)n, sizeof(float));
+    if (e) memcpy(p, vlm_st_data(&F, e), sizeof(float) * (size_t)n);
+    return p;
+}
+
+static double rel(const float *a, const float *b, int64_t n, double *scale) {
+    double d = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i])), s = fmax(s, fabs((double)b[i]));
+    *scale = s;
+    return d / (s > 0 ? s : 1);
+}
+
+// Decoder of `layers` layers with the fixture's sizes, parameters named
+// "<prefix><name>" loaded when present (prefix "xblock." maps the lone block
+// onto cross_attn.0).
+static void build(vlm_mm_decoder *d, vlm_params *ps, int layers, const char *prefix, int xblock_only) {
+    vlm_error err = {0};
+    vlm_params_init(ps);
+    vlm_mm_cfg cfg = {meta("W"), meta("H"), layers, meta("V"), meta("WI"), VLM_ACT_GELU};
+    CHECK(vlm_mm_init(d, ps, cfg, &err) == VLM_OK && vlm_params_alloc(ps, &err) == VLM_OK, "%s", err.msg);
+    for (int i = 0; i < ps->n; i++) {
+        const char *n = ps->p[i].name;
+        char name[256];
+        if (xblock_only) {
+            const char *pre = "text_decoder.cross_attn.0.";
+            if (strncmp(n, pre, strlen(pre))) continue;
+            snprintf(name, sizeof name, "%s%s", prefix, n + strlen(pre));
+        } else
+            snprintf(name, sizeof name, "%s%s", prefix, n);
+        vlm_tensor *p = &ps->p[i].t;
+        CHECK(vlm_st_get(&F, name, VLM_F32, p->ndim, p->shape, p->data, &err) == VLM_OK, "%s", err.msg);
+    }
+}
+
+static void compare_grads(vlm_params *ps, const char *prefix, int xblock_only) {
+    for (int i = 0; i < ps->n; i++) {
+        const char *n = ps->p[i].name, *pre = "text_decoder.cross_attn.0.";
+        if (xblock_only && strncmp(n, pre, strlen(pre))) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%sgrad.%s", prefix, xblock_only ? n + strlen(pre) : n);
+        float *g = get(name, ps->p[i].numel);
+        double s, r = rel(ps->p[i].t.grad, g, ps->p[i].numel, &s);
+        CHECK(s > 0, "PyTorch's gradient of %s is all zero", n);
+        CHECK(r < 1e-3, "grad %s differs by %.3g relative (max %.3g)", n, r, s);
+        free(g);
+    }
+}
+
+static void test_xblock(void) {
+    const int B = meta("B"), T = meta("T"), N = meta("N"), W = meta("W");
+    vlm_mm_decoder d;
+    vlm_params ps;
+    build(&d, &ps, 1, "xblock.", 1);
+    float *x = get("xblock.x", (int64_t)B * T * W), *kv = get("xblock.kv", (int64_t)B * N * W);
+    float *ref = get("xblock.out", (int64_t)B * T * W), *r = get("xblock.r", (int64_t)B * T * W);
+    float *gx = calloc((size_t)B * T * W, sizeof(float)), *gkv = calloc((size_t)B * N * W, sizeof(float));
+    vlm_ctx c;
+    vlm_error err = {0};
+    vlm_ctx_init(&c, 16u << 20, 0, &err);
+    c.grad_enabled = 1;
+    vlm_tensor *xt = vlm_tensor_wrap(&c, VLM_F32, 3, (int64_t[]){B, T, W}, x, gx);
+    vlm_tensor *kt = vlm_tensor_wrap(&c, VLM_F32, 3, (int64_t[]){B, N, W}, kv, gkv);
+    vlm_tensor *out = vlm_xblock_forward(&c, &d.x[0], &ps, d.cfg.heads, VLM_ACT_GELU, xt, kt);
+    CHECK(out != NULL, "%s", c.err.msg);
+    double s, e = out ? rel(vlm_f32(out), ref, (int64_t)B * T * W, &s) : 1;
+    CHECK(e < 1e-5, "cross-attention block output differs by %.3g relative", e);
+    vlm_tensor *l = vlm_op_sum(&c, vlm_op_mul(&c, out, vlm_tensor_wrap(&c, VLM_F32, 3, (int64_t[]){B, T, W}, r, NULL)));
+    CHECK(l && vlm_backward(&c, l) == VLM_OK, "%s", c.err.msg);
+    compare_grads(&ps, "xblock.", 1);
+    float *rgx = get("xblock.grad_x", (int64_t)B * T * W), *rgkv = get("xblock.grad_kv", (int64_t)B * N * W);
+    CHECK(rel(gx, rgx, (int64_t)B * T * W, &s) < 1e-3, "grad x differs");
+    CHECK(rel(gkv, rgkv, (int64_t)B * N * W, &s) < 1e-3 && s > 0, "grad kv differs");
+    // central differences of the same scalar in double-checked float: inputs x and kv
+    c.grad_enabled = 0;
+    double worst = 0, gmax = 0;
+    for (int k = 0; k < 24; k++) {
+        int on_kv = k & 1;
+        float *buf = on_kv ? kv : x, *ga = on_kv ? gkv : gx;
+        int64_t n = on_kv ? (int64_t)B * N * W : (int64_t)B * T * W, i = (k * 7919) % n;
+        float x0 = buf[i];
+        double f2[2];
+        for (int sd = 0; sd < 2; sd++) {
+            buf[i] = x0 + (sd ? -1e-2f : 1e-2f);
+            vlm_ctx_reset(&c);
+            vlm_tensor *o = vlm_xblock_forward(&c, &d.x[0], &ps, d.cfg.heads, VLM_ACT_GELU,
+                                               vlm_tensor_wrap(&c, VLM_F32, 3, (int64_t[]){B, T, W}, x, NULL),
+                                               vlm_tensor_wrap(&c, VLM_F32, 3, (int64_t[]){B, N, W}, kv, NULL));
+            double acc = 0;
+            for (int64_t j = 0; j < (int64_t)B * T * W; j++) acc += (double)vlm_f32(o)[j] * r[j];
+            f2[sd] = acc;
+        }
+        buf[i] = x0;
+        double fd = (f2[0] - f2[1]) / 2e-2;
+        worst = fmax(worst, fabs(fd - ga[i]));
+        gmax = fmax(gmax, fabs(ga[i]));
+    }
+    CHECK(gmax > 1e-2, "sampled input gradients ~0 (%g)", gmax);
+    CHECK(worst < 2e-3 + 1e-2 * gmax, "central differences off by %.3g (max |g| %.3g)", worst, gmax);
+    free(x), free(kv), free(ref), free(r), free(gx), free(gkv), free(rgx), free(rgkv);
+    vlm_ctx_free(&c);
+    vlm_mm_free(&d);
+    vlm_params_free(&ps);
+}
+
+static void test_decoder(void) {
+    const int B = meta("B"), T = meta("T"), M = meta("M"), W = meta("W"), WI = meta("WI"), V = meta("V");
+    vlm_mm_decoder d;
+    vlm_params ps;
+    build(&d, &ps, meta("L"), "dec.", 0);
+    float *text = get("dec.text", (int64_t)B * T * W), *img = get("dec.img", (int64_t)B * M * WI);
+    float *gt = calloc((size_t)B * T * W, sizeof(float)), *gi = calloc((size_t)B * M * WI, sizeof(float));
+    int32_t ids[64], eot[8];
+    vlm_error err = {0};
+    CHECK(vlm_st_get(&F, "dec.ids", VLM_I32, 2, (int64_t[]){B, T}, ids, &err) == VLM_OK, "%s", err.msg);
+    CHECK(vlm_st_get(&F, "dec.eot", VLM_I32, 1, (int64_t[]){B}, eot, &err) == VLM_OK, "%s", err.msg);
+    vlm_ctx c;
+    vlm_ctx_init(&c, 16u << 20, 0, &err);
+    c.grad_enabled = 1;
+    vlm_tensor *lg = vlm_mm_forward(&c, &d, &ps, vlm_tensor_wrap(&c, VLM_F32, 3, (int64_t[]){B, T, W}, text, gt),
+                                    vlm_tensor_wrap(&c, VLM_F32, 3, (int64_t[]){B, M, WI}, img, gi));
+    CHECK(lg != NULL, "%s", c.err.msg);
+    float *rl = get("dec.logits", (int64_t)B * T * V), ref_loss;
+    vlm_st_get(&F, "dec.loss", VLM_F32, 1, (int64_t[]){1}, &ref_loss, &err);
+    double s;
+    CHECK(lg && rel(vlm_f32(lg), rl, (int64_t)B * T * V, &s) < 1e-5, "logits differ");
+    vlm_tensor *l = vlm_caption_loss(&c, lg, ids, eot, B, T);
+    CHECK(l && fabsf(vlm_f32(l)[0] - ref_loss) < 1e-5f * fmaxf(1, ref_loss), "caption loss %.7f, PyTorch %.7f",
+          l ? vlm_f32(l)[0] : NAN, ref_loss);
+    CHECK(l && vlm_backward(&c, l) == VLM_OK, "%s", c.err.msg);
+    compare_grads(&ps, "dec.", 0);
+    float *rgt = get("dec.grad_text", (int64_t)B * T * W), *rgi = get("dec.grad_img", (int64_t)B * M * WI);
+    CHECK(rel(gt, rgt, (int64_t)B * T * W, &s) < 1e-3 && s > 0, "grad text differs");
+    CHECK(rel(gi, rgi, (int64_t)B * M * WI, &s) < 1e-3 && s > 0, "grad image tokens differs");
+    free(text), free(img), free(gt), free(gi), free(rl), free(rgt), free(rgi);
+    vlm_ctx_free(&c);
+    vlm_mm_free(&d);
+    vlm_params_free(&ps);
+}
+
+int main(void) {
+    vlm_error err = {0};
+    CHECK(vlm_st_read(&F, tu_src("tests/fixtures/coca.safetensors"), &err) == VLM_OK, "%s", err.msg);
+    test_xblock();
+    test_decoder();
+    vlm_st_free(&F);
+    return tu_done("test_coca");
+}
