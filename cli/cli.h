@@ -38,6 +38,8 @@ int cmd_detect_train(int argc, char **argv);
 int cmd_detect_predict(int argc, char **argv);
 // `vlm generate train|sample|eval`: cli/cmd_generate.c.
 int cmd_generate(int argc, char **argv);
+// `vlm caption`: cli/cmd_caption.c.
+int cmd_caption(int argc, char **argv);
 // `vlm lm train|eval|sample`: cli/cmd_lm.c.
 int cmd_lm(int argc, char **argv);
 

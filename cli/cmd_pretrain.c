@@ -32,6 +32,9 @@ static const char *usage =
     "                           --pretrained (refused if none), else train one on the captions\n"
     "  --pretrained-text LM     start the text tower (and the tokenizer) from a vlm lm train model: the\n"
     "                           tensors whose names and shapes match; says which are new\n"
+    "  --coca L                 CoCa: add a multimodal text decoder of L layers (causal self-attention +\n"
+    "                           cross-attention to the image tokens) and its caption loss; `vlm caption` reads it\n"
+    "  --coca-caption-weight W  loss = contrastive + W * caption (default 2, open_clip's)\n"
     "  --patch-dropout P        fraction of patch tokens dropped while training (default 0)\n"
     "  --siglip                 SigLIP sigmoid loss instead of InfoNCE\n"
     "  --lock-image / --lock-text   freeze a tower\n"
@@ -86,6 +89,8 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         {"model", CLI_STR, &o->model, 0, 0, NULL, NULL},
         {"pretrained", CLI_STR, &o->pretrained, 0, 0, NULL, NULL},
         {"pretrained-text", CLI_STR, &o->pretrained_text, 0, 0, NULL, NULL},
+        {"coca", CLI_INT, &o->coca_layers, 1, 256, NULL, NULL},
+        {"coca-caption-weight", CLI_FLT, &o->caption_weight, 0, 1000, NULL, NULL},
         {"tokenizer", CLI_STR, &o->tokenizer, 0, 0, NULL, NULL},
         {"patch-dropout", CLI_FLT, &o->patch_dropout, 0, 0.95, NULL, NULL},
         {"siglip", CLI_FLAG, &o->siglip, 0, 0, NULL, NULL},

@@ -20,6 +20,7 @@ static const struct {
     {"finetune", cmd_finetune, "train/fine-tune a ViT image classifier (from a CLIP or scratch)"},
     {"linprobe", cmd_linprobe, "logistic-regression linear probe on frozen image features"},
     {"detect", cmd_detect, "`vlm detect eval|train|predict`: open-vocabulary detection, COCO evaluation"},
+    {"caption", cmd_caption, "captions from a CoCa model (greedy or beam search)"},
     {"lm", cmd_lm, "`vlm lm train|eval|sample`: masked-token (BERT) or causal (GPT) language models on the text tower"},
     {"generate", cmd_generate, "`vlm generate train|sample|eval`: CLIP-conditioned diffusion (DiT) image generation"},
     {"embed", cmd_embed, "images or texts to an embeddings file (L2-normalised, with ids; resumable)"},

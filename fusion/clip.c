@@ -104,6 +104,16 @@ vlm_status vlm_clip_cfg_from_json(const char *text, vlm_clip_cfg *cfg, vlm_error
         v->output_dim = t->output_dim = embed;
         json_t *sg = json_object_get(root, "init_logit_bias");
         cfg->siglip = sg != NULL && !json_is_null(sg);
+        json_t *mm = json_object_get(root, "multimodal_cfg");
+        if (mm) {
+            cfg->coca_layers = t->layers, cfg->coca_heads = t->heads;
+            if (!json_is_object(mm) || jint(mm, "layers", &cfg->coca_layers) < 0 || jint(mm, "heads", &cfg->coca_heads) < 0 ||
+                cfg->coca_layers < 1 || cfg->coca_layers > 256 || cfg->coca_heads < 1 || t->width % cfg->coca_heads) {
+                st = vlm_errorf(err, VLM_ERR_FORMAT, "model config: multimodal_cfg needs layers in [1, 256] and heads "
+                                                     "dividing the text width");
+                goto done;
+            }
+        }
     } else { // OpenAI CLIP(...) arguments
         vlm_vit_cfg *v = &cfg->vision;
         vlm_text_cfg *t = &cfg->text;
@@ -170,6 +180,9 @@ char *vlm_clip_cfg_to_json(const vlm_clip_cfg *c) {
                              "width", c->text.width, "heads", c->text.heads, "layers", c->text.layers, "mlp_ratio",
                              (double)c->text.mlp_width / c->text.width);
     if (c->siglip) json_object_set_new(root, "init_logit_bias", json_real(-10.0));
+    if (c->coca_layers > 0)
+        json_object_set_new(root, "multimodal_cfg", json_pack("{s:i, s:i, s:i}", "layers", c->coca_layers, "heads",
+                                                              c->coca_heads, "width", c->text.width));
     char *s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     return s;
@@ -188,6 +201,15 @@ vlm_status vlm_clip_init(vlm_clip *m, const vlm_clip_cfg *cfg, vlm_error *err) {
     }
     m->logit_scale = vlm_params_add(&m->ps, "logit_scale", 0, NULL, err);
     m->logit_bias = cfg->siglip ? vlm_params_add(&m->ps, "logit_bias", 0, NULL, err) : -1;
+    if (cfg->coca_layers > 0) {
+        vlm_mm_cfg mc = {cfg->text.width, cfg->coca_heads, cfg->coca_layers, cfg->text.vocab_size, cfg->vision.width,
+                         cfg->text.act};
+        m->has_dec = 1;
+        if ((st = vlm_mm_init(&m->dec, &m->ps, mc, err))) {
+            vlm_clip_free(m);
+            return st;
+        }
+    }
     if (m->logit_scale < 0 || (cfg->siglip && m->logit_bias < 0) || vlm_params_alloc(&m->ps, err)) {
         vlm_clip_free(m);
         return err ? err->status : VLM_ERR_ARG;
@@ -196,6 +218,8 @@ vlm_status vlm_clip_init(vlm_clip *m, const vlm_clip_cfg *cfg, vlm_error *err) {
 }
 
 void vlm_clip_free(vlm_clip *m) {
+    if (m->has_dec) vlm_mm_free(&m->dec);
+    m->has_dec = 0;
     vlm_vit_free(&m->visual);
     vlm_text_free(&m->text);
     vlm_params_free(&m->ps);
@@ -209,6 +233,10 @@ void vlm_clip_init_weights(vlm_clip *m, uint64_t seed) {
     vlm_vit_init_weights(&m->visual, &m->ps, &rng);
     vlm_f32(vlm_params_get(&m->ps, m->logit_scale))[0] = m->cfg.siglip ? logf(10.0f) : logf(1.0f / 0.07f);
     if (m->logit_bias >= 0) vlm_f32(vlm_params_get(&m->ps, m->logit_bias))[0] = -10.0f;
+    if (m->has_dec) {
+        vlm_rng_init(&rng, seed, VLM_RNG_INIT, 2);
+        vlm_mm_init_weights(&m->dec, &m->ps, &rng);
+    }
 }
 
 vlm_status vlm_clip_load_weights_st(vlm_clip *m, const void *stf, const char *what, vlm_error *err) {
@@ -243,6 +271,88 @@ vlm_tensor *vlm_clip_encode_image(vlm_ctx *c, vlm_clip *m, vlm_tensor *images, v
 
 vlm_tensor *vlm_clip_encode_text(vlm_ctx *c, vlm_clip *m, vlm_tensor *ids) {
     return vlm_text_forward(c, &m->text, &m->ps, ids);
+}
+
+vlm_tensor *vlm_clip_encode_image_tokens(vlm_ctx *c, vlm_clip *m, vlm_tensor *images, vlm_rng *rng, vlm_tensor **tokens) {
+    vlm_params *ps = &m->ps;
+    vlm_tensor *tok = vlm_vit_tokens(c, &m->visual, ps, images, rng); // [B, 1+N, W]
+    tok = vlm_op_layernorm(c, tok, vlm_params_get(ps, m->visual.ln_post_w), vlm_params_get(ps, m->visual.ln_post_b), 1e-5f);
+    *tokens = tok;
+    if (!tok) return NULL;
+    int64_t B = tok->shape[0], W = tok->shape[2];
+    // features: the class token (row 0 of every image) @ proj, as vlm_vit_forward
+    vlm_tensor *cls = vlm_op_reshape(c, vlm_op_contiguous(c, vlm_view_slice(c, tok, 1, 0, 1)), 2, (int64_t[]){B, W});
+    return vlm_op_matmul(c, cls, vlm_params_get(ps, m->visual.proj));
+}
+
+vlm_tensor *vlm_clip_encode_text_tokens(vlm_ctx *c, vlm_clip *m, vlm_tensor *ids, int all_positions, vlm_tensor **tokens,
+                                        int32_t **eot) {
+    return vlm_text_forward_tokens(c, &m->text, &m->ps, ids, all_positions, tokens, eot);
+}
+
+// Decoding state: the image's tokens (computed once) and a context.
+typedef struct {
+    vlm_clip *m;
+    vlm_ctx c;
+    float *itok; // [1 + N, Wv]
+    int64_t M, Wv;
+} caption_ctx;
+
+// Next-token log-probabilities of n prefixes [n, len] given the image.
+static int caption_next(void *user, const int32_t *pre, int n, int len, float *logp, vlm_error *err) {
+    caption_ctx *k = user;
+    vlm_ctx *c = &k->c;
+    vlm_ctx_reset(c);
+    c->grad_enabled = 0;
+    const int64_t V = k->m->cfg.text.vocab_size;
+    float *img = vlm_arena_alloc(&c->arena, sizeof(float) * (size_t)(n * k->M * k->Wv));
+    if (!img) return vlm_errorf(err, VLM_ERR_OOM, "caption: arena out of memory"), 1;
+    for (int i = 0; i < n; i++) memcpy(img + i * k->M * k->Wv, k->itok, sizeof(float) * (size_t)(k->M * k->Wv));
+    vlm_tensor *ttok = NULL;
+    vlm_clip_encode_text_tokens(c, k->m, vlm_tensor_wrap(c, VLM_I32, 2, (int64_t[]){n, len}, (void *)pre, NULL), 1, &ttok,
+                                NULL);
+    vlm_tensor *lg = vlm_mm_forward(c, &k->m->dec, &k->m->ps, ttok,
+                                    vlm_tensor_wrap(c, VLM_F32, 3, (int64_t[]){n, k->M, k->Wv}, img, NULL));
+    if (!lg) return *err = c->err, 1;
+    for (int i = 0; i < n; i++) { // log_softmax of the last position
+        const float *l = vlm_f32(lg) + ((int64_t)i * len + len - 1) * V;
+        float mx = l[0];
+        for (int64_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+        double s = 0;
+        for (int64_t v = 0; v < V; v++) s += exp((double)(l[v] - mx));
+        float lse = mx + (float)log(s);
+        for (int64_t v = 0; v < V; v++) logp[(int64_t)i * V + v] = l[v] - lse;
+    }
+    return 0;
+}
+
+vlm_status vlm_coca_caption(vlm_clip *m, const float *image, const vlm_seqdec_opts *o, int32_t *out, int *len,
+                            vlm_error *err) {
+    if (!m->has_dec) return vlm_errorf(err, VLM_ERR_ARG, "captioning needs a CoCa model (vlm pretrain --coca)");
+    if (o->max_len > m->cfg.text.context_length)
+        return vlm_errorf(err, VLM_ERR_ARG, "caption length %d exceeds the context of %d", o->max_len,
+                          m->cfg.text.context_length);
+    caption_ctx k = {.m = m};
+    vlm_status st = vlm_ctx_init(&k.c, 64u << 20, 0, err);
+    if (st) return st;
+    const int S = m->cfg.vision.image_size;
+    k.c.grad_enabled = 0;
+    vlm_tensor *itok = NULL;
+    vlm_clip_encode_image_tokens(&k.c, m, vlm_tensor_wrap(&k.c, VLM_F32, 4, (int64_t[]){1, 3, S, S}, (void *)image, NULL),
+                                 NULL, &itok);
+    if (!itok) {
+        *err = k.c.err;
+        st = k.c.status ? k.c.status : VLM_ERR_STATE;
+    } else {
+        k.M = itok->shape[1], k.Wv = itok->shape[2];
+        k.itok = malloc(sizeof(float) * (size_t)(k.M * k.Wv));
+        if (!k.itok) st = vlm_errorf(err, VLM_ERR_OOM, "caption: out of memory");
+        else memcpy(k.itok, vlm_f32(itok), sizeof(float) * (size_t)(k.M * k.Wv));
+    }
+    if (!st) st = vlm_seq_decode(caption_next, &k, m->cfg.text.vocab_size, o, out, len, NULL, err);
+    free(k.itok);
+    vlm_ctx_free(&k.c);
+    return st;
 }
 
 vlm_tensor *vlm_clip_logits(vlm_ctx *c, vlm_clip *m, vlm_tensor *img, vlm_tensor *txt) {

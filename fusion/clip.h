@@ -4,6 +4,8 @@
 #ifndef VLM_FUSION_CLIP_H
 #define VLM_FUSION_CLIP_H
 
+#include "fusion/coca.h"
+#include "text/decode.h"
 #include "text/text_encoder.h"
 #include "vision/vit.h"
 
@@ -12,6 +14,8 @@ typedef struct {
     vlm_vit_cfg vision;  // output_dim = embed_dim
     vlm_text_cfg text;   // output_dim = embed_dim
     int siglip;          // logit_scale init ln 10, logit_bias init -10
+    int coca_layers, coca_heads; // > 0: CoCa's multimodal text decoder (fusion/coca.h; JSON
+                                 // "multimodal_cfg": {"layers", "heads"}; width = the text tower's)
 } vlm_clip_cfg;
 
 typedef struct {
@@ -20,6 +24,8 @@ typedef struct {
     vlm_vit visual;
     vlm_text_encoder text;
     int logit_scale, logit_bias; // param indices (logit_bias -1 unless siglip)
+    int has_dec;                 // cfg.coca_layers > 0
+    vlm_mm_decoder dec;
 } vlm_clip;
 
 // Presets: tiny, small, ViT-S-16, ViT-S-32, ViT-B-32 (open_clip's configs) and OpenAI's
@@ -50,6 +56,17 @@ vlm_tensor *vlm_clip_encode_image(vlm_ctx *c, vlm_clip *m, vlm_tensor *images, v
 // ids I32 [B, T] -> [B, E] (unnormalised)
 vlm_tensor *vlm_clip_encode_text(vlm_ctx *c, vlm_clip *m, vlm_tensor *ids);
 // exp(logit_scale) * normalize(img) @ normalize(txt)^T -> [Bi, Bt]
+// CoCa: image features [B, E] and *tokens = ln_post of every image token [B, 1+N, Wv].
+vlm_tensor *vlm_clip_encode_image_tokens(vlm_ctx *c, vlm_clip *m, vlm_tensor *images, vlm_rng *rng, vlm_tensor **tokens);
+// CoCa: text features [B, E] and *tokens = ln_final of every token [B, T', W]
+// (T' = the batch's last EOT + 1), *eot [B] each row's EOT position (arena).
+vlm_tensor *vlm_clip_encode_text_tokens(vlm_ctx *c, vlm_clip *m, vlm_tensor *ids, int all_positions, vlm_tensor **tokens,
+                                        int32_t **eot);
+// CoCa: the caption of one image [3, S, S] (normalised as the eval transform
+// gives it): greedy (o->beams 1) or beam search over the multimodal decoder,
+// SOT first; out [o->max_len], *len tokens.
+vlm_status vlm_coca_caption(vlm_clip *m, const float *image, const vlm_seqdec_opts *o, int32_t *out, int *len,
+                            vlm_error *err);
 vlm_tensor *vlm_clip_logits(vlm_ctx *c, vlm_clip *m, vlm_tensor *img_feat, vlm_tensor *txt_feat);
 
 #endif

@@ -36,7 +36,8 @@ void vlm_text_init_weights(const vlm_text_encoder *t, vlm_params *ps, vlm_rng *r
     vlm_transformer_init_weights(&t->tr, ps, rng);
 }
 
-vlm_tensor *vlm_text_forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *ps, vlm_tensor *ids) {
+static vlm_tensor *forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *ps, vlm_tensor *ids, int all,
+                           vlm_tensor **tokens, int32_t **eot) {
     if (!ids || c->status != VLM_OK) return NULL;
     char s[96];
     if (ids->dtype != VLM_I32 || ids->ndim != 2 || ids->shape[1] > t->cfg.context_length || ids->shape[1] < 1)
@@ -62,7 +63,7 @@ vlm_tensor *vlm_text_forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *
     // a pooled row: run the tower on ids[:, :Tlive] only. Same result, and
     // captions much shorter than the context (emoji names: ~8 of 32 tokens)
     // cost a fraction of the full context.
-    if (Tlive < T) {
+    if (Tlive < T && !all) {
         ids = vlm_op_contiguous(c, vlm_view_slice(c, ids, 1, 0, Tlive));
         if (!ids) return NULL;
         T = Tlive;
@@ -72,8 +73,23 @@ vlm_tensor *vlm_text_forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *
     if (T < t->cfg.context_length) pos = vlm_view_slice(c, pos, 0, 0, T);
     x = vlm_op_add(c, x, pos);
     x = vlm_transformer_forward(c, &t->tr, ps, x, NULL);
+    if (eot) *eot = idx;
+    if (tokens) { // every position through ln_final; the pooled rows are the EOT rows of it
+        *tokens = vlm_op_layernorm(c, x, vlm_params_get(ps, t->ln_final_w), vlm_params_get(ps, t->ln_final_b), 1e-5f);
+        return vlm_op_matmul(c, vlm_op_gather_rows(c, *tokens, idx), vlm_params_get(ps, t->proj));
+    }
     // ln_final is per row: normalise only the pooled rows. x: [B, T, W] -> [B, W]
     x = vlm_op_gather_rows(c, x, idx);
     x = vlm_op_layernorm(c, x, vlm_params_get(ps, t->ln_final_w), vlm_params_get(ps, t->ln_final_b), 1e-5f);
     return vlm_op_matmul(c, x, vlm_params_get(ps, t->proj));
+}
+
+vlm_tensor *vlm_text_forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *ps, vlm_tensor *ids) {
+    return forward(c, t, ps, ids, 0, NULL, NULL);
+}
+
+vlm_tensor *vlm_text_forward_tokens(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *ps, vlm_tensor *ids,
+                                    int all_positions, vlm_tensor **tokens, int32_t **eot) {
+    *tokens = NULL;
+    return forward(c, t, ps, ids, all_positions, tokens, eot);
 }

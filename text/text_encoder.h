@@ -22,5 +22,10 @@ void vlm_text_free(vlm_text_encoder *t);
 void vlm_text_init_weights(const vlm_text_encoder *t, vlm_params *ps, vlm_rng *rng);
 // ids: I32 [B, T] (T <= context_length) -> features [B, output_dim].
 vlm_tensor *vlm_text_forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *ps, vlm_tensor *ids);
+// The same, and *tokens = ln_final of every position [B, T', W] (T' = the
+// batch's last EOT + 1, or T with all_positions: prefixes being decoded have
+// no EOT yet) and *eot [B] (arena) each row's EOT position (CoCa).
+vlm_tensor *vlm_text_forward_tokens(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *ps, vlm_tensor *ids,
+                                    int all_positions, vlm_tensor **tokens, int32_t **eot);
 
 #endif

@@ -19,6 +19,7 @@ void vlm_pretrain_opts_default(vlm_pretrain_opts *o) {
     o->c.batch = 64, o->c.epochs = 1, o->c.warmup = 100, o->c.save_every = 200, o->c.log_every = 10;
     o->c.lr = 5e-4, o->c.wd = 0.2, o->c.beta2 = 0.98, o->c.eps = 1e-6;
     o->dtype = "auto", o->img_key = "filepath", o->cap_key = "title", o->model = NULL, o->sep = '\t';
+    o->caption_weight = 2;
     o->accum = 1, o->save_freq = 1, o->keep = 3, o->nsynth = 4096, o->cooldown_power = 1.0;
     vlm_decode_opts_default(&o->dec);
 }
@@ -88,6 +89,25 @@ static vlm_tensor *with_cached(vlm_ctx *c, vlm_tensor *f, const float *cache, in
     return vlm_op_concat(c, p, np, 0);
 }
 
+// CoCa's step (K = 1): the contrastive loss plus caption_weight times the
+// multimodal decoder's caption loss on the same forward pass.
+static vlm_tensor *coca_loss(vlm_ctx *c, vlm_clip *m, vlm_tensor *images, vlm_tensor *ids, const int32_t *groups,
+                             const vlm_clip_step_args *a, vlm_rng *pd) {
+    vlm_tensor *itok = NULL, *ttok = NULL;
+    int32_t *eot = NULL;
+    vlm_tensor *fi = vlm_clip_encode_image_tokens(c, m, images, pd, &itok);
+    if (a->ov) a->ov->boundary = c->tape;
+    vlm_tensor *ft = vlm_clip_encode_text_tokens(c, m, ids, 0, &ttok, &eot);
+    vlm_tensor *lc = vlm_clip_batch_loss(c, m, fi, ft, groups, a->siglip, a->dist);
+    if (!lc || !ttok) return NULL;
+    const int B = (int)ttok->shape[0], T = (int)ttok->shape[1], Tc = (int)ids->shape[1];
+    int32_t *cut = vlm_arena_alloc(&c->arena, sizeof(int32_t) * (size_t)B * T); // ids [B, T'] of [B, Tc]
+    if (!cut) return vlm_ctx_fail(c, VLM_ERR_OOM, "coca: arena out of memory");
+    for (int b = 0; b < B; b++) memcpy(cut + (size_t)b * T, (int32_t *)ids->data + (size_t)b * Tc, sizeof(int32_t) * (size_t)T);
+    vlm_tensor *cap = vlm_caption_loss(c, vlm_mm_forward(c, &m->dec, &m->ps, ttok, itok), cut, eot, B, T);
+    return vlm_op_add(c, lc, vlm_op_scale(c, cap, a->caption_weight));
+}
+
 vlm_status vlm_clip_train_step(vlm_ctx *c, vlm_clip *m, float *images, int32_t *ids, const int32_t *groups,
                                const vlm_clip_step_args *a, double *loss, vlm_error *err) {
     const int B = a->B, K = a->K, S = m->cfg.vision.image_size, T = m->cfg.text.context_length, E = m->cfg.embed_dim;
@@ -97,6 +117,15 @@ vlm_status vlm_clip_train_step(vlm_ctx *c, vlm_clip *m, float *images, int32_t *
         vlm_ctx_reset(c);
         vlm_rng pd;
         vlm_rng_init(&pd, a->seed, VLM_RNG_DROPOUT, (uint64_t)((a->step * K + j) * W + R));
+        if (m->has_dec && K == 1) {
+            vlm_tensor *l = coca_loss(c, m, wrap_images(c, images, B, S), wrap_ids(c, ids, B, T), groups, a, &pd);
+            if (!l || vlm_backward(c, l)) {
+                *err = c->err;
+                return c->status ? c->status : VLM_ERR_STATE;
+            }
+            *loss = vlm_f32(l)[0];
+            return VLM_OK;
+        }
         vlm_tensor *fi = vlm_clip_encode_image(c, m, wrap_images(c, images + (int64_t)j * B * 3 * S * S, B, S), &pd);
         if (a->ov) a->ov->boundary = c->tape; // the text tower's nodes come after this one
         vlm_tensor *ft = vlm_clip_encode_text(c, m, wrap_ids(c, ids + (int64_t)j * B * T, B, T));
@@ -197,7 +226,7 @@ static vlm_status task_step(void *user, vlm_trainer *t, double *loss, vlm_error 
     }
     vlm_group_ids(p->capptr, (int64_t)K * B * W, p->groups); // duplicate captions are not negatives
     vlm_clip_step_args a = {B, K, p->o->siglip, (uint64_t)p->o->c.seed, t->st.step, p->cache_i, p->cache_t, t->dist,
-                            t->cfg.overlap_early > 0 ? &t->overlap : NULL};
+                            t->cfg.overlap_early > 0 ? &t->overlap : NULL, (float)p->o->caption_weight};
     return vlm_clip_train_step(&p->c, &p->m, p->imgbuf, p->idbuf, p->groups, &a, loss, err);
 }
 
@@ -439,6 +468,7 @@ static vlm_status build_model(pretrain_task *p, vlm_error *err) {
         if ((st = vlm_clip_cfg_load(o->model ? o->model : "tiny", &cfg, err))) return st;
         cfg.siglip = o->siglip;
         if (o->patch_dropout > 0) cfg.vision.patch_dropout = (float)o->patch_dropout;
+        if (o->coca_layers > 0) cfg.coca_layers = (int)o->coca_layers, cfg.coca_heads = cfg.text.heads;
         if ((st = vlm_clip_init(&p->m, &cfg, err))) return st;
         p->have_model = 1;
         vlm_clip_init_weights(&p->m, (uint64_t)o->c.seed);
@@ -582,6 +612,8 @@ vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_
     if (st) return st;
     if (o->c.dist && o->c.dist->world > 1 && o->accum > 1)
         return vlm_errorf(err, VLM_ERR_ARG, "--accum-freq > 1 does not combine with mpirun yet (raise --batch-size or the ranks)");
+    if (o->coca_layers > 0 && o->accum > 1)
+        return vlm_errorf(err, VLM_ERR_ARG, "--coca does not combine with --accum-freq > 1 yet");
     if (o->pretrained_text && (o->pretrained || o->tokenizer))
         return vlm_errorf(err, VLM_ERR_ARG, "--pretrained-text brings the text tower and its tokenizer: it does not combine "
                           "with --pretrained or --tokenizer");

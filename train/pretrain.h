@@ -34,6 +34,7 @@ typedef struct {
     float *cache_i, *cache_t;
     vlm_dist *dist;
     vlm_grad_overlap *ov;
+    float caption_weight;    // CoCa (m->has_dec, K = 1): + caption_weight * caption loss
 } vlm_clip_step_args;
 vlm_status vlm_clip_train_step(vlm_ctx *c, vlm_clip *m, float *images, int32_t *ids, const int32_t *groups,
                                const vlm_clip_step_args *a, double *loss, vlm_error *err);
@@ -41,8 +42,10 @@ vlm_status vlm_clip_train_step(vlm_ctx *c, vlm_clip *m, float *images, int32_t *
 typedef struct {
     vlm_train_common c;
     const char *train, *val, *dtype, *img_key, *cap_key, *model, *tokenizer, *pretrained, *sched;
-    const char *cap_sep;
-    const char *pretrained_text; // a vlm lm model file: the text tower (and tokenizer) start from it // manifest: several captions per cell split at this (NULL: one)
+    const char *cap_sep;         // manifest: several captions per cell split at this (NULL: one)
+    const char *pretrained_text; // a vlm lm model file: the text tower (and tokenizer) start from it
+    long long coca_layers;       // > 0: CoCa, a multimodal text decoder of this many layers (--coca)
+    double caption_weight;       // CoCa: loss = contrastive + caption_weight * caption (default 2)
     char sep;
     long long accum, save_freq, keep, nsynth;
     double patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;

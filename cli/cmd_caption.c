@@ -1,0 +1,108 @@
+// `vlm caption --checkpoint C IMAGES...`: captions from a CoCa model's
+// multimodal decoder (vlm pretrain --coca), greedy or beam search.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli/cli.h"
+#include "cli/opts.h"
+#include "data/image.h"
+#include "data/transform.h"
+#include "fusion/checkpoint.h"
+#include "text/tokenizer.h"
+
+static const char *usage =
+    "usage: vlm caption --checkpoint C [options] IMAGE...\n"
+    "Captions images with a CoCa model (vlm pretrain --coca): the multimodal decoder continues SOT\n"
+    "until EOT, greedily or by beam search. Prints \"IMAGE<TAB>caption\" per image, or JSON lines.\n"
+    "  --beams K            beam search with K beams (default 1: greedy)\n"
+    "  --max-len N          tokens at most, SOT and EOT included (default: the context length)\n"
+    "  --length-penalty A   beams ranked by sum(log p) / length^A (default 0)\n"
+    "  --composite R,G,B    composite transparent images over this colour (emoji: 255,255,255)\n"
+    "  --json               one JSON object per image: image, caption, tokens\n";
+
+static void json_str(const char *s) {
+    putchar('"');
+    for (; *s; s++)
+        if (*s == '"' || *s == '\\') printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
+        else putchar(*s);
+    putchar('"');
+}
+
+int cmd_caption(int argc, char **argv) {
+    const char *ckpt = NULL;
+    long long beams = 1, max_len = 0;
+    double lp = 0;
+    int json = 0, pos;
+    vlm_decode_opts dec;
+    vlm_decode_opts_default(&dec);
+    vlm_error err = {0};
+    const cli_opt own[] = {
+        {"checkpoint", CLI_STR, &ckpt, 0, 0, NULL, NULL},
+        {"beams", CLI_INT, &beams, 1, 64, NULL, NULL},
+        {"max-len", CLI_INT, &max_len, 2, 4096, NULL, NULL},
+        {"length-penalty", CLI_FLT, &lp, 0, 10, NULL, NULL},
+        {"composite", CLI_FN, &dec, 0, 0, cli_fn_composite, NULL},
+        {"json", CLI_FLAG, &json, 0, 0, NULL, NULL},
+        CLI_END,
+    };
+    const cli_opt *tabs[] = {own};
+    int pr = cli_parse("caption", argc, argv, tabs, 1, &pos, &err);
+    if (pr) return cli_parse_exit(pr, "caption", usage, &err);
+    if (!ckpt) return cli_usagef("caption", "--checkpoint is required");
+    if (pos >= argc) return cli_usagef("caption", "no images given");
+    vlm_clip m;
+    char *merges = NULL;
+    if (vlm_ckpt_load_model(ckpt, &m, &merges, &err)) return cli_fail("caption", &err);
+    vlm_tokenizer tok;
+    int rc = 0, have_tok = 0;
+    if (!m.has_dec) rc = cli_usagef("caption", "%s is not a CoCa model (train one with vlm pretrain --coca L)", ckpt);
+    else if (!merges) rc = cli_usagef("caption", "%s carries no tokenizer", ckpt);
+    else if (vlm_tokenizer_init_from_memory(&tok, merges, strlen(merges), &err)) rc = cli_fail("caption", &err);
+    else have_tok = 1;
+    const int S = m.cfg.vision.image_size, ctx = m.cfg.text.context_length;
+    if (!max_len || max_len > ctx) max_len = ctx;
+    float *x = malloc(sizeof(float) * 3 * (size_t)S * S);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)max_len);
+    char *text = malloc(8192);
+    vlm_image img;
+    vlm_image_init(&img);
+    vlm_transform t;
+    vlm_transform_init(&t, S);
+    vlm_transform_scratch sc;
+    vlm_transform_scratch_init(&sc);
+    if (!rc && (!x || !ids || !text)) rc = cli_fail("caption", (vlm_errorf(&err, VLM_ERR_OOM, "out of memory"), &err));
+    int32_t ban[1];
+    for (int i = pos; !rc && i < argc; i++) {
+        vlm_seqdec_opts so;
+        vlm_seqdec_opts_default(&so, vlm_tokenizer_sot(&tok), vlm_tokenizer_eot(&tok), (int)max_len);
+        so.beams = (int)beams, so.length_penalty = (float)lp;
+        ban[0] = vlm_tokenizer_sot(&tok), so.banned = ban, so.n_banned = 1;
+        int len = 0;
+        vlm_status st = vlm_image_load(&img, argv[i], &dec, &err);
+        if (!st) st = vlm_transform_eval(&t, &img, x, &sc, &err);
+        if (!st) st = vlm_coca_caption(&m, x, &so, ids, &len, &err);
+        int body = len - 1 - (len > 1 && ids[len - 1] == vlm_tokenizer_eot(&tok));
+        if (!st) st = vlm_tokenizer_decode(&tok, ids + 1, body, text, 8192, NULL, &err);
+        if (st) {
+            rc = cli_fail("caption", &err);
+            break;
+        }
+        size_t tl = strlen(text);
+        while (tl && text[tl - 1] == ' ') text[--tl] = 0;
+        if (json) {
+            printf("{\"image\": ");
+            json_str(argv[i]);
+            printf(", \"caption\": ");
+            json_str(text);
+            printf(", \"tokens\": %d}\n", body);
+        } else
+            printf("%s\t%s\n", argv[i], text);
+    }
+    vlm_image_free(&img);
+    vlm_transform_scratch_free(&sc);
+    free(x), free(ids), free(text), free(merges);
+    if (have_tok) vlm_tokenizer_free(&tok);
+    vlm_clip_free(&m);
+    return rc;
+}
