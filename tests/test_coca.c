@@ -162,6 +162,50 @@ static void test_decoder(void) {
     vlm_params_free(&ps);
 }
 
+// The whole CoCa step (contrastive + 2 x caption) and every gradient.
+static void test_total(void) {
+    const int V = meta("V");
+    vlm_clip_cfg cfg = {.embed_dim = 8, .vision = {8, 4, 12, 1, 2, 48, 8, VLM_ACT_GELU, 0},
+                        .text = {7, V, 16, 2, 1, 64, 8, VLM_ACT_GELU}, .coca_layers = 1, .coca_heads = 2};
+    vlm_clip m;
+    vlm_error err = {0};
+    CHECK(vlm_clip_init(&m, &cfg, &err) == VLM_OK, "%s", err.msg);
+    for (int i = 0; i < m.ps.n; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "coca.%s", m.ps.p[i].name);
+        vlm_tensor *p = &m.ps.p[i].t;
+        CHECK(vlm_st_get(&F, name, VLM_F32, p->ndim, p->shape, p->data, &err) == VLM_OK, "%s", err.msg);
+    }
+    float *images = get("coca.image", 3 * 3 * 8 * 8);
+    int32_t ids[21], groups[3] = {0, 1, 2};
+    CHECK(vlm_st_get(&F, "coca.text", VLM_I32, 2, (int64_t[]){3, 7}, ids, &err) == VLM_OK, "%s", err.msg);
+    vlm_ctx c;
+    vlm_ctx_init(&c, 16u << 20, 0, &err);
+    c.grad_enabled = 1;
+    vlm_params_zero_grad(&m.ps);
+    vlm_clip_step_args a = {.B = 3, .K = 1, .caption_weight = 2};
+    double loss = 0;
+    CHECK(vlm_clip_train_step(&c, &m, images, ids, groups, &a, &loss, &err) == VLM_OK, "%s", err.msg);
+    float ref;
+    vlm_st_get(&F, "coca.total", VLM_F32, 1, (int64_t[]){1}, &ref, &err);
+    CHECK(fabs(loss - ref) < 1e-5 * fmax(1, ref), "CoCa total %.7f, PyTorch %.7f", loss, ref);
+    int compared = 0;
+    for (int i = 0; i < m.ps.n; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "coca.grad.%s", m.ps.p[i].name);
+        float *g = get(name, m.ps.p[i].numel);
+        double s, r = rel(m.ps.p[i].t.grad, g, m.ps.p[i].numel, &s);
+        CHECK(s > 0, "PyTorch's gradient of %s is all zero", m.ps.p[i].name);
+        CHECK(r < 1e-3, "grad %s differs by %.3g relative (max %.3g)", m.ps.p[i].name, r, s);
+        compared++;
+        free(g);
+    }
+    CHECK(compared > 40, "%d gradients compared", compared);
+    free(images);
+    vlm_ctx_free(&c);
+    vlm_clip_free(&m);
+}
+
 static void test_train_caption(void) {
     const char *dir = "test_coca_tmp";
     (void)!system("rm -rf test_coca_tmp && mkdir -p test_coca_tmp/sq");
@@ -229,6 +273,7 @@ int main(void) {
     CHECK(vlm_st_read(&F, tu_src("tests/fixtures/coca.safetensors"), &err) == VLM_OK, "%s", err.msg);
     test_xblock();
     test_decoder();
+    test_total();
     test_train_caption();
     vlm_st_free(&F);
     int rc = tu_done("test_coca");
