@@ -32,6 +32,7 @@ run_one() {
   [[ -f tests/fuzz/$short.dict ]] && dict=(-dict="tests/fuzz/$short.dict")
   [[ -f tests/fuzz/$short.options ]] && read -r -a extra <"tests/fuzz/$short.options" && dict+=("${extra[@]}")
   local rc=0
+  LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0" \
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
     TMPDIR=$(mktemp -d) ./build-fuzz/"$name" "$work" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
     -max_len=65536 -artifact_prefix="$crashes/" -print_final_stats=1 "${dict[@]}" >"$log" 2>&1 || rc=$?

@@ -16,6 +16,8 @@ mode="${1:-all}"
 bash scripts/deps.sh
 jobs=$(nproc)
 export OMP_WAIT_POLICY=PASSIVE
+# leaks inside system libraries (libxml2 under librsvg), not vlm's: tests/lsan.supp
+export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0"
 
 run_suite() { # builddir sanitize [ctest args...]
   local dir=$1 san=$2 mpi=OFF; shift 2
