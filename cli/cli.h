@@ -2,6 +2,7 @@
 #ifndef VLM_CLI_H
 #define VLM_CLI_H
 
+#include <stdio.h>
 #include "core/error.h"
 
 typedef int (*vlm_cmd_fn)(int argc, char **argv);
@@ -16,6 +17,9 @@ int cli_failf(const char *cmd, const char *fmt, ...) __attribute__((format(print
 int cli_parse_exit(int pr, const char *cmd, const char *usage, const vlm_error *err);
 // The same for a usage error (missing or conflicting flags): returns 2.
 int cli_usagef(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// Writes s as a JSON string literal (UTF-8 passes through; quotes,
+// backslashes and control bytes escaped).
+void cli_json_str(FILE *f, const char *s);
 
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

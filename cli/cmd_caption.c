@@ -45,15 +45,6 @@ static double word_f1(const char *pred, const char *ref) {
     return 2 * p * r / (p + r);
 }
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (; *s; s++)
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-        else putchar(*s);
-    putchar('"');
-}
-
 int cmd_caption(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL;
     long long beams = 1, max_len = 0, limit = 0;
@@ -140,12 +131,12 @@ int cmd_caption(int argc, char **argv) {
         }
         if (json) {
             printf("{\"image\": ");
-            json_str(name);
+            cli_json_str(stdout, name);
             printf(", \"caption\": ");
-            json_str(text);
+            cli_json_str(stdout, text);
             if (ref) {
                 printf(", \"reference\": ");
-                json_str(refbuf);
+                cli_json_str(stdout, refbuf);
             }
             printf(", \"tokens\": %d}\n", body);
         } else

@@ -113,20 +113,6 @@ static void query_color(int q, uint8_t c[3]) {
     for (int k = 0; k < 3; k++) c[k] = (uint8_t)lround(255 * rgb[i % 6][k]);
 }
 
-// JSON string literal of s (UTF-8 passes through; quotes, backslashes and
-// control bytes escaped).
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p == '\t') fputs("\\t", f);
-        else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 // The label "<query> 0.87" in at most max_w pixels: the query is cut (ending
 // in "..") when the whole label would not fit.
 static void make_label(char *buf, size_t cap, const char *query, double score, int max_w, int fscale) {
@@ -227,11 +213,11 @@ static int collect_queries(const popts *o, char **file_q, int n_file, char *clas
 
 static void print_json(const popts *o, const char **queries, const vlm_det_box *det, int n) {
     printf("{\"image\": ");
-    json_str(stdout, o->image);
+    cli_json_str(stdout, o->image);
     printf(", \"detections\": [");
     for (int i = 0; i < n; i++) {
         printf("%s{\"query\": ", i ? ", " : "");
-        json_str(stdout, queries[det[i].query]);
+        cli_json_str(stdout, queries[det[i].query]);
         printf(", \"category_id\": %d, \"score\": %.6f, \"bbox\": [%.2f, %.2f, %.2f, %.2f]}", det[i].query + 1,
                det[i].score, det[i].x, det[i].y, det[i].w, det[i].h);
     }

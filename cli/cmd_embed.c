@@ -188,16 +188,6 @@ static const char *search_usage =
     "model (recorded in the file) or --checkpoint. Prints one JSON line: query, results [{id, score}], ms.\n"
     "  --bench N --dim D    time queries against a random index of N vectors of D dims (no model needed)\n";
 
-static void json_string(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-        else putchar(*s);
-    }
-    putchar('"');
-}
-
 static int search_bench(long long n, long long dim, long long k) {
     vlm_index ix = {.n = n, .dim = (int)dim};
     vlm_error err = {0};
@@ -256,11 +246,11 @@ int cmd_search(int argc, char **argv) {
             double t1 = vlm_now();
             if (!st && !vlm_index_search(&ix, q, 1, (int)k, id, sc, &err)) {
                 printf("{\"query\": ");
-                json_string(text ? text : image);
+                cli_json_str(stdout, text ? text : image);
                 printf(", \"results\": [");
                 for (int i = 0; i < k; i++) {
                     printf("%s{\"id\": ", i ? ", " : "");
-                    json_string(ix.ids[id[i]]);
+                    cli_json_str(stdout, ix.ids[id[i]]);
                     printf(", \"score\": %.6f}", sc[i]);
                 }
                 printf("], \"embed_ms\": %.2f, \"search_ms\": %.3f}\n", 1e3 * (t1 - t0), 1e3 * (vlm_now() - t1));

@@ -212,12 +212,9 @@ static int lm_sample(int argc, char **argv) {
         size_t tl = strlen(text);
         while (tl && text[tl - 1] == ' ') text[--tl] = 0;
         if (json) {
-            printf("{\"seed\": %lld, \"tokens\": %d, \"text\": \"", seed + k, body - np);
-            for (const char *c = text; *c; c++)
-                if (*c == '"' || *c == '\\') printf("\\%c", *c);
-                else if ((unsigned char)*c < 0x20) printf("\\u%04x", *c);
-                else putchar(*c);
-            printf("\"}\n");
+            printf("{\"seed\": %lld, \"tokens\": %d, \"text\": ", seed + k, body - np);
+            cli_json_str(stdout, text);
+            printf("}\n");
         } else
             printf("%s\n", text);
     }

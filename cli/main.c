@@ -60,6 +60,18 @@ int cli_failf(const char *cmd, const char *fmt, ...) {
     return 1;
 }
 
+void cli_json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p == '\n') fputs("\\n", f);
+        else if (*p == '\t') fputs("\\t", f);
+        else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
 int cli_usagef(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -28,11 +28,10 @@ static float *get(const char *name, int64_t n) {
     return p;
 }
 
+// max |a - b| / max |b|, and *scale = max |b| (the reference's size)
 static double rel(const float *a, const float *b, int64_t n, double *scale) {
-    double d = 0, s = 0;
-    for (int64_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i])), s = fmax(s, fabs((double)b[i]));
-    *scale = s;
-    return d / (s > 0 ? s : 1);
+    *scale = tu_max_abs(b, (long)n);
+    return tu_rel_err(a, b, (long)n, 1e-30);
 }
 
 // Decoder of `layers` layers with the fixture's sizes, parameters named

@@ -276,8 +276,9 @@ static void test_pretrained_text(void) {
             continue;
         }
         int64_t n = m.ps.p[i].numel < lm.ps.p[j].numel ? m.ps.p[i].numel : lm.ps.p[j].numel;
+        const float *a = vlm_f32(&m.ps.p[i].t), *b = vlm_f32(&lm.ps.p[j].t);
         double d = 0;
-        for (int64_t k = 0; k < n; k++) d = fmax(d, fabs(m.ps.p[i].t.data ? ((float *)m.ps.p[i].t.data)[k] - ((float *)lm.ps.p[j].t.data)[k] : 1));
+        for (int64_t k = 0; k < n; k++) d = fmax(d, fabs((double)a[k] - b[k]));
         CHECK(d < 1e-6, "%s differs from the language model's by %g", m.ps.p[i].name, d);
         same++;
     }

@@ -293,19 +293,14 @@ vlm_status vlm_lm_load(const char *path, vlm_lm *m, char **tok, vlm_error *err) 
                         fmt ? fmt : "none");
     if (!st) st = cfg_parse(cj, path, &cfg, err);
     if (!st) st = vlm_lm_init(m, &cfg, err);
-    for (int i = 0; !st && i < m->ps.n; i++) {
+    vlm_status gs = VLM_OK; // reading the tensors (their errors get the path)
+    if (!st && is_state) // one flat "params" buffer in store order
+        gs = vlm_st_get(&f, "params", VLM_F32, 1, (int64_t[]){m->ps.total}, m->ps.data, err);
+    for (int i = 0; !st && !gs && !is_state && i < m->ps.n; i++) {
         vlm_tensor *p = &m->ps.p[i].t;
-        if (is_state) { // one flat "params" buffer in store order
-            const vlm_st_entry *e = vlm_st_find(&f, "params");
-            if (!e || e->dtype != VLM_F32 || e->ndim != 1 || e->shape[0] != m->ps.total) {
-                st = vlm_errorf(err, VLM_ERR_FORMAT, "%s: \"params\" missing or not %" PRId64 " floats", path, m->ps.total);
-                break;
-            }
-            memcpy(m->ps.data, vlm_st_data(&f, e), sizeof(float) * (size_t)m->ps.total);
-            break;
-        }
-        st = vlm_st_get(&f, m->ps.p[i].name, VLM_F32, p->ndim, p->shape, p->data, err);
+        gs = vlm_st_get(&f, m->ps.p[i].name, VLM_F32, p->ndim, p->shape, p->data, err);
     }
+    if (gs) st = vlm_error_prefix(err, "%s", path);
     if (!st && tok) {
         const char *t = vlm_st_meta(&f, "tokenizer");
         if (t && !(*tok = strdup(t))) st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", path);
