@@ -6,6 +6,8 @@
 # line: caption_exact, caption_f1 (the better decoding), i2t_r1 (CoCa),
 # clip_only_i2t_r1, minutes (both runs).
 # usage: bench/coca.sh       MINUTES=30 LAYERS=3 BEAMS=3 bench/coca.sh
+#        PARALLEL=1: the two runs at the same time, one core (OMP thread, decode
+#        worker) each, so both see the same machine for the same minutes
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-30}
@@ -19,9 +21,15 @@ bash data/get-emoji.sh data/emoji >/dev/null
 export OMP_WAIT_POLICY=PASSIVE
 common=(--train-data data/emoji/train.tsv --val-data data/emoji/val_twitter.tsv --model tiny --batch-size 64
         --max-minutes "$MINUTES" --time-schedule --lr 1e-3 --warmup 50 --wd 0.1 --composite 255,255,255
-        --precision "${PRECISION:-amp_bf16}" --workers 2 --logs "$LOGS" --log-every 50)
-build/vlm pretrain "${common[@]}" --coca "$LAYERS" --name "coca-${MINUTES}m" > "$LOGS.coca.json"
-build/vlm pretrain "${common[@]}" --name "clip-only-${MINUTES}m" > "$LOGS.clip-only.json"
+        --precision "${PRECISION:-amp_bf16}" --logs "$LOGS" --log-every 50)
+if [[ ${PARALLEL:-0} == 1 ]]; then
+  OMP_NUM_THREADS=1 build/vlm pretrain "${common[@]}" --workers 1 --coca "$LAYERS" --name "coca-${MINUTES}m" > "$LOGS.coca.json" &
+  OMP_NUM_THREADS=1 build/vlm pretrain "${common[@]}" --workers 1 --name "clip-only-${MINUTES}m" > "$LOGS.clip-only.json" &
+  wait %1 && wait %2
+else
+  build/vlm pretrain "${common[@]}" --workers 2 --coca "$LAYERS" --name "coca-${MINUTES}m" > "$LOGS.coca.json"
+  build/vlm pretrain "${common[@]}" --workers 2 --name "clip-only-${MINUTES}m" > "$LOGS.clip-only.json"
+fi
 C=$LOGS/coca-${MINUTES}m/checkpoints/epoch_latest.safetensors
 best_exact=0 best_f1=0
 for b in 1 "$BEAMS"; do

@@ -6,6 +6,11 @@
 # unseen_top1, unseen_top5, categories_top1, twitter_i2t_r1, minutes, checkpoint.
 # usage: bench/corpus-zeroshot.sh     MINUTES=60 MODEL=tiny BATCH=256 PRECISION=amp_bf16 bench/corpus-zeroshot.sh
 #        TRAIN=emoji uses data/emoji/train.tsv instead (the emoji-only recipe, same settings)
+#        LM_MINUTES=M: first a causal language model of the text tower on WordNet
+#          (data/get-text.sh) for M of the MINUTES, then the CLIP from it
+#          (--pretrained-text) for the rest; minutes counts both
+#        THREADS=N: N OpenMP threads and N decode workers (default: all cores, 2 workers)
+#        PREP=0: skip building, fetching and the leak check (bench/pretrained-text.sh does them once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-60}
@@ -17,29 +22,44 @@ PD=${PATCH_DROPOUT:-0}
 LOSS=${LOSS:-clip}
 TRAIN=${TRAIN:-corpus}
 LOGS=${LOGS:-runs}
-RUN=${RUN:-$TRAIN-zeroshot-${MINUTES}m}
-bash scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-bash data/get-emoji.sh data/emoji >/dev/null
-if [[ $TRAIN == corpus ]]; then
-  bash data/get-corpus.sh data/corpus > "$LOGS.corpus-stats.json"
-  DATA=$(cat data/corpus/shards.txt)
-  bash scripts/check-corpus.sh "$DATA" data/emoji/unseen.tsv > "$LOGS.corpus-check.json"
-else
-  DATA=data/emoji/train.tsv
+LM_MINUTES=${LM_MINUTES:-0}
+RUN=${RUN:-$TRAIN-zeroshot-${MINUTES}m$( ((LM_MINUTES > 0)) && echo "-lm${LM_MINUTES}m")}
+if [[ ${PREP:-1} == 1 ]]; then
+  bash scripts/deps.sh
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build -j"$(nproc)" >/dev/null
+  bash data/get-emoji.sh data/emoji >/dev/null
+  ((LM_MINUTES > 0)) && bash data/get-text.sh data/text >/dev/null
+  if [[ $TRAIN == corpus ]]; then
+    bash data/get-corpus.sh data/corpus > "$LOGS.corpus-stats.json"
+    bash scripts/check-corpus.sh "$(cat data/corpus/shards.txt)" data/emoji/unseen.tsv > "$LOGS.corpus-check.json"
+  fi
 fi
+if [[ $TRAIN == corpus ]]; then DATA=$(cat data/corpus/shards.txt); else DATA=data/emoji/train.tsv; fi
 export OMP_WAIT_POLICY=PASSIVE
+WORKERS=2
+[[ -n ${THREADS:-} ]] && export OMP_NUM_THREADS=$THREADS && WORKERS=$THREADS
 t0=$(date +%s)
+CLIP_MINUTES=$MINUTES TEXT=()
+if ((LM_MINUTES > 0)); then
+  # The text tower first learns English from WordNet (bench/lm.sh's settings:
+  # the tiny tower, context 32 as the CLIP's), then the CLIP starts from it.
+  build/vlm lm train --train-data data/text/train.txt --val-data data/text/heldout.txt --objective clm --model "$MODEL" \
+    --context 32 --batch-size 128 --lr 1e-3 --warmup 300 --wd 0.1 --max-minutes "$LM_MINUTES" --time-schedule \
+    --precision "$PRECISION" --logs "$LOGS" --name "$RUN-text" --log-every 100 > "$LOGS.$RUN.lm.json"
+  CLIP_MINUTES=$(awk -v a="$MINUTES" -v b="$(tail -n 1 "$LOGS.$RUN.lm.json" | grep -o '"minutes": [^,}]*' | sed 's/.*: //')" \
+    'BEGIN { printf "%.2f", a - b }')
+  TEXT=(--pretrained-text "$LOGS/$RUN-text/checkpoints/epoch_latest.safetensors")
+fi
 # The CLIP loss (duplicate captions in a batch are not negatives: the corpus
 # has few distinct Fashion-MNIST captions; LOSS=siglip for SigLIP, which sat
 # at its trivial solution for the first 650 steps at LR 2e-3), the
 # RandomResizedCrop augmentation of the trainer, one of each sample's captions
 # drawn per epoch, bf16 autocast, a cosine over the time budget;
 # PATCH_DROPOUT=P for FLIP's patch dropout.
-build/vlm pretrain --train-data "$DATA" --val-data data/emoji/val_twitter.tsv --model "$MODEL" \
-  --batch-size "$BATCH" --max-minutes "$MINUTES" --time-schedule --lr "$LR" --warmup 300 --wd 0.1 \
-  $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 --workers 2 \
+build/vlm pretrain --train-data "$DATA" --val-data data/emoji/val_twitter.tsv --model "$MODEL" "${TEXT[@]}" \
+  --batch-size "$BATCH" --max-minutes "$CLIP_MINUTES" --time-schedule --lr "$LR" --warmup 300 --wd 0.1 \
+  $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 --workers "$WORKERS" \
   --logs "$LOGS" --name "$RUN" --save-every-steps 500 --log-every 50 > "$LOGS.$RUN.pretrain.json"
 CKPT="$LOGS/$RUN/checkpoints/epoch_latest.safetensors"
 zs() { build/vlm zeroshot --clip "$CKPT" --data "$1" --classnames "$2" --templates "$3" --composite 255,255,255 --json | tail -n 1; }
@@ -50,6 +70,9 @@ jget() { tail -n 1 "$2" | grep -o "\"$1\": [^,}]*" | head -n 1 | sed 's/.*: //; 
 P="$LOGS.$RUN.pretrain.json" U="$LOGS.$RUN.unseen.json" C="$LOGS.$RUN.categories.json"
 printf '{"train": "%s", "model": "%s", "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
   "$TRAIN" "$MODEL" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
-printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "minutes": %s, ' \
-  "$(jget i2t_r1 "$P")" "$(jget i2t_r5 "$P")" "$(jget t2i_r1 "$P")" "$(jget steps "$P")" "$(jget pairs_seen "$P")" "$(jget minutes "$P")"
+lm_min=0
+((LM_MINUTES > 0)) && lm_min=$(jget minutes "$LOGS.$RUN.lm.json")
+printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "lm_minutes": %s, "minutes": %s, ' \
+  "$(jget i2t_r1 "$P")" "$(jget i2t_r5 "$P")" "$(jget t2i_r1 "$P")" "$(jget steps "$P")" "$(jget pairs_seen "$P")" "$lm_min" \
+  "$(awk -v a="$(jget minutes "$P")" -v b="$lm_min" 'BEGIN { printf "%.1f", a + b }')"
 printf '"total_minutes": %s, "checkpoint": "%s"}\n' "$(( (t1 - t0 + 30) / 60 ))" "$CKPT"

@@ -8,7 +8,10 @@ standard library; deterministic (sorted inputs, fixed tar metadata); a shard
 that already exists is not written again, so an interrupted build resumes.
 
 usage: corpus.py OUT ICONIFY_DIR EMOJI_DIR EMOJILIB_JSON CLDR_JSON FMNIST_DIR
-       [--icons-per-set N] [--emoji-repeat R] [--shard-size N]
+       [--icons-per-set N] [--emoji-repeat R] [--shard-size N] [--countries ISO_3166_1_JSON]
+
+The captions' version is VERSION: a build of another version is thrown away
+and made again rather than resumed (its shards would mix two caption sets).
 """
 import argparse
 import hashlib
@@ -21,6 +24,10 @@ import sys
 import tarfile
 import zlib
 import gzip
+
+# 1: names, aliases, categories; 2: camel-case categories split ("MoneyShopping"),
+# flag sets captioned with country names, logo sets with "logo".
+VERSION = 2
 
 # Style words that name how an icon is drawn, not what it shows.
 STYLE = set("""outline outlined outlines fill filled solid line lines linear bold light thin duotone twotone
@@ -38,17 +45,25 @@ def article(phrase):
     return "an" if phrase[:1] in "aeiou" else "a"
 
 
-def icon_captions(name, aliases, cats):
+def icon_captions(name, aliases, cats, kind=None, countries=None):
+    """Captions of one icon; kind is what its whole set draws ("flag", "logo"):
+    an icon named 'jp' in a flag set is the flag of Japan."""
     w = words_of(name)
     if not w:
         return []
     phrase = " ".join(w)
     caps = [phrase, f"an icon of {article(phrase)} {phrase}", f"{article(phrase)} {phrase} icon"]
+    if kind == "flag":
+        country = (countries or {}).get(w[0], phrase) if len(w[0]) == 2 else phrase
+        caps += [f"flag of {country}", f"the {country} flag", f"{country}, flags"]
+    elif kind == "logo":
+        caps.append(f"{phrase} logo")
     for a in aliases:
         aw = " ".join(words_of(a))
         if aw and aw != phrase:
             caps.append(f"{phrase}, {aw}")
     for c in cats:
+        c = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", c)  # "MoneyShopping" -> "Money Shopping"
         cw = re.sub(r"\s*[/+&]\s*", ", ", c.lower()).strip()
         if cw:
             caps.append(f"{phrase}, {cw}")
@@ -77,12 +92,27 @@ def svg_of(name, icon, dw, dh):
             f'width="{w}" height="{h}" viewBox="{left} {top} {w} {h}">{body}</svg>').encode()
 
 
-def iconify_samples(root, per_set):
+# What a whole set draws, from its iconify category.
+SET_KIND = {"Flags": "flag", "Logos": "logo"}
+
+
+def load_countries(path):
+    """ISO 3166-1 alpha-2 code (lower case) -> common name, lower case (Debian iso-codes)."""
+    if not path or not os.path.isfile(path):
+        return {}
+    out = {}
+    for c in json.load(open(path, encoding="utf-8"))["3166-1"]:
+        out[c["alpha_2"].lower()] = c.get("common_name", c["name"]).lower()
+    return out
+
+
+def iconify_samples(root, per_set, countries):
     """(source, set, key, ext, bytes, captions) for every icon outside the Emoji category."""
     coll = json.load(open(os.path.join(root, "collections.json"), encoding="utf-8"))
     for prefix in sorted(coll):
         if coll[prefix].get("category") == "Emoji":
             continue  # no emoji image of any style enters through iconify
+        kind = SET_KIND.get(coll[prefix].get("category"))
         path = os.path.join(root, "json", prefix + ".json")
         if not os.path.isfile(path):
             continue
@@ -103,7 +133,7 @@ def iconify_samples(root, per_set):
             icon = d["icons"][n]
             if icon.get("hidden") or "body" not in icon:
                 continue
-            caps = icon_captions(n, sorted(aliases.get(n, [])), sorted(cats.get(n, [])))
+            caps = icon_captions(n, sorted(aliases.get(n, [])), sorted(cats.get(n, [])), kind, countries)
             if caps:
                 yield ("iconify", prefix, f"{prefix}:{n}", "svg", svg_of(f"{prefix}:{n}", icon, dw, dh), caps)
 
@@ -173,6 +203,25 @@ def add(tar, name, data):
     tar.addfile(ti, io.BytesIO(data))
 
 
+def start_version(out):
+    """Resume only a build of this VERSION: another version's shards are removed."""
+    vf = os.path.join(out, "VERSION")
+    old = open(vf).read().strip() if os.path.exists(vf) else None
+    if old != str(VERSION):
+        removed = 0
+        for sub in ("raw", "shards"):
+            d = os.path.join(out, sub)
+            for f in (os.listdir(d) if os.path.isdir(d) else []):
+                if f.endswith(".tar") or f.endswith(".tmp"):
+                    os.remove(os.path.join(d, f))
+                    removed += 1
+        if removed:
+            print(f"corpus: captions version {old or 1} -> {VERSION}: building again", file=sys.stderr)
+        with open(vf + ".tmp", "w") as f:
+            f.write(f"{VERSION}\n")
+        os.rename(vf + ".tmp", vf)
+
+
 def main():
     ap = argparse.ArgumentParser()
     for a in ("out", "iconify", "emoji", "emojilib", "cldr", "fmnist"):
@@ -181,13 +230,16 @@ def main():
     ap.add_argument("--emoji-repeat", type=int, default=3)
     ap.add_argument("--shard-size", type=int, default=5000)
     ap.add_argument("--exclude", help="file of image paths to leave out (one per line)")
+    ap.add_argument("--countries", default="/usr/share/iso-codes/json/iso_3166-1.json",
+                    help="ISO 3166-1 JSON (Debian iso-codes): names for the flag sets' country codes")
     args = ap.parse_args()
+    start_version(args.out)
     exclude = set()
     if args.exclude:
         exclude = {os.path.realpath(l.rstrip("\n")) for l in open(args.exclude, encoding="utf-8") if l.strip()}
     raw = os.path.join(args.out, "raw")
     os.makedirs(raw, exist_ok=True)
-    sources = [iconify_samples(args.iconify, args.icons_per_set),
+    sources = [iconify_samples(args.iconify, args.icons_per_set, load_countries(args.countries)),
                emoji_samples(args.emoji, args.emojilib, args.cldr, args.emoji_repeat, exclude),
                fashion_samples(args.fmnist)]
     stats = {}
@@ -236,7 +288,7 @@ def main():
     os.rename(os.path.join(args.out, "manifest.tsv.tmp"), os.path.join(args.out, "manifest.tsv"))
     out = {"samples": k, "pairs": sum(s["pairs"] for s in stats.values()), "distinct_images": len(images),
            "distinct_captions": len(captions), "distinct_words": len(words), "shards": shard + 1 if k else 0,
-           "emoji_repeat": args.emoji_repeat, "excluded_heldout_twins": len(exclude), "per_source": {}}
+           "version": VERSION, "emoji_repeat": args.emoji_repeat, "excluded_heldout_twins": len(exclude), "per_source": {}}
     for src, s in stats.items():
         out["per_source"][src] = {"samples": s["samples"], "pairs": s["pairs"], "distinct_images": s["images"],
                                   "distinct_captions": len(s["captions"]), "distinct_words": len(s["words"])}

@@ -16,7 +16,8 @@ fail() { echo "test_corpus: FAILED: $*" >&2; exit 1; }
 # ---- fixtures
 mkdir -p "$T/iconify/json" "$T/emoji/img/apple/64" "$T/emoji/img/twitter/64" "$T/fm"
 cat > "$T/iconify/collections.json" <<'EOF'
-{"animals": {"name": "Animals", "category": "Thematic"}, "emo": {"name": "Emo", "category": "Emoji"}}
+{"animals": {"name": "Animals", "category": "Thematic"}, "emo": {"name": "Emo", "category": "Emoji"},
+ "flags": {"name": "Flags", "category": "Flags"}}
 EOF
 cat > "$T/iconify/json/animals.json" <<'EOF'
 {"prefix": "animals", "width": 24, "height": 24,
@@ -25,7 +26,10 @@ cat > "$T/iconify/json/animals.json" <<'EOF'
            "bad-box": {"body": "<path d='M0 0L"},
            "wide-bus": {"body": "<rect width='48' height='24' fill='#36c'/>", "width": 48}},
  "aliases": {"kitty": {"parent": "cat"}, "flipped-cat": {"parent": "cat", "hFlip": true}},
- "categories": {"Animal / Pet": ["cat", "dog-outline"]}}
+ "categories": {"Animal / Pet": ["cat", "dog-outline"], "HomeAnimals": ["cat"]}}
+EOF
+cat > "$T/iconify/json/flags.json" <<'EOF'
+{"prefix": "flags", "icons": {"jp-4x3": {"body": "<circle cx='8' cy='8' r='4' fill='#c00'/>"}}}
 EOF
 cat > "$T/iconify/json/emo.json" <<'EOF'
 {"prefix": "emo", "icons": {"smile": {"body": "<circle cx='8' cy='8' r='6'/>"}}}
@@ -62,9 +66,9 @@ build() { # build DIR
 build "$T/c1"
 c=$T/c1
 cat "$c.log" >&2
-# raw samples: 4 icons (emoji set left out) + 2 emoji x 2 copies (the twin left
-# out) + 2 Fashion-MNIST = 10; the broken SVG is skipped when drawn: 9 in shards
-grep -q '"samples": 10' "$c/stats.json" || fail "stats.json: $(cat "$c/stats.json")"
+# raw samples: 5 icons (emoji set left out) + 2 emoji x 2 copies (the twin left
+# out) + 2 Fashion-MNIST = 11; the broken SVG is skipped when drawn: 10 in shards
+grep -q '"samples": 11' "$c/stats.json" || fail "stats.json: $(cat "$c/stats.json")"
 grep -q '"excluded_heldout_twins": 1' "$c/stats.json" || fail "twin not excluded: $(cat "$c/stats.json")"
 [[ $(wc -l < "$c/exclude.txt") == 1 ]] && grep -q "1f1e9-1f1ec.png" "$c/exclude.txt" || fail "exclude.txt: $(cat "$c/exclude.txt")"
 grep -q "skipped 1 unreadable" "$c.log" && grep -q "bad-box" "$c/manifest.tsv" || fail "broken SVG not reported"
@@ -72,13 +76,17 @@ grep -q "skipped 1 unreadable" "$c.log" && grep -q "bad-box" "$c/manifest.tsv" |
 spec=$(cat "$c/shards.txt")
 [[ $spec == "$c/shards/{000000..000002}.tar" ]] || fail "shards.txt: $spec"
 "$VLM" data stats "$spec" > "$T/stats.txt" || fail "vlm data stats"
-grep -q "samples: 9" "$T/stats.txt" || { cat "$T/stats.txt" >&2; fail "9 samples expected"; }
+grep -q "samples: 10" "$T/stats.txt" || { cat "$T/stats.txt" >&2; fail "10 samples expected"; }
 # several captions per image, one per line: names, aliases, categories, keywords
 mkdir "$T/x" && tar -xf "$c/shards/000000.tar" -C "$T/x"
 cat_txt=$(grep -lx "cat" "$T"/x/*.txt) || fail "no caption 'cat' in shard 0"
 grep -qx "cat, kitty" "$cat_txt" && grep -qx "cat, animal, pet" "$cat_txt" && grep -qx "an icon of a cat" "$cat_txt" &&
+  grep -qx "cat, home animals" "$cat_txt" &&
   ! grep -q "flipped" "$cat_txt" || fail "cat captions: $(cat "$cat_txt")"
 grep -qx "dog" "$T"/x/*.txt || fail "style word kept in 'dog-outline'"
+# a flag set's icon named by a country code is captioned with the country (Debian iso-codes)
+grep -q "flags:jp-4x3	jp 4x3 || .* || flag of japan || the japan flag || japan, flags" "$c/manifest.tsv" ||
+  fail "flag captions: $(grep flags: "$c/manifest.tsv")"
 [[ -f ${cat_txt%.txt}.png ]] || fail "no PNG beside $cat_txt"
 grep -q "grinning face: face, smile, grin ||" "$c/manifest.tsv" || fail "emoji keywords missing: $(grep grinning "$c/manifest.tsv")"
 tar -tf "$c/shards/000000.tar" | grep -q "svg$" && fail "SVG left in the shards (not rasterised)"
@@ -97,4 +105,10 @@ for f in "$c"/shards/*.tar; do cmp -s "$f" "$T/c2/shards/$(basename "$f")" || fa
 rm "$T/c2/shards/000001.tar"
 build "$T/c2"
 for f in "$c"/shards/*.tar; do cmp -s "$f" "$T/c2/shards/$(basename "$f")" || fail "$(basename "$f") differs after resume"; done
+# a build of other captions is made again, not resumed
+echo 1 > "$T/c2/VERSION"
+printf 'stale' > "$T/c2/shards/000002.tar"
+build "$T/c2"
+grep -q "building again" "$T/c2.log" || fail "old version not reported: $(cat "$T/c2.log")"
+for f in "$c"/shards/*.tar; do cmp -s "$f" "$T/c2/shards/$(basename "$f")" || fail "$(basename "$f") differs after a version change"; done
 echo "test_corpus: all checks passed"
