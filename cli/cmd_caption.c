@@ -45,6 +45,21 @@ static double word_f1(const char *pred, const char *ref) {
     return 2 * p * r / (p + r);
 }
 
+// The reference as the tokenizer renders it (encode then decode: lower case,
+// cleaned whitespace, punctuation split off as its own word: "Timor-Leste" ->
+// "timor - leste"), so exact match and F1 compare like with like.
+static vlm_status ref_as_decoded(vlm_tokenizer *tok, const char *ref, size_t len, char *out, size_t cap,
+                                 vlm_error *err) {
+    int32_t ids[256];
+    int n = 0;
+    vlm_status st = vlm_tokenizer_encode(tok, ref, len, ids, 256, &n, err);
+    if (!st) st = vlm_tokenizer_decode(tok, ids, n < 256 ? n : 256, out, cap, NULL, err);
+    if (st) return st;
+    size_t l = strlen(out);
+    while (l && out[l - 1] == ' ') out[--l] = 0;
+    return VLM_OK;
+}
+
 int cmd_caption(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL;
     long long beams = 1, max_len = 0, limit = 0;
@@ -125,7 +140,10 @@ int cmd_caption(int argc, char **argv) {
         char refbuf[512];
         if (ref) {
             const char *r0 = vlm_caption_pick(ref, 0, &rl);
-            snprintf(refbuf, sizeof refbuf, "%.*s", (int)rl, r0);
+            if ((st = ref_as_decoded(&tok, r0, rl, refbuf, sizeof refbuf, &err))) {
+                rc = cli_fail("caption", &err);
+                break;
+            }
             sum_exact += !strcmp(text, refbuf);
             sum_f1 += word_f1(text, refbuf);
         }

@@ -257,6 +257,19 @@ static void test_train_caption(void) {
         }
     }
     CHECK(exact[0] >= 12 && exact[1] >= 12, "exact captions: greedy %d, beam %d of %d", exact[0], exact[1], n);
+    // vlm caption --data scores against the references as the tokenizer
+    // renders them: upper-case references ("A RED SQUARE") still match.
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "awk -F'\\t' 'BEGIN { OFS = FS } NR > 1 { $2 = toupper($2) } 1' test_coca_tmp/sq/train.tsv "
+             "> test_coca_tmp/sq/upper.tsv && %s/vlm caption --checkpoint %s --data test_coca_tmp/sq/upper.tsv --limit %d "
+             "--json > test_coca_tmp/cap.jsonl", VLM_BINARY_DIR, r.checkpoint, n);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    char line[4096] = "", last[4096] = "";
+    FILE *f = fopen("test_coca_tmp/cap.jsonl", "r");
+    while (f && fgets(line, sizeof line, f)) snprintf(last, sizeof last, "%s", line);
+    if (f) fclose(f);
+    const char *e = strstr(last, "\"caption_exact\": ");
+    CHECK(e && atof(e + 17) * n >= 12 - 1e-9, "vlm caption --data: %s", last);
     free(x);
     vlm_image_free(&img);
     vlm_sample_free(&smp);
