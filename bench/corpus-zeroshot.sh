@@ -40,15 +40,16 @@ export OMP_WAIT_POLICY=PASSIVE
 WORKERS=2
 [[ -n ${THREADS:-} ]] && export OMP_NUM_THREADS=$THREADS && WORKERS=$THREADS
 t0=$(date +%s)
-CLIP_MINUTES=$MINUTES TEXT=()
+jget() { tail -n 1 "$2" | grep -o "\"$1\": [^,}]*" | head -n 1 | sed 's/.*: //; s/"//g'; }
+CLIP_MINUTES=$MINUTES TEXT=() lm_min=0
 if ((LM_MINUTES > 0)); then
   # The text tower first learns English from WordNet (bench/lm.sh's settings:
   # the tiny tower, context 32 as the CLIP's), then the CLIP starts from it.
   build/vlm lm train --train-data data/text/train.txt --val-data data/text/heldout.txt --objective clm --model "$MODEL" \
     --context 32 --batch-size 128 --lr 1e-3 --warmup 300 --wd 0.1 --max-minutes "$LM_MINUTES" --time-schedule \
     --precision "$PRECISION" --logs "$LOGS" --name "$RUN-text" --log-every 100 > "$LOGS.$RUN.lm.json"
-  CLIP_MINUTES=$(awk -v a="$MINUTES" -v b="$(tail -n 1 "$LOGS.$RUN.lm.json" | grep -o '"minutes": [^,}]*' | sed 's/.*: //')" \
-    'BEGIN { printf "%.2f", a - b }')
+  lm_min=$(jget minutes "$LOGS.$RUN.lm.json")
+  CLIP_MINUTES=$(awk -v a="$MINUTES" -v b="$lm_min" 'BEGIN { printf "%.2f", a - b }')
   TEXT=(--pretrained-text "$LOGS/$RUN-text/checkpoints/epoch_latest.safetensors")
 fi
 # The CLIP loss (duplicate captions in a batch are not negatives: the corpus
@@ -66,12 +67,9 @@ zs() { build/vlm zeroshot --clip "$CKPT" --data "$1" --classnames "$2" --templat
 zs data/emoji/unseen.tsv data/emoji/unseen_classnames.txt emoji > "$LOGS.$RUN.unseen.json"
 zs data/emoji/categories.tsv data/emoji/category_classnames.txt emoji > "$LOGS.$RUN.categories.json"
 t1=$(date +%s)
-jget() { tail -n 1 "$2" | grep -o "\"$1\": [^,}]*" | head -n 1 | sed 's/.*: //; s/"//g'; }
 P="$LOGS.$RUN.pretrain.json" U="$LOGS.$RUN.unseen.json" C="$LOGS.$RUN.categories.json"
 printf '{"train": "%s", "model": "%s", "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
   "$TRAIN" "$MODEL" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
-lm_min=0
-((LM_MINUTES > 0)) && lm_min=$(jget minutes "$LOGS.$RUN.lm.json")
 printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "lm_minutes": %s, "minutes": %s, ' \
   "$(jget i2t_r1 "$P")" "$(jget i2t_r5 "$P")" "$(jget t2i_r1 "$P")" "$(jget steps "$P")" "$(jget pairs_seen "$P")" "$lm_min" \
   "$(awk -v a="$(jget minutes "$P")" -v b="$lm_min" 'BEGIN { printf "%.1f", a + b }')"
