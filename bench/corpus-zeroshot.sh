@@ -10,7 +10,8 @@
 #          (data/get-text.sh) for M of the MINUTES, then the CLIP from it
 #          (--pretrained-text) for the rest; minutes counts both
 #        THREADS=N: N OpenMP threads and N decode workers (default: all cores, 2 workers)
-#        PREP=0: skip building, fetching and the leak check (bench/pretrained-text.sh does them once)
+#        PREP=0: skip building, fetching and the leak check; PREP=only: do them and stop
+#          (bench/pretrained-text.sh prepares once, then runs two arms with PREP=0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-60}
@@ -24,7 +25,7 @@ TRAIN=${TRAIN:-corpus}
 LOGS=${LOGS:-runs}
 LM_MINUTES=${LM_MINUTES:-0}
 RUN=${RUN:-$TRAIN-zeroshot-${MINUTES}m$( ((LM_MINUTES > 0)) && echo "-lm${LM_MINUTES}m")}
-if [[ ${PREP:-1} == 1 ]]; then
+if [[ ${PREP:-1} != 0 ]]; then
   bash scripts/deps.sh
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build -j"$(nproc)" >/dev/null
@@ -34,6 +35,7 @@ if [[ ${PREP:-1} == 1 ]]; then
     bash data/get-corpus.sh data/corpus > "$LOGS.corpus-stats.json"
     bash scripts/check-corpus.sh "$(cat data/corpus/shards.txt)" data/emoji/unseen.tsv > "$LOGS.corpus-check.json"
   fi
+  [[ ${PREP:-1} == only ]] && exit 0
 fi
 if [[ $TRAIN == corpus ]]; then DATA=$(cat data/corpus/shards.txt); else DATA=data/emoji/train.tsv; fi
 export OMP_WAIT_POLICY=PASSIVE

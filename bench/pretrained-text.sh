@@ -11,15 +11,7 @@ cd "$(dirname "$0")/.."
 export TRAIN=${TRAIN:-emoji} MINUTES=${MINUTES:-30} LOGS=${LOGS:-runs}
 LM=${LM_MINUTES:-$((MINUTES / 5))}
 # Build, fetch and check once; the two arms then skip it (PREP=0).
-bash scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
-bash data/get-emoji.sh data/emoji >/dev/null
-bash data/get-text.sh data/text >/dev/null
-if [[ $TRAIN == corpus ]]; then
-  bash data/get-corpus.sh data/corpus > "$LOGS.corpus-stats.json"
-  bash scripts/check-corpus.sh "$(cat data/corpus/shards.txt)" data/emoji/unseen.tsv > "$LOGS.corpus-check.json"
-fi
+PREP=only LM_MINUTES=$LM bash bench/corpus-zeroshot.sh
 RUN=$TRAIN-alone-${MINUTES}m PREP=0 THREADS=1 LM_MINUTES=0 bash bench/corpus-zeroshot.sh > "$LOGS.$TRAIN-clip-alone.json" &
 a=$!
 sleep 5
