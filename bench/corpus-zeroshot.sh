@@ -6,6 +6,7 @@
 # unseen_top1, unseen_top5, categories_top1, twitter_i2t_r1, minutes, checkpoint.
 # usage: bench/corpus-zeroshot.sh     MINUTES=60 MODEL=tiny BATCH=256 PRECISION=amp_bf16 bench/corpus-zeroshot.sh
 #        TRAIN=emoji uses data/emoji/train.tsv instead (the emoji-only recipe, same settings)
+#        EMOJI_UP=K: the corpus's emoji are listed K times an epoch (default 3)
 #        LM_MINUTES=M: first a causal language model of the text tower on WordNet
 #          (data/get-text.sh) for M of the MINUTES, then the CLIP from it
 #          (--pretrained-text) for the rest; minutes counts both
@@ -37,7 +38,16 @@ if [[ ${PREP:-1} != 0 ]]; then
   fi
   [[ ${PREP:-1} == only ]] && exit 0
 fi
-if [[ $TRAIN == corpus ]]; then DATA=$(cat data/corpus/shards.txt); else DATA=data/emoji/train.tsv; fi
+# The corpus's sources as three '::' parts, the emoji listed EMOJI_UP times an
+# epoch (open_clip's --train-data-upsampling-factors).
+UPS=()
+if [[ $TRAIN == corpus ]]; then
+  c=data/corpus
+  DATA="$(cat $c/shards.iconify.txt)::$(cat $c/shards.emoji.txt)::$(cat $c/shards.fashion-mnist.txt)"
+  UPS=(--train-data-upsampling-factors "1::${EMOJI_UP:-3}::1")
+else
+  DATA=data/emoji/train.tsv
+fi
 export OMP_WAIT_POLICY=PASSIVE
 WORKERS=2
 [[ -n ${THREADS:-} ]] && export OMP_NUM_THREADS=$THREADS && WORKERS=$THREADS
@@ -60,7 +70,7 @@ fi
 # RandomResizedCrop augmentation of the trainer, one of each sample's captions
 # drawn per epoch, bf16 autocast, a cosine over the time budget;
 # PATCH_DROPOUT=P for FLIP's patch dropout.
-build/vlm pretrain --train-data "$DATA" --val-data data/emoji/val_twitter.tsv --model "$MODEL" "${TEXT[@]}" \
+build/vlm pretrain --train-data "$DATA" "${UPS[@]}" --val-data data/emoji/val_twitter.tsv --model "$MODEL" "${TEXT[@]}" \
   --batch-size "$BATCH" --max-minutes "$CLIP_MINUTES" --time-schedule --lr "$LR" --warmup 300 --wd 0.1 \
   $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 --workers "$WORKERS" \
   --logs "$LOGS" --name "$RUN" --save-every-steps 500 --log-every 50 > "$LOGS.$RUN.pretrain.json"
@@ -70,8 +80,8 @@ zs data/emoji/unseen.tsv data/emoji/unseen_classnames.txt emoji > "$LOGS.$RUN.un
 zs data/emoji/categories.tsv data/emoji/category_classnames.txt emoji > "$LOGS.$RUN.categories.json"
 t1=$(date +%s)
 P="$LOGS.$RUN.pretrain.json" U="$LOGS.$RUN.unseen.json" C="$LOGS.$RUN.categories.json"
-printf '{"train": "%s", "model": "%s", "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
-  "$TRAIN" "$MODEL" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
+printf '{"train": "%s", "model": "%s", "emoji_up": %s, "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
+  "$TRAIN" "$MODEL" "$([[ $TRAIN == corpus ]] && echo "${EMOJI_UP:-3}" || echo 1)" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
 printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "lm_minutes": %s, "minutes": %s, ' \
   "$(jget i2t_r1 "$P")" "$(jget i2t_r5 "$P")" "$(jget t2i_r1 "$P")" "$(jget steps "$P")" "$(jget pairs_seen "$P")" "$lm_min" \
   "$(awk -v a="$(jget minutes "$P")" -v b="$lm_min" 'BEGIN { printf "%.1f", a + b }')"

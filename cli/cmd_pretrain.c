@@ -19,6 +19,8 @@ static const char *usage =
     "  --csv-caption-sep S      a caption cell holds several captions split at S (one is drawn per epoch;\n"
     "                           webdataset .txt: one caption per line)\n"
     "  --csv-separator C        column separator (default tab; '\\t' or ',' etc.)\n"
+    "  --train-data-upsampling-factors F1::F2::...   whole numbers, one per '::' source of --train-data\n"
+    "                           (webdataset): each source's samples are listed Fk times per epoch\n"
     "  --train-num-samples N    samples per epoch for synthetic data (default 4096)\n"
     "  --workers N              decode threads (default 2)\n"
     "  --no-augment             eval transform for training images (default: RandomResizedCrop 0.9-1)\n"
@@ -83,6 +85,7 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         {"csv-caption-key", CLI_STR, &o->cap_key, 0, 0, NULL, NULL},
         {"csv-caption-sep", CLI_STR, &o->cap_sep, 0, 0, NULL, NULL},
         {"csv-separator", CLI_FN, &o->sep, 0, 0, cli_fn_sep, NULL},
+        {"train-data-upsampling-factors", CLI_STR, &o->upsampling, 0, 0, NULL, NULL},
         {"train-num-samples", CLI_INT, &o->nsynth, 1, 1099511627776.0, NULL, NULL},
         {"no-augment", CLI_FLAG, &o->no_augment, 0, 0, NULL, NULL},
         {"composite", CLI_FN, &o->dec, 0, 0, cli_fn_composite, NULL},
@@ -142,8 +145,9 @@ int cmd_pretrain(int argc, char **argv) {
     if (vlm_pretrain(&o, &r, &err)) return cli_train_fail("pretrain", &err);
     cli_progress_end();
     if (o.c.dist->rank) return 0; // rank 0 reports
-    printf("{\"steps\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.5f, \"minutes\": %.2f, \"pairs_seen\": %" PRId64,
-           r.steps, r.epoch, r.loss, r.minutes, r.pairs_seen);
+    printf("{\"steps\": %" PRId64 ", \"epoch\": %" PRId64 ", \"loss\": %.5f, \"minutes\": %.2f, \"pairs_seen\": %" PRId64
+           ", \"data_wait_s\": %.2f",
+           r.steps, r.epoch, r.loss, r.minutes, r.pairs_seen, r.data_wait_s);
     if (r.have_val) {
         printf(", ");
         json_retrieval(&r.val);

@@ -9,6 +9,7 @@ that already exists is not written again, so an interrupted build resumes.
 
 usage: corpus.py OUT ICONIFY_DIR EMOJI_DIR EMOJILIB_JSON CLDR_JSON FMNIST_DIR
        [--icons-per-set N] [--emoji-repeat R] [--shard-size N] [--countries ISO_3166_1_JSON]
+       [--wordnet WORDNET_DICT_DIR]
 
 The captions' version is VERSION: a build of another version is thrown away
 and made again rather than resumed (its shards would mix two caption sets).
@@ -26,8 +27,12 @@ import zlib
 import gzip
 
 # 1: names, aliases, categories; 2: camel-case categories split ("MoneyShopping"),
-# flag sets captioned with country names, logo sets with "logo".
-VERSION = 2
+# flag sets captioned with country names, logo sets with "logo"; 3: each source
+# starts a shard of its own (sources.tsv), the emoji are written once by default
+# (a trainer weights them: vlm pretrain --train-data-upsampling-factors); a name
+# that is a WordNet noun is also captioned with its hypernyms ("dog: canine, ...,
+# animal, organism").
+VERSION = 3
 
 # Style words that name how an icon is drawn, not what it shows.
 STYLE = set("""outline outlined outlines fill filled solid line lines linear bold light thin duotone twotone
@@ -45,7 +50,58 @@ def article(phrase):
     return "an" if phrase[:1] in "aeiou" else "a"
 
 
-def icon_captions(name, aliases, cats, kind=None, countries=None):
+def load_wordnet(d):
+    """WordNet's nouns (Debian wordnet-base): (synsets: offset -> (first word,
+    first hypernym offset), lemmas: lemma -> offset of its first sense, WordNet's
+    most frequent one). Empty when d has no index.noun."""
+    if not d or not os.path.isfile(os.path.join(d, "index.noun")):
+        return {}, {}
+    syn, first = {}, {}
+    with open(os.path.join(d, "data.noun"), encoding="latin-1") as f:
+        for line in f:
+            if line.startswith("  "):
+                continue  # licence header
+            fl = line.split("|", 1)[0].split()
+            n = int(fl[3], 16)
+            p = 4 + 2 * n
+            hyp = None
+            for i in range(int(fl[p])):
+                if fl[p + 1 + 4 * i] in ("@", "@i"):
+                    hyp = fl[p + 2 + 4 * i]
+                    break
+            syn[fl[0]] = (fl[4].replace("_", " ").lower(), hyp)
+    with open(os.path.join(d, "index.noun"), encoding="latin-1") as f:
+        for line in f:
+            if line.startswith("  "):
+                continue
+            fl = line.split()
+            first.setdefault(fl[0].replace("_", " ").lower(), fl[-int(fl[2])])
+    return syn, first
+
+
+def hypernyms(wn, phrase):
+    """The hypernyms of phrase's first noun sense, nearest first, less the four
+    most general levels (entity, physical entity, object, whole, ...: every
+    noun has them)."""
+    syn, first = wn if wn else ({}, {})
+    off, chain, seen = first.get(phrase), [], set()
+    while off in syn and off not in seen:
+        seen.add(off)
+        off = syn[off][1]
+        if off in syn:
+            chain.append(syn[off][0])
+    return [h for h in chain[:max(len(chain) - 4, 0)] if h != phrase]
+
+
+def wordnet_captions(phrase, wn):
+    """'dog: canine, carnivore, ..., animal, organism' and 'a dog, a kind of canine'."""
+    h = hypernyms(wn, phrase)
+    if not h:
+        return []
+    return [f"{phrase}: {', '.join(dict.fromkeys(h))}", f"{article(phrase)} {phrase}, a kind of {h[0]}"]
+
+
+def icon_captions(name, aliases, cats, kind=None, countries=None, wn=None):
     """Captions of one icon; kind is what its whole set draws ("flag", "logo"):
     an icon named 'jp' in a flag set is the flag of Japan."""
     w = words_of(name)
@@ -67,6 +123,8 @@ def icon_captions(name, aliases, cats, kind=None, countries=None):
         cw = re.sub(r"\s*[/+&]\s*", ", ", c.lower()).strip()
         if cw:
             caps.append(f"{phrase}, {cw}")
+    if kind is None:
+        caps += wordnet_captions(phrase, wn)
     seen, out = set(), []
     for c in caps:
         if c not in seen:
@@ -106,7 +164,7 @@ def load_countries(path):
     return out
 
 
-def iconify_samples(root, per_set, countries):
+def iconify_samples(root, per_set, countries, wn=None):
     """(source, set, key, ext, bytes, captions) for every icon outside the Emoji category."""
     coll = json.load(open(os.path.join(root, "collections.json"), encoding="utf-8"))
     for prefix in sorted(coll):
@@ -133,7 +191,7 @@ def iconify_samples(root, per_set, countries):
             icon = d["icons"][n]
             if icon.get("hidden") or "body" not in icon:
                 continue
-            caps = icon_captions(n, sorted(aliases.get(n, [])), sorted(cats.get(n, [])), kind, countries)
+            caps = icon_captions(n, sorted(aliases.get(n, [])), sorted(cats.get(n, [])), kind, countries, wn)
             if caps:
                 yield ("iconify", prefix, f"{prefix}:{n}", "svg", svg_of(f"{prefix}:{n}", icon, dw, dh), caps)
 
@@ -142,7 +200,7 @@ def emoji_char(unified):
     return "".join(chr(int(u, 16)) for u in unified.split("-"))
 
 
-def emoji_samples(edir, emojilib, cldr, repeat, exclude):
+def emoji_samples(edir, emojilib, cldr, repeat, exclude, wn=None):
     """The training split of the emoji (train.tsv), captioned with name + keywords,
     less the images in `exclude` (real paths: pixel-identical to a held-out one)."""
     lib = json.load(open(emojilib, encoding="utf-8"))
@@ -168,6 +226,7 @@ def emoji_samples(edir, emojilib, cldr, repeat, exclude):
             if kw:
                 caps.append(f"{title}: {', '.join(kw[:8])}")
                 caps.append(f"{article(title)} {title} emoji, {', '.join(kw[:3])}")
+            caps += wordnet_captions(title, wn)
             with open(os.path.join(edir, rel), "rb") as f:
                 data = f.read()
             yield ("emoji", rel.split("/")[1], f"emoji:{rep}:{i}", "png", data, caps)
@@ -227,11 +286,13 @@ def main():
     for a in ("out", "iconify", "emoji", "emojilib", "cldr", "fmnist"):
         ap.add_argument(a)
     ap.add_argument("--icons-per-set", type=int, default=0)
-    ap.add_argument("--emoji-repeat", type=int, default=3)
+    ap.add_argument("--emoji-repeat", type=int, default=1)
     ap.add_argument("--shard-size", type=int, default=5000)
     ap.add_argument("--exclude", help="file of image paths to leave out (one per line)")
     ap.add_argument("--countries", default="/usr/share/iso-codes/json/iso_3166-1.json",
                     help="ISO 3166-1 JSON (Debian iso-codes): names for the flag sets' country codes")
+    ap.add_argument("--wordnet", default="/usr/share/wordnet",
+                    help="WordNet dictionary folder (Debian wordnet-base): hypernym captions of names that are nouns")
     args = ap.parse_args()
     start_version(args.out)
     exclude = set()
@@ -239,17 +300,20 @@ def main():
         exclude = {os.path.realpath(l.rstrip("\n")) for l in open(args.exclude, encoding="utf-8") if l.strip()}
     raw = os.path.join(args.out, "raw")
     os.makedirs(raw, exist_ok=True)
-    sources = [iconify_samples(args.iconify, args.icons_per_set, load_countries(args.countries)),
-               emoji_samples(args.emoji, args.emojilib, args.cldr, args.emoji_repeat, exclude),
+    wn = load_wordnet(args.wordnet)
+    sources = [iconify_samples(args.iconify, args.icons_per_set, load_countries(args.countries), wn),
+               emoji_samples(args.emoji, args.emojilib, args.cldr, args.emoji_repeat, exclude, wn),
                fashion_samples(args.fmnist)]
     stats = {}
     images, captions, words = set(), set(), set()
     manifest = open(os.path.join(args.out, "manifest.tsv.tmp"), "w", encoding="utf-8")
     manifest.write("shard\tkey\tsource\tset\tname\tcaptions\n")
-    shard, in_shard, tar, k = -1, 0, None, 0
+    shard, in_shard, tar, k, cur = -1, 0, None, 0, None
+    ranges = {}  # source -> [first shard, last shard]: each source starts a shard of its own,
+    # so a trainer can weight the sources (vlm pretrain --train-data-upsampling-factors)
     for src in sources:
         for source, sub, name, ext, data, caps in src:
-            if shard < 0 or in_shard == args.shard_size:
+            if shard < 0 or in_shard == args.shard_size or source != cur:
                 if tar is not None:
                     tar.close()
                     os.rename(tmp, final)
@@ -261,6 +325,8 @@ def main():
                 tar = (None if os.path.exists(final) or os.path.exists(done)
                        else tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT))
                 in_shard = 0
+                cur = source
+                ranges.setdefault(source, [shard, shard])[1] = shard
             key = f"{in_shard:09d}"  # as vlm data convert names it in the final shard
             if tar is not None:
                 add(tar, f"{key}.{ext}", data)
@@ -291,7 +357,12 @@ def main():
            "version": VERSION, "emoji_repeat": args.emoji_repeat, "excluded_heldout_twins": len(exclude), "per_source": {}}
     for src, s in stats.items():
         out["per_source"][src] = {"samples": s["samples"], "pairs": s["pairs"], "distinct_images": s["images"],
-                                  "distinct_captions": len(s["captions"]), "distinct_words": len(s["words"])}
+                                  "distinct_captions": len(s["captions"]), "distinct_words": len(s["words"]),
+                                  "shards": ranges[src]}
+    with open(os.path.join(args.out, "sources.tsv.tmp"), "w") as f:
+        for src, (a, b) in ranges.items():
+            f.write(f"{src}\t{a:06d}\t{b:06d}\n")
+    os.rename(os.path.join(args.out, "sources.tsv.tmp"), os.path.join(args.out, "sources.tsv"))
     with open(os.path.join(args.out, "stats.json"), "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")

@@ -821,13 +821,79 @@ static vlm_status index_shard(vlm_dataset *ds, int si, size_t *icap, uint8_t **b
     return st;
 }
 
-static vlm_status open_wds(vlm_dataset *ds, const char *spec, vlm_error *err) {
+// Shards per "::" source of spec (empty sources skipped, as vlm_brace_expand
+// does) into per[cap], the number of sources into *ns.
+static vlm_status shards_per_source(const char *spec, int *per, int cap, int *ns, vlm_error *err) {
+    char *copy = strdup(spec), *p = copy;
+    vlm_status st = copy ? VLM_OK : vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", spec);
+    *ns = 0;
+    while (p && !st) {
+        char *sep = strstr(p, "::");
+        if (sep) *sep = 0;
+        char **v;
+        int n;
+        if (*p && *ns == cap) st = vlm_errorf(err, VLM_ERR_ARG, "%s: more than %d '::' sources", spec, cap);
+        else if (*p && !(st = vlm_brace_expand(p, &v, &n, err))) vlm_brace_free(v, n), per[(*ns)++] = n;
+        p = sep ? sep + 2 : NULL;
+    }
+    free(copy);
+    return st;
+}
+
+// open_clip's --train-data-upsampling-factors with whole-number factors: the
+// samples of the k-th "::" source are appended factors[k] - 1 more times.
+// first[i]: the first sample of shard i (first[n_shards] = ds->n).
+static vlm_status upsample_sources(vlm_dataset *ds, const char *spec, const char *factors, const int64_t *first,
+                                   vlm_error *err) {
+    enum { MAXSRC = 64 };
+    int per[MAXSRC], f[MAXSRC], ns, nf = 0;
+    vlm_status st = shards_per_source(spec, per, MAXSRC, &ns, err);
+    if (st) return st;
+    for (const char *p = factors; p && nf < MAXSRC;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || (*end && strncmp(end, "::", 2)) || v < 1 || v > 1000)
+            return vlm_errorf(err, VLM_ERR_ARG, "upsampling factors '%s': each must be a whole number in 1..1000",
+                              factors);
+        f[nf++] = (int)v;
+        p = *end ? end + 2 : NULL;
+    }
+    if (nf != ns)
+        return vlm_errorf(err, VLM_ERR_ARG, "upsampling factors '%s': %d factors for the %d '::' sources of %s", factors,
+                          nf, ns, spec);
+    int64_t extra = 0, s0 = 0;
+    for (int k = 0; k < ns; s0 += per[k++]) extra += (int64_t)(f[k] - 1) * (first[s0 + per[k]] - first[s0]);
+    if (!extra) return VLM_OK;
+    vlm_dataset_item *it = realloc(ds->items, sizeof *it * (size_t)(ds->n + extra));
+    if (!it) return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory upsampling to %lld samples", spec,
+                               (long long)(ds->n + extra));
+    ds->items = it;
+    int64_t n = ds->n;
+    s0 = 0;
+    for (int k = 0; k < ns; s0 += per[k++]) {
+        int64_t a = first[s0], len = first[s0 + per[k]] - a;
+        for (int r = 1; r < f[k]; r++, n += len) memcpy(it + n, it + a, sizeof *it * (size_t)len);
+    }
+    ds->n = n;
+    return VLM_OK;
+}
+
+static vlm_status open_wds(vlm_dataset *ds, const char *spec, const vlm_dataset_opts *opts, vlm_error *err) {
     vlm_status st = vlm_brace_expand(spec, &ds->shards, &ds->n_shards, err);
     if (st) return st;
     size_t icap = 0, bcap = 0, win_cap = 64 * 1024 + 512;
     uint8_t *buf = NULL, *win = malloc(win_cap);
-    if (!win) return vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", spec);
-    for (int i = 0; i < ds->n_shards && !st; i++) st = index_shard(ds, i, &icap, &buf, &bcap, win, win_cap, err);
+    int64_t *first = malloc(sizeof(int64_t) * ((size_t)ds->n_shards + 1));
+    if (!win || !first) st = vlm_errorf(err, VLM_ERR_OOM, "%s: out of memory", spec);
+    for (int i = 0; i < ds->n_shards && !st; i++) {
+        first[i] = ds->n;
+        st = index_shard(ds, i, &icap, &buf, &bcap, win, win_cap, err);
+    }
+    if (!st && opts->upsampling) {
+        first[ds->n_shards] = ds->n;
+        st = upsample_sources(ds, spec, opts->upsampling, first, err);
+    }
+    free(first);
     free(buf);
     free(win);
     return st;
@@ -1093,7 +1159,9 @@ vlm_status vlm_dataset_open(vlm_dataset *ds, const char *spec, const vlm_dataset
     if (strchr(spec, '{') || strstr(spec, "::") || ends_with_ci(spec, ".tar") || ends_with_ci(spec, ".tar.gz") ||
         ends_with_ci(spec, ".tgz")) {
         ds->kind = VLM_DS_WEBDATASET;
-        st = open_wds(ds, spec, err);
+        st = open_wds(ds, spec, opts, err);
+    } else if (opts->upsampling) {
+        st = vlm_errorf(err, VLM_ERR_ARG, "%s: upsampling factors need webdataset shards ('a/{0..9}.tar::b.tar')", spec);
     } else if (stat(spec, &sb) != 0) {
         st = vlm_errorf(err, VLM_ERR_IO, "%s: %s", spec, strerror(errno));
     } else if (S_ISDIR(sb.st_mode)) {

@@ -38,6 +38,10 @@ typedef struct {
                              // the data, if present
     int64_t max_bad;         // entries skipped at open (malformed rows, damaged
                              // shards, groups without an image) before open fails; -1 = no limit
+    const char *upsampling;  // webdataset: "F1::F2::..." integer factors, one per "::" source of
+                             // the spec (open_clip's --train-data-upsampling-factors): the k-th
+                             // source's samples are listed Fk times (copies draw their own
+                             // captions and augmentations); NULL = once each
 } vlm_dataset_opts;
 
 typedef struct {

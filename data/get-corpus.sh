@@ -6,13 +6,17 @@
 #   emoji-datasource-*        the emoji training split (train.tsv of data/get-emoji.sh), captioned
 #                             with the name plus npm emojilib and cldr-annotations-full keywords
 #   dataset-fashion-mnist     the 60,000 training images with their class names
+#   wordnet-base              names that are WordNet nouns also get their hypernyms
 # Writes DIR/shards/NNNNNN.tar (webdataset: KEY.png + KEY.txt, one caption per
-# line), DIR/shards.txt (the brace pattern to train on), DIR/manifest.tsv and
-# DIR/stats.json. Deterministic; an interrupted build resumes where it stopped.
+# line), DIR/shards.txt (the brace pattern to train on), DIR/shards.SOURCE.txt
+# (one source's shards: iconify, emoji, fashion-mnist; to weight them, as in
+# 'vlm pretrain --train-data A::B::C --train-data-upsampling-factors 1::3::1'),
+# DIR/manifest.tsv and DIR/stats.json. Deterministic; an interrupted build
+# resumes where it stopped.
 # usage: data/get-corpus.sh [DIR]
-#   env: ICONS_PER_SET=N (0 = all), EMOJI_REPEAT=R (emoji copies, default 3), SHARD_SIZE=N (5000),
+#   env: ICONS_PER_SET=N (0 = all), EMOJI_REPEAT=R (emoji copies, default 1), SHARD_SIZE=N (5000),
 #        SIZE=S (raster size, default 64), VLM=path/to/vlm (default build/vlm),
-#        ICONIFY_DIR, EMOJI_DIR, EMOJILIB_JSON, CLDR_JSON, FMNIST_DIR (use these
+#        ICONIFY_DIR, EMOJI_DIR, EMOJILIB_JSON, CLDR_JSON, FMNIST_DIR, WORDNET_DIR (use these
 #        inputs instead of fetching them; the tests build a small corpus so)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,6 +53,9 @@ fi
 if [[ -z ${EMOJI_DIR:-} ]]; then EMOJI_DIR=$here/emoji; bash "$here/get-emoji.sh" "$EMOJI_DIR" >&2; fi
 if [[ -z ${FMNIST_DIR:-} ]]; then FMNIST_DIR=$here/fashion-mnist; bash "$here/get-fashion-mnist.sh" "$FMNIST_DIR" >&2; fi
 [[ -x $VLM ]] || { echo "get-corpus: $VLM not built (cmake --build build)" >&2; exit 1; }
+WORDNET_DIR=${WORDNET_DIR:-/usr/share/wordnet}
+[[ -f $WORDNET_DIR/index.noun ]] ||
+  { echo "get-corpus: no WordNet in $WORDNET_DIR (bash scripts/deps.sh installs wordnet-base)" >&2; exit 1; }
 
 # Some seen emoji are drawn exactly like an unseen one (flags of territories
 # that share a flag, a few families): leave those training images out, by
@@ -66,7 +73,8 @@ echo "get-corpus: $(wc -l < "$dir/exclude.txt") emoji training images match a he
 # Stage 1: source shards (SVG / PNG + captions) in DIR/raw.
 echo "get-corpus: writing source shards" >&2
 /usr/bin/python3 "$here/corpus.py" "$dir" "$ICONIFY_DIR" "$EMOJI_DIR" "$EMOJILIB_JSON" "$CLDR_JSON" "$FMNIST_DIR" \
-  --icons-per-set "${ICONS_PER_SET:-0}" --emoji-repeat "${EMOJI_REPEAT:-3}" --shard-size "${SHARD_SIZE:-5000}" --exclude "$dir/exclude.txt" >&2
+  --icons-per-set "${ICONS_PER_SET:-0}" --emoji-repeat "${EMOJI_REPEAT:-1}" --shard-size "${SHARD_SIZE:-5000}" --exclude "$dir/exclude.txt" \
+  --wordnet "$WORDNET_DIR" >&2
 
 # Stage 2: SVG drawn at SIZE px over white and stored as PNG, one raw shard
 # at a time on every core; each finished shard replaces its raw one.
@@ -87,6 +95,9 @@ find "$dir/raw" -name '[0-9]*.tar' | sort | xargs -r -P "$(nproc)" -I{} bash -c 
 n=$(find "$dir/shards" -name '[0-9]*.tar' | wc -l)
 last=$(printf '%06d' $((n - 1)))
 echo "$dir/shards/{000000..$last}.tar" > "$dir/shards.txt"
+while IFS=$'\t' read -r source first end; do
+  echo "$dir/shards/{$first..$end}.tar" > "$dir/shards.$source.txt"
+done < "$dir/sources.tsv"
 rmdir "$dir/raw" 2>/dev/null || true
 echo "get-corpus: $dir: $n shards, $(du -sh "$dir/shards" | cut -f1), $(( $(date +%s) - t0 )) s; train on \$(cat $dir/shards.txt)" >&2
 cat "$dir/stats.json"

@@ -8,7 +8,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-openmp
       libjansson-dev libutf8proc-dev libpng-dev libjpeg62-turbo-dev
       libarchive-dev zlib1g-dev openmpi-bin libopenmpi-dev libmicrohttpd-dev
-      librsvg2-dev iso-codes)
+      librsvg2-dev iso-codes wordnet-base)
 if [[ "${1:-}" == "--browser" ]]; then # scripts/page_test.sh: the serve page in headless Chromium
   pkgs+=(chromium)
 fi

@@ -58,8 +58,28 @@ gzip.open(f"{fm}/train-images-idx3-ubyte.gz", "wb").write(struct.pack(">IIII", 2
 gzip.open(f"{fm}/train-labels-idx1-ubyte.gz", "wb").write(struct.pack(">II", 2049, 2) + bytes([0, 9]))
 PY
 
+# a WordNet of nine nouns: cat -> feline -> carnivore -> animal -> organism ->
+# whole -> object -> physical entity -> entity (a hyponym pointer before
+# feline's hypernym); 'cat' has a second sense that is not its first
+mkdir -p "$T/wn"
+{
+  echo "  1 licence header"
+  prev=""
+  i=1
+  for w in entity physical_entity object whole organism animal carnivore feline; do
+    if [[ -z $prev ]]; then ptrs="000"
+    elif [[ $w == feline ]]; then ptrs="002 ~ 00000009 n 0000 @ $prev n 0000"
+    else ptrs="001 @ $prev n 0000"; fi
+    printf '%08d 03 n 01 %s 0 %s | gloss\n' "$i" "$w" "$ptrs"
+    prev=$(printf '%08d' "$i")
+    i=$((i + 1))
+  done
+  echo "00000009 05 n 02 cat 0 true_cat 0 001 @ 00000008 n 0000 | feline mammal"
+} > "$T/wn/data.noun"
+printf '  1 licence header\ncat n 2 1 @ 2 0 00000009 00000010\n' > "$T/wn/index.noun"
+
 build() { # build DIR
-  ICONIFY_DIR=$T/iconify EMOJI_DIR=$T/emoji EMOJILIB_JSON=$T/emojilib.json CLDR_JSON=$T/cldr.json FMNIST_DIR=$T/fm \
+  WORDNET_DIR=$T/wn ICONIFY_DIR=$T/iconify EMOJI_DIR=$T/emoji EMOJILIB_JSON=$T/emojilib.json CLDR_JSON=$T/cldr.json FMNIST_DIR=$T/fm \
     EMOJI_REPEAT=2 SHARD_SIZE=4 SIZE=32 VLM=$VLM bash "$src/data/get-corpus.sh" "$1" > "$1.stats" 2> "$1.log" ||
     { cat "$1.log" >&2; fail "get-corpus.sh failed"; }
 }
@@ -74,7 +94,16 @@ grep -q '"excluded_heldout_twins": 1' "$c/stats.json" || fail "twin not excluded
 grep -q "skipped 1 unreadable" "$c.log" && grep -q "bad-box" "$c/manifest.tsv" || fail "broken SVG not reported"
 ! cut -f4 "$c/manifest.tsv" | grep -qx emo || fail "an Emoji-category set reached the manifest"
 spec=$(cat "$c/shards.txt")
-[[ $spec == "$c/shards/{000000..000002}.tar" ]] || fail "shards.txt: $spec"
+# each source starts a shard of its own (icons 4 + 1, emoji 4, Fashion-MNIST 2),
+# named by DIR/shards.SOURCE.txt so a trainer can weight the sources
+[[ $spec == "$c/shards/{000000..000003}.tar" ]] || fail "shards.txt: $spec"
+[[ $(cat "$c/shards.iconify.txt") == "$c/shards/{000000..000001}.tar" &&
+   $(cat "$c/shards.emoji.txt") == "$c/shards/{000002..000002}.tar" &&
+   $(cat "$c/shards.fashion-mnist.txt") == "$c/shards/{000003..000003}.tar" ]] ||
+  fail "per-source shards: $(cat "$c/sources.tsv")"
+[[ $(awk -F'\t' 'NR > 1 { print $1 "\t" $3 }' "$c/manifest.tsv" | sort -u | cut -f1 | uniq -d | wc -l) == 0 ]] ||
+  fail "a shard holds two sources"
+"$VLM" data stats "$(cat "$c/shards.emoji.txt")" | grep -q "samples: 4" || fail "emoji shards: not the 2 x 2 emoji"
 "$VLM" data stats "$spec" > "$T/stats.txt" || fail "vlm data stats"
 grep -q "samples: 10" "$T/stats.txt" || { cat "$T/stats.txt" >&2; fail "10 samples expected"; }
 # several captions per image, one per line: names, aliases, categories, keywords
@@ -82,8 +111,10 @@ mkdir "$T/x" && tar -xf "$c/shards/000000.tar" -C "$T/x"
 cat_txt=$(grep -lx "cat" "$T"/x/*.txt) || fail "no caption 'cat' in shard 0"
 grep -qx "cat, kitty" "$cat_txt" && grep -qx "cat, animal, pet" "$cat_txt" && grep -qx "an icon of a cat" "$cat_txt" &&
   grep -qx "cat, home animals" "$cat_txt" &&
+  grep -qx "cat: feline, carnivore, animal, organism" "$cat_txt" && grep -qx "a cat, a kind of feline" "$cat_txt" &&
   ! grep -q "flipped" "$cat_txt" || fail "cat captions: $(cat "$cat_txt")"
 grep -qx "dog" "$T"/x/*.txt || fail "style word kept in 'dog-outline'"
+! grep -q "^dog: \|kind of" "$(grep -lx "dog" "$T"/x/*.txt)" || fail "hypernyms for 'dog', which is not in the WordNet"
 # a flag set's icon named by a country code is captioned with the country (Debian iso-codes)
 grep -q "flags:jp-4x3	jp 4x3 || .* || flag of japan || the japan flag || japan, flags" "$c/manifest.tsv" ||
   fail "flag captions: $(grep flags: "$c/manifest.tsv")"

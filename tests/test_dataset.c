@@ -157,6 +157,42 @@ static void test_shards(void) {
     }
     vlm_dataset_free(&w);
 
+    // open_clip's upsampling factors: each '::' source's samples listed Fk times
+    // (a brace pattern is one source); wrong counts and values refused by name.
+    vlm_dataset_opts uo;
+    vlm_dataset_opts_default(&uo);
+    uo.upsampling = "1::3";
+    CHECK(vlm_dataset_open(&w, T "/shards/000000.tar::" T "/shards/000001.tar", &uo, &err) == VLM_OK, "%s", err.msg);
+    CHECK(w.n == 5, "1::3 gave %lld samples, expected 2 + 3 x 1", (long long)w.n);
+    CHECK(vlm_dataset_read(&ds, 2, &a, &err) == VLM_OK, "%s", err.msg);
+    for (int i = 2; i < 5 && w.n == 5; i++) {
+        CHECK(vlm_dataset_read(&w, i, &b, &err) == VLM_OK, "%s", err.msg);
+        CHECK(strstr(b.name, "000001.tar:") && a.size == b.size && !memcmp(a.data, b.data, a.size) &&
+                  !strcmp(a.caption, b.caption),
+              "upsampled sample %d is %s, not the second source's", i, b.name);
+    }
+    vlm_dataset_free(&w);
+    uo.upsampling = "2";
+    CHECK(vlm_dataset_open(&w, T "/shards/{000000..000001}.tar", &uo, &err) == VLM_OK && w.n == 6, "n=%lld %s",
+          (long long)w.n, err.msg);
+    for (int i = 0; i < 3 && w.n == 6; i++) {
+        CHECK(vlm_dataset_read(&ds, i, &a, &err) == VLM_OK && vlm_dataset_read(&w, i + 3, &b, &err) == VLM_OK, "%s",
+              err.msg);
+        CHECK(a.size == b.size && !memcmp(a.data, b.data, a.size), "copy %d differs from sample %d", i + 3, i);
+    }
+    vlm_dataset_free(&w);
+    const char *bad[][2] = {{"2::1::1", "3 factors for the 2"}, {"0::1", "whole number"}, {"1::x", "whole number"},
+                            {"1::", "whole number"}, {"1::2000", "whole number"}};
+    for (int i = 0; i < 5; i++) {
+        uo.upsampling = bad[i][0];
+        CHECK(vlm_dataset_open(&w, T "/shards/000000.tar::" T "/shards/000001.tar", &uo, &err) == VLM_ERR_ARG &&
+                  strstr(err.msg, bad[i][1]) && strstr(err.msg, bad[i][0]),
+              "factors '%s': %s", bad[i][0], err.msg);
+    }
+    uo.upsampling = "2";
+    CHECK(vlm_dataset_open(&w, T "/m.tsv", &uo, &err) == VLM_ERR_ARG && strstr(err.msg, "webdataset"), "manifest: %s",
+          err.msg);
+
     // A shard written by hand: long member names (pax headers), json
     // caption/label, a group without an image, gzip compression.
     for (int gz = 0; gz < 2; gz++) {

@@ -94,6 +94,25 @@ static int read_losses(const char *name, double *loss, int cap) {
     return tu_read_losses(p, loss, cap);
 }
 
+// Every logged step reports the share of its time spent waiting for the loader.
+static void check_data_wait(const char *name, int steps) {
+    char p[512], line[4096];
+    snprintf(p, sizeof p, LOGS "/%s/metrics.jsonl", name);
+    FILE *f = fopen(p, "r");
+    CHECK(f != NULL, "cannot open %s", p);
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *w = strstr(line, "\"data_wait\": ");
+        if (!strstr(line, "\"loss\"")) continue; // validation records
+        CHECK(w != NULL, "%s: a step without data_wait: %s", p, line);
+        double v = w ? atof(w + 13) : -1;
+        CHECK(v >= 0 && v <= 1, "%s: data_wait %g outside [0, 1]", p, v);
+        n++;
+    }
+    if (f) fclose(f);
+    CHECK(n == steps, "%s: %d steps with data_wait, expected %d", p, n, steps);
+}
+
 static void check_steps(const char *name, int resumed_from, int last) { tu_check_steps(LOGS, name, resumed_from, last); }
 static void check_same_weights(const char *a, const char *b) { tu_check_same_final(LOGS, a, b); }
 static int64_t state_step(const char *name) { return tu_state_step(LOGS, name); }
@@ -107,6 +126,7 @@ int main(void) {
     int nfull = read_losses("full", full, 64);
     CHECK(nfull == 32, "uninterrupted run logged %d steps, expected 32", nfull);
     check_steps("full", -1, 32);
+    check_data_wait("full", 32);
     // Stop at step 11 (mid-epoch, between checkpoints) and resume.
     CHECK(run("stopped", "--stop-at-step 11", 0) == 0, "stopped run failed");
     int64_t st_step = state_step("stopped");

@@ -160,6 +160,9 @@ typedef struct {
     char (*capbuf)[256];
     const char **capptr;
     vlm_retrieval last_r;
+    // time spent waiting for the loader (open_clip's "data time"): since the
+    // last logged step, and in all (the loader keeps up when both are ~0)
+    double wait_since, wait_total;
 } pretrain_task;
 
 // Synthetic data: random images, captions from 100 "classes". first: this
@@ -197,7 +200,10 @@ static vlm_status gather_batch(pretrain_task *p, vlm_error *err) {
             continue;
         }
         vlm_batch b;
+        double t0 = vlm_now();
         vlm_status st = vlm_loader_next(p->L, &b, err);
+        double waited = vlm_now() - t0;
+        p->wait_since += waited, p->wait_total += waited;
         if (st) return st;
         if (b.n < B) return vlm_errorf(err, VLM_ERR_STATE, "loader returned a short batch (%d of %d)", b.n, B);
         memcpy(ib, b.images, sizeof(float) * (size_t)B * 3 * S * S);
@@ -255,11 +261,13 @@ static void task_after_update(void *user, vlm_trainer *t) {
 }
 
 static void task_log_fields(void *user, vlm_trainer *t, char *text, size_t tcap, char *json, size_t jcap) {
-    (void)t;
     pretrain_task *p = user;
     float scale = expf(vlm_f32(vlm_params_get(&p->m.ps, p->m.logit_scale))[0]);
-    snprintf(text, tcap, " | scale %.1f", scale);
-    snprintf(json, jcap, ", \"logit_scale\": %.4f", scale);
+    // share of the wall time since the last logged step spent waiting for a batch
+    double wait = p->wait_since / fmax(vlm_now() - t->t_last, 1e-9);
+    p->wait_since = 0;
+    snprintf(text, tcap, " | scale %.1f | data %.1f%%", scale, 100.0 * wait);
+    snprintf(json, jcap, ", \"logit_scale\": %.4f, \"data_wait\": %.4f", scale, wait);
 }
 
 static void retrieval_json(char *buf, size_t cap, const vlm_retrieval *r) {
@@ -316,7 +324,10 @@ static vlm_status open_data(pretrain_task *p, vlm_error *err) {
     dso.require_caption = 1;
     vlm_status st;
     if (!p->synthetic) {
-        if ((st = vlm_dataset_open(&p->train, o->train, &dso, err))) return st;
+        dso.upsampling = o->upsampling; // the training data only
+        st = vlm_dataset_open(&p->train, o->train, &dso, err);
+        dso.upsampling = NULL;
+        if (st) return st;
         p->have_train = 1;
         if (!strcmp(o->dtype, "csv") && p->train.kind != VLM_DS_MANIFEST)
             return vlm_errorf(err, VLM_ERR_ARG, "--dataset-type csv but %s is a %s", o->train,
@@ -650,10 +661,11 @@ vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_
         }
     }
     if (!st) {
-        vlm_trainer_logf(&t, "pretrain: %s after %" PRId64 " steps (%.1f min); checkpoint %s", t.stop_reason, t.st.step,
-                         t.st.elapsed_s / 60.0, t.run.model);
+        vlm_trainer_logf(&t, "pretrain: %s after %" PRId64 " steps (%.1f min; %.1f s of it waiting for data); checkpoint %s",
+                         t.stop_reason, t.st.step, t.st.elapsed_s / 60.0, p.wait_total, t.run.model);
         r->steps = t.st.step, r->epoch = t.st.epoch, r->loss = t.loss, r->minutes = t.st.elapsed_s / 60.0;
         r->pairs_seen = t.st.step * cfg.batch * t.world;
+        r->data_wait_s = p.wait_total;
         r->have_val = t.validated;
         r->val = p.last_r;
         r->stop_reason = t.stop_reason;

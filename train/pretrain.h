@@ -43,6 +43,7 @@ typedef struct {
     vlm_train_common c;
     const char *train, *val, *dtype, *img_key, *cap_key, *model, *tokenizer, *pretrained, *sched;
     const char *cap_sep;         // manifest: several captions per cell split at this (NULL: one)
+    const char *upsampling;      // "F1::F2": the train shards' "::" sources listed Fk times (NULL: once)
     const char *pretrained_text; // a vlm lm model file: the text tower (and tokenizer) start from it
     long long coca_layers;       // > 0: CoCa, a multimodal text decoder of this many layers (--coca)
     double caption_weight;       // CoCa: loss = contrastive + caption_weight * caption (default 2)
@@ -60,6 +61,7 @@ void vlm_pretrain_opts_default(vlm_pretrain_opts *o);
 typedef struct {
     int64_t steps, epoch, pairs_seen;
     double loss, minutes;
+    double data_wait_s; // this process's time waiting for the loader (0 on synthetic data)
     int have_val;
     vlm_retrieval val;
     char checkpoint[1300];
