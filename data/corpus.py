@@ -31,7 +31,7 @@ import gzip
 # starts a shard of its own (sources.tsv), the emoji are written once by default
 # (a trainer weights them: vlm pretrain --train-data-upsampling-factors); a name
 # that is a WordNet noun is also captioned with its hypernyms ("dog: canine, ...,
-# animal, organism").
+# animal, organism, living thing").
 VERSION = 3
 
 # Style words that name how an icon is drawn, not what it shows.
@@ -94,7 +94,7 @@ def hypernyms(wn, phrase):
 
 
 def wordnet_captions(phrase, wn):
-    """'dog: canine, carnivore, ..., animal, organism' and 'a dog, a kind of canine'."""
+    """'dog: canine, carnivore, ..., animal, organism, living thing' and 'a dog, a kind of canine'."""
     h = hypernyms(wn, phrase)
     if not h:
         return []
