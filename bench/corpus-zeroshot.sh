@@ -25,7 +25,9 @@ LOSS=${LOSS:-clip}
 TRAIN=${TRAIN:-corpus}
 LOGS=${LOGS:-runs}
 LM_MINUTES=${LM_MINUTES:-0}
-RUN=${RUN:-$TRAIN-zeroshot-${MINUTES}m$( ((LM_MINUTES > 0)) && echo "-lm${LM_MINUTES}m")}
+LMTAG=""
+((LM_MINUTES > 0)) && LMTAG="-lm${LM_MINUTES}m"
+RUN=${RUN:-$TRAIN-zeroshot-${MINUTES}m$LMTAG}
 if [[ ${PREP:-1} != 0 ]]; then
   bash scripts/deps.sh
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
