@@ -6,6 +6,7 @@
 # unseen_top1, unseen_top5, categories_top1, twitter_i2t_r1, minutes, checkpoint.
 # usage: bench/corpus-zeroshot.sh     MINUTES=60 MODEL=tiny BATCH=256 PRECISION=amp_bf16 bench/corpus-zeroshot.sh
 #        TRAIN=emoji uses data/emoji/train.tsv instead (the emoji-only recipe, same settings)
+#        WARMUP=N: warmup steps of the CLIP (default 300; a slow machine spends a large share on them)
 #        EMOJI_UP=K: the corpus's emoji are listed K times an epoch (default 3)
 #        LM_MINUTES=M: first a causal language model of the text tower on WordNet
 #          (data/get-text.sh) for M of the MINUTES, then the CLIP from it
@@ -19,6 +20,7 @@ MINUTES=${MINUTES:-60}
 MODEL=${MODEL:-tiny}
 BATCH=${BATCH:-256}
 LR=${LR:-1e-3}
+WARMUP=${WARMUP:-300}
 PRECISION=${PRECISION:-amp_bf16}
 PD=${PATCH_DROPOUT:-0}
 LOSS=${LOSS:-clip}
@@ -73,7 +75,7 @@ fi
 # drawn per epoch, bf16 autocast, a cosine over the time budget;
 # PATCH_DROPOUT=P for FLIP's patch dropout.
 build/vlm pretrain --train-data "$DATA" "${UPS[@]}" --val-data data/emoji/val_twitter.tsv --model "$MODEL" "${TEXT[@]}" \
-  --batch-size "$BATCH" --max-minutes "$CLIP_MINUTES" --time-schedule --lr "$LR" --warmup 300 --wd 0.1 \
+  --batch-size "$BATCH" --max-minutes "$CLIP_MINUTES" --time-schedule --lr "$LR" --warmup "$WARMUP" --wd 0.1 \
   $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 --workers "$WORKERS" \
   --logs "$LOGS" --name "$RUN" --save-every-steps 500 --log-every 50 > "$LOGS.$RUN.pretrain.json"
 CKPT="$LOGS/$RUN/checkpoints/epoch_latest.safetensors"
