@@ -11,6 +11,10 @@
 #        LM_MINUTES=M: first a causal language model of the text tower on WordNet
 #          (data/get-text.sh) for M of the MINUTES, then the CLIP from it
 #          (--pretrained-text) for the rest; minutes counts both
+#        DETECTION=K: also the detection CLIP's pairs (data/get-detection-clip.sh: every
+#          emoji of train.tsv and val_twitter.tsv named, 4,000 Fashion-MNIST items), each listed
+#          K times an epoch, for bench/detection.sh --clip; val_twitter is then seen in training,
+#          so twitter_* are not held-out figures (the JSON says "detection_up")
 #        THREADS=N: N OpenMP threads and N decode workers (default: all cores, 2 workers)
 #        PREP=0: skip building, fetching and the leak check; PREP=only: do them and stop
 #          (bench/pretrained-text.sh prepares once, then runs two arms with PREP=0)
@@ -49,6 +53,10 @@ if [[ $TRAIN == corpus ]]; then
   c=data/corpus
   DATA="$(cat $c/shards.iconify.txt)::$(cat $c/shards.emoji.txt)::$(cat $c/shards.fashion-mnist.txt)"
   UPS=(--train-data-upsampling-factors "1::${EMOJI_UP:-3}::1")
+  if ((${DETECTION:-0} > 0)); then
+    DATA="$DATA::$(bash data/get-detection-clip.sh data/detection-clip)"
+    UPS=(--train-data-upsampling-factors "1::${EMOJI_UP:-3}::1::$DETECTION::$DETECTION::$DETECTION")
+  fi
 else
   DATA=data/emoji/train.tsv
 fi
@@ -84,8 +92,8 @@ zs data/emoji/unseen.tsv data/emoji/unseen_classnames.txt emoji > "$LOGS.$RUN.un
 zs data/emoji/categories.tsv data/emoji/category_classnames.txt emoji > "$LOGS.$RUN.categories.json"
 t1=$(date +%s)
 P="$LOGS.$RUN.pretrain.json" U="$LOGS.$RUN.unseen.json" C="$LOGS.$RUN.categories.json"
-printf '{"train": "%s", "model": "%s", "emoji_up": %s, "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
-  "$TRAIN" "$MODEL" "$([[ $TRAIN == corpus ]] && echo "${EMOJI_UP:-3}" || echo 1)" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
+printf '{"train": "%s", "model": "%s", "emoji_up": %s, "detection_up": %s, "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
+  "$TRAIN" "$MODEL" "$([[ $TRAIN == corpus ]] && echo "${EMOJI_UP:-3}" || echo 1)" "${DETECTION:-0}" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
 printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "lm_minutes": %s, "minutes": %s, ' \
   "$(jget i2t_r1 "$P")" "$(jget i2t_r5 "$P")" "$(jget t2i_r1 "$P")" "$(jget steps "$P")" "$(jget pairs_seen "$P")" "$lm_min" \
   "$(awk -v a="$(jget minutes "$P")" -v b="$lm_min" 'BEGIN { printf "%.1f", a + b }')"
