@@ -6,7 +6,9 @@
 # unseen_top1, unseen_top5, categories_top1, twitter_i2t_r1, minutes, checkpoint.
 # usage: bench/corpus-zeroshot.sh     MINUTES=60 MODEL=tiny BATCH=256 PRECISION=amp_bf16 bench/corpus-zeroshot.sh
 #        TRAIN=emoji uses data/emoji/train.tsv instead (the emoji-only recipe, same settings)
-#        WARMUP=N: warmup steps of the CLIP (default 300; a slow machine spends a large share on them)
+#        WARMUP=N: warmup steps of the CLIP (default 100; 300 were 44% of a 60-minute run on a Zen 3)
+#        PATCH_DROPOUT=P: FLIP's patch dropout (default 0.5: 1.7x the pairs per minute, ahead on every
+#          figure at equal minutes, docs/RESULTS.md; before 2026-12-07 the default was 0 with WARMUP=300)
 #        EMOJI_UP=K: the corpus's emoji are listed K times an epoch (default 3)
 #        LM_MINUTES=M: first a causal language model of the text tower on WordNet
 #          (data/get-text.sh) for M of the MINUTES, then the CLIP from it
@@ -24,9 +26,9 @@ MINUTES=${MINUTES:-60}
 MODEL=${MODEL:-tiny}
 BATCH=${BATCH:-256}
 LR=${LR:-1e-3}
-WARMUP=${WARMUP:-300}
+WARMUP=${WARMUP:-100}
 PRECISION=${PRECISION:-amp_bf16}
-PD=${PATCH_DROPOUT:-0}
+PD=${PATCH_DROPOUT:-0.5}
 LOSS=${LOSS:-clip}
 TRAIN=${TRAIN:-corpus}
 LOGS=${LOGS:-runs}
@@ -81,7 +83,7 @@ fi
 # at its trivial solution for the first 650 steps at LR 2e-3), the
 # RandomResizedCrop augmentation of the trainer, one of each sample's captions
 # drawn per epoch, bf16 autocast, a cosine over the time budget;
-# PATCH_DROPOUT=P for FLIP's patch dropout.
+# FLIP's patch dropout (PATCH_DROPOUT, half the patches by default).
 build/vlm pretrain --train-data "$DATA" "${UPS[@]}" --val-data data/emoji/val_twitter.tsv --model "$MODEL" "${TEXT[@]}" \
   --batch-size "$BATCH" --max-minutes "$CLIP_MINUTES" --time-schedule --lr "$LR" --warmup "$WARMUP" --wd 0.1 \
   $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 --workers "$WORKERS" \
