@@ -17,6 +17,9 @@
 #          emoji of train.tsv and val_twitter.tsv named, 4,000 Fashion-MNIST items), each listed
 #          K times an epoch, for bench/detection.sh --clip; val_twitter is then seen in training,
 #          so twitter_* are not held-out figures (the JSON says "detection_up")
+#        RANDOM_BG=P: a training image is composited over a random colour with probability P
+#          (--random-background; default 0 = white, as the evaluation sets): emoji on the many
+#          backgrounds that detection scenes show them on
 #        THREADS=N: N OpenMP threads and N decode workers (default: all cores, 2 workers)
 #        PREP=0: skip building, fetching and the leak check; PREP=only: do them and stop
 #          (bench/pretrained-text.sh prepares once, then runs two arms with PREP=0)
@@ -86,16 +89,16 @@ fi
 # FLIP's patch dropout (PATCH_DROPOUT, half the patches by default).
 build/vlm pretrain --train-data "$DATA" "${UPS[@]}" --val-data data/emoji/val_twitter.tsv --model "$MODEL" "${TEXT[@]}" \
   --batch-size "$BATCH" --max-minutes "$CLIP_MINUTES" --time-schedule --lr "$LR" --warmup "$WARMUP" --wd 0.1 \
-  $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 --workers "$WORKERS" \
-  --logs "$LOGS" --name "$RUN" --save-every-steps 500 --log-every 50 > "$LOGS.$RUN.pretrain.json"
+  $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 \
+  --random-background "${RANDOM_BG:-0}" --workers "$WORKERS" --logs "$LOGS" --name "$RUN" --save-every-steps 500 --log-every 50 > "$LOGS.$RUN.pretrain.json"
 CKPT="$LOGS/$RUN/checkpoints/epoch_latest.safetensors"
 zs() { build/vlm zeroshot --clip "$CKPT" --data "$1" --classnames "$2" --templates "$3" --composite 255,255,255 --json | tail -n 1; }
 zs data/emoji/unseen.tsv data/emoji/unseen_classnames.txt emoji > "$LOGS.$RUN.unseen.json"
 zs data/emoji/categories.tsv data/emoji/category_classnames.txt emoji > "$LOGS.$RUN.categories.json"
 t1=$(date +%s)
 P="$LOGS.$RUN.pretrain.json" U="$LOGS.$RUN.unseen.json" C="$LOGS.$RUN.categories.json"
-printf '{"train": "%s", "model": "%s", "emoji_up": %s, "detection_up": %s, "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
-  "$TRAIN" "$MODEL" "$([[ $TRAIN == corpus ]] && echo "${EMOJI_UP:-3}" || echo 1)" "${DETECTION:-0}" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
+printf '{"train": "%s", "model": "%s", "emoji_up": %s, "detection_up": %s, "random_bg": %s, "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
+  "$TRAIN" "$MODEL" "$([[ $TRAIN == corpus ]] && echo "${EMOJI_UP:-3}" || echo 1)" "${DETECTION:-0}" "${RANDOM_BG:-0}" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
 printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "lm_minutes": %s, "minutes": %s, ' \
   "$(jget i2t_r1 "$P")" "$(jget i2t_r5 "$P")" "$(jget t2i_r1 "$P")" "$(jget steps "$P")" "$(jget pairs_seen "$P")" "$lm_min" \
   "$(awk -v a="$(jget minutes "$P")" -v b="$lm_min" 'BEGIN { printf "%.1f", a + b }')"

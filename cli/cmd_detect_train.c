@@ -28,6 +28,11 @@ static const char *usage =
     "  --patch-size P           a multiple k of the CLIP's patch: conv1 is upsampled k x k, so e.g. a 32 px /\n"
     "                           patch 4 CLIP reads 64 px at patch 8 with the same token grid and cost\n"
     "  --templates NAME|FILE    query templates (default name: the class name itself)\n"
+    "  --ensemble SEEN,NOVEL    at evaluation, fuse each token's score with the frozen --clip's on its box's\n"
+    "                           crop (ViLD's ensemble, F-VLM's fusion): p_det^(1-w) * p_clip^w, w = SEEN for\n"
+    "                           the training classes, NOVEL for the others (F-VLM: 0.35,0.65)\n"
+    "  --ensemble-context F     crop side = F x the box's longer side (default 1.2)\n"
+    "  --ensemble-top K         tokens per image cropped, best first (default 16; the rest fuse with 1/Q)\n"
     "  --lock-image             train the head only\n"
     "optimisation:\n"
     "  --batch-size B (32)  --epochs E (20)  --lr LR (3e-4)  --tower-lr-scale F (0.3: tower LR = F * LR)\n"
@@ -40,7 +45,8 @@ static const char *usage =
     "                           with --one-to-many > 1, else 0 = none); with --eval-only it overrides\n"
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (500)  --log-every N (20)  --resume latest|FILE\n"
-    "  --max-det N (100)  --eval-only --checkpoint DETECTOR  --json (end with one JSON line of COCO stats)\n"
+    "  --max-det N (100)  --eval-only --checkpoint DETECTOR [--clip CKPT with --ensemble]  --json (end with one\n"
+    "                           JSON line of COCO stats)\n"
     "data-parallel: mpirun -np N vlm detect train ... (an MPI build): --batch-size per rank, rank 0 writes\n"
     "  and evaluates; --dist-timeout S (300) stops the job when a rank waits longer than S seconds\n";
 
@@ -51,6 +57,18 @@ static int fn_scale(const char *v, void *dst, vlm_error *err) {
         vlm_errorf(err, VLM_ERR_ARG, "--aug-scale: expected LO,HI with 0 < LO <= HI <= 4, got '%s'", v);
         return -1;
     }
+    return 0;
+}
+
+static int fn_ensemble(const char *v, void *dst, vlm_error *err) {
+    vlm_detect_opts *o = dst;
+    char tail;
+    if (sscanf(v, "%lf,%lf%c", &o->ens_w[0], &o->ens_w[1], &tail) != 2 || !(o->ens_w[0] >= 0 && o->ens_w[0] <= 1) ||
+        !(o->ens_w[1] >= 0 && o->ens_w[1] <= 1)) {
+        vlm_errorf(err, VLM_ERR_ARG, "--ensemble: expected SEEN,NOVEL weights in [0, 1], got '%s'", v);
+        return -1;
+    }
+    o->ensemble = 1;
     return 0;
 }
 
@@ -88,6 +106,9 @@ static int parse(int argc, char **argv, vlm_detect_opts *o, cli_dist_opts *d, in
         {"focal-gamma", CLI_FLT, &o->gamma, 0, 10, NULL, NULL},
         {"aug-scale", CLI_FN, o->scale, 0, 0, fn_scale, NULL},
         {"loss-weights", CLI_FN, o->w, 0, 0, fn_weights, NULL},
+        {"ensemble", CLI_FN, o, 0, 0, fn_ensemble, NULL},
+        {"ensemble-context", CLI_FLT, &o->ens_context, 1, 4, NULL, NULL},
+        {"ensemble-top", CLI_INT, &o->ens_top, 1, 4096, NULL, NULL},
         {"lock-image", CLI_FLAG, &o->lock_image, 0, 0, NULL, NULL},
         {"eval-only", CLI_FLAG, &o->eval_only, 0, 0, NULL, NULL},
         CLI_END,

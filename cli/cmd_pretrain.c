@@ -25,6 +25,9 @@ static const char *usage =
     "  --workers N              decode threads (default 2)\n"
     "  --no-augment             eval transform for training images (default: RandomResizedCrop 0.9-1)\n"
     "  --composite R,G,B        composite transparent images over this colour (default: drop alpha, as PIL)\n"
+    "  --random-background P    with --composite: a training image is composited over a random colour (each\n"
+    "                           channel 30..225) with probability P, drawn per (epoch, sample): transparent\n"
+    "                           objects seen on many backgrounds, as detection scenes show them (default 0)\n"
     "model:\n"
     "  --model NAME|JSON        tiny | small | ViT-S-16 | ViT-S-32 | ViT-B-32 | config file (default tiny;\n"
     "                           with --pretrained the weights define the model)\n"
@@ -88,6 +91,7 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         {"train-data-upsampling-factors", CLI_STR, &o->upsampling, 0, 0, NULL, NULL},
         {"train-num-samples", CLI_INT, &o->nsynth, 1, 1099511627776.0, NULL, NULL},
         {"no-augment", CLI_FLAG, &o->no_augment, 0, 0, NULL, NULL},
+        {"random-background", CLI_FLT, &o->random_background, 0, 1, NULL, NULL},
         {"composite", CLI_FN, &o->dec, 0, 0, cli_fn_composite, NULL},
         {"model", CLI_STR, &o->model, 0, 0, NULL, NULL},
         {"pretrained", CLI_STR, &o->pretrained, 0, 0, NULL, NULL},
@@ -121,6 +125,11 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
     if (!strcmp(o->train, "synthetic")) o->dtype = "synthetic";
     if (o->lock_image && o->lock_text) {
         vlm_errorf(err, VLM_ERR_ARG, "--lock-image and --lock-text together leave nothing to train");
+        return -1;
+    }
+    if (o->random_background > 0 && (o->dec.alpha != VLM_ALPHA_COMPOSITE || o->no_augment)) {
+        vlm_errorf(err, VLM_ERR_ARG, "--random-background composites transparent training images: it needs --composite "
+                   "R,G,B (the colour the other images get) and augmentation (not --no-augment)");
         return -1;
     }
     return vlm_train_common_check(&o->c, err) ? -1 : 0;

@@ -13,6 +13,7 @@ enum {
     VLM_RNG_AUGMENT = 4, // augmentation draws
     VLM_RNG_SAMPLE = 5,  // generation / sampling noise
     VLM_RNG_CAPTION = 6, // which of a sample's captions an epoch uses
+    VLM_RNG_BACKGROUND = 7, // the loader's random background colour per (epoch, sample)
 };
 
 typedef struct {

@@ -262,7 +262,14 @@ static void copy_caption(char *dst, const char *s, size_t n, int max) {
 
 static int process(worker *w, lbuf *b, int slot, int64_t idx, int64_t epoch, vlm_error *e) {
     vlm_loader *L = w->L;
-    vlm_status st = vlm_dataset_load_image(L->ds, idx, &w->sample, &w->img, &L->o.decode, e);
+    vlm_decode_opts dec = L->o.decode;
+    if (L->o.train && L->o.random_background > 0 && dec.alpha == VLM_ALPHA_COMPOSITE) {
+        vlm_rng r;
+        vlm_rng_init(&r, L->o.seed, VLM_RNG_BACKGROUND, ((uint64_t)epoch << 40) ^ (uint64_t)idx);
+        if (vlm_rng_uniform(&r) < L->o.random_background)
+            for (int c = 0; c < 3; c++) dec.background[c] = (uint8_t)(30 + vlm_rng_below(&r, 196));
+    }
+    vlm_status st = vlm_dataset_load_image(L->ds, idx, &w->sample, &w->img, &dec, e);
     if (st) return -1;
     float *out = b->images + (size_t)slot * L->img_floats;
     if (L->o.train) {

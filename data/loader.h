@@ -39,6 +39,10 @@ typedef struct {
     int train;               // 1: RandomResizedCrop etc. (transform's train fields); 0: eval transform
     vlm_transform transform; // size S, mean/std, augmentation settings
     vlm_decode_opts decode;  // alpha handling, max_pixels
+    float random_background; // train, with decode.alpha = COMPOSITE: the probability that an
+                             // image is composited over a random colour (each channel uniform in
+                             // 30..225) instead of decode.background, drawn per (epoch, sample),
+                             // so a transparent object is seen on many backgrounds (default 0)
     int rank, world_size;    // this process's shard of every epoch (default 0 / 1)
     int drop_last;           // default 1: an epoch's tail shorter than B is skipped
     int64_t epochs;          // stop after this many epochs (0 = endless)

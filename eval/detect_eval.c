@@ -32,7 +32,8 @@ vlm_status vlm_det_split_load(vlm_det_split *d, const char *json, int64_t limit,
 
 // Runs the detector over a split with the split's own category names as
 // queries, writes COCO results (if out_json) and evaluates them.
-vlm_status vlm_owl_evaluate(vlm_owl *o, const vlm_det_split *d, const char *const *templates, int nt, int B, int max_det,
+vlm_status vlm_owl_evaluate(vlm_owl *o, vlm_det_ensemble *ens, const vlm_det_split *d, const char *const *templates,
+                            int nt, int B, int max_det,
                            const char *out_json, vlm_det_eval *ev, char *summary, size_t summary_cap, vlm_error *err) {
     double t0 = vlm_now();
     memset(ev, 0, sizeof *ev);
@@ -50,6 +51,7 @@ vlm_status vlm_owl_evaluate(vlm_owl *o, const vlm_det_split *d, const char *cons
     vlm_ctx c;
     vlm_status st = !q || !bx || !idx ? vlm_errorf(err, VLM_ERR_OOM, "detect eval: out of memory") : VLM_OK;
     if (!st) st = vlm_owl_queries(o, (const char *const *)ds->classnames, Q, templates, nt, q, err);
+    if (!st && ens) st = vlm_det_ensemble_queries(ens, (const char *const *)ds->classnames, Q, templates, nt, err);
     if (!st && !(st = vlm_detbatch_init(&bt, B, S, ds->max_boxes > 0 ? ds->max_boxes : 1, err))) have_bt = 1;
     if (!st && !(st = vlm_ctx_init(&c, 64u << 20, 0, err))) have_ctx = 1;
     if (st) goto done;
@@ -69,6 +71,13 @@ vlm_status vlm_owl_evaluate(vlm_owl *o, const vlm_det_split *d, const char *cons
         }
         for (int b = 0; b < nb && !st; b++) {
             int64_t i = i0 + b;
+            if (ens) {
+                vlm_image view;
+                vlm_detset_image(ds, i, &view);
+                st = vlm_det_ensemble_rescore(ens, &view, vlm_f32(out.boxes) + (size_t)b * N * 4,
+                                              vlm_f32(out.logits) + (size_t)b * N * Q, N, err);
+                if (st) break;
+            }
             int n = vlm_detector_decode(vlm_f32(out.logits) + (size_t)b * N * Q, vlm_f32(out.boxes) + (size_t)b * N * 4,
                                         N, Q, NULL, ds->width[i], ds->height[i], max_det, 0, o->det.cfg.nms_iou, bx);
             if (n < 0) st = vlm_errorf(err, VLM_ERR_OOM, "detect eval: out of memory");

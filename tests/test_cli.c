@@ -71,6 +71,15 @@ static void test_values(void) {
           "bad scheduler: %s", err_buf);
     CHECK(vlm("finetune --precision fp16") == 2 && strstr(err_buf, "fp32, amp_bf16 or bf16"), "precision: %s", err_buf);
     CHECK(vlm("zeroshot --data x") == 2 && strstr(err_buf, "--clip"), "missing required: %s", err_buf);
+    CHECK(vlm("detect train --eval-only --checkpoint d --heldout-data h --ensemble 0.35,0.65") == 2 &&
+              strstr(err_buf, "--clip"),
+          "ensemble without a CLIP: %s", err_buf);
+    CHECK(vlm("detect train --clip c --train-data t --ensemble 0.35") == 2 && strstr(err_buf, "--ensemble"),
+          "ensemble weights: %s", err_buf);
+    CHECK(vlm("pretrain --train-data x --random-background 0.5") == 2 && strstr(err_buf, "--composite"),
+          "random background without --composite: %s", err_buf);
+    CHECK(vlm("pretrain --train-data x --random-background 1.5") == 2 && strstr(err_buf, "--random-background"),
+          "random background 1.5: %s", err_buf);
     CHECK(vlm("linprobe --checkpoint a --train-data b --val-data c --features mid") == 2 && strstr(err_buf, "mid"),
           "bad choice: %s", err_buf);
     CHECK(vlm("tokenize --vocab v extra") == 2 && strstr(err_buf, "unexpected argument 'extra'"), "stray: %s", err_buf);

@@ -342,7 +342,7 @@ static void test_end_to_end(void) {
             vlm_det_eval ev;
             char summary[2048];
             CHECK(vlm_det_split_load(&sp, gtp, 0, &err) == VLM_OK &&
-                      vlm_owl_evaluate(&lo, &sp, NULL, 0, 2, 10, dtp, &ev, summary, sizeof summary, &err) == VLM_OK,
+                      vlm_owl_evaluate(&lo, NULL, &sp, NULL, 0, 2, 10, dtp, &ev, summary, sizeof summary, &err) == VLM_OK,
                   "vlm_owl_evaluate: %s", err.msg);
             CHECK(ev.n_images == 1 && ev.n_dets >= 1 && ev.n_dets <= 10 && strstr(summary, "Average Precision"),
                   "evaluate: %ld images, %ld detections", ev.n_images, ev.n_dets);

@@ -1,7 +1,9 @@
 // Threaded loader: full batches with bad samples skipped and summarised,
 // results independent of worker count, per-epoch shuffles, exact resume via
 // seek, rank sharding, epoch limits / partial batches, the bad-sample limit
-// and caption copying.
+// and caption copying; random backgrounds behind transparent pixels.
+#include <math.h>
+#include <png.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -90,6 +92,88 @@ static int same_runs(const run_log *a, const run_log *b, int from_a, int from_b,
             return 0;
     }
     return 1;
+}
+
+// Half-transparent images (left half alpha 0, right half opaque red) through
+// --random-background: the transparent half takes one colour per (epoch,
+// sample), each channel in 30..225, with about the asked probability; the
+// rest stays the --composite colour; the draws are the same for any worker
+// count; the opaque half never changes.
+static void test_random_background(void) {
+    enum { W = 16, NB = 48 };
+    FILE *m = fopen(T "/rgba.tsv", "w");
+    fprintf(m, "filepath\ttitle\n");
+    uint8_t px[W * W * 4];
+    for (int y = 0; y < W; y++)
+        for (int x = 0; x < W; x++) {
+            uint8_t *q = px + 4 * (y * W + x);
+            q[0] = 255, q[1] = 0, q[2] = 0, q[3] = x < W / 2 ? 0 : 255;
+        }
+    for (int k = 0; k < NB; k++) {
+        char p[256];
+        snprintf(p, sizeof p, T "/rgba%02d.png", k);
+        png_image im;
+        memset(&im, 0, sizeof im);
+        im.version = PNG_IMAGE_VERSION;
+        im.width = im.height = W;
+        im.format = PNG_FORMAT_RGBA;
+        CHECK(png_image_write_to_file(&im, p, 0, px, 0, NULL), "write %s", p);
+        fprintf(m, "rgba%02d.png\tcaption\n", k);
+    }
+    fclose(m);
+    vlm_dataset ds;
+    vlm_error err = {0};
+    if (vlm_dataset_open(&ds, T "/rgba.tsv", NULL, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    static const float mean[3] = {VLM_CLIP_MEAN_R, VLM_CLIP_MEAN_G, VLM_CLIP_MEAN_B};
+    static const float sd[3] = {VLM_CLIP_STD_R, VLM_CLIP_STD_G, VLM_CLIP_STD_B};
+    int colours[2][NB][3];
+    int random[2] = {0, 0};
+    for (int workers = 1; workers <= 2; workers++) {
+        vlm_loader_opts o;
+        vlm_loader_opts_default(&o, W, NB);
+        o.train = 1;
+        o.shuffle = 0;
+        o.workers = workers;
+        o.transform.scale_min = o.transform.scale_max = 1; // the whole image: pixels stay in place
+        o.transform.ratio_min = o.transform.ratio_max = 1;
+        o.decode.alpha = VLM_ALPHA_COMPOSITE; // over white, unless drawn
+        o.random_background = 0.5f;
+        vlm_loader *L;
+        vlm_batch bt;
+        if (vlm_loader_open(&L, &ds, &o, &err) || vlm_loader_next(L, &bt, &err) || bt.n != NB) {
+            CHECK(0, "loader: %s", err.msg);
+            break;
+        }
+        for (int i = 0; i < NB; i++) {
+            const float *img = bt.images + (size_t)i * 3 * W * W;
+            int uniform = 1, red = 1, v0[3];
+            for (int c = 0; c < 3; c++) {
+                for (int y = 0; y < W; y++)
+                    for (int x = 0; x < W; x++) {
+                        int v = (int)lrintf((img[(size_t)c * W * W + y * W + x] * sd[c] + mean[c]) * 255);
+                        if (x == 0 && y == 0) v0[c] = v;
+                        if (x < W / 2 - 2 && v != v0[c]) uniform = 0; // away from the resize's seam
+                        if (x >= W / 2 + 2 && v != (c == 0 ? 255 : 0)) red = 0;
+                    }
+                colours[workers - 1][i][c] = v0[c];
+            }
+            int white = v0[0] == 255 && v0[1] == 255 && v0[2] == 255;
+            int drawn = v0[0] >= 30 && v0[0] <= 225 && v0[1] >= 30 && v0[1] <= 225 && v0[2] >= 30 && v0[2] <= 225;
+            CHECK(uniform && red && (white || drawn), "sample %d: uniform %d, red %d, background %d,%d,%d", i, uniform, red,
+                  v0[0], v0[1], v0[2]);
+            random[workers - 1] += !white;
+        }
+        vlm_loader_free(L);
+    }
+    CHECK(!memcmp(colours[0], colours[1], sizeof colours[0]), "background draws depend on the worker count");
+    CHECK(random[0] >= NB / 4 && random[0] <= 3 * NB / 4, "%d of %d backgrounds drawn at p = 0.5", random[0], NB);
+    int distinct = 0;
+    for (int i = 1; i < NB; i++) distinct += memcmp(colours[0][i], colours[0][i - 1], sizeof colours[0][i]) != 0;
+    CHECK(distinct >= NB / 4, "only %d colour changes", distinct);
+    vlm_dataset_free(&ds);
 }
 
 int main(void) {
@@ -234,6 +318,7 @@ int main(void) {
     CHECK(vlm_loader_open(&L, &ds, &o, &err) == VLM_ERR_ARG && strstr(err.msg, "index 99"), "%s", err.msg);
 
     vlm_dataset_free(&ds);
+    test_random_background();
     int rc = tu_done("test_loader");
     if (!rc) system("rm -rf " T);
     return rc;

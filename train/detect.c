@@ -18,12 +18,17 @@ void vlm_detect_opts_default(vlm_detect_opts *o) {
     o->w[0] = 2, o->w[1] = 5, o->w[2] = 2;
     o->one_to_many = 1, o->nms = -1;
     o->scale[0] = 0.5, o->scale[1] = 1.0;
+    vlm_det_ensemble_opts eo;
+    vlm_det_ensemble_opts_default(&eo);
+    o->ens_w[0] = eo.w_seen, o->ens_w[1] = eo.w_novel, o->ens_context = eo.context, o->ens_top = eo.top;
 }
 
 vlm_status vlm_detect_opts_check(const vlm_detect_opts *o, vlm_error *err) {
     if (o->eval_only) {
         if (!o->checkpoint || (!o->val && !o->heldout))
             return vlm_errorf(err, VLM_ERR_ARG, "--eval-only needs --checkpoint DETECTOR and --val-data or --heldout-data");
+        if (o->ensemble && !o->clip)
+            return vlm_errorf(err, VLM_ERR_ARG, "--ensemble with --eval-only needs --clip CKPT (the CLIP that scores the crops)");
         return VLM_OK;
     }
     if (!o->clip && !o->c.resume) return vlm_errorf(err, VLM_ERR_ARG, "--clip CKPT is required (see --help)");
@@ -32,7 +37,7 @@ vlm_status vlm_detect_opts_check(const vlm_detect_opts *o, vlm_error *err) {
     return vlm_train_common_check(&o->c, err);
 }
 
-vlm_status vlm_detect_eval_splits(vlm_owl *m, vlm_det_split *val, vlm_det_split *held, const char *const *tmpl, int nt,
+vlm_status vlm_detect_eval_splits(vlm_owl *m, vlm_det_ensemble *ens, vlm_det_split *val, vlm_det_split *held, const char *const *tmpl, int nt,
                                   int batch, int max_det, const char *dir, const vlm_trainer *log_to, char *json,
                                   size_t cap, vlm_error *err) {
     size_t n = 0;
@@ -44,7 +49,7 @@ vlm_status vlm_detect_eval_splits(vlm_owl *m, vlm_det_split *val, vlm_det_split 
         char path[1200], summary[2048], pre[16];
         snprintf(path, sizeof path, "%s/%s_results.json", dir, tag[s]);
         vlm_det_eval ev;
-        vlm_status st = vlm_owl_evaluate(m, sp[s], tmpl, nt, batch, max_det, path, &ev, summary, sizeof summary, err);
+        vlm_status st = vlm_owl_evaluate(m, ens, sp[s], tmpl, nt, batch, max_det, path, &ev, summary, sizeof summary, err);
         if (st) return st;
         size_t sl = strlen(summary);
         if (sl && summary[sl - 1] == '\n') summary[sl - 1] = 0;
@@ -243,10 +248,32 @@ static void task_free(det_task *p) {
     free(p->classnames), free(p->args_json), free(p->q), free(p->order), free(p->idx), free(p->groups), free(p->tg);
 }
 
+// The val / held-out splits into r->eval_json, with the --ensemble CLIP when
+// asked (the seen classes: the detector's training categories).
+static vlm_status eval_splits(det_task *p, int batch, const char *dir, vlm_trainer *t, vlm_detect_result *r,
+                              vlm_error *err) {
+    const vlm_detect_opts *o = p->o;
+    vlm_det_ensemble ens, *e = NULL;
+    if (o->ensemble) {
+        vlm_det_ensemble_opts eo = {o->clip, (float)o->ens_w[0], (float)o->ens_w[1], (float)o->ens_context,
+                                    (int)o->ens_top};
+        vlm_status st = vlm_det_ensemble_init(&ens, &eo, err);
+        if (st) return st;
+        ens.seen = p->classnames;
+        e = &ens;
+        vlm_trainer_logf(t, "detect eval: scores fused with %s on token crops (weights seen %g, novel %g, context %g, top %d)",
+                         o->clip, (double)eo.w_seen, (double)eo.w_novel, (double)eo.context, eo.top);
+    }
+    vlm_status st = vlm_detect_eval_splits(&p->m, e, &p->va, &p->ho, (const char *const *)p->tmpl, p->nt, batch,
+                                           (int)o->max_det, dir, t, r->eval_json, sizeof r->eval_json, err);
+    if (e) vlm_det_ensemble_free(e);
+    return st;
+}
+
 // --eval-only: a detector file on the val / held-out splits.
 static vlm_status eval_only(det_task *p, vlm_trainer *t, vlm_detect_result *r, vlm_error *err) {
     const vlm_detect_opts *o = p->o;
-    vlm_status st = vlm_owl_load(&p->m, o->checkpoint, NULL, err);
+    vlm_status st = vlm_owl_load(&p->m, o->checkpoint, &p->classnames, err);
     if (st) return st;
     p->have_model = 1;
     if (o->nms >= 0) p->m.det.cfg.nms_iou = (float)o->nms;
@@ -258,8 +285,7 @@ static vlm_status eval_only(det_task *p, vlm_trainer *t, vlm_detect_result *r, v
     char *sl = strrchr(dir, '/');
     if (sl) *sl = 0;
     else snprintf(dir, sizeof dir, ".");
-    return vlm_detect_eval_splits(&p->m, &p->va, &p->ho, (const char *const *)p->tmpl, p->nt, (int)o->c.batch,
-                                  (int)o->max_det, dir, t, r->eval_json, sizeof r->eval_json, err);
+    return eval_splits(p, (int)o->c.batch, dir, t, r, err);
 }
 
 static vlm_status train(det_task *p, vlm_trainer *t, vlm_detect_result *r, vlm_error *err) {
@@ -287,9 +313,7 @@ static vlm_status train(det_task *p, vlm_trainer *t, vlm_detect_result *r, vlm_e
     snprintf(r->checkpoint, sizeof r->checkpoint, "%s", t->run.model);
     if (!t->io) return VLM_OK; // the same weights on every rank; rank 0 evaluates and writes
     vlm_trainer_logf(t, "detect train: %s after %" PRId64 " steps, %.1f min", t->stop_reason, t->st.step, t->st.elapsed_s / 60);
-    if ((st = vlm_detect_eval_splits(&p->m, &p->va, &p->ho, (const char *const *)p->tmpl, p->nt, p->B, (int)o->max_det,
-                                     t->run.dir, t, r->eval_json, sizeof r->eval_json, err)))
-        return st;
+    if ((st = eval_splits(p, p->B, t->run.dir, t, r, err))) return st;
     if (t->metrics && r->eval_json[0]) fprintf(t->metrics, "{\"step\": %" PRId64 ", %s}\n", t->st.step, r->eval_json);
     return VLM_OK;
 }

@@ -14,6 +14,12 @@ typedef struct {
     long long image_size, patch_size, train_limit, val_limit, max_det, one_to_many;
     double nms, tower_scale, hflip, alpha, gamma, w[3], scale[2];
     int lock_image, eval_only;
+    // Score fusion with the frozen --clip on token crops at evaluation
+    // (eval/detect_ensemble.h): on when ensemble is set.
+    // (ens_w: the CLIP's exponent for seen, novel classes; crop context; tokens per image)
+    int ensemble;
+    double ens_w[2], ens_context;
+    long long ens_top;
 } vlm_detect_opts;
 
 // batch 32, 20 epochs, lr 3e-4 (tower x 0.3), wd 0.05, warmup 200, save
@@ -33,8 +39,9 @@ typedef struct {
 // val / held-out splits, their COCO results written beside the model.
 vlm_status vlm_detect_train(const vlm_detect_opts *o, vlm_detect_result *r, vlm_error *err);
 // The COCO statistics of the splits given (val, held; either may be NULL or
-// not loaded) into json; results files <dir>/<split>_results.json.
-vlm_status vlm_detect_eval_splits(vlm_owl *m, vlm_det_split *val, vlm_det_split *held, const char *const *tmpl, int nt,
+// not loaded) into json; results files <dir>/<split>_results.json. ens (may
+// be NULL): scores fused with a frozen CLIP's.
+vlm_status vlm_detect_eval_splits(vlm_owl *m, vlm_det_ensemble *ens, vlm_det_split *val, vlm_det_split *held, const char *const *tmpl, int nt,
                                   int batch, int max_det, const char *dir, const vlm_trainer *log_to, char *json,
                                   size_t cap, vlm_error *err);
 

@@ -522,6 +522,7 @@ static vlm_status open_loader(pretrain_task *p, vlm_error *err) {
         lo.train = !o->no_augment;
         lo.caption_max = 256;
         lo.decode = o->dec;
+        lo.random_background = (float)o->random_background;
         lo.start.epoch = t->st.loader_epoch;
         lo.start.index = t->st.loader_index / W; // the state counts the global stream
         lo.rank = t->rank;
@@ -628,6 +629,9 @@ vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_
     if (o->pretrained_text && (o->pretrained || o->tokenizer))
         return vlm_errorf(err, VLM_ERR_ARG, "--pretrained-text brings the text tower and its tokenizer: it does not combine "
                           "with --pretrained or --tokenizer");
+    if (o->random_background > 0 && (o->dec.alpha != VLM_ALPHA_COMPOSITE || o->no_augment))
+        return vlm_errorf(err, VLM_ERR_ARG, "--random-background composites transparent training images: it needs "
+                          "--composite R,G,B (the colour the other images get) and augmentation (not --no-augment)");
     char name[512];
     if (o->c.name) snprintf(name, sizeof name, "%s", o->c.name);
     else {

@@ -49,6 +49,7 @@ typedef struct {
     double caption_weight;       // CoCa: loss = contrastive + caption_weight * caption (default 2)
     char sep;
     long long accum, save_freq, keep, nsynth;
+    double random_background; // vlm_loader_opts.random_background
     double patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
     int siglip, lock_image, lock_text, no_augment;
     vlm_decode_opts dec;
