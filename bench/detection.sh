@@ -20,12 +20,14 @@
 #   --one-to-many K   each box matched to K tokens, NMS 0.5 at inference (default 4; 1 = OWL-ViT's
 #                     one-to-one matching without NMS)
 #   --train-images N  training scenes (default 30000; val 1000, held-out 500)
+#   --ensemble SEEN,NOVEL   also evaluate with the CLIP's scores fused in (vlm detect train --ensemble:
+#                     p_det^(1-w) * p_clip^w on token crops); the JSON adds the fused figures as fused_*
 # Environment: VLM (binary, default build/vlm), SCENES (dataset folder, default data/scenes),
 # CLIP_MINUTES (20).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-minutes=60 clip="" size=64 patch=8 batch=32 lr=1e-3 tower=1 o2m=4 seed=0 ntrain=30000
+minutes=60 clip="" ensemble="" size=64 patch=8 batch=32 lr=1e-3 tower=1 o2m=4 seed=0 ntrain=30000
 while [[ $# -gt 0 ]]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
@@ -38,7 +40,8 @@ while [[ $# -gt 0 ]]; do
     --train-images) ntrain=$2; shift 2 ;;
     --tower-lr-scale) tower=$2; shift 2 ;;
     --one-to-many) o2m=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --ensemble) ensemble=$2; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "detection: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,4 +77,12 @@ trap 'rm -f "$out"' EXIT
   --heldout-data "$scenes/heldout.json" --image-size "$size" --patch-size "$patch" --batch-size "$batch" --lr "$lr" --seed "$seed" \
   --tower-lr-scale "$tower" --one-to-many "$o2m" \
   --max-minutes "$minutes" --time-schedule --epochs 1000 --logs runs --name "detect-s$size-p$patch" --json > "$out"
-tail -n 1 "$out" | sed "s/}\$/, \"clip_minutes\": $clip_minutes}/"
+line=$(tail -n 1 "$out" | sed "s/}\$/, \"clip_minutes\": $clip_minutes}/")
+if [[ -n $ensemble ]]; then
+  det=$(sed -n 's/.*"checkpoint": "\([^"]*\)".*/\1/p' <<< "$line")
+  fused=$("$vlm" detect train --eval-only --checkpoint "$det" --clip "$clip" --ensemble "$ensemble" \
+    --val-data "$scenes/val.json" --heldout-data "$scenes/heldout.json" --batch-size "$batch" --logs runs --json | tail -n 1 |
+    sed -e 's/"val_/"fused_val_/g' -e 's/"heldout_/"fused_heldout_/g' -e 's/^{//' -e 's/}$//')
+  line=$(sed "s/}\$/, \"ensemble\": \"$ensemble\", $fused}/" <<< "$line")
+fi
+echo "$line"

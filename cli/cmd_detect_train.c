@@ -31,7 +31,7 @@ static const char *usage =
     "  --ensemble SEEN,NOVEL    at evaluation, fuse each token's score with the frozen --clip's on its box's\n"
     "                           crop (ViLD's ensemble, F-VLM's fusion): p_det^(1-w) * p_clip^w, w = SEEN for\n"
     "                           the training classes, NOVEL for the others (F-VLM: 0.35,0.65)\n"
-    "  --ensemble-context F     crop side = F x the box's longer side (default 1.2)\n"
+    "  --ensemble-context F     crop side = F x the box's longer side, square (default 1)\n"
     "  --ensemble-top K         tokens per image cropped, best first (default 16; the rest fuse with 1/Q)\n"
     "  --lock-image             train the head only\n"
     "optimisation:\n"

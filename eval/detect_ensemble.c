@@ -11,7 +11,7 @@ void vlm_det_ensemble_opts_default(vlm_det_ensemble_opts *o) {
     memset(o, 0, sizeof *o);
     o->w_seen = 0.35f;
     o->w_novel = 0.65f;
-    o->context = 1.2f;
+    o->context = 1.0f;
     o->top = 16;
 }
 
