@@ -27,6 +27,10 @@ static const char *usage =
     "                         (no queries given: the checkpoint's training class names)\n"
     "  --templates NAME|FILE  query templates: imagenet, imagenet7, cifar10, mnist, photo, name, or a\n"
     "                         file with one template per line containing {} (default: the text itself)\n"
+    "  --clip CKPT --ensemble SEEN,NOVEL   fuse each token's score with this frozen CLIP's classification\n"
+    "                         of its box's crop: p_det^(1-w) * p_clip^w, w = SEEN for the detector's training\n"
+    "                         classes, NOVEL for other queries (as `vlm detect train --ensemble`)\n"
+    "  --ensemble-context F   crop side = F x the box's longer side (default 1)\n"
     "  --threshold T          keep detections with score >= T (default 0.1)\n"
     "  --max-det N            at most N detections, best first (default 20)\n"
     "  --out VIS.png          the image with boxes and \"query score\" labels, one colour per query\n"
@@ -52,7 +56,20 @@ typedef struct {
     double threshold;
     long long max_det, image_id, scale; // scale 0: automatic
     int json;
+    const char *clip; // --ensemble's CLIP
+    int ensemble;
+    double ens_w[2], ens_context;
 } popts;
+
+static int fn_ensemble(const char *v, void *dst, vlm_error *err) {
+    popts *o = dst;
+    char tail;
+    if (sscanf(v, "%lf,%lf%c", &o->ens_w[0], &o->ens_w[1], &tail) != 2 || !(o->ens_w[0] >= 0 && o->ens_w[0] <= 1) ||
+        !(o->ens_w[1] >= 0 && o->ens_w[1] <= 1))
+        return vlm_errorf(err, VLM_ERR_ARG, "--ensemble: expected SEEN,NOVEL weights in [0, 1], got '%s'", v), -1;
+    o->ensemble = 1;
+    return 0;
+}
 
 static int fn_query(const char *v, void *dst, vlm_error *err) { // repeatable, in order
     popts *o = dst;
@@ -69,6 +86,7 @@ static int parse(int argc, char **argv, popts *o, vlm_error *err) {
     memset(o, 0, sizeof *o);
     o->threshold = 0.1;
     o->max_det = 20;
+    o->ens_context = 1;
     const cli_opt own[] = {
         {"checkpoint", CLI_STR, &o->checkpoint, 0, 0, NULL, NULL},
         {"image", CLI_STR, &o->image, 0, 0, NULL, NULL},
@@ -82,6 +100,9 @@ static int parse(int argc, char **argv, popts *o, vlm_error *err) {
         {"results", CLI_STR, &o->results, 0, 0, NULL, NULL},
         {"image-id", CLI_INT, &o->image_id, -9.3e18, 9.3e18, NULL, NULL},
         {"json", CLI_FLAG, &o->json, 0, 0, NULL, NULL},
+        {"clip", CLI_STR, &o->clip, 0, 0, NULL, NULL},
+        {"ensemble", CLI_FN, o, 0, 0, fn_ensemble, NULL},
+        {"ensemble-context", CLI_FLT, &o->ens_context, 1, 4, NULL, NULL},
         CLI_END,
     };
     const cli_opt *tabs[] = {own};
@@ -90,6 +111,10 @@ static int parse(int argc, char **argv, popts *o, vlm_error *err) {
     if (!o->checkpoint || !o->image) {
         vlm_errorf(err, VLM_ERR_ARG, "%s is required (usage: vlm detect predict --checkpoint DET --image IMG "
                    "--query TEXT ...)", o->checkpoint ? "--image" : "--checkpoint");
+        return -1;
+    }
+    if (o->ensemble != (o->clip != NULL)) {
+        vlm_errorf(err, VLM_ERR_ARG, "--ensemble SEEN,NOVEL and --clip CKPT go together (the CLIP scores the crops)");
         return -1;
     }
     return 0;
@@ -277,6 +302,8 @@ int cmd_detect_predict(int argc, char **argv) {
     vlm_image_init(&img);
     vlm_owl m;
     memset(&m, 0, sizeof m);
+    vlm_det_ensemble ens;
+    memset(&ens, 0, sizeof ens);
     // Cheap inputs first, so a typo fails before the model loads.
     vlm_decode_opts dec;
     vlm_decode_opts_default(&dec);
@@ -304,6 +331,15 @@ int cmd_detect_predict(int argc, char **argv) {
         goto done;
     }
     if (vlm_owl_queries(&m, queries, Q, (const char *const *)tmpl, nt, qe, &err)) goto done;
+    if (o.ensemble) {
+        vlm_det_ensemble_opts eo;
+        vlm_det_ensemble_opts_default(&eo);
+        eo.clip = o.clip, eo.w_seen = (float)o.ens_w[0], eo.w_novel = (float)o.ens_w[1], eo.context = (float)o.ens_context;
+        if (vlm_det_ensemble_init(&ens, &eo, &err)) goto done;
+        ens.seen = classnames;
+        if (vlm_det_ensemble_queries(&ens, queries, Q, (const char *const *)tmpl, nt, &err)) goto done;
+        m.ens = &ens;
+    }
     if (vlm_owl_detect(&m, &img, qe, Q, (float)o.threshold, (int)o.max_det, det, &n, &err)) {
         vlm_error_prefix(&err, "%s", o.image);
         goto done;
@@ -315,6 +351,7 @@ int cmd_detect_predict(int argc, char **argv) {
 done:
     if (rc) cli_fail(CMD, &err);
     if (have_model) vlm_owl_free(&m);
+    vlm_det_ensemble_free(&ens);
     if (own_tmpl) vlm_strlist_free(tmpl, nt);
     vlm_strlist_free(file_q, n_file);
     vlm_image_free(&img);

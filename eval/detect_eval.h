@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include "data/detset.h"
 #include "eval/coco_eval.h"
-#include "eval/detect_ensemble.h"
+#include "fusion/detect_ensemble.h"
 #include "fusion/detection.h"
 
 typedef struct {

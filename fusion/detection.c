@@ -218,6 +218,23 @@ static vlm_status pad_transform(const vlm_image *img, int S, float *x, vlm_error
     return st;
 }
 
+// o->ens on one image: boxes [N, 4] are in the padded P x P square, the
+// crops come from the image itself, so they are rescaled to it first.
+static vlm_status fuse_scores(vlm_det_ensemble *e, const vlm_image *img, int P, const float *boxes, float *logits, int N,
+                              int Q, vlm_error *err) {
+    if (e->Q != Q) return vlm_errorf(err, VLM_ERR_ARG, "vlm_owl_detect: the ensemble has %d queries, the detector %d", e->Q, Q);
+    float *b = malloc(sizeof(float) * 4 * (size_t)N);
+    if (!b) return vlm_errorf(err, VLM_ERR_OOM, "vlm_owl_detect: out of memory");
+    const float sx = (float)P / (float)img->w, sy = (float)P / (float)img->h;
+    for (int t = 0; t < N; t++) {
+        b[4 * t] = boxes[4 * t] * sx, b[4 * t + 2] = boxes[4 * t + 2] * sx;
+        b[4 * t + 1] = boxes[4 * t + 1] * sy, b[4 * t + 3] = boxes[4 * t + 3] * sy;
+    }
+    vlm_status st = vlm_det_ensemble_rescore(e, img, b, logits, N, err);
+    free(b);
+    return st;
+}
+
 vlm_status vlm_owl_detect(vlm_owl *o, const vlm_image *img, const float *qe, int Q, float threshold, int max_det,
                           vlm_det_box *out, int *n, vlm_error *err) {
     *n = 0;
@@ -239,6 +256,8 @@ vlm_status vlm_owl_detect(vlm_owl *o, const vlm_image *img, const float *qe, int
     if (vlm_detector_forward(&c, &o->det, vlm_tensor_wrap(&c, VLM_F32, 4, sh, x, NULL), qe, Q, &d)) {
         *err = c.err;
         st = c.status ? c.status : VLM_ERR_ARG;
+    } else if (o->ens && (st = fuse_scores(o->ens, img, P, vlm_f32(d.boxes), vlm_f32(d.logits), N, Q, err))) {
+        // error set
     } else {
         int nd = vlm_detector_decode(vlm_f32(d.logits), vlm_f32(d.boxes), N, Q, NULL, P, P, max_det, 1,
                                      o->det.cfg.nms_iou, out);

@@ -14,6 +14,7 @@
 
 #include "data/image.h"
 #include "fusion/checkpoint.h"
+#include "fusion/detect_ensemble.h"
 #include "text/tokenizer.h"
 #include "vision/detector.h"
 
@@ -23,6 +24,8 @@ typedef struct {
     vlm_tokenizer tok;
     char *tokenizer_text;
     int has_tok;
+    vlm_det_ensemble *ens; // optional (caller-owned): vlm_owl_detect fuses its scores with this
+                           // frozen CLIP's on the token crops; its queries must be the Q given
 } vlm_owl;
 
 // From a CLIP model file: the detector's tower gets the CLIP's image tower at
@@ -53,7 +56,8 @@ vlm_status vlm_owl_queries(vlm_owl *o, const char *const *texts, int n, const ch
 // right, grey 128) before the eval transform, so the whole image is seen
 // undistorted; boxes are in the image's pixels, clipped to it, and boxes lying
 // wholly in the padding are dropped. Each box takes its best query (OWL-ViT's
-// post-processing). Writes the detections with score >= threshold, best first,
+// post-processing); with o->ens the scores are the fused ones
+// (fusion/detect_ensemble.h). Writes the detections with score >= threshold, best first,
 // at most max_det of them, to out[max_det]; *n their count.
 vlm_status vlm_owl_detect(vlm_owl *o, const vlm_image *img, const float *qe, int Q, float threshold, int max_det,
                           vlm_det_box *out, int *n, vlm_error *err);

@@ -1,4 +1,4 @@
-// Detector + frozen-CLIP score fusion (eval/detect_ensemble.h) with the
+// Detector + frozen-CLIP score fusion (fusion/detect_ensemble.h) with the
 // shared tiny CLIP: the crop of a box is classified as the CLIP classifies
 // that crop made independently (vlm_transform_eval of the cut-out), the same
 // object at two places gets the same p_clip, the fused log-odds follow
@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include "core/ops.h"
 #include "data/transform.h"
-#include "eval/detect_ensemble.h"
+#include "fusion/detect_ensemble.h"
 #include "fusion/checkpoint.h"
 #include "fusion/classes.h"
 #include "tests/testutil.h"

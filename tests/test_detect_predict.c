@@ -412,6 +412,26 @@ static void test_end_to_end(void) {
     CHECK(run_vlm(dir, args) == 2 && stderr_has(dir, "--checkpoint is required"), "no checkpoint");
     snprintf(args, sizeof args, "--checkpoint %s --image %s --query", det, png);
     CHECK(run_vlm(dir, args) == 2 && stderr_has(dir, "--query needs a value"), "dangling flag");
+    // --ensemble: the CLIP's crop scores fused in. With w = 1 for novel queries (det_bare has no
+    // training classes: x and y are novel) a score is p_clip alone, and a box takes its best of
+    // two queries, so every score is >= 0.5 (tokens outside the top fuse with 1/Q = 0.5).
+    snprintf(args, sizeof args, "--checkpoint %s --image %s --query x --query y --threshold 0 --max-det 40 --clip %s --ensemble 0,1 --json",
+             det_bare, png, clip);
+    CHECK(run_vlm(dir, args) == 0, "--ensemble run");
+    char *ej = tu_read_file(outp, NULL);
+    json_t *ejs = ej ? json_loads(strrchr(ej, '{') ? strstr(ej, "{\"image\"") : ej, 0, NULL) : NULL;
+    json_t *eds = json_object_get(ejs, "detections");
+    CHECK(json_array_size(eds) > 0, "--ensemble detections: %s", ej ? ej : "(no output)");
+    for (size_t i = 0; i < json_array_size(eds); i++) {
+        double sc = json_number_value(json_object_get(json_array_get(eds, i), "score"));
+        CHECK(sc >= 0.4999 && sc <= 1, "--ensemble 0,1 score %g of detection %d outside [0.5, 1]", sc, (int)i);
+    }
+    json_decref(ejs);
+    free(ej);
+    snprintf(args, sizeof args, "--checkpoint %s --image %s --query x --ensemble 0.35,0.65", det, png);
+    CHECK(run_vlm(dir, args) == 2 && stderr_has(dir, "--clip"), "--ensemble without --clip");
+    snprintf(args, sizeof args, "--checkpoint %s --image %s --query x --clip %s --ensemble 0.35", det, png, clip);
+    CHECK(run_vlm(dir, args) == 2 && stderr_has(dir, "--ensemble"), "--ensemble one weight");
     CHECK(run_vlm(dir, "--help") == 0, "--help");
     char *help = tu_read_file(outp, NULL);
     CHECK(help && strstr(help, "usage: vlm detect predict"), "usage on stdout");

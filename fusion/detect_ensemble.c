@@ -1,5 +1,5 @@
-// Detector + frozen-CLIP score fusion on token crops (eval/detect_ensemble.h).
-#include "eval/detect_ensemble.h"
+// Detector + frozen-CLIP score fusion on token crops (fusion/detect_ensemble.h).
+#include "fusion/detect_ensemble.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

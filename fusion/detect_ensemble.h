@@ -9,8 +9,8 @@
 //   vlm_det_ensemble e;  vlm_det_ensemble_init(&e, &opts, &err);       // loads opts.clip
 //   e.seen = "t-shirt\nbag";  vlm_det_ensemble_queries(&e, names, Q, NULL, 0, &err);  // per split
 //   vlm_det_ensemble_rescore(&e, &img, boxes, logits, N, &err);       // per image
-#ifndef VLM_EVAL_DETECT_ENSEMBLE_H
-#define VLM_EVAL_DETECT_ENSEMBLE_H
+#ifndef VLM_FUSION_DETECT_ENSEMBLE_H
+#define VLM_FUSION_DETECT_ENSEMBLE_H
 
 #include "core/tensor.h"
 #include "data/image.h"
