@@ -1,13 +1,13 @@
 // How well a CLIP names the objects of a detection split from their boxes:
 // every ground-truth box is cropped as `vlm detect train --ensemble` crops a
-// token's box (eval/detect_ensemble.c: a square of CONTEXT x the longer side)
+// token's box (fusion/detect_ensemble.c: a square of CONTEXT x the longer side)
 // and classified among the split's category names. Prints one JSON line:
 // top1, n (boxes), per_class {name: top1}. Built and run by bench/crop-naming.sh.
 // usage: crop_naming CLIP.safetensors SPLIT.json [CONTEXT]
 #include <stdio.h>
 #include <stdlib.h>
 #include "data/detset.h"
-#include "eval/detect_ensemble.h"
+#include "fusion/detect_ensemble.h"
 
 int main(int argc, char **argv) {
     if (argc < 3) {

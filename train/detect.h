@@ -15,7 +15,7 @@ typedef struct {
     double nms, tower_scale, hflip, alpha, gamma, w[3], scale[2];
     int lock_image, eval_only;
     // Score fusion with the frozen --clip on token crops at evaluation
-    // (eval/detect_ensemble.h): on when ensemble is set.
+    // (fusion/detect_ensemble.h): on when ensemble is set.
     // (ens_w: the CLIP's exponent for seen, novel classes; crop context; tokens per image)
     int ensemble;
     double ens_w[2], ens_context;
