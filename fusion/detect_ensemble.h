@@ -20,7 +20,8 @@
 
 typedef struct {
     const char *clip;       // CLIP model file (with its tokenizer)
-    float w_seen, w_novel;  // the CLIP's exponent for seen / novel queries (F-VLM: 0.35, 0.65)
+    float w_seen, w_novel;  // the CLIP's exponent for seen / novel queries (default 0, 0.65;
+                            // F-VLM: 0.35, 0.65)
     float context;          // crop side = context * the box's longer side, square (default 1: the box)
     int top;                // tokens rescored per image, by the detector's best score (default 16)
 } vlm_det_ensemble_opts;
