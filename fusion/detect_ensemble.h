@@ -46,6 +46,8 @@ typedef struct {
 } vlm_det_ensemble;
 
 void vlm_det_ensemble_opts_default(vlm_det_ensemble_opts *o);
+// Loads o->clip and its tokenizer. vlm_det_ensemble_free is safe after a
+// failed init (and on a zeroed struct).
 vlm_status vlm_det_ensemble_init(vlm_det_ensemble *e, const vlm_det_ensemble_opts *o, vlm_error *err);
 void vlm_det_ensemble_free(vlm_det_ensemble *e);
 // The queries of the next images: names [Q] through the templates (NULL =

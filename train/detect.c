@@ -258,7 +258,7 @@ static vlm_status eval_splits(det_task *p, int batch, const char *dir, vlm_train
         vlm_det_ensemble_opts eo = {o->clip, (float)o->ens_w[0], (float)o->ens_w[1], (float)o->ens_context,
                                     (int)o->ens_top};
         vlm_status st = vlm_det_ensemble_init(&ens, &eo, err);
-        if (st) return st;
+        if (st) return vlm_det_ensemble_free(&ens), st;
         ens.seen = p->classnames;
         e = &ens;
         vlm_trainer_logf(t, "detect eval: scores fused with %s on token crops (weights seen %g, novel %g, context %g, top %d)",
