@@ -33,8 +33,8 @@ vlm_status vlm_det_split_load(vlm_det_split *d, const char *json, int64_t limit,
 // Runs the detector over a split with the split's own category names as
 // queries, writes COCO results (if out_json) and evaluates them.
 vlm_status vlm_owl_evaluate(vlm_owl *o, vlm_det_ensemble *ens, const vlm_det_split *d, const char *const *templates,
-                            int nt, int B, int max_det,
-                           const char *out_json, vlm_det_eval *ev, char *summary, size_t summary_cap, vlm_error *err) {
+                            int nt, int B, int max_det, const char *out_json, vlm_det_eval *ev, char *summary,
+                            size_t summary_cap, vlm_error *err) {
     double t0 = vlm_now();
     memset(ev, 0, sizeof *ev);
     const vlm_detset *ds = &d->ds;

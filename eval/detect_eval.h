@@ -37,8 +37,8 @@ typedef struct {
 // used); summary (may be NULL) gets pycocotools' printed table. ens (may be
 // NULL) fuses each image's scores with a frozen CLIP's on the token crops.
 vlm_status vlm_owl_evaluate(vlm_owl *o, vlm_det_ensemble *ens, const vlm_det_split *d, const char *const *templates,
-                            int nt, int B, int max_det,
-                            const char *out_json, vlm_det_eval *ev, char *summary, size_t summary_cap, vlm_error *err);
+                            int nt, int B, int max_det, const char *out_json, vlm_det_eval *ev, char *summary,
+                            size_t summary_cap, vlm_error *err);
 // The statistics as JSON fields "<prefix>AP": .., "<prefix>AP50": .., ...
 void vlm_det_eval_json(char *buf, size_t cap, const char *prefix, const double *s);
 

@@ -126,7 +126,8 @@ static vlm_status crop(vlm_det_ensemble *e, const vlm_image *img, const float *b
     static const float mean[3] = {VLM_CLIP_MEAN_R, VLM_CLIP_MEAN_G, VLM_CLIP_MEAN_B};
     static const float stdv[3] = {VLM_CLIP_STD_R, VLM_CLIP_STD_G, VLM_CLIP_STD_B};
     for (int ch = 0; ch < 3; ch++)
-        for (int i = 0; i < S * S; i++) x[(size_t)ch * S * S + i] = ((float)e->u8[i * 3 + ch] / 255.0f - mean[ch]) / stdv[ch];
+        for (int i = 0; i < S * S; i++)
+            x[(size_t)ch * S * S + i] = ((float)e->u8[i * 3 + ch] / 255.0f - mean[ch]) / stdv[ch];
     return VLM_OK;
 }
 
@@ -157,7 +158,8 @@ static vlm_status classify(vlm_det_ensemble *e, int k, vlm_error *err) {
     const int S = e->clip.cfg.vision.image_size, E = e->clip.cfg.embed_dim, Q = e->Q;
     vlm_ctx_reset(&e->c);
     int64_t sh[4] = {k, 3, S, S};
-    vlm_tensor *f = vlm_op_l2norm(&e->c, vlm_clip_encode_image(&e->c, &e->clip, vlm_tensor_wrap(&e->c, VLM_F32, 4, sh, e->x, NULL), NULL));
+    vlm_tensor *x = vlm_tensor_wrap(&e->c, VLM_F32, 4, sh, e->x, NULL);
+    vlm_tensor *f = vlm_op_l2norm(&e->c, vlm_clip_encode_image(&e->c, &e->clip, x, NULL)); // [k, E]
     if (!f) {
         if (err) *err = e->c.err;
         return e->c.status;

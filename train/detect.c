@@ -37,9 +37,9 @@ vlm_status vlm_detect_opts_check(const vlm_detect_opts *o, vlm_error *err) {
     return vlm_train_common_check(&o->c, err);
 }
 
-vlm_status vlm_detect_eval_splits(vlm_owl *m, vlm_det_ensemble *ens, vlm_det_split *val, vlm_det_split *held, const char *const *tmpl, int nt,
-                                  int batch, int max_det, const char *dir, const vlm_trainer *log_to, char *json,
-                                  size_t cap, vlm_error *err) {
+vlm_status vlm_detect_eval_splits(vlm_owl *m, vlm_det_ensemble *ens, vlm_det_split *val, vlm_det_split *held,
+                                  const char *const *tmpl, int nt, int batch, int max_det, const char *dir,
+                                  const vlm_trainer *log_to, char *json, size_t cap, vlm_error *err) {
     size_t n = 0;
     json[0] = 0;
     vlm_det_split *sp[2] = {val, held};

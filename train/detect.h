@@ -41,8 +41,8 @@ vlm_status vlm_detect_train(const vlm_detect_opts *o, vlm_detect_result *r, vlm_
 // The COCO statistics of the splits given (val, held; either may be NULL or
 // not loaded) into json; results files <dir>/<split>_results.json. ens (may
 // be NULL): scores fused with a frozen CLIP's.
-vlm_status vlm_detect_eval_splits(vlm_owl *m, vlm_det_ensemble *ens, vlm_det_split *val, vlm_det_split *held, const char *const *tmpl, int nt,
-                                  int batch, int max_det, const char *dir, const vlm_trainer *log_to, char *json,
-                                  size_t cap, vlm_error *err);
+vlm_status vlm_detect_eval_splits(vlm_owl *m, vlm_det_ensemble *ens, vlm_det_split *val, vlm_det_split *held,
+                                  const char *const *tmpl, int nt, int batch, int max_det, const char *dir,
+                                  const vlm_trainer *log_to, char *json, size_t cap, vlm_error *err);
 
 #endif
