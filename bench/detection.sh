@@ -21,7 +21,8 @@
 #                     one-to-one matching without NMS)
 #   --train-images N  training scenes (default 30000; val 1000, held-out 500)
 #   --ensemble SEEN,NOVEL   also evaluate with the CLIP's scores fused in (vlm detect train --ensemble:
-#                     p_det^(1-w) * p_clip^w on token crops); the JSON adds the fused figures as fused_*
+#                     p_det^(1-w) * p_clip^w on token crops; 0,0.65 keeps the seen classes' scores);
+#                     the JSON adds the fused figures as fused_*
 # Environment: VLM (binary, default build/vlm), SCENES (dataset folder, default data/scenes),
 # CLIP_MINUTES (20).
 set -euo pipefail
@@ -41,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --tower-lr-scale) tower=$2; shift 2 ;;
     --one-to-many) o2m=$2; shift 2 ;;
     --ensemble) ensemble=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "detection: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
