@@ -63,12 +63,7 @@ static int fn_scale(const char *v, void *dst, vlm_error *err) {
 
 static int fn_ensemble(const char *v, void *dst, vlm_error *err) {
     vlm_detect_opts *o = dst;
-    char tail;
-    if (sscanf(v, "%lf,%lf%c", &o->ens_w[0], &o->ens_w[1], &tail) != 2 || !(o->ens_w[0] >= 0 && o->ens_w[0] <= 1) ||
-        !(o->ens_w[1] >= 0 && o->ens_w[1] <= 1)) {
-        vlm_errorf(err, VLM_ERR_ARG, "--ensemble: expected SEEN,NOVEL weights in [0, 1], got '%s'", v);
-        return -1;
-    }
+    if (cli_parse_ensemble(v, o->ens_w, err)) return -1;
     o->ensemble = 1;
     return 0;
 }

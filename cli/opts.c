@@ -123,6 +123,15 @@ int cli_fn_sep(const char *v, void *dst, vlm_error *err) {
     return 0;
 }
 
+int cli_parse_ensemble(const char *v, double w[2], vlm_error *err) {
+    char tail;
+    if (sscanf(v, "%lf,%lf%c", &w[0], &w[1], &tail) != 2 || !(w[0] >= 0 && w[0] <= 1) || !(w[1] >= 0 && w[1] <= 1)) {
+        vlm_errorf(err, VLM_ERR_ARG, "--ensemble: expected SEEN,NOVEL weights in [0, 1], got '%s'", v);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_fn_composite(const char *v, void *dst, vlm_error *err) {
     vlm_decode_opts *o = dst;
     int r, g, b;

@@ -52,6 +52,8 @@ int cli_parse_float(const char *flag, const char *s, double lo, double hi, doubl
 // Value parsers for CLI_FN entries.
 int cli_fn_sep(const char *v, void *dst, vlm_error *err);       // char: "tab", "\t", or one character
 int cli_fn_composite(const char *v, void *dst, vlm_error *err); // vlm_decode_opts: "R,G,B"
+// --ensemble SEEN,NOVEL: two weights in [0, 1] into w[2]; 0 ok, -1 error (err set).
+int cli_parse_ensemble(const char *v, double w[2], vlm_error *err);
 int cli_fn_precision(const char *v, void *dst, vlm_error *err); // open_clip's --precision: fp32 | amp_bf16 | bf16 into an int
 
 // The flags every trainer takes, filling a vlm_train_common: --logs --name

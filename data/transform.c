@@ -262,6 +262,10 @@ static void to_normalized_chw(const vlm_transform *t, const uint8_t *in, int S, 
     }
 }
 
+void vlm_transform_to_tensor(const vlm_transform *t, const uint8_t *in, float *out) {
+    to_normalized_chw(t, in, t->size, 0, out);
+}
+
 static void normalize(const vlm_transform *t, float *x, int S) {
     const size_t plane = (size_t)S * S;
     for (int c = 0; c < 3; c++) {

@@ -74,6 +74,9 @@ vlm_status vlm_image_resize_bicubic(const vlm_image *src, int bx, int by, int bw
 // Eval transform to 8-bit (before ToTensor). out: [S, S, 3] u8.
 vlm_status vlm_transform_eval_u8(const vlm_transform *t, const vlm_image *img, uint8_t *out,
                                  vlm_transform_scratch *s, vlm_error *err);
+// ToTensor + Normalize of an image already S x S: in [S, S, 3] u8 -> out
+// [3, S, S] f32 (S = t->size).
+void vlm_transform_to_tensor(const vlm_transform *t, const uint8_t *in, float *out);
 // Eval transform. out: [3, S, S] f32.
 vlm_status vlm_transform_eval(const vlm_transform *t, const vlm_image *img, float *out,
                               vlm_transform_scratch *s, vlm_error *err);

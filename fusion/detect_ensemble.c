@@ -64,6 +64,7 @@ vlm_status vlm_det_ensemble_init(vlm_det_ensemble *e, const vlm_det_ensemble_opt
     vlm_transform_scratch_init(&e->sc);
     e->loaded = 1;
     const int S = e->clip.cfg.vision.image_size;
+    vlm_transform_init(&e->tf, S);
     e->x = malloc(sizeof(float) * (size_t)o->top * 3 * S * S);
     e->tok_idx = malloc(sizeof(int) * (size_t)o->top);
     e->u8 = malloc((size_t)S * S * 3);
@@ -122,13 +123,8 @@ static vlm_status crop(vlm_det_ensemble *e, const vlm_image *img, const float *b
     bx = bx < 0 ? 0 : bx + bw > W ? W - bw : bx;
     by = by < 0 ? 0 : by + bh > H ? H - bh : by;
     vlm_status st = vlm_image_resize_bicubic(img, bx, by, bw, bh, S, S, 0, 0, S, S, e->u8, &e->sc, err);
-    if (st) return st;
-    static const float mean[3] = {VLM_CLIP_MEAN_R, VLM_CLIP_MEAN_G, VLM_CLIP_MEAN_B};
-    static const float stdv[3] = {VLM_CLIP_STD_R, VLM_CLIP_STD_G, VLM_CLIP_STD_B};
-    for (int ch = 0; ch < 3; ch++)
-        for (int i = 0; i < S * S; i++)
-            x[(size_t)ch * S * S + i] = ((float)e->u8[i * 3 + ch] / 255.0f - mean[ch]) / stdv[ch];
-    return VLM_OK;
+    if (!st) vlm_transform_to_tensor(&e->tf, e->u8, x);
+    return st;
 }
 
 // Tokens by their best logit, descending: the first k into e->tok_idx.

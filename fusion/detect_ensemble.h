@@ -40,6 +40,7 @@ typedef struct {
     float *pc;      // [top, Q] CLIP probabilities
     int *tok_idx;   // [top] rescored tokens
     uint8_t *u8;    // [S, S, 3] one resized crop
+    vlm_transform tf; // the CLIP's Normalize
     vlm_transform_scratch sc;
     vlm_ctx c;
     int loaded;
