@@ -80,15 +80,9 @@ static int reference_probs(vlm_clip *m, vlm_tokenizer *tok, const vlm_image *img
 
 int main(void) {
     vlm_error err = {0};
-    vlm_clip_cfg cc;
     vlm_clip m;
-    char *vocab = tu_read_file(tu_src("tests/fixtures/zeroshot/vocab.txt"), NULL);
-    if (!vocab || vlm_clip_cfg_load(tu_src("../shared/reference/openai-clip/tiny.json"), &cc, &err) ||
-        vlm_clip_init(&m, &cc, &err) ||
-        vlm_clip_load_weights(&m, tu_src("../shared/reference/openai-clip/tiny.weights.safetensors"), &err)) {
-        CHECK(0, "setup: %s", vocab ? err.msg : "vocab fixture");
-        return tu_done("test_detect_ensemble");
-    }
+    char *vocab;
+    if (tu_tiny_clip(&m, &vocab)) return tu_done("test_detect_ensemble");
     char path[] = "/tmp/vlm_test_ensemble_XXXXXX.safetensors";
     int fd = mkstemps(path, 12);
     if (fd >= 0) close(fd);

@@ -190,16 +190,9 @@ static void test_end_to_end(void) {
         return;
     }
     vlm_error err;
-    vlm_clip_cfg cc;
     vlm_clip m;
-    char *vocab = tu_read_file(tu_src("tests/fixtures/zeroshot/vocab.txt"), NULL);
-    if (!vocab || vlm_clip_cfg_load(tu_src("../shared/reference/openai-clip/tiny.json"), &cc, &err) ||
-        vlm_clip_init(&m, &cc, &err) ||
-        vlm_clip_load_weights(&m, tu_src("../shared/reference/openai-clip/tiny.weights.safetensors"), &err)) {
-        CHECK(0, "setup: %s", vocab ? err.msg : "vocab fixture");
-        free(vocab);
-        return;
-    }
+    char *vocab;
+    if (tu_tiny_clip(&m, &vocab)) return;
     char dir[] = "/tmp/vlm_test_predict_XXXXXX";
     if (!mkdtemp(dir)) {
         CHECK(0, "mkdtemp");

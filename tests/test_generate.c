@@ -152,16 +152,9 @@ static void make_data(void) {
 // The shared tiny OpenAI CLIP + the small test vocabulary as a vlm CLIP file.
 static int make_clip(const char *path) {
     vlm_error err;
-    vlm_clip_cfg cc;
     vlm_clip m;
-    char *vocab = tu_read_file(tu_src("tests/fixtures/zeroshot/vocab.txt"), NULL);
-    if (!vocab || vlm_clip_cfg_load(tu_src("../shared/reference/openai-clip/tiny.json"), &cc, &err) ||
-        vlm_clip_init(&m, &cc, &err) ||
-        vlm_clip_load_weights(&m, tu_src("../shared/reference/openai-clip/tiny.weights.safetensors"), &err)) {
-        CHECK(0, "clip setup: %s", vocab ? err.msg : "vocab fixture");
-        free(vocab);
-        return -1;
-    }
+    char *vocab;
+    if (tu_tiny_clip(&m, &vocab)) return -1;
     int ok = vlm_ckpt_save_model(path, &m, vocab, 0, 0, &err) == VLM_OK;
     CHECK(ok, "save clip: %s", err.msg);
     vlm_clip_free(&m);

@@ -257,3 +257,24 @@ void tu_make_squares(const char *dir, int n, int detailed) {
         }
     }
 }
+
+int tu_tiny_clip(vlm_clip *m, char **vocab) {
+    vlm_error err = {0};
+    vlm_clip_cfg cc;
+    *vocab = tu_read_file(tu_src("tests/fixtures/zeroshot/vocab.txt"), NULL);
+    if (!*vocab || vlm_clip_cfg_load(tu_src("../shared/reference/openai-clip/tiny.json"), &cc, &err) ||
+        vlm_clip_init(m, &cc, &err)) {
+        CHECK(0, "tiny CLIP setup: %s", *vocab ? err.msg : "vocab fixture");
+        free(*vocab);
+        *vocab = NULL;
+        return -1;
+    }
+    if (vlm_clip_load_weights(m, tu_src("../shared/reference/openai-clip/tiny.weights.safetensors"), &err)) {
+        CHECK(0, "tiny CLIP weights: %s", err.msg);
+        vlm_clip_free(m);
+        free(*vocab);
+        *vocab = NULL;
+        return -1;
+    }
+    return 0;
+}

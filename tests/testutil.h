@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include "fusion/clip.h"
 
 extern int tu_failures;
 extern int tu_checks;
@@ -29,6 +30,11 @@ int tu_done(const char *name);
 char *tu_read_file(const char *path, size_t *n);
 // Path under the source tree (static buffer rotation of 4).
 const char *tu_src(const char *rel);
+
+// The shared tiny OpenAI CLIP (../shared/reference/openai-clip/tiny.*) built
+// into *m, with the small test vocabulary (BPE merges) in *vocab (malloc'd):
+// 0, or -1 after a failed CHECK naming the cause (nothing left allocated).
+int tu_tiny_clip(vlm_clip *m, char **vocab);
 
 // losses[step] from a training run's metrics.jsonl (a later line for the same
 // step wins); returns the largest step seen (0 if none).
