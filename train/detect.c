@@ -255,8 +255,8 @@ static vlm_status eval_splits(det_task *p, int batch, const char *dir, vlm_train
     const vlm_detect_opts *o = p->o;
     vlm_det_ensemble ens, *e = NULL;
     if (o->ensemble) {
-        vlm_det_ensemble_opts eo = {o->clip, (float)o->ens_w[0], (float)o->ens_w[1], (float)o->ens_context,
-                                    (int)o->ens_top};
+        vlm_det_ensemble_opts eo = {.clip = o->clip, .w_seen = (float)o->ens_w[0], .w_novel = (float)o->ens_w[1],
+                                    .context = (float)o->ens_context, .top = (int)o->ens_top};
         vlm_status st = vlm_det_ensemble_init(&ens, &eo, err);
         if (st) return vlm_det_ensemble_free(&ens), st;
         ens.seen = p->classnames;
