@@ -21,7 +21,7 @@ bash data/get-emoji.sh data/emoji >/dev/null
 export OMP_WAIT_POLICY=PASSIVE
 common=(--train-data data/emoji/train.tsv --val-data data/emoji/val_twitter.tsv --model tiny --batch-size 64
         --max-minutes "$MINUTES" --time-schedule --lr 1e-3 --warmup 50 --wd 0.1 --composite 255,255,255
-        --precision "${PRECISION:-amp_bf16}" --logs "$LOGS" --log-every 50)
+        --precision "${PRECISION:-auto}" --logs "$LOGS" --log-every 50)
 if [[ ${PARALLEL:-0} == 1 ]]; then
   OMP_NUM_THREADS=1 build/vlm pretrain "${common[@]}" --workers 1 --coca "$LAYERS" --name "coca-${MINUTES}m" > "$LOGS.coca.json" &
   OMP_NUM_THREADS=1 build/vlm pretrain "${common[@]}" --workers 1 --name "clip-only-${MINUTES}m" > "$LOGS.clip-only.json" &

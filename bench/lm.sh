@@ -4,12 +4,12 @@
 # (default 30), evaluated on the held-out synsets, a few samples. Ends with
 # one JSON line: clm_ppl, unigram_ppl (the same tokenizer's unigram model on
 # the same targets), mlm_top1, minutes (both runs), the two checkpoints.
-# usage: bench/lm.sh        MINUTES=30 PRECISION=amp_bf16 BATCH=128 bench/lm.sh
+# usage: bench/lm.sh        MINUTES=30 PRECISION=auto BATCH=128 bench/lm.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-30}
 BATCH=${BATCH:-128}
-PRECISION=${PRECISION:-amp_bf16}
+PRECISION=${PRECISION:-auto}
 LOGS=${LOGS:-runs}
 bash scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -252,7 +252,7 @@ static double gemm_peak_gflops(vlm_ctx *c) {
 static const char *bench_usage =
     "usage: vlm bench ops [--reps N] [--json]\n"
     "       vlm bench [--model NAME|CONFIG.json] [--batch-size B] [--steps N] [--warmup N] [--siglip]\n"
-    "                 [--precision fp32|amp_bf16|bf16] [--json]\n"
+    "                 [--precision fp32|amp_bf16|bf16|auto] [--json]\n"
     "The second form times full CLIP training steps (forward, loss, backward, AdamW) on synthetic data\n"
     "and reports pairs_per_s, step_ms and peak_rss_mb.\n";
 

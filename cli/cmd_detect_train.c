@@ -38,7 +38,7 @@ static const char *usage =
     "optimisation:\n"
     "  --batch-size B (32)  --epochs E (20)  --lr LR (3e-4)  --tower-lr-scale F (0.3: tower LR = F * LR)\n"
     "  --wd WD (0.05)  --warmup STEPS (200)  --grad-clip-norm N (1.0)  --seed S (0)\n"
-    "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)  --precision fp32|amp_bf16|bf16\n"
+    "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)  --precision fp32|amp_bf16|bf16|auto\n"
     "  --loss-weights C,L1,GIOU (2,5,2)  --focal-alpha A (0.3)  --focal-gamma G (2)\n"
     "  --one-to-many K (1)      each GT box is matched to K tokens (H-DETR's one-to-many branch): more\n"
     "                           positives per step; needs NMS at inference\n"

@@ -40,7 +40,7 @@ static const char *usage =
     "  --grad-clip-norm N (1.0; 0 = off)  --label-smoothing LS (0)  --layer-decay D (1 = off)\n"
     "  --lock-image             train the head only;  --lock-image-epochs E: head only for E epochs, then all\n"
     "  --seed S (0)  --max-steps N  --max-minutes M  --time-schedule (cosine over --max-minutes, not steps)\n"
-    "  --precision fp32|amp_bf16|bf16  --workers N (2)\n"
+    "  --precision fp32|amp_bf16|bf16|auto  --workers N (2)\n"
     "  --wise-alpha A[,A2..]    WiSE-FT: evaluate and save (1-A)*initial + A*finetuned weights\n"
     "checkpoints and logs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (500)  --resume latest|STATE  --log-every N (20)\n"

@@ -57,7 +57,7 @@ static const char *train_usage =
     "                   and uniformly; one per stratum of [0, T) (lower variance, same distribution); or\n"
     "                   stratified with density proportional to the --min-snr weight and every sample weighted\n"
     "                   by the mean weight instead (the same expected loss, no draws spent on ~zero weights)\n"
-    "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)  --precision fp32|amp_bf16|bf16\n"
+    "  --max-steps N  --max-minutes M  --time-schedule (cosine over the time budget)  --precision fp32|amp_bf16|bf16|auto\n"
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (1000)  --log-every N (50)  --resume latest|FILE\n"
     "  --grid-n N (8): at the end, sample N images per prompt (first 10 prompts) into <run>/samples.png\n"

@@ -29,7 +29,7 @@ static const char *train_usage =
     "  --mask-prob P (0.15)\n"
     "optimisation:\n"
     "  --batch-size B (64)  --lr LR (5e-4)  --wd WD (0.1)  --warmup STEPS (200)  --epochs N (10)\n"
-    "  --max-steps N  --max-minutes M  --time-schedule  --precision fp32|amp_bf16|bf16  --seed S (0)\n"
+    "  --max-steps N  --max-minutes M  --time-schedule  --precision fp32|amp_bf16|bf16|auto  --seed S (0)\n"
     "runs:\n"
     "  --logs DIR (./logs)  --name NAME  --save-every-steps N (500)  --log-every N (20)  --resume latest|FILE\n"
     "data-parallel: mpirun -np N vlm lm train ... (an MPI build): --batch-size per rank, rank 0 writes\n"

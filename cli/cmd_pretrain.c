@@ -48,7 +48,7 @@ static const char *usage =
     "  --eps (1e-6)  --warmup STEPS (100)  --lr-scheduler cosine|const|const-cooldown (cosine)\n"
     "  --epochs-cooldown E  --lr-cooldown-end LR  --lr-cooldown-power P   (const-cooldown)\n"
     "  --grad-clip-norm N (1.0; 0 = off)  --accum-freq K (1; features cached, negatives from all K batches)\n"
-    "  --seed S (0)  --max-steps N  --max-minutes M  --precision fp32|amp_bf16|bf16\n"
+    "  --seed S (0)  --max-steps N  --max-minutes M  --precision fp32|amp_bf16|bf16|auto\n"
     "  --time-schedule          with --max-minutes: after warmup the cosine follows elapsed time / budget, so\n"
     "                           the schedule fits the budget on any machine (not bit-reproducible on resume)\n"
     "checkpoints and logs:\n"

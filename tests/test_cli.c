@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "core/cpu.h"
 #include "core/safetensors.h"
 #include "testutil.h"
 
@@ -69,7 +70,11 @@ static void test_values(void) {
     CHECK(vlm("pretrain --lr abc --train-data x") == 2 && strstr(err_buf, "--lr"), "bad float: %s", err_buf);
     CHECK(vlm("pretrain --lr-scheduler=sawtooth --train-data x") == 2 && strstr(err_buf, "sawtooth"),
           "bad scheduler: %s", err_buf);
-    CHECK(vlm("finetune --precision fp16") == 2 && strstr(err_buf, "fp32, amp_bf16 or bf16"), "precision: %s", err_buf);
+    // auto: amp_bf16 only where the CPU has the bf16 dot product, else fp32
+    const char *want = vlm_cpu_isa() >= VLM_ISA_AVX512_BF16 ? "\"precision\": \"amp_bf16\"" : "\"precision\": \"fp32\"";
+    CHECK(vlm("bench --model tiny --batch-size 2 --steps 1 --warmup 0 --precision auto --json") == 0 && strstr(out_buf, want),
+          "--precision auto: %s", out_buf);
+    CHECK(vlm("finetune --precision fp16") == 2 && strstr(err_buf, "fp32, amp_bf16, bf16 or auto"), "precision: %s", err_buf);
     CHECK(vlm("zeroshot --data x") == 2 && strstr(err_buf, "--clip"), "missing required: %s", err_buf);
     CHECK(vlm("detect train --eval-only --checkpoint d --heldout-data h --ensemble 0.35,0.65") == 2 &&
               strstr(err_buf, "--clip"),

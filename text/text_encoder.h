@@ -15,6 +15,10 @@ typedef struct {
     vlm_text_cfg cfg;
     int tok_emb, pos_emb, ln_final_w, ln_final_b, proj; // param indices
     vlm_transformer tr;
+    // Pooled features of a batch run in up to this many length buckets (rows
+    // sorted by EOT position, each bucket at its own longest length): the
+    // same features, less work when caption lengths vary. 1 turns it off.
+    int max_buckets;
 } vlm_text_encoder;
 
 vlm_status vlm_text_init(vlm_text_encoder *t, vlm_params *ps, vlm_text_cfg cfg, vlm_error *err);
