@@ -41,6 +41,7 @@ static const char *usage =
     "                           cross-attention to the image tokens) and its caption loss; `vlm caption` reads it\n"
     "  --coca-caption-weight W  loss = contrastive + W * caption (default 2, open_clip's)\n"
     "  --patch-dropout P        fraction of patch tokens dropped while training (default 0)\n"
+    "  --text-buckets K         captions run in up to K length buckets (default 4; same features; 1: off)\n"
     "  --siglip                 SigLIP sigmoid loss instead of InfoNCE\n"
     "  --lock-image / --lock-text   freeze a tower\n"
     "optimisation:\n"
@@ -100,6 +101,7 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         {"coca-caption-weight", CLI_FLT, &o->caption_weight, 0, 1000, NULL, NULL},
         {"tokenizer", CLI_STR, &o->tokenizer, 0, 0, NULL, NULL},
         {"patch-dropout", CLI_FLT, &o->patch_dropout, 0, 0.95, NULL, NULL},
+        {"text-buckets", CLI_INT, &o->text_buckets, 1, 8, NULL, NULL},
         {"siglip", CLI_FLAG, &o->siglip, 0, 0, NULL, NULL},
         {"lock-image", CLI_FLAG, &o->lock_image, 0, 0, NULL, NULL},
         {"lock-text", CLI_FLAG, &o->lock_text, 0, 0, NULL, NULL},

@@ -21,6 +21,7 @@ void vlm_pretrain_opts_default(vlm_pretrain_opts *o) {
     o->dtype = "auto", o->img_key = "filepath", o->cap_key = "title", o->model = NULL, o->sep = '\t';
     o->caption_weight = 2;
     o->accum = 1, o->save_freq = 1, o->keep = 3, o->nsynth = 4096, o->cooldown_power = 1.0;
+    o->text_buckets = 4;
     vlm_decode_opts_default(&o->dec);
 }
 
@@ -488,6 +489,7 @@ static vlm_status build_model(pretrain_task *p, vlm_error *err) {
                                 : train_vocab(p, err);
         if (st) return st;
     }
+    p->m.text.max_buckets = (int)o->text_buckets;
     if ((st = vlm_tokenizer_init_from_memory(&p->tok, p->merges, strlen(p->merges), err))) return st;
     p->have_tok = 1;
     if (vlm_tokenizer_vocab_size(&p->tok) > p->m.cfg.text.vocab_size)

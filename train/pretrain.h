@@ -49,6 +49,7 @@ typedef struct {
     double caption_weight;       // CoCa: loss = contrastive + caption_weight * caption (default 2)
     char sep;
     long long accum, save_freq, keep, nsynth;
+    long long text_buckets; // vlm_text_encoder.max_buckets (default 4; 1: one run at the batch's longest caption)
     double random_background; // vlm_loader_opts.random_background
     double patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
     int siglip, lock_image, lock_text, no_augment;
