@@ -41,6 +41,7 @@ static const char *usage =
     "                           cross-attention to the image tokens) and its caption loss; `vlm caption` reads it\n"
     "  --coca-caption-weight W  loss = contrastive + W * caption (default 2, open_clip's)\n"
     "  --patch-dropout P        fraction of patch tokens dropped while training (default 0)\n"
+    "  --unmasked-tail F        the last fraction F of the schedule keeps every patch (FLIP's unmasked tuning)\n"
     "  --text-buckets K         captions run in up to K length buckets (default 4; same features; 1: off)\n"
     "  --siglip                 SigLIP sigmoid loss instead of InfoNCE\n"
     "  --lock-image / --lock-text   freeze a tower\n"
@@ -102,6 +103,7 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         {"tokenizer", CLI_STR, &o->tokenizer, 0, 0, NULL, NULL},
         {"patch-dropout", CLI_FLT, &o->patch_dropout, 0, 0.95, NULL, NULL},
         {"text-buckets", CLI_INT, &o->text_buckets, 1, 8, NULL, NULL},
+        {"unmasked-tail", CLI_FLT, &o->unmasked_tail, 0, 1, NULL, NULL},
         {"siglip", CLI_FLAG, &o->siglip, 0, 0, NULL, NULL},
         {"lock-image", CLI_FLAG, &o->lock_image, 0, 0, NULL, NULL},
         {"lock-text", CLI_FLAG, &o->lock_text, 0, 0, NULL, NULL},
@@ -132,6 +134,10 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
     if (o->random_background > 0 && (o->dec.alpha != VLM_ALPHA_COMPOSITE || o->no_augment)) {
         vlm_errorf(err, VLM_ERR_ARG, "--random-background composites transparent training images: it needs --composite "
                    "R,G,B (the colour the other images get) and augmentation (not --no-augment)");
+        return -1;
+    }
+    if (o->unmasked_tail > 0 && !(o->patch_dropout > 0)) {
+        vlm_errorf(err, VLM_ERR_ARG, "--unmasked-tail ends patch dropout: it needs --patch-dropout P");
         return -1;
     }
     return vlm_train_common_check(&o->c, err) ? -1 : 0;

@@ -218,9 +218,23 @@ static vlm_status gather_batch(pretrain_task *p, vlm_error *err) {
     return VLM_OK;
 }
 
+// FLIP's unmasked tuning: once this much of the schedule is done (the time
+// budget with --time-schedule, else the steps), every patch is kept. Decided
+// from the saved state (steps done, elapsed time), so a resumed run switches
+// where the uninterrupted one did.
+static float patch_dropout_now(const pretrain_task *p, const vlm_trainer *t) {
+    const vlm_pretrain_opts *o = p->o;
+    if (!(o->unmasked_tail > 0)) return p->m.visual.cfg.patch_dropout;
+    double budget = t->cfg.max_minutes * 60.0;
+    double done = t->cfg.time_schedule && budget > 0 ? t->st.elapsed_s / budget
+                                                      : (double)t->st.step / (double)(t->cfg.total_steps > 0 ? t->cfg.total_steps : 1);
+    return done >= 1.0 - o->unmasked_tail ? 0.0f : (float)o->patch_dropout;
+}
+
 static vlm_status task_step(void *user, vlm_trainer *t, double *loss, vlm_error *err) {
     pretrain_task *p = user;
     const int B = p->B, K = p->K, W = t->world;
+    p->m.visual.cfg.patch_dropout = patch_dropout_now(p, t);
     vlm_status st = gather_batch(p, err);
     if (!st) st = vlm_tokenizer_encode_batch(&p->tok, p->capptr, K * B, p->T, p->idbuf, err);
     if (st) return st;
@@ -634,6 +648,8 @@ vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_
     if (o->random_background > 0 && (o->dec.alpha != VLM_ALPHA_COMPOSITE || o->no_augment))
         return vlm_errorf(err, VLM_ERR_ARG, "--random-background composites transparent training images: it needs "
                           "--composite R,G,B (the colour the other images get) and augmentation (not --no-augment)");
+    if (o->unmasked_tail > 0 && !(o->patch_dropout > 0))
+        return vlm_errorf(err, VLM_ERR_ARG, "--unmasked-tail ends patch dropout: it needs --patch-dropout P");
     char name[512];
     if (o->c.name) snprintf(name, sizeof name, "%s", o->c.name);
     else {

@@ -52,6 +52,7 @@ typedef struct {
     long long text_buckets; // vlm_text_encoder.max_buckets (default 4; 1: one run at the batch's longest caption)
     double random_background; // vlm_loader_opts.random_background
     double patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
+    double unmasked_tail; // FLIP's unmasked tuning: the last fraction of the schedule trains without patch dropout
     int siglip, lock_image, lock_text, no_augment;
     vlm_decode_opts dec;
 } vlm_pretrain_opts;
