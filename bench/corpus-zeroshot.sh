@@ -4,11 +4,15 @@
 # (default 60), then classify the unseen emoji (382 classes) and the emoji
 # categories (9) zero-shot and retrieve on val_twitter. Ends with one JSON line:
 # unseen_top1, unseen_top5, categories_top1, twitter_i2t_r1, minutes, checkpoint.
-# usage: bench/corpus-zeroshot.sh     MINUTES=60 MODEL=tiny BATCH=256 PRECISION=amp_bf16 bench/corpus-zeroshot.sh
+# usage: bench/corpus-zeroshot.sh     MINUTES=60 MODEL=tiny BATCH=256 PRECISION=auto bench/corpus-zeroshot.sh
+#        PRECISION: auto (default) is amp_bf16 on CPUs with AVX512-BF16, fp32 elsewhere (emulated bf16 is
+#          slower than fp32: runs before 2026-12-07 05:00 used amp_bf16 everywhere)
 #        TRAIN=emoji uses data/emoji/train.tsv instead (the emoji-only recipe, same settings)
 #        WARMUP=N: warmup steps of the CLIP (default 100; 300 were 44% of a 60-minute run on a Zen 3)
 #        PATCH_DROPOUT=P: FLIP's patch dropout (default 0.5: 1.7x the pairs per minute, ahead on every
 #          figure at equal minutes, docs/RESULTS.md; before 2026-12-07 the default was 0 with WARMUP=300)
+#        UNMASKED_TAIL=F: the last fraction F of the time budget without patch dropout (FLIP's unmasked
+#          tuning, --unmasked-tail; default 0)
 #        EMOJI_UP=K: the corpus's emoji are listed K times an epoch (default 3)
 #        LM_MINUTES=M: first a causal language model of the text tower on WordNet
 #          (data/get-text.sh) for M of the MINUTES, then the CLIP from it
@@ -30,7 +34,7 @@ MODEL=${MODEL:-tiny}
 BATCH=${BATCH:-256}
 LR=${LR:-1e-3}
 WARMUP=${WARMUP:-100}
-PRECISION=${PRECISION:-amp_bf16}
+PRECISION=${PRECISION:-auto}
 PD=${PATCH_DROPOUT:-0.5}
 LOSS=${LOSS:-clip}
 TRAIN=${TRAIN:-corpus}
@@ -89,7 +93,7 @@ fi
 # FLIP's patch dropout (PATCH_DROPOUT, half the patches by default).
 build/vlm pretrain --train-data "$DATA" "${UPS[@]}" --val-data data/emoji/val_twitter.tsv --model "$MODEL" "${TEXT[@]}" \
   --batch-size "$BATCH" --max-minutes "$CLIP_MINUTES" --time-schedule --lr "$LR" --warmup "$WARMUP" --wd 0.1 \
-  $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --precision "$PRECISION" --composite 255,255,255 \
+  $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --unmasked-tail "${UNMASKED_TAIL:-0}" --precision "$PRECISION" --composite 255,255,255 \
   --random-background "${RANDOM_BG:-0}" --workers "$WORKERS" --logs "$LOGS" --name "$RUN" --save-every-steps 500 --log-every 50 > "$LOGS.$RUN.pretrain.json"
 CKPT="$LOGS/$RUN/checkpoints/epoch_latest.safetensors"
 zs() { build/vlm zeroshot --clip "$CKPT" --data "$1" --classnames "$2" --templates "$3" --composite 255,255,255 --json | tail -n 1; }
@@ -102,4 +106,6 @@ printf '{"train": "%s", "model": "%s", "emoji_up": %s, "detection_up": %s, "rand
 printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "lm_minutes": %s, "minutes": %s, ' \
   "$(jget i2t_r1 "$P")" "$(jget i2t_r5 "$P")" "$(jget t2i_r1 "$P")" "$(jget steps "$P")" "$(jget pairs_seen "$P")" "$lm_min" \
   "$(awk -v a="$(jget minutes "$P")" -v b="$lm_min" 'BEGIN { printf "%.1f", a + b }')"
+printf '"patch_dropout": %s, "unmasked_tail": %s, "precision": "%s", ' "$PD" "${UNMASKED_TAIL:-0}" \
+  "$([[ $PRECISION != auto ]] && echo "$PRECISION" || { grep -q avx512_bf16 /proc/cpuinfo && echo amp_bf16 || echo fp32; })"
 printf '"total_minutes": %s, "checkpoint": "%s"}\n' "$(( (t1 - t0 + 30) / 60 ))" "$CKPT"
