@@ -156,28 +156,21 @@ static vlm_tensor *forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *ps
         T = Tlive;
     }
     if (eot) *eot = idx;
-    if (!tokens) { // pooled features only: length buckets when they save work
+    if (!tokens) { // pooled features only, in length buckets when they save work. x: [B, W]
         int used = 0;
-        vlm_tensor *p = pooled_buckets(c, t, ps, ids->data, B, T, idx, &used);
-        if (used) {
-            p = vlm_op_layernorm(c, p, vlm_params_get(ps, t->ln_final_w), vlm_params_get(ps, t->ln_final_b), 1e-5f);
-            return vlm_op_matmul(c, p, vlm_params_get(ps, t->proj));
-        }
-        if (c->status != VLM_OK) return NULL;
+        vlm_tensor *x = pooled_buckets(c, t, ps, ids->data, B, T, idx, &used);
+        if (!used) x = c->status == VLM_OK ? tower_pooled(c, t, ps, ids, idx) : NULL;
+        // ln_final is per row: normalise only the pooled rows
+        x = vlm_op_layernorm(c, x, vlm_params_get(ps, t->ln_final_w), vlm_params_get(ps, t->ln_final_b), 1e-5f);
+        return vlm_op_matmul(c, x, vlm_params_get(ps, t->proj));
     }
     vlm_tensor *x = vlm_op_embedding(c, vlm_params_get(ps, t->tok_emb), ids); // [B, T, W]
     vlm_tensor *pos = vlm_params_get(ps, t->pos_emb);
     if (T < t->cfg.context_length) pos = vlm_view_slice(c, pos, 0, 0, T);
-    x = vlm_op_add(c, x, pos);
-    x = vlm_transformer_forward(c, &t->tr, ps, x, NULL);
-    if (tokens) { // every position through ln_final; the pooled rows are the EOT rows of it
-        *tokens = vlm_op_layernorm(c, x, vlm_params_get(ps, t->ln_final_w), vlm_params_get(ps, t->ln_final_b), 1e-5f);
-        return vlm_op_matmul(c, vlm_op_gather_rows(c, *tokens, idx), vlm_params_get(ps, t->proj));
-    }
-    // ln_final is per row: normalise only the pooled rows. x: [B, T, W] -> [B, W]
-    x = vlm_op_gather_rows(c, x, idx);
-    x = vlm_op_layernorm(c, x, vlm_params_get(ps, t->ln_final_w), vlm_params_get(ps, t->ln_final_b), 1e-5f);
-    return vlm_op_matmul(c, x, vlm_params_get(ps, t->proj));
+    x = vlm_transformer_forward(c, &t->tr, ps, vlm_op_add(c, x, pos), NULL);
+    // every position through ln_final; the pooled rows are the EOT rows of it
+    *tokens = vlm_op_layernorm(c, x, vlm_params_get(ps, t->ln_final_w), vlm_params_get(ps, t->ln_final_b), 1e-5f);
+    return vlm_op_matmul(c, vlm_op_gather_rows(c, *tokens, idx), vlm_params_get(ps, t->proj));
 }
 
 vlm_tensor *vlm_text_forward(vlm_ctx *c, const vlm_text_encoder *t, vlm_params *ps, vlm_tensor *ids) {
