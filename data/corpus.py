@@ -31,8 +31,9 @@ import gzip
 # starts a shard of its own (sources.tsv), the emoji are written once by default
 # (a trainer weights them: vlm pretrain --train-data-upsampling-factors); a name
 # that is a WordNet noun is also captioned with its hypernyms ("dog: canine, ...,
-# animal, organism, living thing").
-VERSION = 3
+# animal, organism, living thing"); 4: a category of several parts keeps them
+# joined by "&" ("cat, animal & pet", was "cat, animal, pet").
+VERSION = 4
 
 # Style words that name how an icon is drawn, not what it shows.
 STYLE = set("""outline outlined outlines fill filled solid line lines linear bold light thin duotone twotone
@@ -120,9 +121,11 @@ def icon_captions(name, aliases, cats, kind=None, countries=None, wn=None):
             caps.append(f"{phrase}, {aw}")
     for c in cats:
         c = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", c)  # "MoneyShopping" -> "Money Shopping"
-        cw = re.sub(r"\s*[/+&]\s*", ", ", c.lower()).strip()
-        if cw:
-            caps.append(f"{phrase}, {cw}")
+        # "Food / Drink", "Audio & Video", "Files and Folders": the parts joined by "&", so
+        # the text tower meets "&" as a conjunction (before v4 it only saw it in country names)
+        parts = [p.strip() for p in re.split(r"\s*(?:[/+&]|\band\b)\s*", c.lower()) if p.strip()]
+        if parts:
+            caps.append(f"{phrase}, {' & '.join(parts)}")
     if kind is None:
         caps += wordnet_captions(phrase, wn)
     seen, out = set(), []
