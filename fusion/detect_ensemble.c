@@ -31,6 +31,7 @@ void vlm_det_ensemble_free(vlm_det_ensemble *e) {
     free(e->x);
     free(e->pc);
     free(e->tok_idx);
+    free(e->tok_best);
     free(e->u8);
     memset(e, 0, sizeof *e);
 }
@@ -67,8 +68,9 @@ vlm_status vlm_det_ensemble_init(vlm_det_ensemble *e, const vlm_det_ensemble_opt
     vlm_transform_init(&e->tf, S);
     e->x = malloc(sizeof(float) * (size_t)o->top * 3 * S * S);
     e->tok_idx = malloc(sizeof(int) * (size_t)o->top);
+    e->tok_best = malloc(sizeof(float) * (size_t)o->top);
     e->u8 = malloc((size_t)S * S * 3);
-    if (!e->x || !e->tok_idx || !e->u8) {
+    if (!e->x || !e->tok_idx || !e->tok_best || !e->u8) {
         vlm_det_ensemble_free(e);
         return vlm_errorf(err, VLM_ERR_OOM, "detection ensemble: out of memory");
     }
@@ -133,17 +135,13 @@ static int pick_top(vlm_det_ensemble *e, const float *logits, int N, int Q) {
     for (int t = 0; t < N; t++) {
         float best = logits[(size_t)t * Q];
         for (int q = 1; q < Q; q++) best = fmaxf(best, logits[(size_t)t * Q + q]);
-        // insertion into the sorted prefix [0, k)
+        // insertion into the sorted prefix [0, k); ties keep the earlier token first
         int pos = k < e->o.top ? k : e->o.top;
-        while (pos > 0) {
-            const float *p = logits + (size_t)e->tok_idx[pos - 1] * Q;
-            float pb = p[0];
-            for (int q = 1; q < Q; q++) pb = fmaxf(pb, p[q]);
-            if (pb >= best) break;
-            if (pos < e->o.top) e->tok_idx[pos] = e->tok_idx[pos - 1];
+        while (pos > 0 && e->tok_best[pos - 1] < best) {
+            if (pos < e->o.top) e->tok_idx[pos] = e->tok_idx[pos - 1], e->tok_best[pos] = e->tok_best[pos - 1];
             pos--;
         }
-        if (pos < e->o.top) e->tok_idx[pos] = t;
+        if (pos < e->o.top) e->tok_idx[pos] = t, e->tok_best[pos] = best;
         if (k < e->o.top) k++;
     }
     return k;

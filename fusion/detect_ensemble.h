@@ -39,6 +39,7 @@ typedef struct {
     float *x;       // [top, 3, S, S] crops
     float *pc;      // [top, Q] CLIP probabilities
     int *tok_idx;   // [top] rescored tokens
+    float *tok_best; // [top] their best logit (the sort key)
     uint8_t *u8;    // [S, S, 3] one resized crop
     vlm_transform tf; // the CLIP's Normalize
     vlm_transform_scratch sc;
