@@ -218,16 +218,16 @@ static vlm_status gather_batch(pretrain_task *p, vlm_error *err) {
     return VLM_OK;
 }
 
-// FLIP's unmasked tuning: once this much of the schedule is done (the time
-// budget with --time-schedule, else the steps), every patch is kept. Decided
-// from the saved state (steps done, elapsed time), so a resumed run switches
-// where the uninterrupted one did.
+// FLIP's unmasked tuning: once the last unmasked_tail of the run has begun,
+// every patch is kept. The run's progress is the larger of its steps and its
+// time budget used (whichever ends it), read from the saved state (steps
+// done, elapsed time), so a resumed run switches where the uninterrupted one did.
 static float patch_dropout_now(const pretrain_task *p, const vlm_trainer *t) {
     const vlm_pretrain_opts *o = p->o;
     if (!(o->unmasked_tail > 0)) return p->m.visual.cfg.patch_dropout;
-    double budget = t->cfg.max_minutes * 60.0;
-    double done = t->cfg.time_schedule && budget > 0 ? t->st.elapsed_s / budget
-                                                      : (double)t->st.step / (double)(t->cfg.total_steps > 0 ? t->cfg.total_steps : 1);
+    double budget = t->cfg.max_minutes * 60.0, done = 0;
+    if (t->cfg.total_steps > 0) done = (double)t->st.step / (double)t->cfg.total_steps;
+    if (budget > 0 && t->st.elapsed_s / budget > done) done = t->st.elapsed_s / budget;
     return done >= 1.0 - o->unmasked_tail ? 0.0f : (float)o->patch_dropout;
 }
 
