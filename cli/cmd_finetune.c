@@ -19,9 +19,7 @@ static const char *usage =
     "  --classnames FILE        class names, one per line (default: the dataset's)\n"
     "  --train-limit N  --val-limit N   use only the first N samples (quick runs)\n"
     "  --workers N (2)\n"
-    "augmentation (training images; data/transform.h):\n"
-    "  --aug-scale LO,HI (0.9,1)  --aug-ratio LO,HI (0.75,1.333)   RandomResizedCrop\n"
-    "  --hflip P (0)  --jitter P (0) with --color-jitter B,C,S,H (0.4,0.4,0.4,0.1)  --grayscale P (0)\n"
+    CLI_AUG_HELP
     "  --no-augment             eval transform for training images\n"
     "model:\n"
     "  --clip CKPT              CLIP model file: start from its vision tower\n"
@@ -49,47 +47,9 @@ static const char *usage =
     "  --dist-timeout S (300) stops the job when a rank waits longer than S seconds for the others\n"
     "Resuming continues mid-epoch at the next sample; pass the same options as the original run.\n";
 
-// "a,b,..." into up to n doubles in [lo, hi]; returns the count or -1.
-static int parse_list(const char *flag, const char *s, double *out, int n, double lo, double hi, vlm_error *err) {
-    int k = 0;
-    const char *p = s;
-    while (*p) {
-        char *end;
-        errno = 0;
-        double v = strtod(p, &end);
-        if (end == p || errno || !(v >= lo && v <= hi) || k == n || (*end && *end != ',')) {
-            vlm_errorf(err, VLM_ERR_ARG, "%s: '%s' is not a list of at most %d numbers in [%g, %g]", flag, s, n, lo, hi);
-            return -1;
-        }
-        out[k++] = v;
-        p = *end ? end + 1 : end;
-    }
-    if (!k) vlm_errorf(err, VLM_ERR_ARG, "%s: empty list", flag);
-    return k ? k : -1;
-}
-
-static int fn_scale(const char *v, void *dst, vlm_error *err) {
-    if (parse_list("--aug-scale", v, dst, 2, 1e-3, 1, err) == 2) return 0;
-    vlm_errorf(err, VLM_ERR_ARG, "--aug-scale: expected LO,HI in (0, 1], got '%s'", v);
-    return -1;
-}
-
-static int fn_ratio(const char *v, void *dst, vlm_error *err) {
-    if (parse_list("--aug-ratio", v, dst, 2, 1e-2, 100, err) == 2) return 0;
-    vlm_errorf(err, VLM_ERR_ARG, "--aug-ratio: expected LO,HI, got '%s'", v);
-    return -1;
-}
-
-static int fn_cj(const char *v, void *dst, vlm_error *err) {
-    double *cj = dst;
-    if (parse_list("--color-jitter", v, cj, 4, 0, 10, err) == 4 && cj[3] <= 0.5) return 0;
-    vlm_errorf(err, VLM_ERR_ARG, "--color-jitter: expected B,C,S,H (hue <= 0.5)");
-    return -1;
-}
-
 static int fn_wise(const char *v, void *dst, vlm_error *err) {
     vlm_finetune_opts *o = dst;
-    return (o->n_wise = parse_list("--wise-alpha", v, o->wise, VLM_FT_MAX_WISE, 0, 1, err)) < 0 ? -1 : 0;
+    return (o->n_wise = cli_parse_list("--wise-alpha", v, o->wise, VLM_FT_MAX_WISE, 0, 1, err)) < 0 ? -1 : 0;
 }
 
 static int fn_stem(const char *v, void *dst, vlm_error *err) {
@@ -97,7 +57,7 @@ static int fn_stem(const char *v, void *dst, vlm_error *err) {
     o->stem_n = 0;
     if (!strcmp(v, "none")) return 0;
     double ch[VLM_STEM_MAX];
-    int n = parse_list("--stem", v, ch, VLM_STEM_MAX, 1, 4096, err);
+    int n = cli_parse_list("--stem", v, ch, VLM_STEM_MAX, 1, 4096, err);
     if (n < 0) return -1;
     for (int i = 0; i < n; i++) o->stem_ch[i] = (int)ch[i];
     o->stem_n = n;
@@ -140,12 +100,6 @@ static int parse(int argc, char **argv, vlm_finetune_opts *o, cli_dist_opts *d, 
         {"label-smoothing", CLI_FLT, &o->ls, 0, 0.999, NULL, NULL},
         {"mlp-ratio", CLI_FLT, &o->mlp_ratio, 0.01, 64, NULL, NULL},
         {"head-dropout", CLI_FLT, &o->head_dropout, 0, 0.99, NULL, NULL},
-        {"hflip", CLI_FLT, &o->hflip, 0, 1, NULL, NULL},
-        {"jitter", CLI_FLT, &o->jitter, 0, 1, NULL, NULL},
-        {"grayscale", CLI_FLT, &o->gray, 0, 1, NULL, NULL},
-        {"aug-scale", CLI_FN, o->scale, 0, 0, fn_scale, NULL},
-        {"aug-ratio", CLI_FN, o->ratio, 0, 0, fn_ratio, NULL},
-        {"color-jitter", CLI_FN, o->cj, 0, 0, fn_cj, NULL},
         {"wise-alpha", CLI_FN, o, 0, 0, fn_wise, NULL},
         {"lock-image", CLI_FLAG, &o->lock_image, 0, 0, NULL, NULL},
         {"zeroshot-init", CLI_FLAG, &o->zeroshot_init, 0, 0, NULL, NULL},
@@ -153,10 +107,11 @@ static int parse(int argc, char **argv, vlm_finetune_opts *o, cli_dist_opts *d, 
         {"eval-only", CLI_FLAG, &o->eval_only, 0, 0, NULL, NULL},
         CLI_END,
     };
-    cli_opt common[CLI_TRAIN_OPTS];
+    cli_opt common[CLI_TRAIN_OPTS], aug[CLI_AUG_OPTS];
     cli_train_table(common, &o->c, d, json);
-    const cli_opt *tabs[] = {own, common};
-    int r = cli_parse_flags("finetune", argc, argv, tabs, 2, err);
+    cli_aug_table(aug, &o->aug);
+    const cli_opt *tabs[] = {own, common, aug};
+    int r = cli_parse_flags("finetune", argc, argv, tabs, 3, err);
     if (r) return r;
     if (clip && o->checkpoint) {
         vlm_errorf(err, VLM_ERR_ARG, "--clip and --checkpoint exclude each other");

@@ -24,6 +24,7 @@ static const char *usage =
     "  --train-num-samples N    samples per epoch for synthetic data (default 4096)\n"
     "  --workers N              decode threads (default 2)\n"
     "  --no-augment             eval transform for training images (default: RandomResizedCrop 0.9-1)\n"
+    CLI_AUG_HELP
     "  --composite R,G,B        composite transparent images over this colour (default: drop alpha, as PIL)\n"
     "  --random-background P    with --composite: a training image is composited over a random colour (each\n"
     "                           channel 30..225) with probability P, drawn per (epoch, sample): transparent\n"
@@ -117,10 +118,11 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         {"local-loss", CLI_FLAG, &open_clip_noop, 0, 0, NULL, NULL},
         CLI_END,
     };
-    cli_opt common[CLI_TRAIN_OPTS];
+    cli_opt common[CLI_TRAIN_OPTS], aug[CLI_AUG_OPTS];
     cli_train_table(common, &o->c, d, json);
-    const cli_opt *tabs[] = {own, common};
-    int r = cli_parse_flags("pretrain", argc, argv, tabs, 2, err);
+    cli_aug_table(aug, &o->aug);
+    const cli_opt *tabs[] = {own, common, aug};
+    int r = cli_parse_flags("pretrain", argc, argv, tabs, 3, err);
     if (r) return r;
     if (!o->train) {
         vlm_errorf(err, VLM_ERR_ARG, "--train-data is required (see vlm pretrain --help)");
@@ -140,6 +142,7 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         vlm_errorf(err, VLM_ERR_ARG, "--unmasked-tail ends patch dropout: it needs --patch-dropout P");
         return -1;
     }
+    if (vlm_train_aug_check(&o->aug, err)) return -1;
     return vlm_train_common_check(&o->c, err) ? -1 : 0;
 }
 

@@ -111,6 +111,56 @@ int cli_parse_flags(const char *cmd, int argc, char **argv, const cli_opt *const
     return -1;
 }
 
+int cli_parse_list(const char *flag, const char *s, double *out, int n, double lo, double hi, vlm_error *err) {
+    int k = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno || !(v >= lo && v <= hi) || k == n || (*end && *end != ',')) {
+            vlm_errorf(err, VLM_ERR_ARG, "%s: '%s' is not a list of at most %d numbers in [%g, %g]", flag, s, n, lo, hi);
+            return -1;
+        }
+        out[k++] = v;
+        p = *end ? end + 1 : end;
+    }
+    if (!k) vlm_errorf(err, VLM_ERR_ARG, "%s: empty list", flag);
+    return k ? k : -1;
+}
+
+static int fn_aug_scale(const char *v, void *dst, vlm_error *err) {
+    if (cli_parse_list("--aug-scale", v, dst, 2, 1e-3, 1, err) == 2) return 0;
+    vlm_errorf(err, VLM_ERR_ARG, "--aug-scale: expected LO,HI in (0, 1], got '%s'", v);
+    return -1;
+}
+
+static int fn_aug_ratio(const char *v, void *dst, vlm_error *err) {
+    if (cli_parse_list("--aug-ratio", v, dst, 2, 1e-2, 100, err) == 2) return 0;
+    vlm_errorf(err, VLM_ERR_ARG, "--aug-ratio: expected LO,HI, got '%s'", v);
+    return -1;
+}
+
+static int fn_color_jitter(const char *v, void *dst, vlm_error *err) {
+    double *cj = dst;
+    if (cli_parse_list("--color-jitter", v, cj, 4, 0, 10, err) == 4 && cj[3] <= 0.5) return 0;
+    vlm_errorf(err, VLM_ERR_ARG, "--color-jitter: expected B,C,S,H (hue <= 0.5)");
+    return -1;
+}
+
+void cli_aug_table(cli_opt *tab, vlm_train_aug *a) {
+    const cli_opt t[CLI_AUG_OPTS] = {
+        {"hflip", CLI_FLT, &a->hflip, 0, 1, NULL, NULL},
+        {"jitter", CLI_FLT, &a->jitter, 0, 1, NULL, NULL},
+        {"grayscale", CLI_FLT, &a->gray, 0, 1, NULL, NULL},
+        {"aug-scale", CLI_FN, a->scale, 0, 0, fn_aug_scale, NULL},
+        {"aug-ratio", CLI_FN, a->ratio, 0, 0, fn_aug_ratio, NULL},
+        {"color-jitter", CLI_FN, a->cj, 0, 0, fn_color_jitter, NULL},
+        CLI_END,
+    };
+    memcpy(tab, t, sizeof t);
+}
+
 int cli_fn_sep(const char *v, void *dst, vlm_error *err) {
     char *sep = dst;
     if (!strcmp(v, "\\t") || !strcmp(v, "tab") || !strcmp(v, "\t")) *sep = '\t';

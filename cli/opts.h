@@ -50,6 +50,16 @@ int cli_parse_int(const char *flag, const char *s, long long lo, long long hi, l
 int cli_parse_float(const char *flag, const char *s, double lo, double hi, double *out, vlm_error *err);
 
 // Value parsers for CLI_FN entries.
+// "a,b,..." into up to n doubles in [lo, hi]; returns the count or -1.
+int cli_parse_list(const char *flag, const char *s, double *out, int n, double lo, double hi, vlm_error *err);
+// The augmentation flags of pretrain and finetune (vlm_train_aug): --hflip P
+// --jitter P --grayscale P --aug-scale LO,HI --aug-ratio LO,HI --color-jitter B,C,S,H.
+#define CLI_AUG_OPTS 7
+void cli_aug_table(cli_opt *tab, vlm_train_aug *a);
+#define CLI_AUG_HELP                                                                                  \
+    "augmentation (training images; data/transform.h):\n"                                             \
+    "  --aug-scale LO,HI (0.9,1)  --aug-ratio LO,HI (0.75,1.333)   RandomResizedCrop\n"               \
+    "  --hflip P (0)  --jitter P (0) with --color-jitter B,C,S,H (0.4,0.4,0.4,0.1)  --grayscale P (0)\n"
 int cli_fn_sep(const char *v, void *dst, vlm_error *err);       // char: "tab", "\t", or one character
 int cli_fn_composite(const char *v, void *dst, vlm_error *err); // vlm_decode_opts: "R,G,B"
 // --ensemble SEEN,NOVEL: two weights in [0, 1] into w[2]; 0 ok, -1 error (err set).

@@ -22,8 +22,7 @@ void vlm_finetune_opts_default(vlm_finetune_opts *o) {
     o->c.batch = 128, o->c.epochs = 10, o->c.warmup = 100, o->c.lr = 1e-3, o->c.wd = 0.05;
     o->img_key = "filepath", o->label_key = "label", o->templates = "imagenet", o->sep = '\t';
     o->layer_decay = 1.0, o->stem_n = -1;
-    o->scale[0] = 0.9, o->scale[1] = 1.0, o->ratio[0] = 3.0 / 4.0, o->ratio[1] = 4.0 / 3.0;
-    o->cj[0] = o->cj[1] = o->cj[2] = 0.4, o->cj[3] = 0.1;
+    vlm_train_aug_default(&o->aug);
 }
 
 vlm_status vlm_finetune_opts_check(const vlm_finetune_opts *o, vlm_error *err) {
@@ -39,9 +38,8 @@ vlm_status vlm_finetune_opts_check(const vlm_finetune_opts *o, vlm_error *err) {
         return vlm_errorf(err, VLM_ERR_ARG, "--head must be linear or mlp, not '%s'", o->head);
     if (o->head_input && strcmp(o->head_input, "pre") && strcmp(o->head_input, "post"))
         return vlm_errorf(err, VLM_ERR_ARG, "--head-input must be pre or post, not '%s'", o->head_input);
-    if (o->scale[0] > o->scale[1] || o->ratio[0] > o->ratio[1])
-        return vlm_errorf(err, VLM_ERR_ARG, "--aug-scale / --aug-ratio: LO must not exceed HI");
-    return vlm_train_common_check(&o->c, err);
+    vlm_status st = vlm_train_aug_check(&o->aug, err);
+    return st ? st : vlm_train_common_check(&o->c, err);
 }
 
 // ---- the model ------------------------------------------------------------------
@@ -388,12 +386,7 @@ static vlm_status open_loader(ft_task *p, vlm_error *err) {
     lo.seed = (uint64_t)o->c.seed;
     lo.train = !o->no_augment;
     lo.captions = 0;
-    vlm_transform *tr = &lo.transform;
-    tr->scale_min = (float)o->scale[0], tr->scale_max = (float)o->scale[1];
-    tr->ratio_min = (float)o->ratio[0], tr->ratio_max = (float)o->ratio[1];
-    tr->hflip_prob = (float)o->hflip, tr->jitter_prob = (float)o->jitter;
-    tr->brightness = (float)o->cj[0], tr->contrast = (float)o->cj[1], tr->saturation = (float)o->cj[2], tr->hue = (float)o->cj[3];
-    tr->gray_prob = (float)o->gray;
+    vlm_train_aug_apply(&o->aug, &lo.transform);
     lo.start.epoch = t->st.loader_epoch;
     lo.start.index = t->st.loader_index / t->world; // the state counts the global stream
     lo.rank = t->rank;

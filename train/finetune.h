@@ -21,8 +21,8 @@ typedef struct {
     const char *pool, *head, *head_input, *act, *stem_act;
     char sep;
     long long image_size, patch_size, width, layers, heads, head_hidden, train_limit, val_limit, val_freq, lock_epochs;
-    double layer_decay, ls, mlp_ratio, head_dropout, hflip, jitter, gray;
-    double scale[2], ratio[2], cj[4];
+    double layer_decay, ls, mlp_ratio, head_dropout;
+    vlm_train_aug aug;
     int stem_n;                    // -1: not given; 0: "none"; else stem_ch[0..stem_n)
     int stem_ch[VLM_STEM_MAX];
     int lock_image, zeroshot_init, no_augment, eval_only;

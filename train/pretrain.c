@@ -22,6 +22,7 @@ void vlm_pretrain_opts_default(vlm_pretrain_opts *o) {
     o->caption_weight = 2;
     o->accum = 1, o->save_freq = 1, o->keep = 3, o->nsynth = 4096, o->cooldown_power = 1.0;
     o->text_buckets = 4;
+    vlm_train_aug_default(&o->aug);
     vlm_decode_opts_default(&o->dec);
 }
 
@@ -536,6 +537,7 @@ static vlm_status open_loader(pretrain_task *p, vlm_error *err) {
         lo.workers = (int)o->c.workers;
         lo.seed = (uint64_t)o->c.seed;
         lo.train = !o->no_augment;
+        vlm_train_aug_apply(&o->aug, &lo.transform);
         lo.caption_max = 256;
         lo.decode = o->dec;
         lo.random_background = (float)o->random_background;
@@ -650,6 +652,7 @@ vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_
                           "--composite R,G,B (the colour the other images get) and augmentation (not --no-augment)");
     if (o->unmasked_tail > 0 && !(o->patch_dropout > 0))
         return vlm_errorf(err, VLM_ERR_ARG, "--unmasked-tail ends patch dropout: it needs --patch-dropout P");
+    if ((st = vlm_train_aug_check(&o->aug, err))) return st;
     char name[512];
     if (o->c.name) snprintf(name, sizeof name, "%s", o->c.name);
     else {

@@ -54,6 +54,7 @@ typedef struct {
     double patch_dropout, cooldown_epochs, cooldown_end, cooldown_power;
     double unmasked_tail; // FLIP's unmasked tuning: the last fraction of the schedule trains without patch dropout
     int siglip, lock_image, lock_text, no_augment;
+    vlm_train_aug aug; // RandomResizedCrop, flip, colour jitter, grayscale (unless no_augment)
     vlm_decode_opts dec;
 } vlm_pretrain_opts;
 

@@ -24,6 +24,25 @@ void vlm_trainer_cfg_default(vlm_trainer_cfg *c) {
     c->sched = (vlm_sched){VLM_SCHED_COSINE, 1e-3f, 0, 1, 0, 1.0f, 0.0f};
 }
 
+void vlm_train_aug_default(vlm_train_aug *a) {
+    memset(a, 0, sizeof *a);
+    a->scale[0] = 0.9, a->scale[1] = 1.0, a->ratio[0] = 3.0 / 4.0, a->ratio[1] = 4.0 / 3.0;
+    a->cj[0] = a->cj[1] = a->cj[2] = 0.4, a->cj[3] = 0.1;
+}
+
+vlm_status vlm_train_aug_check(const vlm_train_aug *a, vlm_error *err) {
+    if (a->scale[0] > a->scale[1] || a->ratio[0] > a->ratio[1])
+        return vlm_errorf(err, VLM_ERR_ARG, "--aug-scale / --aug-ratio: LO must not exceed HI");
+    return VLM_OK;
+}
+
+void vlm_train_aug_apply(const vlm_train_aug *a, vlm_transform *t) {
+    t->scale_min = (float)a->scale[0], t->scale_max = (float)a->scale[1];
+    t->ratio_min = (float)a->ratio[0], t->ratio_max = (float)a->ratio[1];
+    t->hflip_prob = (float)a->hflip, t->jitter_prob = (float)a->jitter, t->gray_prob = (float)a->gray;
+    t->brightness = (float)a->cj[0], t->contrast = (float)a->cj[1], t->saturation = (float)a->cj[2], t->hue = (float)a->cj[3];
+}
+
 void vlm_train_common_default(vlm_train_common *c) {
     memset(c, 0, sizeof *c);
     c->logs = "./logs";

@@ -115,6 +115,18 @@ typedef struct {
     vlm_dist *dist;
 } vlm_train_common;
 
+// Train-time image augmentation (data/transform.h's train fields), shared by
+// pretrain and finetune: RandomResizedCrop area and aspect ranges, flip,
+// colour jitter (probability and B,C,S,H strengths), grayscale.
+typedef struct {
+    double scale[2], ratio[2], hflip, jitter, cj[4], gray;
+} vlm_train_aug;
+// open_clip's train defaults: scale 0.9..1, ratio 3/4..4/3, no flip, jitter
+// or grayscale (jitter strengths 0.4,0.4,0.4,0.1 when it is on).
+void vlm_train_aug_default(vlm_train_aug *a);
+vlm_status vlm_train_aug_check(const vlm_train_aug *a, vlm_error *err);
+void vlm_train_aug_apply(const vlm_train_aug *a, vlm_transform *t);
+
 // Defaults shared by the trainers: logs ./logs, seed 0, 2 workers, betas
 // 0.9/0.999, eps 1e-8, grad clip 1, cosine schedule, log every 20, save
 // every 500; each trainer then sets its own batch, epochs, lr, wd, warmup.

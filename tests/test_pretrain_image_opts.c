@@ -1,17 +1,19 @@
-// `vlm pretrain --patch-dropout` and `--unmasked-tail` (FLIP's unmasked
-// tuning) on a micro model, 4 steps: patch dropout changes the first step's
-// loss; with a tail of 0.5 steps 1-2 equal the plain patch-dropout run and
+// `vlm pretrain`'s training-image options on a micro model, 4 steps:
+// --patch-dropout changes the first step's loss; with --unmasked-tail 0.5
+// (FLIP's unmasked tuning) steps 1-2 equal the plain patch-dropout run and
 // steps 3-4 do not (every patch kept); a run stopped at step 2 and resumed
 // switches at the same step (the loss curve of the uninterrupted run, bit for
-// bit); --unmasked-tail without --patch-dropout is a usage error.
+// bit); --grayscale 1 and --hflip 1 each change step 1 (the augmentation
+// flags reach the loader); --unmasked-tail without --patch-dropout and an
+// --aug-scale with LO > HI are usage errors.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "tests/testutil.h"
 
-#define DIRN "patch_dropout_data"
-#define LOGS "patch_dropout_logs"
+#define DIRN "pretrain_image_opts_data"
+#define LOGS "pretrain_image_opts_logs"
 
 static int run(const char *name, const char *extra) {
     char cmd[2048];
@@ -48,7 +50,13 @@ int main(void) {
     for (int s = 1; s <= 4; s++) same &= res[s] == tail[s];
     CHECK(same, "resumed: %.9g %.9g %.9g %.9g against %.9g %.9g %.9g %.9g", res[1], res[2], res[3], res[4], tail[1], tail[2],
           tail[3], tail[4]);
+    double gray[8] = {0}, flip[8] = {0};
+    CHECK(run("gray", "--grayscale 1") == 0 && losses("gray", gray) == 4, "run with --grayscale 1");
+    CHECK(run("flip", "--hflip 1") == 0 && losses("flip", flip) == 4, "run with --hflip 1");
+    CHECK(gray[1] != none[1] && flip[1] != none[1] && gray[1] != flip[1], "augmentation flags: step 1 %.9g %.9g against %.9g",
+          gray[1], flip[1], none[1]);
     CHECK(run("bad", "--unmasked-tail 0.2") >> 8 == 2, "--unmasked-tail without --patch-dropout: usage error");
+    CHECK(run("bad", "--aug-scale 0.9,0.5") >> 8 == 2, "--aug-scale LO > HI: usage error");
     if (!tu_failures && system("rm -rf " LOGS " " DIRN) != 0) fprintf(stderr, "cleanup failed\n");
-    return tu_done("test_patch_dropout");
+    return tu_done("test_pretrain_image_opts");
 }
