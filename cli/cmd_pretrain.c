@@ -129,21 +129,7 @@ static int parse(int argc, char **argv, vlm_pretrain_opts *o, cli_dist_opts *d, 
         return -1;
     }
     if (!strcmp(o->train, "synthetic")) o->dtype = "synthetic";
-    if (o->lock_image && o->lock_text) {
-        vlm_errorf(err, VLM_ERR_ARG, "--lock-image and --lock-text together leave nothing to train");
-        return -1;
-    }
-    if (o->random_background > 0 && (o->dec.alpha != VLM_ALPHA_COMPOSITE || o->no_augment)) {
-        vlm_errorf(err, VLM_ERR_ARG, "--random-background composites transparent training images: it needs --composite "
-                   "R,G,B (the colour the other images get) and augmentation (not --no-augment)");
-        return -1;
-    }
-    if (o->unmasked_tail > 0 && !(o->patch_dropout > 0)) {
-        vlm_errorf(err, VLM_ERR_ARG, "--unmasked-tail ends patch dropout: it needs --patch-dropout P");
-        return -1;
-    }
-    if (vlm_train_aug_check(&o->aug, err)) return -1;
-    return vlm_train_common_check(&o->c, err) ? -1 : 0;
+    return vlm_pretrain_opts_check(o, err) ? -1 : 0;
 }
 
 static void json_retrieval(const vlm_retrieval *r) {

@@ -81,6 +81,12 @@ static void test_values(void) {
           "ensemble without a CLIP: %s", err_buf);
     CHECK(vlm("detect train --clip c --train-data t --ensemble 0.35") == 2 && strstr(err_buf, "--ensemble"),
           "ensemble weights: %s", err_buf);
+    // pretrain's option combinations that cannot work: usage errors (vlm_pretrain_opts_check), before any file is read
+    CHECK(vlm("pretrain --train-data x --lock-image --lock-text") == 2 && strstr(err_buf, "nothing to train"), "lock both: %s",
+          err_buf);
+    CHECK(vlm("pretrain --train-data x --coca 1 --accum-freq 2") == 2 && strstr(err_buf, "--coca"), "coca + accum: %s", err_buf);
+    CHECK(vlm("pretrain --train-data x --pretrained-text lm --tokenizer t") == 2 && strstr(err_buf, "--pretrained-text"),
+          "pretrained-text + tokenizer: %s", err_buf);
     CHECK(vlm("pretrain --train-data x --random-background 0.5") == 2 && strstr(err_buf, "--composite"),
           "random background without --composite: %s", err_buf);
     CHECK(vlm("pretrain --train-data x --random-background 1.5") == 2 && strstr(err_buf, "--random-background"),

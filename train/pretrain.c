@@ -636,8 +636,9 @@ static vlm_status setup(pretrain_task *p, vlm_trainer *t, vlm_error *err) {
     return VLM_OK;
 }
 
-vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_error *err) {
-    memset(r, 0, sizeof *r);
+vlm_status vlm_pretrain_opts_check(const vlm_pretrain_opts *o, vlm_error *err) {
+    if (o->lock_image && o->lock_text)
+        return vlm_errorf(err, VLM_ERR_ARG, "--lock-image and --lock-text together leave nothing to train");
     vlm_status st = vlm_train_common_check(&o->c, err);
     if (st) return st;
     if (o->c.dist && o->c.dist->world > 1 && o->accum > 1)
@@ -653,6 +654,13 @@ vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_
     if (o->unmasked_tail > 0 && !(o->patch_dropout > 0))
         return vlm_errorf(err, VLM_ERR_ARG, "--unmasked-tail ends patch dropout: it needs --patch-dropout P");
     if ((st = vlm_train_aug_check(&o->aug, err))) return st;
+    return VLM_OK;
+}
+
+vlm_status vlm_pretrain(const vlm_pretrain_opts *o, vlm_pretrain_result *r, vlm_error *err) {
+    memset(r, 0, sizeof *r);
+    vlm_status st = vlm_pretrain_opts_check(o, err);
+    if (st) return st;
     char name[512];
     if (o->c.name) snprintf(name, sizeof name, "%s", o->c.name);
     else {

@@ -61,6 +61,8 @@ typedef struct {
 // open_clip's defaults: tiny model, batch 64, 1 epoch, lr 5e-4, wd 0.2,
 // betas 0.9/0.98, eps 1e-6, warmup 100, cosine, save every 200 steps.
 void vlm_pretrain_opts_default(vlm_pretrain_opts *o);
+// The option combinations that cannot work (before any file is read).
+vlm_status vlm_pretrain_opts_check(const vlm_pretrain_opts *o, vlm_error *err);
 
 typedef struct {
     int64_t steps, epoch, pairs_seen;
