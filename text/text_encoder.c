@@ -41,12 +41,10 @@ void vlm_text_init_weights(const vlm_text_encoder *t, vlm_params *ps, vlm_rng *r
 // Bucket plan: rows sorted by EOT position (len[i] = EOT + 1, ascending) cut
 // into at most K runs of >= MIN_ROWS rows, minimising the rows x length the
 // tower processes (dynamic programme over cut points). cut[0..k] are the run
-// bounds; returns k, the number of runs (1: not worth cutting).
+// bounds; returns k, the number of runs (1: not worth cutting). The caller
+// (pooled_buckets) has checked 2 <= K <= 8 and the row count.
 enum { BUCKET_MIN_ROWS = 16, BUCKET_MAX_ROWS = 4096 };
 static int plan_buckets(const int32_t *len, int64_t B, int K, int64_t *cut, int64_t *work) {
-    cut[0] = 0, cut[1] = B;
-    if (K < 2 || B < 2 * BUCKET_MIN_ROWS || B > BUCKET_MAX_ROWS) return 1;
-    if (K > 8) K = 8;
     int64_t *best = work, *from = work + (int64_t)(K + 1) * (B + 1); // [K + 1][B + 1] each
     const int64_t INF = INT64_MAX / 4;
     for (int64_t i = 0; i < (int64_t)(K + 1) * (B + 1); i++) best[i] = INF;
@@ -66,7 +64,7 @@ static int plan_buckets(const int32_t *len, int64_t B, int K, int64_t *cut, int6
     if (kb == 1 || best[(int64_t)kb * (B + 1) + B] * 10 > (int64_t)B * len[B - 1] * 9) return 1;
     int64_t e = B;
     for (int k = kb; k >= 1; k--) cut[k] = e, e = from[(int64_t)k * (B + 1) + e];
-    cut[0] = 0;
+    cut[0] = 0; // = e: every run starts where the one before it ended
     return kb;
 }
 
