@@ -24,6 +24,10 @@
 #        RANDOM_BG=P: a training image is composited over a random colour with probability P
 #          (--random-background; default 0 = white, as the evaluation sets): emoji on the many
 #          backgrounds that detection scenes show them on
+#        ANNEAL_MINUTES=M: the last M of the MINUTES train on the corpus's emoji shards alone, from the
+#          mix's checkpoint (--pretrained), without patch dropout, at LR ANNEAL_LR (default LR/3) with a
+#          20-step warmup and its own cosine: data annealing on the in-domain part of the mix (as the
+#          decay phase of warmup-stable-decay runs on high-quality data); the mix gets MINUTES - M
 #        THREADS=N: N OpenMP threads and N decode workers (default: all cores, 2 workers)
 #        PREP=0: skip building, fetching and the leak check; PREP=only: do them and stop
 #          (bench/pretrained-text.sh prepares once, then runs two arms with PREP=0)
@@ -43,6 +47,11 @@ LM_MINUTES=${LM_MINUTES:-0}
 LMTAG=""
 ((LM_MINUTES > 0)) && LMTAG="-lm${LM_MINUTES}m"
 RUN=${RUN:-$TRAIN-zeroshot-${MINUTES}m$LMTAG}
+ANNEAL_MINUTES=${ANNEAL_MINUTES:-0}
+if [[ $ANNEAL_MINUTES != 0 && $TRAIN != corpus ]]; then
+  echo "corpus-zeroshot: ANNEAL_MINUTES needs TRAIN=corpus (it anneals on the corpus's emoji shards)" >&2
+  exit 2
+fi
 if [[ ${PREP:-1} != 0 ]]; then
   bash scripts/deps.sh
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -92,10 +101,20 @@ fi
 # drawn per epoch, bf16 autocast, a cosine over the time budget;
 # FLIP's patch dropout (PATCH_DROPOUT, half the patches by default).
 build/vlm pretrain --train-data "$DATA" "${UPS[@]}" --val-data data/emoji/val_twitter.tsv --model "$MODEL" "${TEXT[@]}" \
-  --batch-size "$BATCH" --max-minutes "$CLIP_MINUTES" --time-schedule --lr "$LR" --warmup "$WARMUP" --wd 0.1 \
+  --batch-size "$BATCH" --max-minutes "$(awk -v a="$CLIP_MINUTES" -v b="$ANNEAL_MINUTES" 'BEGIN { printf "%.2f", a - b }')" --time-schedule --lr "$LR" --warmup "$WARMUP" --wd 0.1 \
   $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --unmasked-tail "${UNMASKED_TAIL:-0}" --precision "$PRECISION" --composite 255,255,255 \
   --random-background "${RANDOM_BG:-0}" --workers "$WORKERS" --logs "$LOGS" --name "$RUN" --save-every-steps 500 --log-every 50 > "$LOGS.$RUN.pretrain.json"
 CKPT="$LOGS/$RUN/checkpoints/epoch_latest.safetensors"
+A="$LOGS.$RUN.pretrain.json"
+if [[ $ANNEAL_MINUTES != 0 ]]; then
+  build/vlm pretrain --train-data "$(cat data/corpus/shards.emoji.txt)" --val-data data/emoji/val_twitter.tsv --pretrained "$CKPT" \
+    --batch-size "$BATCH" --max-minutes "$ANNEAL_MINUTES" --time-schedule --lr "${ANNEAL_LR:-$(awk -v l="$LR" 'BEGIN { print l / 3 }')}" \
+    --warmup 20 --wd 0.1 $([[ $LOSS == siglip ]] && echo --siglip) --precision "$PRECISION" --composite 255,255,255 \
+    --random-background "${RANDOM_BG:-0}" --workers "$WORKERS" --logs "$LOGS" --name "$RUN-anneal" --save-every-steps 500 \
+    --log-every 50 > "$LOGS.$RUN.anneal.json"
+  CKPT="$LOGS/$RUN-anneal/checkpoints/epoch_latest.safetensors"
+  A="$LOGS.$RUN.anneal.json"
+fi
 zs() { build/vlm zeroshot --clip "$CKPT" --data "$1" --classnames "$2" --templates "$3" --composite 255,255,255 --json | tail -n 1; }
 zs data/emoji/unseen.tsv data/emoji/unseen_classnames.txt emoji > "$LOGS.$RUN.unseen.json"
 zs data/emoji/categories.tsv data/emoji/category_classnames.txt emoji > "$LOGS.$RUN.categories.json"
@@ -103,9 +122,11 @@ t1=$(date +%s)
 P="$LOGS.$RUN.pretrain.json" U="$LOGS.$RUN.unseen.json" C="$LOGS.$RUN.categories.json"
 printf '{"train": "%s", "model": "%s", "emoji_up": %s, "detection_up": %s, "random_bg": %s, "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
   "$TRAIN" "$MODEL" "$([[ $TRAIN == corpus ]] && echo "${EMOJI_UP:-3}" || echo 1)" "${DETECTION:-0}" "${RANDOM_BG:-0}" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
-printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "lm_minutes": %s, "minutes": %s, ' \
-  "$(jget i2t_r1 "$P")" "$(jget i2t_r5 "$P")" "$(jget t2i_r1 "$P")" "$(jget steps "$P")" "$(jget pairs_seen "$P")" "$lm_min" \
-  "$(awk -v a="$(jget minutes "$P")" -v b="$lm_min" 'BEGIN { printf "%.1f", a + b }')"
+# Steps, pairs and minutes over both phases with ANNEAL_MINUTES; retrieval from the last ($A).
+sum() { if [[ $A != "$P" ]]; then awk -v a="$(jget "$1" "$P")" -v b="$(jget "$1" "$A")" 'BEGIN { print a + b }'; else jget "$1" "$P"; fi; }
+printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "lm_minutes": %s, "anneal_minutes": %s, "minutes": %s, ' \
+  "$(jget i2t_r1 "$A")" "$(jget i2t_r5 "$A")" "$(jget t2i_r1 "$A")" "$(sum steps)" "$(sum pairs_seen)" "$lm_min" "$ANNEAL_MINUTES" \
+  "$(awk -v a="$(sum minutes)" -v b="$lm_min" 'BEGIN { printf "%.1f", a + b }')"
 printf '"patch_dropout": %s, "unmasked_tail": %s, "precision": "%s", ' "$PD" "${UNMASKED_TAIL:-0}" \
   "$([[ $PRECISION != auto ]] && echo "$PRECISION" || { grep -q avx512_bf16 /proc/cpuinfo && echo amp_bf16 || echo fp32; })"
 printf '"total_minutes": %s, "checkpoint": "%s"}\n' "$(( (t1 - t0 + 30) / 60 ))" "$CKPT"

@@ -4,8 +4,11 @@
 // steps 3-4 do not (every patch kept); a run stopped at step 2 and resumed
 // switches at the same step (the loss curve of the uninterrupted run, bit for
 // bit); --grayscale 1 and --hflip 1 each change step 1 (the augmentation
-// flags reach the loader); --unmasked-tail without --patch-dropout and an
-// --aug-scale with LO > HI are usage errors.
+// flags reach the loader); a run started --pretrained from the patch-dropout
+// run's model keeps every patch unless it asks for --patch-dropout (the
+// weights' config says 0.5: a training choice of that run, not of this one);
+// --unmasked-tail without --patch-dropout and an --aug-scale with LO > HI are
+// usage errors.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +58,13 @@ int main(void) {
     CHECK(run("flip", "--hflip 1") == 0 && losses("flip", flip) == 4, "run with --hflip 1");
     CHECK(gray[1] != none[1] && flip[1] != none[1] && gray[1] != flip[1], "augmentation flags: step 1 %.9g %.9g against %.9g",
           gray[1], flip[1], none[1]);
+    double ft0[8] = {0}, ft5[8] = {0};
+    const char *pd_model = "--pretrained " LOGS "/pd/checkpoints/epoch_latest.safetensors";
+    char a[512];
+    snprintf(a, sizeof a, "%s --patch-dropout 0.5", pd_model);
+    CHECK(run("ft0", pd_model) == 0 && losses("ft0", ft0) == 4, "run from the patch-dropout run's model");
+    CHECK(run("ft5", a) == 0 && losses("ft5", ft5) == 4, "the same with --patch-dropout 0.5");
+    CHECK(ft0[1] != ft5[1], "--pretrained: the weights' patch dropout was kept (step 1 %.9g both)", ft0[1]);
     CHECK(run("bad", "--unmasked-tail 0.2") >> 8 == 2, "--unmasked-tail without --patch-dropout: usage error");
     CHECK(run("bad", "--aug-scale 0.9,0.5") >> 8 == 2, "--aug-scale LO > HI: usage error");
     if (!tu_failures && system("rm -rf " LOGS " " DIRN) != 0) fprintf(stderr, "cleanup failed\n");
