@@ -12,8 +12,9 @@
 #        PATCH_DROPOUT=P: FLIP's patch dropout (default 0.5: 1.7x the pairs per minute, ahead on every
 #          figure at equal minutes, docs/RESULTS.md; before 2026-12-07 the default was 0 with WARMUP=300)
 #        UNMASKED_TAIL=F: the last fraction F of the time budget without patch dropout (FLIP's unmasked
-#          tuning, --unmasked-tail; default 0)
-#        EMOJI_UP=K: the corpus's emoji are listed K times an epoch (default 3)
+#          tuning, --unmasked-tail; default 0.1, 0 without patch dropout)
+#        EMOJI_UP=K: the corpus's emoji are listed K times an epoch (default 24: 30% of an epoch's samples)
+#          (EMOJI_UP and UNMASKED_TAIL defaulted to 3 and 0 before 2026-12-07 14:30; docs/RESULTS.md)
 #        LM_MINUTES=M: first a causal language model of the text tower on WordNet
 #          (data/get-text.sh) for M of the MINUTES, then the CLIP from it
 #          (--pretrained-text) for the rest; minutes counts both
@@ -44,6 +45,8 @@ LOSS=${LOSS:-clip}
 TRAIN=${TRAIN:-corpus}
 LOGS=${LOGS:-runs}
 LM_MINUTES=${LM_MINUTES:-0}
+EMOJI_UP=${EMOJI_UP:-24}
+TAIL=${UNMASKED_TAIL:-$(awk -v p="$PD" 'BEGIN { print (p > 0) ? 0.1 : 0 }')}
 LMTAG=""
 ((LM_MINUTES > 0)) && LMTAG="-lm${LM_MINUTES}m"
 RUN=${RUN:-$TRAIN-zeroshot-${MINUTES}m$LMTAG}
@@ -70,10 +73,10 @@ UPS=()
 if [[ $TRAIN == corpus ]]; then
   c=data/corpus
   DATA="$(cat $c/shards.iconify.txt)::$(cat $c/shards.emoji.txt)::$(cat $c/shards.fashion-mnist.txt)"
-  UPS=(--train-data-upsampling-factors "1::${EMOJI_UP:-3}::1")
+  UPS=(--train-data-upsampling-factors "1::$EMOJI_UP::1")
   if ((${DETECTION:-0} > 0)); then
     DATA="$DATA::$(bash data/get-detection-clip.sh data/detection-clip)"
-    UPS=(--train-data-upsampling-factors "1::${EMOJI_UP:-3}::1::$DETECTION::$DETECTION::$DETECTION")
+    UPS=(--train-data-upsampling-factors "1::$EMOJI_UP::1::$DETECTION::$DETECTION::$DETECTION")
   fi
 else
   DATA=data/emoji/train.tsv
@@ -102,7 +105,7 @@ fi
 # FLIP's patch dropout (PATCH_DROPOUT, half the patches by default).
 build/vlm pretrain --train-data "$DATA" "${UPS[@]}" --val-data data/emoji/val_twitter.tsv --model "$MODEL" "${TEXT[@]}" \
   --batch-size "$BATCH" --max-minutes "$(awk -v a="$CLIP_MINUTES" -v b="$ANNEAL_MINUTES" 'BEGIN { printf "%.2f", a - b }')" --time-schedule --lr "$LR" --warmup "$WARMUP" --wd 0.1 \
-  $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --unmasked-tail "${UNMASKED_TAIL:-0}" --precision "$PRECISION" --composite 255,255,255 \
+  $([[ $LOSS == siglip ]] && echo --siglip) --patch-dropout "$PD" --unmasked-tail "$TAIL" --precision "$PRECISION" --composite 255,255,255 \
   --random-background "${RANDOM_BG:-0}" --workers "$WORKERS" --logs "$LOGS" --name "$RUN" --save-every-steps 500 --log-every 50 > "$LOGS.$RUN.pretrain.json"
 CKPT="$LOGS/$RUN/checkpoints/epoch_latest.safetensors"
 A="$LOGS.$RUN.pretrain.json"
@@ -121,12 +124,12 @@ zs data/emoji/categories.tsv data/emoji/category_classnames.txt emoji > "$LOGS.$
 t1=$(date +%s)
 P="$LOGS.$RUN.pretrain.json" U="$LOGS.$RUN.unseen.json" C="$LOGS.$RUN.categories.json"
 printf '{"train": "%s", "model": "%s", "emoji_up": %s, "detection_up": %s, "random_bg": %s, "unseen_top1": %s, "unseen_top5": %s, "categories_top1": %s, "categories_top5": %s, ' \
-  "$TRAIN" "$MODEL" "$([[ $TRAIN == corpus ]] && echo "${EMOJI_UP:-3}" || echo 1)" "${DETECTION:-0}" "${RANDOM_BG:-0}" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
+  "$TRAIN" "$MODEL" "$([[ $TRAIN == corpus ]] && echo "$EMOJI_UP" || echo 1)" "${DETECTION:-0}" "${RANDOM_BG:-0}" "$(jget top1 "$U")" "$(jget top5 "$U")" "$(jget top1 "$C")" "$(jget top5 "$C")"
 # Steps, pairs and minutes over both phases with ANNEAL_MINUTES; retrieval from the last ($A).
 sum() { if [[ $A != "$P" ]]; then awk -v a="$(jget "$1" "$P")" -v b="$(jget "$1" "$A")" 'BEGIN { print a + b }'; else jget "$1" "$P"; fi; }
 printf '"twitter_i2t_r1": %s, "twitter_i2t_r5": %s, "twitter_t2i_r1": %s, "steps": %s, "pairs_seen": %s, "lm_minutes": %s, "anneal_minutes": %s, "minutes": %s, ' \
   "$(jget i2t_r1 "$A")" "$(jget i2t_r5 "$A")" "$(jget t2i_r1 "$A")" "$(sum steps)" "$(sum pairs_seen)" "$lm_min" "$ANNEAL_MINUTES" \
   "$(awk -v a="$(sum minutes)" -v b="$lm_min" 'BEGIN { printf "%.1f", a + b }')"
-printf '"patch_dropout": %s, "unmasked_tail": %s, "precision": "%s", ' "$PD" "${UNMASKED_TAIL:-0}" \
+printf '"patch_dropout": %s, "unmasked_tail": %s, "precision": "%s", ' "$PD" "$TAIL" \
   "$([[ $PRECISION != auto ]] && echo "$PRECISION" || { grep -q avx512_bf16 /proc/cpuinfo && echo amp_bf16 || echo fp32; })"
 printf '"total_minutes": %s, "checkpoint": "%s"}\n' "$(( (t1 - t0 + 30) / 60 ))" "$CKPT"
