@@ -411,8 +411,10 @@ static vlm_status from_pretrained(pretrain_task *p, vlm_error *err) {
     }
     cfg.siglip = o->siglip;
     // Patch dropout is this run's training choice, not the weights': a model
-    // saved by a FLIP run (0.5 in its config) fine-tunes unmasked unless asked.
-    cfg.vision.patch_dropout = (float)o->patch_dropout;
+    // saved by a FLIP run (0.5 in its config) fine-tunes unmasked unless asked
+    // (--patch-dropout, or a --model config that names it, as for a new model).
+    if (!o->model) cfg.vision.patch_dropout = 0;
+    if (o->patch_dropout > 0) cfg.vision.patch_dropout = (float)o->patch_dropout;
     if (!st && !(st = vlm_clip_init(&p->m, &cfg, err))) {
         p->have_model = 1;
         vlm_clip_init_weights(&p->m, (uint64_t)o->c.seed); // a SigLIP bias the weights lack keeps its init
