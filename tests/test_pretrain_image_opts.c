@@ -73,6 +73,20 @@ int main(void) {
     CHECK(run_model("ft0", "", pd_model) == 0 && losses("ft0", ft0) == 4, "run from the patch-dropout run's model");
     CHECK(run_model("ft5", "", a) == 0 && losses("ft5", ft5) == 4, "the same with --patch-dropout 0.5");
     CHECK(ft0[1] != ft5[1], "--pretrained: the weights' patch dropout was kept (step 1 %.9g both)", ft0[1]);
+    // A --model config that names patch_dropout is honoured with --pretrained, as for a new model.
+    double ftc[8] = {0};
+    FILE *f = fopen(DIRN "/micro_pd.json", "w");
+    CHECK(f != NULL, "write " DIRN "/micro_pd.json");
+    if (f) {
+        fputs("{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 16, \"patch_size\": 4, \"width\": 32, \"head_width\": 16, "
+              "\"layers\": 2, \"patch_dropout\": 0.5}, \"text_cfg\": {\"context_length\": 12, \"vocab_size\": 600, "
+              "\"width\": 32, \"heads\": 2, \"layers\": 2}}\n",
+              f);
+        fclose(f);
+    }
+    CHECK(run_model("ftc", "--model " DIRN "/micro_pd.json", pd_model) == 0 && losses("ftc", ftc) == 4,
+          "run from the weights with a --model config naming patch_dropout 0.5");
+    CHECK(ftc[1] != ft0[1], "--pretrained with --model: the config's patch_dropout was dropped (step 1 %.9g both)", ftc[1]);
     CHECK(run("bad", "--unmasked-tail 0.2") >> 8 == 2, "--unmasked-tail without --patch-dropout: usage error");
     CHECK(run("bad", "--aug-scale 0.9,0.5") >> 8 == 2, "--aug-scale LO > HI: usage error");
     if (!tu_failures && system("rm -rf " LOGS " " DIRN) != 0) fprintf(stderr, "cleanup failed\n");
