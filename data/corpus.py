@@ -32,8 +32,12 @@ import gzip
 # (a trainer weights them: vlm pretrain --train-data-upsampling-factors); a name
 # that is a WordNet noun is also captioned with its hypernyms ("dog: canine, ...,
 # animal, organism, living thing"); 4: a category of several parts keeps them
-# joined by "&" ("cat, animal & pet", was "cat, animal, pet").
-VERSION = 4
+# joined by "&" ("cat, animal & pet", was "cat, animal, pet"); 5: names in the plural with
+# their hypernyms in the plural ("cats: felines, carnivores, animals, organisms"), and a name
+# with its WordNet lexicographer file ("cat, animals"; "pizza, foods & drinks"): captions so
+# far named one thing each, and a class name that is a plural group ("animals & nature") was
+# never a caption.
+VERSION = 5
 
 # Style words that name how an icon is drawn, not what it shows.
 STYLE = set("""outline outlined outlines fill filled solid line lines linear bold light thin duotone twotone
@@ -51,13 +55,32 @@ def article(phrase):
     return "an" if phrase[:1] in "aeiou" else "a"
 
 
+# WordNet's lexicographer files of nouns (its 25 semantic groups), numbered as in
+# field 2 of data.noun, named by the descriptions of lexnames(5) in the plural,
+# "and" written "&" as in the categories (version 4). 03 (noun.Tops) is left out.
+LEXNAMES = {4: "acts & actions", 5: "animals", 6: "man-made objects", 7: "attributes of people & objects",
+            8: "body parts", 9: "cognitive processes & contents", 10: "communicative processes & contents",
+            11: "natural events", 12: "feelings & emotions", 13: "foods & drinks",
+            14: "groupings of people or objects", 15: "spatial positions", 16: "goals", 17: "natural objects",
+            18: "people", 19: "natural phenomena", 20: "plants", 21: "possessions",
+            22: "natural processes", 23: "quantities & units of measure", 24: "relations",
+            25: "shapes", 26: "states of affairs", 27: "substances", 28: "time & temporal relations"}
+
+# Plurals that WordNet's noun.exc lacks (it lists the plurals of its own irregular nouns only).
+PLURALS = {"man": "men", "woman": "women", "person": "people"}
+
+# A name's head noun comes before these words: "face with tears of joy", "flag of japan".
+HEAD_END = re.compile(r" (?:with|of|in|on|under|over|and|or|for|from|at|to|facing|without|holding) ")
+
+
 def load_wordnet(d):
     """WordNet's nouns (Debian wordnet-base): (synsets: offset -> (first word,
-    first hypernym offset), lemmas: lemma -> offset of its first sense, WordNet's
-    most frequent one). Empty when d has no index.noun."""
+    first hypernym offset, lexicographer file), lemmas: lemma -> offset of its
+    first sense, WordNet's most frequent one, irregular plurals: singular ->
+    plural, and the set of those plurals, from noun.exc). Empty when d has no index.noun."""
     if not d or not os.path.isfile(os.path.join(d, "index.noun")):
-        return {}, {}
-    syn, first = {}, {}
+        return {}, {}, {}, set()
+    syn, first, plural, plurals = {}, {}, {}, set()
     with open(os.path.join(d, "data.noun"), encoding="latin-1") as f:
         for line in f:
             if line.startswith("  "):
@@ -65,26 +88,81 @@ def load_wordnet(d):
             fl = line.split("|", 1)[0].split()
             n = int(fl[3], 16)
             p = 4 + 2 * n
-            hyp = None
+            hyp, hypo = None, []
             for i in range(int(fl[p])):
-                if fl[p + 1 + 4 * i] in ("@", "@i"):
+                if fl[p + 1 + 4 * i] in ("@", "@i") and hyp is None:
                     hyp = fl[p + 2 + 4 * i]
-                    break
-            syn[fl[0]] = (fl[4].replace("_", " ").lower(), hyp)
+                if fl[p + 1 + 4 * i] == "~":
+                    hypo.append(fl[p + 2 + 4 * i])
+            syn[fl[0]] = (fl[4].replace("_", " ").lower(), hyp, int(fl[1]), hypo)
     with open(os.path.join(d, "index.noun"), encoding="latin-1") as f:
         for line in f:
             if line.startswith("  "):
                 continue
             fl = line.split()
             first.setdefault(fl[0].replace("_", " ").lower(), fl[-int(fl[2])])
-    return syn, first
+    exc = os.path.join(d, "noun.exc")
+    for line in (open(exc, encoding="latin-1") if os.path.isfile(exc) else []):
+        fl = line.split()
+        for sing in fl[1:]:
+            if fl[0] != sing and "_" not in fl[0]:
+                plural.setdefault(sing, fl[0])
+                plurals.add(fl[0])
+    return syn, first, plural, plurals
+
+
+def plural_word(w, wn):
+    """'mouse' -> 'mice' (noun.exc), 'box' -> 'boxes', 'berry' -> 'berries'; a word that
+    already is a plural ('biceps', 'media': noun.exc's plurals) stays."""
+    irregular, plurals = (wn[2], wn[3]) if wn and len(wn) > 3 else ({}, set())
+    if w in PLURALS:
+        return PLURALS[w]
+    if w in plurals or re.search(r"[^s]s$", w):
+        return w
+    if w in irregular:
+        return irregular[w]
+    if re.search(r"(?:s|x|z|ch|sh)$", w):
+        return w + "es"
+    if re.search(r"[^aeiou]y$", w):
+        return w[:-1] + "ies"
+    return w + "s"
+
+
+def plural(phrase, wn, head=None):
+    """'face with tears of joy' -> 'faces with tears of joy'; 'man running' -> 'men running'
+    (head 'man'); the head noun is else the last word before 'with', 'of', ..."""
+    m = HEAD_END.search(phrase)
+    part, rest = (phrase[:m.start()], phrase[m.start():]) if m else (phrase, "")
+    w = part.split(" ")
+    i = len(w) - 1
+    if head and " " not in head and head in w and w[-1] != "face":  # 'cat face' -> 'cat faces'
+        i = len(w) - 1 - w[::-1].index(head)
+    if not w[i] or not w[i][-1].isalpha():
+        return phrase  # "type-5", "4x3": no plural
+    return " ".join(w[:i] + [plural_word(w[i], wn)] + w[i + 1:]) + rest
+
+
+def head_noun(phrase, wn):
+    """The noun of phrase that WordNet knows and its hypernyms describe: the whole
+    phrase if it is one, else the last word before 'with', 'of', ... that is a
+    noun, preferring one not ending in -ing ('man running' -> 'man'), and a noun
+    before 'face' ('cat face' -> 'cat': an emoji drawn as a face names what it is of)."""
+    first = wn[1] if wn else {}
+    if phrase in first:
+        return phrase
+    m = HEAD_END.search(phrase)
+    words = [x for x in (phrase[:m.start()] if m else phrase).split(" ") if x in first]
+    plain = [x for x in words if not x.endswith("ing")]
+    if len(plain) > 1 and plain[-1] == "face":
+        plain.pop()
+    return (plain or words or [None])[-1]
 
 
 def hypernyms(wn, phrase):
     """The hypernyms of phrase's first noun sense, nearest first, less the four
     most general levels (entity, physical entity, object, whole, ...: every
     noun has them)."""
-    syn, first = wn if wn else ({}, {})
+    syn, first = (wn[0], wn[1]) if wn else ({}, {})
     off, chain, seen = first.get(phrase), [], set()
     while off in syn and off not in seen:
         seen.add(off)
@@ -94,12 +172,37 @@ def hypernyms(wn, phrase):
     return [h for h in chain[:max(len(chain) - 4, 0)] if h != phrase]
 
 
+def lexname(wn, noun):
+    """The lexicographer file of noun's first sense, described ('animals'), or None; a
+    noun of noun.Tops ('person', 'food') takes the most common one of its hyponyms ('people')."""
+    syn, first = (wn[0], wn[1]) if wn else ({}, {})
+    off = first.get(noun)
+    if off not in syn:
+        return None
+    lex = syn[off][2]
+    if lex == 3:
+        files = [syn[h][2] for h in syn[off][3] if h in syn and syn[h][2] != 3]
+        lex = max(sorted(set(files)), key=files.count) if files else 3
+    return LEXNAMES.get(lex)
+
+
 def wordnet_captions(phrase, wn):
-    """'dog: canine, carnivore, ..., animal, organism, living thing' and 'a dog, a kind of canine'."""
-    h = hypernyms(wn, phrase)
-    if not h:
-        return []
-    return [f"{phrase}: {', '.join(dict.fromkeys(h))}", f"{article(phrase)} {phrase}, a kind of {h[0]}"]
+    """'dog: canine, carnivore, ..., animal, organism, living thing', 'a dog, a kind of canine'
+    (a phrase that is a WordNet noun); 'dogs: canines, ..., animals, ...' and 'dog, animals'
+    (from its head noun: 'dog face' -> 'dog faces: ..., body parts' by 'face')."""
+    out, h = [], hypernyms(wn, phrase)
+    if h:
+        out = [f"{phrase}: {', '.join(dict.fromkeys(h))}", f"{article(phrase)} {phrase}, a kind of {h[0]}"]
+    head = head_noun(phrase, wn)
+    if head is None:
+        return out
+    hh = [plural(x, wn) for x in dict.fromkeys(hypernyms(wn, head))]
+    if hh:
+        out.append(f"{plural(phrase, wn, head)}: {', '.join(hh)}")
+    ln = lexname(wn, head)
+    if ln:
+        out.append(f"{phrase}, {ln}")
+    return out
 
 
 def icon_captions(name, aliases, cats, kind=None, countries=None, wn=None):

@@ -78,6 +78,19 @@ mkdir -p "$T/wn"
 } > "$T/wn/data.noun"
 printf '  1 licence header\ncat n 2 1 @ 2 0 00000009 00000010\n' > "$T/wn/index.noun"
 
+printf 'felines feline\nmice mouse\n' > "$T/wn/noun.exc"
+# plurals (noun.exc, the head noun of a phrase) and WordNet's lexicographer files (a noun.Tops
+# noun takes its hyponyms' file)
+PYTHONPATH=$src/data /usr/bin/python3 - "$T/wn" <<'PY' || fail "plurals / lexicographer files"
+import sys, corpus
+wn = corpus.load_wordnet(sys.argv[1])
+got = [corpus.plural(p, wn, h) for p, h in [("mouse", None), ("face with tears of joy", None), ("box", None),
+       ("berry", None), ("biceps", None), ("woman running", "woman"), ("cat face", "cat"), ("type-5", None)]]
+want = ["mice", "faces with tears of joy", "boxes", "berries", "biceps", "women running", "cat faces", "type-5"]
+assert got == want, got
+assert corpus.head_noun("cat face", wn) == "cat" and corpus.head_noun("true cat running", wn) == "cat", "head noun"
+assert corpus.lexname(wn, "cat") == "animals" and corpus.lexname(wn, "feline") is None, "lexname"
+PY
 build() { # build DIR
   WORDNET_DIR=$T/wn ICONIFY_DIR=$T/iconify EMOJI_DIR=$T/emoji EMOJILIB_JSON=$T/emojilib.json CLDR_JSON=$T/cldr.json FMNIST_DIR=$T/fm \
     EMOJI_REPEAT=2 SHARD_SIZE=4 SIZE=32 VLM=$VLM bash "$src/data/get-corpus.sh" "$1" > "$1.stats" 2> "$1.log" ||
@@ -112,6 +125,7 @@ cat_txt=$(grep -lx "cat" "$T"/x/*.txt) || fail "no caption 'cat' in shard 0"
 grep -qx "cat, kitty" "$cat_txt" && grep -qx "cat, animal & pet" "$cat_txt" && grep -qx "an icon of a cat" "$cat_txt" &&
   grep -qx "cat, home animals" "$cat_txt" &&
   grep -qx "cat: feline, carnivore, animal, organism" "$cat_txt" && grep -qx "a cat, a kind of feline" "$cat_txt" &&
+  grep -qx "cats: felines, carnivores, animals, organisms" "$cat_txt" && grep -qx "cat, animals" "$cat_txt" &&
   ! grep -q "flipped" "$cat_txt" || fail "cat captions: $(cat "$cat_txt")"
 grep -qx "dog" "$T"/x/*.txt || fail "style word kept in 'dog-outline'"
 ! grep -q "^dog: \|kind of" "$(grep -lx "dog" "$T"/x/*.txt)" || fail "hypernyms for 'dog', which is not in the WordNet"
