@@ -75,7 +75,7 @@ HEAD_END = re.compile(r" (?:with|of|in|on|under|over|and|or|for|from|at|to|facin
 
 def load_wordnet(d):
     """WordNet's nouns (Debian wordnet-base): (synsets: offset -> (first word,
-    first hypernym offset, lexicographer file), lemmas: lemma -> offset of its
+    first hypernym offset, lexicographer file, hyponym offsets), lemmas: lemma -> offset of its
     first sense, WordNet's most frequent one, irregular plurals: singular ->
     plural, and the set of those plurals, from noun.exc). Empty when d has no index.noun."""
     if not d or not os.path.isfile(os.path.join(d, "index.noun")):
@@ -189,7 +189,7 @@ def lexname(wn, noun):
 def wordnet_captions(phrase, wn):
     """'dog: canine, carnivore, ..., animal, organism, living thing', 'a dog, a kind of canine'
     (a phrase that is a WordNet noun); 'dogs: canines, ..., animals, ...' and 'dog, animals'
-    (from its head noun: 'dog face' -> 'dog faces: ..., body parts' by 'face')."""
+    (from its head noun: 'tired face' -> 'tired faces: ..., body parts' by 'face')."""
     out, h = [], hypernyms(wn, phrase)
     if h:
         out = [f"{phrase}: {', '.join(dict.fromkeys(h))}", f"{article(phrase)} {phrase}, a kind of {h[0]}"]
