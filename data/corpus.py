@@ -114,7 +114,7 @@ def load_wordnet(d):
 def plural_word(w, wn):
     """'mouse' -> 'mice' (noun.exc), 'box' -> 'boxes', 'berry' -> 'berries'; a word that
     already is a plural ('biceps', 'media': noun.exc's plurals) stays."""
-    irregular, plurals = (wn[2], wn[3]) if wn and len(wn) > 3 else ({}, set())
+    irregular, plurals = (wn[2], wn[3]) if wn else ({}, set())
     if w in PLURALS:
         return PLURALS[w]
     if w in plurals or re.search(r"[^s]s$", w):
@@ -196,7 +196,7 @@ def wordnet_captions(phrase, wn):
     head = head_noun(phrase, wn)
     if head is None:
         return out
-    hh = [plural(x, wn) for x in dict.fromkeys(hypernyms(wn, head))]
+    hh = [plural(x, wn) for x in dict.fromkeys(h if head == phrase else hypernyms(wn, head))]
     if hh:
         out.append(f"{plural(phrase, wn, head)}: {', '.join(hh)}")
     ln = lexname(wn, head)
