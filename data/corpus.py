@@ -80,7 +80,7 @@ def load_wordnet(d):
     plural, and the set of those plurals, from noun.exc). Empty when d has no index.noun."""
     if not d or not os.path.isfile(os.path.join(d, "index.noun")):
         return {}, {}, {}, set()
-    syn, first, plural, plurals = {}, {}, {}, set()
+    syn, first, irregular, plurals = {}, {}, {}, set()
     with open(os.path.join(d, "data.noun"), encoding="latin-1") as f:
         for line in f:
             if line.startswith("  "):
@@ -106,9 +106,9 @@ def load_wordnet(d):
         fl = line.split()
         for sing in fl[1:]:
             if fl[0] != sing and "_" not in fl[0]:
-                plural.setdefault(sing, fl[0])
+                irregular.setdefault(sing, fl[0])
                 plurals.add(fl[0])
-    return syn, first, plural, plurals
+    return syn, first, irregular, plurals
 
 
 def plural_word(w, wn):
