@@ -36,8 +36,10 @@ import gzip
 # their hypernyms in the plural ("cats: felines, carnivores, animals, organisms"), and a name
 # with its WordNet lexicographer file ("cat, animals"; "pizza, foods & drinks"): captions so
 # far named one thing each, and a class name that is a plural group ("animals & nature") was
-# never a caption.
-VERSION = 5
+# never a caption; 6: an emoji of a country's flag ('japan flag', found by its regional
+# indicator code points) is captioned as the flag sets' icons ('flag of japan', 'japan, flags',
+# also by its ISO name) instead of with WordNet's words for 'flag', which all flags shared.
+VERSION = 6
 
 # Style words that name how an icon is drawn, not what it shows.
 STYLE = set("""outline outlined outlines fill filled solid line lines linear bold light thin duotone twotone
@@ -306,7 +308,37 @@ def emoji_char(unified):
     return "".join(chr(int(u, 16)) for u in unified.split("-"))
 
 
-def emoji_samples(edir, emojilib, cldr, repeat, exclude, wn=None):
+def flag_region(unified):
+    """The ISO 3166-1 code of a flag emoji ('1f1ef-1f1f5' -> 'jp': two regional indicator
+    letters), '' for a subdivision flag ('1f3f4-e0067-...': England), None for other emoji."""
+    u = unified.lower().split("-")
+    if len(u) == 2 and all(0x1F1E6 <= int(x, 16) <= 0x1F1FF for x in u):
+        return "".join(chr(ord("a") + int(x, 16) - 0x1F1E6) for x in u)
+    return "" if u[0] == "1f3f4" and len(u) > 2 and u[1].startswith("e00") else None
+
+
+def emoji_captions(title, unified, kw, countries=None, wn=None):
+    """Captions of one emoji: its name, keywords, WordNet's words for its head noun; a
+    country's flag ('japan flag') is captioned as the flag sets' icons are ('flag of japan',
+    'japan, flags', and the ISO name when it differs: 'flag of russian federation'), not
+    with the WordNet captions of 'flag' that every flag would share."""
+    caps = [title, f"an emoji of {article(title)} {title}"]
+    if kw:
+        caps.append(f"{title}: {', '.join(kw[:8])}")
+        caps.append(f"{article(title)} {title} emoji, {', '.join(kw[:3])}")
+    region = flag_region(unified)
+    if region is None or not title.endswith(" flag"):
+        return caps + wordnet_captions(title, wn)
+    names = [title[:-len(" flag")]]
+    iso = (countries or {}).get(region)
+    if iso and iso != names[0]:
+        names.append(iso)
+    for n in names:
+        caps += [f"flag of {n}", f"the {n} flag", f"{n}, flags"]
+    return caps
+
+
+def emoji_samples(edir, emojilib, cldr, repeat, exclude, wn=None, countries=None):
     """The training split of the emoji (train.tsv), captioned with name + keywords,
     less the images in `exclude` (real paths: pixel-identical to a held-out one)."""
     lib = json.load(open(emojilib, encoding="utf-8"))
@@ -328,11 +360,7 @@ def emoji_samples(edir, emojilib, cldr, repeat, exclude, wn=None):
                 k = k.lower()
                 if re.fullmatch(r"[a-z0-9][a-z0-9 '&.-]*", k) and k != title and k not in kw:
                     kw.append(k)
-            caps = [title, f"an emoji of {article(title)} {title}"]
-            if kw:
-                caps.append(f"{title}: {', '.join(kw[:8])}")
-                caps.append(f"{article(title)} {title} emoji, {', '.join(kw[:3])}")
-            caps += wordnet_captions(title, wn)
+            caps = emoji_captions(title, base, kw, countries, wn)
             with open(os.path.join(edir, rel), "rb") as f:
                 data = f.read()
             yield ("emoji", rel.split("/")[1], f"emoji:{rep}:{i}", "png", data, caps)
@@ -407,8 +435,9 @@ def main():
     raw = os.path.join(args.out, "raw")
     os.makedirs(raw, exist_ok=True)
     wn = load_wordnet(args.wordnet)
-    sources = [iconify_samples(args.iconify, args.icons_per_set, load_countries(args.countries), wn),
-               emoji_samples(args.emoji, args.emojilib, args.cldr, args.emoji_repeat, exclude, wn),
+    countries = load_countries(args.countries)
+    sources = [iconify_samples(args.iconify, args.icons_per_set, countries, wn),
+               emoji_samples(args.emoji, args.emojilib, args.cldr, args.emoji_repeat, exclude, wn, countries),
                fashion_samples(args.fmnist)]
     stats = {}
     images, captions, words = set(), set(), set()

@@ -90,6 +90,15 @@ want = ["mice", "faces with tears of joy", "boxes", "berries", "biceps", "women 
 assert got == want, got
 assert corpus.head_noun("cat face", wn) == "cat" and corpus.head_noun("true cat running", wn) == "cat", "head noun"
 assert corpus.lexname(wn, "cat") == "animals" and corpus.lexname(wn, "feline") is None, "lexname"
+# a country's flag emoji is captioned as the flag sets' icons, also by its ISO name; other flags keep WordNet's
+assert corpus.flag_region("1f1f7-1f1fa") == "ru" and corpus.flag_region("1f3f4-e0067-e0062-e0065-e006e-e0067-e007f") == ""
+assert corpus.flag_region("1f3f3-fe0f-200d-1f308") is None and corpus.flag_region("1f1e6") is None, "flag_region"
+got = corpus.emoji_captions("russia flag", "1f1f7-1f1fa", ["flag"], {"ru": "russian federation"}, wn)
+assert got == ["russia flag", "an emoji of a russia flag", "russia flag: flag", "a russia flag emoji, flag",
+               "flag of russia", "the russia flag", "russia, flags", "flag of russian federation",
+               "the russian federation flag", "russian federation, flags"], got
+got = corpus.emoji_captions("cat", "1f408", [], {}, wn)
+assert got[:2] == ["cat", "an emoji of a cat"] and "cat, animals" in got, got
 PY
 build() { # build DIR
   WORDNET_DIR=$T/wn ICONIFY_DIR=$T/iconify EMOJI_DIR=$T/emoji EMOJILIB_JSON=$T/emojilib.json CLDR_JSON=$T/cldr.json FMNIST_DIR=$T/fm \
