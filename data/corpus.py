@@ -207,6 +207,11 @@ def wordnet_captions(phrase, wn):
     return out
 
 
+def flag_captions(country):
+    """What a flag set's icon and a country's flag emoji are both captioned with."""
+    return [f"flag of {country}", f"the {country} flag", f"{country}, flags"]
+
+
 def icon_captions(name, aliases, cats, kind=None, countries=None, wn=None):
     """Captions of one icon; kind is what its whole set draws ("flag", "logo"):
     an icon named 'jp' in a flag set is the flag of Japan."""
@@ -217,7 +222,7 @@ def icon_captions(name, aliases, cats, kind=None, countries=None, wn=None):
     caps = [phrase, f"an icon of {article(phrase)} {phrase}", f"{article(phrase)} {phrase} icon"]
     if kind == "flag":
         country = (countries or {}).get(w[0], phrase) if len(w[0]) == 2 else phrase
-        caps += [f"flag of {country}", f"the {country} flag", f"{country}, flags"]
+        caps += flag_captions(country)
     elif kind == "logo":
         caps.append(f"{phrase} logo")
     for a in aliases:
@@ -334,7 +339,7 @@ def emoji_captions(title, unified, kw, countries=None, wn=None):
     if iso and iso != names[0]:
         names.append(iso)
     for n in names:
-        caps += [f"flag of {n}", f"the {n} flag", f"{n}, flags"]
+        caps += flag_captions(n)
     return caps
 
 
