@@ -97,6 +97,8 @@ got = corpus.emoji_captions("russia flag", "1f1f7-1f1fa", ["flag"], {"ru": "russ
 assert got == ["russia flag", "an emoji of a russia flag", "russia flag: flag", "a russia flag emoji, flag",
                "flag of russia", "the russia flag", "russia, flags", "flag of russian federation",
                "the russian federation flag", "russian federation, flags"], got
+got = corpus.emoji_captions("england flag", "1f3f4-e0067-e0062-e0065-e006e-e0067-e007f", [], {"ru": "russia"}, wn)
+assert got == ["england flag", "an emoji of an england flag", "flag of england", "the england flag", "england, flags"], got
 got = corpus.emoji_captions("cat", "1f408", [], {}, wn)
 assert got[:2] == ["cat", "an emoji of a cat"] and "cat, animals" in got, got
 PY
