@@ -30,7 +30,8 @@ static const char *usage =
     "  --csv-img-key K  --csv-label-key K  --csv-separator C   manifest columns (filepath, label, tab)\n"
     "  --composite R,G,B      composite transparent images over this colour (default: drop alpha)\n"
     "  --batch-size B (256)  --workers N (2)\n"
-    "  --json                 end with one JSON line (top1, top5, n, classes, per_class)\n";
+    "  --json                 end with one JSON line (top1, top5, n, classes, per_class; with up to 20 classes\n"
+    "                         also confusion: counts, rows = true class, columns = top-1 prediction)\n";
 
 typedef struct {
     const char *clip, *data, *classfile, *templates, *save_cls, *load_cls, *confusion, *tokenizer;
@@ -115,7 +116,20 @@ static void report(const zs_opts *o, const vlm_zeroshot_result *r, char **classe
     if (!o->json) return;
     printf("{\"top1\": %.5f, \"top5\": %.5f, \"n\": %" PRId64 ", \"classes\": %d, \"per_class\": [", t1, t5, r->n, C);
     for (int k = 0; k < C; k++) printf("%s%.4f", k ? ", " : "", r->cls_n[k] ? (double)r->cls_ok[k] / (double)r->cls_n[k] : 0.0);
-    printf("]}\n");
+    printf("]");
+    // The counts behind the per-class figures, where a row fits a line: which
+    // classes absorb which (a category task's attractors). confusion: [C, C],
+    // rows = true class, columns = top-1 prediction.
+    if (C <= 20) {
+        printf(", \"confusion\": [");
+        for (int k = 0; k < C; k++) {
+            printf("%s[", k ? ", " : "");
+            for (int j = 0; j < C; j++) printf("%s%" PRId64, j ? ", " : "", r->confusion[(size_t)k * C + j]);
+            printf("]");
+        }
+        printf("]");
+    }
+    printf("}\n");
 }
 
 int cmd_zeroshot(int argc, char **argv) {

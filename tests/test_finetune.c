@@ -359,6 +359,38 @@ static double jnum(const char *json, const char *key) {
     return p ? atof(p + strlen(k)) : NAN;
 }
 
+// vlm zeroshot --json's confusion counts ([classes, classes]): they sum to n, and each
+// row's diagonal over its sum is that class's per_class accuracy.
+static void check_confusion(const char *js) {
+    const char *c = strstr(js, "\"confusion\": ["), *pc = strstr(js, "\"per_class\": [");
+    CHECK(c && pc, "no confusion or per_class: %s", js);
+    if (!c || !pc) return;
+    c += strlen("\"confusion\": [");
+    pc += strlen("\"per_class\": [");
+    double total = 0;
+    const int C = (int)jnum(js, "classes");
+    CHECK(C == 4, "classes %d", C);
+    if (C != 4) return;
+    for (int k = 0; k < C; k++) {
+        c = strchr(c, '[');
+        if (!c) break;
+        c++;
+        double row = 0, diag = 0;
+        for (int j = 0; j < C; j++) {
+            char *end;
+            double v = strtod(c, &end);
+            row += v, diag += j == k ? v : 0;
+            c = end + (*end == ',');
+        }
+        char *pend;
+        double acc = strtod(pc, &pend);
+        pc = pend + (*pend == ',');
+        CHECK(fabs((row ? diag / row : 0) - acc) < 1e-4, "class %d: confusion %g/%g vs per_class %g", k, diag, row, acc);
+        total += row;
+    }
+    CHECK(total == jnum(js, "n"), "confusion sums to %g, n %g", total, jnum(js, "n"));
+}
+
 static int run_json(const char *cmd, char *out, size_t n) {
     char full[4096];
     snprintf(full, sizeof full, "%s >" LOGS "/out.json 2>>" LOGS "/stderr.txt", cmd);
@@ -435,6 +467,7 @@ static void test_cli(void) {
     char zs[8192];
     CHECK(run_json(cmd, zs, sizeof zs) == 0, "vlm zeroshot failed");
     double z1 = jnum(zs, "top1");
+    check_confusion(zs);
     snprintf(cmd, sizeof cmd, "%s/vlm finetune --checkpoint %s --zeroshot-init --templates name --eval-only --val-data " DIRN
                               "/t10k-images-idx3-ubyte --json", VLM_BINARY_DIR, ck);
     CHECK(run_json(cmd, js, sizeof js) == 0 && jnum(js, "top1") == z1 && jnum(js, "top5") == jnum(zs, "top5"),
