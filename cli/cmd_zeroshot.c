@@ -101,13 +101,17 @@ static vlm_status class_embeddings(const zs_opts *o, vlm_clip *m, const char *me
     return vlm_st_write(o->save_cls, &t, 1, k, v, 1, err);
 }
 
+// Up to this many classes a per-class row fits a line: the text table and the
+// JSON confusion counts are written only then.
+enum { ZS_ROW_MAX_CLASSES = 20 };
+
 static void report(const zs_opts *o, const vlm_zeroshot_result *r, char **classes, int T) {
     const int C = r->C;
     FILE *f = stdout; // with --json the JSON line follows the report
     double t1 = r->n ? (double)r->top1 / (double)r->n : 0, t5 = r->n ? (double)r->top5 / (double)r->n : 0;
     fprintf(f, "zero-shot on %s: %" PRId64 " images, %d classes, %d templates\n", o->data, r->n, C, T);
     fprintf(f, "top-1 %.2f%%  top-5 %.2f%%  (chance %.2f%%)\n", 100 * t1, 100 * t5, 100.0 / C);
-    if (C <= 20) {
+    if (C <= ZS_ROW_MAX_CLASSES) {
         fprintf(f, "%-32s %8s %8s\n", "class", "n", "acc");
         for (int k = 0; k < C; k++)
             fprintf(f, "%-32.32s %8" PRId64 " %7.1f%%\n", classes[k], r->cls_n[k],
@@ -117,10 +121,10 @@ static void report(const zs_opts *o, const vlm_zeroshot_result *r, char **classe
     printf("{\"top1\": %.5f, \"top5\": %.5f, \"n\": %" PRId64 ", \"classes\": %d, \"per_class\": [", t1, t5, r->n, C);
     for (int k = 0; k < C; k++) printf("%s%.4f", k ? ", " : "", r->cls_n[k] ? (double)r->cls_ok[k] / (double)r->cls_n[k] : 0.0);
     printf("]");
-    // The counts behind the per-class figures, where a row fits a line: which
-    // classes absorb which (a category task's attractors). confusion: [C, C],
-    // rows = true class, columns = top-1 prediction.
-    if (C <= 20) {
+    // The counts behind the per-class figures: which classes absorb which (a
+    // category task's attractors). confusion: [C, C], rows = true class,
+    // columns = top-1 prediction.
+    if (C <= ZS_ROW_MAX_CLASSES) {
         printf(", \"confusion\": [");
         for (int k = 0; k < C; k++) {
             printf("%s[", k ? ", " : "");

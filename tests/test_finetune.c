@@ -359,8 +359,8 @@ static double jnum(const char *json, const char *key) {
     return p ? atof(p + strlen(k)) : NAN;
 }
 
-// vlm zeroshot --json's confusion counts ([classes, classes]): they sum to n, and each
-// row's diagonal over its sum is that class's per_class accuracy.
+// vlm zeroshot --json's confusion counts ([4, 4] for test_cli's four classes): they
+// sum to n, and each row's diagonal over its sum is that class's per_class accuracy.
 static void check_confusion(const char *js) {
     const char *c = strstr(js, "\"confusion\": ["), *pc = strstr(js, "\"per_class\": [");
     CHECK(c && pc, "no confusion or per_class: %s", js);
