@@ -38,11 +38,8 @@ import gzip
 # far named one thing each, and a class name that is a plural group ("animals & nature") was
 # never a caption; 6: an emoji of a country's flag ('japan flag', found by its regional
 # indicator code points) is captioned as the flag sets' icons ('flag of japan', 'japan, flags',
-# also by its ISO name) instead of with WordNet's words for 'flag', which all flags shared;
-# 7: an emoji (not a country's flag) is also captioned with the categories under which the icon
-# sets file icons of its name or head noun ("high-speed train, travel", "baseball, sports"): the
-# emoji had no caption naming a group that the icon sets name and WordNet does not.
-VERSION = 7
+# also by its ISO name) instead of with WordNet's words for 'flag', which all flags shared.
+VERSION = 6
 
 # Style words that name how an icon is drawn, not what it shows.
 STYLE = set("""outline outlined outlines fill filled solid line lines linear bold light thin duotone twotone
@@ -215,15 +212,6 @@ def flag_captions(country):
     return [f"flag of {country}", f"the {country} flag", f"{country}, flags"]
 
 
-def category_phrase(c):
-    """An iconify category as a caption's words: "Food / Drink" -> "food & drink",
-    "MoneyShopping" -> "money shopping", "Files and Folders" -> "files & folders" (the
-    parts joined by "&", so the text tower meets "&" as a conjunction: version 4)."""
-    c = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", c)
-    parts = [p.strip() for p in re.split(r"\s*(?:[/+&]|\band\b)\s*", c.lower()) if p.strip()]
-    return " & ".join(parts)
-
-
 def icon_captions(name, aliases, cats, kind=None, countries=None, wn=None):
     """Captions of one icon; kind is what its whole set draws ("flag", "logo"):
     an icon named 'jp' in a flag set is the flag of Japan."""
@@ -242,9 +230,12 @@ def icon_captions(name, aliases, cats, kind=None, countries=None, wn=None):
         if aw and aw != phrase:
             caps.append(f"{phrase}, {aw}")
     for c in cats:
-        c = category_phrase(c)
-        if c:
-            caps.append(f"{phrase}, {c}")
+        c = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", c)  # "MoneyShopping" -> "Money Shopping"
+        # "Food / Drink", "Audio & Video", "Files and Folders": the parts joined by "&", so
+        # the text tower meets "&" as a conjunction (before v4 it only saw it in country names)
+        parts = [p.strip() for p in re.split(r"\s*(?:[/+&]|\band\b)\s*", c.lower()) if p.strip()]
+        if parts:
+            caps.append(f"{phrase}, {' & '.join(parts)}")
     if kind is None:
         caps += wordnet_captions(phrase, wn)
     seen, out = set(), []
@@ -318,35 +309,6 @@ def iconify_samples(root, per_set, countries, wn=None):
                 yield ("iconify", prefix, f"{prefix}:{n}", "svg", svg_of(f"{prefix}:{n}", icon, dw, dh), caps)
 
 
-def icon_category_index(root):
-    """name -> {category: how many icon sets file an icon of that name under it}, over the
-    sets outside iconify's Emoji category, names without style words ("train", "heart"),
-    categories as captions say them ("map travel", "food & drink")."""
-    coll = json.load(open(os.path.join(root, "collections.json"), encoding="utf-8"))
-    index = {}
-    for prefix in sorted(coll):
-        path = os.path.join(root, "json", prefix + ".json")
-        if coll[prefix].get("category") == "Emoji" or not os.path.isfile(path):
-            continue
-        d = json.load(open(path, encoding="utf-8"))
-        for c, names in (d.get("categories") or {}).items():
-            c = category_phrase(c)
-            for n in names if c else []:
-                sets = index.setdefault(" ".join(words_of(n)), {}).setdefault(c, set())
-                sets.add(prefix)
-    return {n: {c: len(s) for c, s in cs.items()} for n, cs in index.items() if n}
-
-
-def named_categories(index, title, wn, most=2):
-    """The `most` categories that the most icon sets file `title` under (ties by name), else
-    its head noun's ("beach with umbrella" -> "beach": "map travel"); [] if neither is filed."""
-    cs = index.get(title)
-    if not cs:
-        head = head_noun(title, wn)
-        cs = index.get(head, {}) if head else {}
-    return [c for c, _ in sorted(cs.items(), key=lambda kv: (-kv[1], kv[0]))[:most]]
-
-
 def emoji_char(unified):
     return "".join(chr(int(u, 16)) for u in unified.split("-"))
 
@@ -360,19 +322,18 @@ def flag_region(unified):
     return "" if u[0] == "1f3f4" and len(u) > 2 and u[1].startswith("e00") else None
 
 
-def emoji_captions(title, unified, kw, countries=None, wn=None, cats=()):
-    """Captions of one emoji: its name, keywords, the icon sets' categories of its name
-    (`cats`, named_categories), WordNet's words for its head noun; a country's flag
-    ('japan flag') is captioned as the flag sets' icons are ('flag of japan', 'japan, flags',
-    and the ISO name when it differs: 'flag of russian federation'), not with the WordNet
-    captions of 'flag' or the categories of 'flag' that every flag would share."""
+def emoji_captions(title, unified, kw, countries=None, wn=None):
+    """Captions of one emoji: its name, keywords, WordNet's words for its head noun; a
+    country's flag ('japan flag') is captioned as the flag sets' icons are ('flag of japan',
+    'japan, flags', and the ISO name when it differs: 'flag of russian federation'), not
+    with the WordNet captions of 'flag' that every flag would share."""
     caps = [title, f"an emoji of {article(title)} {title}"]
     if kw:
         caps.append(f"{title}: {', '.join(kw[:8])}")
         caps.append(f"{article(title)} {title} emoji, {', '.join(kw[:3])}")
     region = flag_region(unified)
     if region is None or not title.endswith(" flag"):
-        return caps + [f"{title}, {c}" for c in cats] + wordnet_captions(title, wn)
+        return caps + wordnet_captions(title, wn)
     names = [title[:-len(" flag")]]
     iso = (countries or {}).get(region)
     if iso and iso != names[0]:
@@ -382,10 +343,9 @@ def emoji_captions(title, unified, kw, countries=None, wn=None, cats=()):
     return caps
 
 
-def emoji_samples(edir, emojilib, cldr, repeat, exclude, wn=None, countries=None, index=None):
-    """The training split of the emoji (train.tsv), captioned with name + keywords (+ the
-    icon sets' categories of the name, `index`: icon_category_index), less the images in
-    `exclude` (real paths: pixel-identical to a held-out one)."""
+def emoji_samples(edir, emojilib, cldr, repeat, exclude, wn=None, countries=None):
+    """The training split of the emoji (train.tsv), captioned with name + keywords,
+    less the images in `exclude` (real paths: pixel-identical to a held-out one)."""
     lib = json.load(open(emojilib, encoding="utf-8"))
     ann = json.load(open(cldr, encoding="utf-8"))["annotations"]["annotations"]
     rows = [l.rstrip("\n").split("\t") for l in open(os.path.join(edir, "train.tsv"), encoding="utf-8")][1:]
@@ -405,7 +365,7 @@ def emoji_samples(edir, emojilib, cldr, repeat, exclude, wn=None, countries=None
                 k = k.lower()
                 if re.fullmatch(r"[a-z0-9][a-z0-9 '&.-]*", k) and k != title and k not in kw:
                     kw.append(k)
-            caps = emoji_captions(title, base, kw, countries, wn, named_categories(index or {}, title, wn))
+            caps = emoji_captions(title, base, kw, countries, wn)
             with open(os.path.join(edir, rel), "rb") as f:
                 data = f.read()
             yield ("emoji", rel.split("/")[1], f"emoji:{rep}:{i}", "png", data, caps)
@@ -482,8 +442,7 @@ def main():
     wn = load_wordnet(args.wordnet)
     countries = load_countries(args.countries)
     sources = [iconify_samples(args.iconify, args.icons_per_set, countries, wn),
-               emoji_samples(args.emoji, args.emojilib, args.cldr, args.emoji_repeat, exclude, wn, countries,
-                             icon_category_index(args.iconify)),
+               emoji_samples(args.emoji, args.emojilib, args.cldr, args.emoji_repeat, exclude, wn, countries),
                fashion_samples(args.fmnist)]
     stats = {}
     images, captions, words = set(), set(), set()

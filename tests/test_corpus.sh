@@ -81,7 +81,7 @@ printf '  1 licence header\ncat n 2 1 @ 2 0 00000009 00000010\n' > "$T/wn/index.
 printf 'felines feline\nmice mouse\n' > "$T/wn/noun.exc"
 # plurals (noun.exc, the head noun of a phrase) and WordNet's lexicographer files (a noun.Tops
 # noun takes its hyponyms' file)
-PYTHONPATH=$src/data /usr/bin/python3 - "$T/wn" "$T/iconify" "$T" <<'PY' || fail "plurals / lexicographer files / categories"
+PYTHONPATH=$src/data /usr/bin/python3 - "$T/wn" <<'PY' || fail "plurals / lexicographer files"
 import sys, corpus
 wn = corpus.load_wordnet(sys.argv[1])
 got = [corpus.plural(p, wn, h) for p, h in [("mouse", None), ("face with tears of joy", None), ("box", None),
@@ -101,20 +101,6 @@ got = corpus.emoji_captions("england flag", "1f3f4-e0067-e0062-e0065-e006e-e0067
 assert got == ["england flag", "an emoji of an england flag", "flag of england", "the england flag", "england, flags"], got
 got = corpus.emoji_captions("cat", "1f408", [], {}, wn)
 assert got[:2] == ["cat", "an emoji of a cat"] and "cat, animals" in got, got
-# v7: the icon sets' categories of an emoji's name (or head noun), the two most shared ones
-index = corpus.icon_category_index(sys.argv[2])
-assert index["cat"] == {"animal & pet": 1, "home animals": 1} and "flipped cat" not in index, index
-assert "smile" not in index, "a set of the Emoji category reached the category index"
-assert corpus.named_categories(index, "cat face", wn) == ["animal & pet", "home animals"]
-index["cat"]["pets"] = 3
-assert corpus.named_categories(index, "cat", wn) == ["pets", "animal & pet"] and corpus.named_categories(index, "owl", wn) == []
-got = corpus.emoji_captions("cat", "1f408", [], {}, wn, ["pets"])
-assert got.index("cat, pets") < got.index("cat, animals"), got
-assert not any(c.endswith(", pets") for c in corpus.emoji_captions("russia flag", "1f1f7-1f1fa", [], {}, wn, ["pets"]))
-e = sys.argv[3]
-caps = {s[2]: s[5] for s in corpus.emoji_samples(f"{e}/emoji", f"{e}/emojilib.json", f"{e}/cldr.json", 1, set(), wn, {},
-                                                 {"dog face": {"dogs": 1}})}
-assert "dog face, dogs" in caps["emoji:0:1"] and not any(", dogs" in c for c in caps["emoji:0:0"]), caps
 PY
 build() { # build DIR
   WORDNET_DIR=$T/wn ICONIFY_DIR=$T/iconify EMOJI_DIR=$T/emoji EMOJILIB_JSON=$T/emojilib.json CLDR_JSON=$T/cldr.json FMNIST_DIR=$T/fm \
